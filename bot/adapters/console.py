@@ -1,0 +1,70 @@
+"""The local console: the way anyone tries salesbot, and the way most tests drive it.
+
+It is a real adapter: lines become `IncomingMessage`s of platform "console" and go through the same
+router, transaction and database as a WeCom or DingTalk message. On the console a member's platform
+user id is the name given (`--user 张三`, or a line `@张三: 认领 华为`).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+from bot.messages import IncomingMessage, Mention, Reply
+from bot.router import Router, normalise_text
+
+CONSOLE_ORG = "console"
+_SENDER = re.compile(r"^@([^\s:：]{1,64})\s*[:：]\s*(.*)$", re.S)
+_MENTION = re.compile(r"(?<![\w.])@([^\s@:：]{1,64})")
+
+
+@dataclass
+class ConsoleChat:
+    router: Router
+    team: str = "销售一组"
+    user: str = "我"
+    org: str = CONSOLE_ORG
+
+    def parse_line(self, line: str) -> tuple[str, str]:
+        """`@张三: 认领 华为` is sent as 张三; any other line as the default user."""
+        found = _SENDER.match(line.strip())
+        if found:
+            return found.group(1), found.group(2).strip()
+        return self.user, line.strip()
+
+    def message(self, text: str, user: str | None = None, msg_id: str | None = None) -> IncomingMessage:
+        user = user or self.user
+        mentions = tuple(Mention(user_id=name, name=name) for name in _MENTION.findall(normalise_text(text)))
+        return IncomingMessage(
+            platform="console",
+            org_key=self.org,
+            chat_id=self.team,
+            chat_title=self.team,
+            user_id=user,
+            user_name=user,
+            text=text,
+            msg_id=msg_id or uuid.uuid4().hex,
+            mentions=mentions,
+        )
+
+    async def send(self, text: str, user: str | None = None, msg_id: str | None = None) -> list[Reply]:
+        return await self.router.handle(self.message(text, user, msg_id))
+
+    async def say(self, text: str, user: str | None = None, msg_id: str | None = None) -> list[str]:
+        """What the bot answers, rendered as the console prints it (mentions as @名字)."""
+        return [render(reply) for reply in await self.send(text, user, msg_id)]
+
+    async def say_line(self, line: str) -> list[str]:
+        user, text = self.parse_line(line)
+        if not text:
+            return []
+        return await self.say(text, user)
+
+
+def render(reply: Reply) -> str:
+    text = reply.plain_text()
+    if reply.audience == "direct":
+        people = "、".join(reply.names.get(u, u) for u in reply.user_ids)
+        return f"（私信 {people}）{text}"
+    return text

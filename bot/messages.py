@@ -1,0 +1,82 @@
+"""The platform-neutral message types every adapter fills and every handler returns.
+
+Handlers never see a platform: an adapter turns a WeCom/DingTalk/console payload into an
+`IncomingMessage`, and turns a `Reply` or `OutgoingMessage` back into whatever its platform speaks.
+Mentions travel inside text as `<@user_id>` markers so that each adapter can render them its own way
+(WeCom `<@userid>`, DingTalk `@staffid` plus `at.atUserIds`, the console `@名字`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+MENTION_MARKER = re.compile(r"<@([^<>\s]{1,128})>")
+
+ChatType = Literal["group", "single"]
+
+
+@dataclass(frozen=True)
+class Mention:
+    """Someone @-mentioned in an incoming message, as far as the platform tells us."""
+
+    user_id: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    """One chat message addressed to the bot, already verified and decrypted by its adapter.
+
+    `org_key` identifies the organisation on its platform (WeCom CorpID, DingTalk corpId, or
+    "console"); `chat_id` the group chat that a team is bound to. `reply_context` carries what an
+    adapter needs to answer later (a WeCom response_url, a DingTalk sessionWebhook) and is opaque to
+    everything outside the adapter.
+    """
+
+    platform: str
+    org_key: str
+    chat_id: str
+    user_id: str
+    text: str
+    msg_id: str
+    user_name: str | None = None
+    chat_title: str | None = None
+    chat_type: ChatType = "group"
+    mentions: tuple[Mention, ...] = ()
+    reply_context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a handler wants said.
+
+    `audience` "chat" answers in the conversation the command came from; "team" announces in the
+    team's group even when the command came from a private chat; "direct" goes to `user_ids`
+    privately. `names` maps user ids used in `<@id>` markers to display names for renderers that
+    cannot mention natively.
+    """
+
+    text: str
+    audience: Literal["chat", "team", "direct"] = "chat"
+    user_ids: tuple[str, ...] = ()
+    names: dict[str, str] = field(default_factory=dict)
+    title: str | None = None
+
+    def plain_text(self) -> str:
+        """The text with mention markers replaced by `@名字`, for the console and logs."""
+        return render_mentions(self.text, lambda uid: f"@{self.names.get(uid, uid)}")
+
+
+def mention(user_id: str) -> str:
+    """The in-text marker for a mention; adapters render it per platform."""
+    return f"<@{user_id}>"
+
+
+def mentioned_ids(text: str) -> list[str]:
+    return MENTION_MARKER.findall(text)
+
+
+def render_mentions(text: str, render: Any) -> str:
+    return MENTION_MARKER.sub(lambda m: render(m.group(1)), text)

@@ -1,0 +1,200 @@
+"""From a platform-neutral message to a handler's replies, inside one transaction.
+
+normalise text → strip the leading @bot → match command word or /alias (longest first) → take out
+options and @mentions → check the role → run the handler → replies. A platform's re-delivery of the
+same message stops at the inbound record; a user's mistake becomes a Chinese reply; anything else is
+logged with an id and the user gets a short apology carrying that id — never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from rapidfuzz import fuzz, process
+
+from bot.messages import IncomingMessage, Reply
+from handlers.commands import ROLE_NAMES, ROLE_RANK, Args, CommandSpec, UserError
+from storage.database import Database
+from storage.models import Member
+from storage.store import Store
+
+log = logging.getLogger("salesbot.router")
+
+_SPACES = re.compile(r"\s+")
+_LEADING_MENTION = re.compile(r"^@\S+\s*")
+_MENTION_TOKEN = re.compile(r"(?<![\w.])@([^\s@]{1,64})")
+MAX_TEXT_CHARS = 2000
+
+# Called inside the command's transaction with the replies; returns the replies to answer inline.
+# The outbox uses it to enqueue what must travel later (announcements, direct messages, replies that
+# go back through a response_url), so they commit together with the change that caused them.
+ReplySink = Callable[[Store, IncomingMessage, list[Reply], datetime], Awaitable[list[Reply]]]
+
+
+def normalise_text(text: str) -> str:
+    """Fold what Chinese input methods produce (全角 spaces, ：，＃ and full-width letters) to plain forms."""
+    text = unicodedata.normalize("NFKC", text)
+    text = text.replace("\u200b", "").replace("\ufeff", "")
+    return _SPACES.sub(" ", text).strip()
+
+
+@dataclass
+class Match:
+    spec: CommandSpec
+    rest: str
+
+
+class Router:
+    def __init__(
+        self,
+        db: Database,
+        commands: Sequence[CommandSpec],
+        *,
+        admin_ids: Iterable[str] = (),
+        reply_sink: ReplySink | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ) -> None:
+        self.db = db
+        self.commands = list(commands)
+        self.admin_ids = frozenset(admin_ids)
+        self.reply_sink = reply_sink
+        self.clock = clock
+        self._by_word: list[tuple[str, CommandSpec]] = sorted(
+            [(w, s) for s in self.commands for w in s.words], key=lambda p: -len(p[0])
+        )
+        self._by_alias: dict[str, CommandSpec] = {s.alias.lower(): s for s in self.commands}
+
+    # ----------------------------------------------------------------- matching
+    def match(self, text: str) -> Match | None:
+        text = normalise_text(text)
+        while _LEADING_MENTION.match(text):
+            text = _LEADING_MENTION.sub("", text, count=1)
+        if text.startswith("/"):
+            head, _, rest = text.partition(" ")
+            spec = self._by_alias.get(head.lower())
+            return Match(spec, rest.strip()) if spec else None
+        for word, spec in self._by_word:
+            if text.startswith(word):
+                return Match(spec, text[len(word) :].strip())
+        return None
+
+    def suggest(self, text: str) -> list[CommandSpec]:
+        text = normalise_text(text)
+        while _LEADING_MENTION.match(text):
+            text = _LEADING_MENTION.sub("", text, count=1)
+        head = text.split(" ", 1)[0] if text else ""
+        if not head:
+            return []
+        choices = {w: s for s in self.commands for w in (*s.words, s.alias)}
+        found = process.extract(head[:12], list(choices), scorer=fuzz.ratio, limit=3, score_cutoff=50)
+        seen: list[CommandSpec] = []
+        for word, _score, _ in found:
+            if choices[word] not in seen:
+                seen.append(choices[word])
+        return seen
+
+    # ----------------------------------------------------------------- handling
+    async def handle(self, msg: IncomingMessage, now: datetime | None = None) -> list[Reply]:
+        """Run one message to completion and return what to answer in its chat."""
+        now = now or self.clock()
+        error_id = uuid.uuid4().hex[:8]
+        try:
+            async with self.db.transaction() as store:
+                if not await store.record_inbound(msg.platform, msg.msg_id, msg.org_key, now):
+                    log.info("duplicate delivery ignored platform=%s msg_id=%s", msg.platform, msg.msg_id)
+                    return []
+                await store.bind(
+                    platform=msg.platform,
+                    org_key=msg.org_key,
+                    chat_id=msg.chat_id,
+                    chat_title=msg.chat_title,
+                    user_id=msg.user_id,
+                    user_name=msg.user_name,
+                    now=now,
+                    admin_ids=self.admin_ids,
+                    msg_id=msg.msg_id,
+                )
+                replies = await self._run(store, msg, now)
+                if self.reply_sink is not None:
+                    replies = await self.reply_sink(store, msg, replies, now)
+                return replies
+        except Exception:
+            log.exception("command failed error_id=%s platform=%s msg_id=%s", error_id, msg.platform, msg.msg_id)
+            return [Reply(f"抱歉，处理这条消息时出错了（错误编号 {error_id}）。请稍后再试，或把编号告诉管理员。")]
+
+    async def _run(self, store: Store, msg: IncomingMessage, now: datetime) -> list[Reply]:
+        if len(msg.text) > MAX_TEXT_CHARS:
+            return [Reply(f"消息太长了（超过 {MAX_TEXT_CHARS} 字），请精简后再发。")]
+        match = self.match(msg.text)
+        if match is None:
+            return [self._not_understood(msg.text)]
+        spec = match.spec
+        if ROLE_RANK[store.role] < ROLE_RANK[spec.role]:
+            return [Reply(f"「{spec.word}」只有{ROLE_NAMES[spec.role]}可以使用。你当前的身份是{ROLE_NAMES[store.role]}。")]
+        try:
+            # A savepoint: a handler that fails leaves nothing behind, while the inbound record stays
+            # so that a re-delivery of the same message does not run it again.
+            async with store.session.begin_nested():
+                args = await self._parse_args(store, msg, spec, match.rest, now)
+                result = await spec.handler(msg, args, store, now)
+        except UserError as err:
+            return [Reply(err.text())]
+        if result is None:
+            return []
+        return [result] if isinstance(result, Reply) else list(result)
+
+    def _not_understood(self, text: str) -> Reply:
+        suggestions = self.suggest(text)
+        if suggestions:
+            s = suggestions[0]
+            return Reply(f"没看懂这条指令。你是不是想用「{s.word}」（{s.alias}）？\n用法：{s.usage}\n示例：{s.example}")
+        return Reply("没看懂这条指令。发送「帮助」查看全部命令，例如：认领 北京华为技术有限公司")
+
+    async def _parse_args(
+        self, store: Store, msg: IncomingMessage, spec: CommandSpec, rest: str, now: datetime
+    ) -> Args:
+        options: dict[str, str] = {}
+        text = rest
+        for key in spec.options:
+            pattern = re.compile(rf"(?:^|\s){re.escape(key)}\s*:\s*(\S+)")
+            found = pattern.search(text)
+            if found:
+                options[key] = found.group(1)
+                text = (text[: found.start()] + " " + text[found.end() :]).strip()
+        mentions: list[Member] = []
+        tokens = _MENTION_TOKEN.findall(text)
+        if tokens:
+            mentions = await self._resolve_mentions(store, msg, tokens, now)
+            text = _MENTION_TOKEN.sub(" ", text)
+        return Args(text=normalise_text(text), raw=rest, options=options, mentions=mentions)
+
+    async def _resolve_mentions(
+        self, store: Store, msg: IncomingMessage, tokens: list[str], now: datetime
+    ) -> list[Member]:
+        unnamed = [m for m in msg.mentions if m.name is None and m.user_id != msg.user_id]
+        members: list[Member] = []
+        for index, token in enumerate(tokens):
+            platform = next((m for m in msg.mentions if token in (m.name, m.user_id)), None)
+            if platform is None and len(unnamed) == len(tokens):
+                platform = unnamed[index]
+            if platform is not None:
+                member = await store.ensure_member(store.org, platform.user_id, platform.name or token, now)
+            else:
+                found = await store.find_members(token)
+                if not found:
+                    raise UserError(
+                        f"找不到成员「@{token}」。请在群里 @ 他本人，或让他先在群里给我发一条消息（如：帮助）。"
+                    )
+                if len({m.id for m in found}) > 1:
+                    names = "、".join(f"{m.name}（{m.user_id}）" for m in found)
+                    raise UserError(f"「@{token}」对应多位成员：{names}。请用对方的账号 ID 来 @。")
+                member = found[0]
+            if member not in members:
+                members.append(member)
+        return members

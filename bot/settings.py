@@ -1,0 +1,196 @@
+"""Configuration: `SALESBOT_*` environment variables or a TOML file, validated once at start.
+
+A wrong setting stops the process with a message that names the variable, instead of surfacing as a
+signature failure at 9 a.m. on Monday. `masked()` is what `salesbot config check` prints: secrets
+never leave the process in clear.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from storage.engine import DEFAULT_DATABASE_URL, DatabaseURLError, async_url
+
+ENV_PREFIX = "SALESBOT_"
+SECRET_MARKERS = ("secret", "token", "aes_key", "password")
+
+
+class ConfigError(ValueError):
+    """Raised with a message that names the offending setting (as its environment variable)."""
+
+
+def _aes_key(value: str | None, name: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if len(value) != 43 or not value.isalnum():
+        raise ValueError(f"{name} 必须是 43 位字母数字（EncodingAESKey），当前长度 {len(value)}")
+    return value
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    admins: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "INFO"
+    timezone: str = "Asia/Shanghai"
+    reply_budget_ms: int = 1500
+
+    wecom_corp_id: str | None = None
+    wecom_aibot_token: str | None = None
+    wecom_aibot_aes_key: str | None = None
+    wecom_aibot_mode: Literal["http", "websocket"] = "http"
+    wecom_aibot_bot_id: str | None = None
+    wecom_aibot_secret: str | None = None
+    wecom_aibot_ws_url: str = "wss://openws.work.weixin.qq.com"
+    wecom_app_token: str | None = None
+    wecom_app_aes_key: str | None = None
+    wecom_app_secret: str | None = None
+    wecom_agent_id: int | None = None
+    wecom_api_base: str = "https://qyapi.weixin.qq.com"
+
+    dingtalk_app_key: str | None = None
+    dingtalk_app_secret: str | None = None
+    dingtalk_robot_code: str | None = None
+    dingtalk_agent_id: int | None = None
+    dingtalk_event_token: str | None = None
+    dingtalk_event_aes_key: str | None = None
+    dingtalk_mode: Literal["http", "stream"] = "http"
+    dingtalk_oapi_base: str = "https://oapi.dingtalk.com"
+    dingtalk_api_base: str = "https://api.dingtalk.com"
+
+    @field_validator("admins", mode="before")
+    @classmethod
+    def _split_admins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.replace("，", ",").split(",") if v.strip())
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        try:
+            async_url(value)
+        except DatabaseURLError as err:
+            raise ValueError(str(err)) from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"未知时区 {value!r}，示例：Asia/Shanghai") from None
+        return value
+
+    @field_validator("wecom_aibot_aes_key", "wecom_app_aes_key", "dingtalk_event_aes_key")
+    @classmethod
+    def _check_aes(cls, value: str | None, info: Any) -> str | None:
+        return _aes_key(value, ENV_PREFIX + info.field_name.upper())
+
+    @model_validator(mode="after")
+    def _check_groups(self) -> "Settings":
+        pairs = [
+            ("wecom_aibot_token", "wecom_aibot_aes_key"),
+            ("wecom_app_token", "wecom_app_aes_key"),
+            ("dingtalk_event_token", "dingtalk_event_aes_key"),
+            ("dingtalk_app_key", "dingtalk_app_secret"),
+        ]
+        for a, b in pairs:
+            if bool(getattr(self, a)) != bool(getattr(self, b)):
+                missing = b if getattr(self, a) else a
+                raise ValueError(f"缺少 {ENV_PREFIX}{missing.upper()}（与 {ENV_PREFIX}{(a if missing == b else b).upper()} 配套）")
+        if self.wecom_app_token and not self.wecom_corp_id:
+            raise ValueError(f"缺少 {ENV_PREFIX}WECOM_CORP_ID（自建应用回调需要 CorpID 校验）")
+        if self.wecom_app_secret and (not self.wecom_corp_id or self.wecom_agent_id is None):
+            raise ValueError(f"缺少 {ENV_PREFIX}WECOM_CORP_ID 或 {ENV_PREFIX}WECOM_AGENT_ID（发送应用消息需要）")
+        if self.wecom_aibot_mode == "websocket" and not (self.wecom_aibot_bot_id and self.wecom_aibot_secret):
+            raise ValueError(f"长连接模式需要 {ENV_PREFIX}WECOM_AIBOT_BOT_ID 和 {ENV_PREFIX}WECOM_AIBOT_SECRET")
+        if self.dingtalk_mode == "stream" and not self.dingtalk_app_key:
+            raise ValueError(f"Stream 模式需要 {ENV_PREFIX}DINGTALK_APP_KEY 和 {ENV_PREFIX}DINGTALK_APP_SECRET")
+        return self
+
+    @property
+    def wecom_enabled(self) -> bool:
+        return bool(self.wecom_aibot_token or self.wecom_app_token or self.wecom_aibot_mode == "websocket")
+
+    @property
+    def dingtalk_enabled(self) -> bool:
+        return bool(self.dingtalk_app_key)
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration with every secret replaced, for printing."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if value and any(marker in name for marker in SECRET_MARKERS):
+                out[name] = "******"
+            elif name == "database_url":
+                out[name] = _mask_url(value)
+            else:
+                out[name] = value
+        return out
+
+
+def _mask_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "******"
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"找不到配置文件 {path}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"配置文件 {path} 格式错误：{err}") from None
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):  # [wecom] corp_id = … → wecom_corp_id
+            for sub, subvalue in value.items():
+                flat[f"{key}_{sub}".lower()] = subvalue
+        else:
+            flat[key.lower()] = value
+    return flat
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, config_file: str | os.PathLike[str] | None = None, **overrides: Any
+) -> Settings:
+    """Environment wins over the TOML file; explicit overrides (command-line flags) win over both."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    if config_file is None and env.get(ENV_PREFIX + "CONFIG"):
+        config_file = env[ENV_PREFIX + "CONFIG"]
+    if config_file is not None:
+        values.update(_from_toml(Path(config_file)))
+    known = set(Settings.model_fields)
+    for key, value in env.items():
+        if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() in known and value != "":
+            values[key[len(ENV_PREFIX) :].lower()] = value
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            field = ".".join(str(p) for p in e["loc"])
+            where = f"{ENV_PREFIX}{field.upper()}: " if field else ""
+            message = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden":
+                message = "未知的设置项"
+            problems.append(f"{where}{message}")
+        raise ConfigError("配置错误：\n" + "\n".join(problems)) from None

@@ -1,0 +1,15 @@
+"""Business rules, one module per area of the product. Nothing here knows a chat platform."""
+
+from __future__ import annotations
+
+from handlers.commands import CommandSpec
+
+
+def all_commands() -> list[CommandSpec]:
+    """Every command of every area, in the order help lists them."""
+    from handlers import admin, customers, followups, guide, help_requests
+
+    specs: list[CommandSpec] = []
+    for module in (customers, followups, help_requests, admin, guide):
+        specs.extend(module.commands.specs)
+    return specs

@@ -1,0 +1,139 @@
+"""Team settings and roles: 设置 <项目> <值>.
+
+Each setting declares who may change it and how its value is read, so a new area (schedules, pushes)
+adds a row to `SETTINGS` instead of a new command word.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.messages import IncomingMessage, Reply
+from handlers.commands import ROLE_NAMES, ROLE_RANK, Args, CommandSet, RoleName, UserError
+from handlers.common import names_of, who
+from storage.store import Store
+
+commands = CommandSet("管理")
+
+SettingApply = Callable[[Args, str, Store, datetime], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    name: str
+    role: RoleName
+    usage: str
+    describe: Callable[[Store], str]
+    apply: SettingApply
+
+
+SETTINGS: dict[str, SettingSpec] = {}
+
+
+def setting(name: str, *, role: RoleName, usage: str, describe: Callable[[Store], str]) -> Callable[[SettingApply], SettingApply]:
+    def register(apply: SettingApply) -> SettingApply:
+        SETTINGS[name] = SettingSpec(name, role, usage, describe, apply)
+        return apply
+
+    return register
+
+
+def _count(value: str, unit: str, usage: str, *, allow_off: bool = False) -> int | None:
+    value = value.strip()
+    if allow_off and value in ("不限", "关闭", "无", "0"):
+        return None
+    found = re.fullmatch(rf"(\d{{1,5}})\s*(?:{unit})?", value)
+    if not found:
+        raise UserError(f"「{value}」不是有效的数字。", example=usage)
+    return int(found.group(1))
+
+
+@setting("主管", role="admin", usage="设置 主管 @成员", describe=lambda s: "")
+async def _set_lead(args: Args, value: str, store: Store, now: datetime) -> str:
+    if not args.mentions:
+        raise UserError("请 @ 要设为主管的成员。", example="设置 主管 @张三")
+    for member in args.mentions:
+        await store.set_team_role(member, "lead", now)
+    return "、".join(who(m) for m in args.mentions) + " 已成为本组主管，可以转交、释放本组任何客户，并接收日报。"
+
+
+@setting("成员", role="admin", usage="设置 成员 @成员", describe=lambda s: "")
+async def _set_rep(args: Args, value: str, store: Store, now: datetime) -> str:
+    if not args.mentions:
+        raise UserError("请 @ 要取消主管身份的成员。", example="设置 成员 @张三")
+    for member in args.mentions:
+        await store.set_team_role(member, "rep", now)
+    return "、".join(who(m) for m in args.mentions) + " 现在是普通成员。"
+
+
+@setting(
+    "上限",
+    role="admin",
+    usage="设置 上限 50",
+    describe=lambda s: f"每人跟进中客户上限：{s.team.max_active_customers} 个",
+)
+async def _set_cap(args: Args, value: str, store: Store, now: datetime) -> str:
+    cap = _count(value, "个", "设置 上限 50")
+    if cap is None or not 1 <= cap <= 10000:
+        raise UserError("上限要在 1 到 10000 之间。", example="设置 上限 50")
+    await store.update_team_settings({"max_active_customers": cap}, now)
+    return f"每人跟进中客户上限已设为 {cap} 个（赢单、输单的客户不计入）。"
+
+
+@setting(
+    "每日认领",
+    role="admin",
+    usage="设置 每日认领 5（或 不限）",
+    describe=lambda s: f"每日认领上限：{s.team.daily_claim_limit or '不限'}",
+)
+async def _set_daily(args: Args, value: str, store: Store, now: datetime) -> str:
+    limit = _count(value, "个", "设置 每日认领 5", allow_off=True)
+    await store.update_team_settings({"daily_claim_limit": limit}, now)
+    return f"每日认领上限已设为 {limit} 个。" if limit else "已取消每日认领上限。"
+
+
+@setting(
+    "冷却",
+    role="admin",
+    usage="设置 冷却 7天",
+    describe=lambda s: f"释放后再认领冷却期：{s.team.cooldown_days} 天",
+)
+async def _set_cooldown(args: Args, value: str, store: Store, now: datetime) -> str:
+    days = _count(value, "天", "设置 冷却 7天", allow_off=True) or 0
+    if days > 365:
+        raise UserError("冷却期最多 365 天。", example="设置 冷却 7天")
+    await store.update_team_settings({"cooldown_days": days}, now)
+    return f"冷却期已设为 {days} 天。" if days else "已取消冷却期。"
+
+
+@commands.command(
+    "设置",
+    "/config",
+    summary="查看或修改本组设置",
+    usage="设置 [项目] [值]",
+    example="设置 上限 50",
+    role="rep",
+)
+async def configure(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
+    """不带参数时列出本组设置；主管/管理员可以修改。"""
+    name, _, value = args.text.partition(" ")
+    if not name:
+        lines = [f"⚙️ 「{store.team.name}」的设置："]
+        lines += [f"· {text}" for spec in SETTINGS.values() if (text := spec.describe(store))]
+        leads = await store.team_leads()
+        lines.append(f"· 主管：{'、'.join(m.name for m in leads) or '未设置'}")
+        lines.append("修改示例：" + "；".join(spec.usage for spec in list(SETTINGS.values())[:4]))
+        return Reply("\n".join(lines))
+    spec = SETTINGS.get(name)
+    if spec is None:
+        known = "、".join(SETTINGS)
+        raise UserError(f"没有「{name}」这项设置。可设置：{known}。", example="设置 上限 50")
+    if ROLE_RANK[store.role] < ROLE_RANK[spec.role]:
+        raise UserError(f"「设置 {name}」只有{ROLE_NAMES[spec.role]}可以使用。")
+    if not value.strip() and not args.mentions:
+        raise UserError(f"请写上「{name}」的新值。", example=spec.usage)
+    text = await spec.apply(args, value.strip(), store, now)
+    return Reply("✅ " + text, names=names_of(*args.mentions))

@@ -1,0 +1,124 @@
+"""How a handler module declares its commands, and what a handler receives.
+
+A handler is a plain async function `(msg, args, store, now) -> Reply | list[Reply]`. It declares its
+Chinese command word, its English `/alias`, a usage line and an example next to its code, so the help
+text can never drift from what the router accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal, Union
+
+from bot.messages import IncomingMessage, Reply
+
+if TYPE_CHECKING:
+    from storage.models import Member
+    from storage.store import Store
+
+RoleName = Literal["rep", "lead", "admin"]
+ROLE_RANK: dict[str, int] = {"rep": 0, "lead": 1, "admin": 2}
+ROLE_NAMES: dict[str, str] = {"rep": "成员", "lead": "主管", "admin": "管理员"}
+
+
+class UserError(Exception):
+    """A mistake the user should read about: the message is Chinese and, ideally, shows an example."""
+
+    def __init__(self, message: str, *, example: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.example = example
+
+    def text(self) -> str:
+        if self.example:
+            return f"{self.message}\n示例：{self.example}"
+        return self.message
+
+
+@dataclass
+class Args:
+    """A command's arguments after the router has normalised the text.
+
+    `text` is everything after the command word with `@mentions` and `key:value` options taken out;
+    `raw` keeps the whole argument text. `mentions` are the members named with `@`, already looked up
+    in the organisation, in order.
+    """
+
+    text: str
+    raw: str
+    options: dict[str, str] = field(default_factory=dict)
+    mentions: list["Member"] = field(default_factory=list)
+
+    @property
+    def words(self) -> list[str]:
+        return self.text.split()
+
+
+HandlerResult = Union[Reply, list[Reply], None]
+Handler = Callable[[IncomingMessage, Args, "Store", datetime], Awaitable[HandlerResult]]
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    word: str
+    alias: str
+    handler: Handler
+    summary: str
+    usage: str
+    example: str
+    role: RoleName = "rep"
+    options: tuple[str, ...] = ()
+    extra_words: tuple[str, ...] = ()
+    details: str = ""
+    group: str = ""
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        return (self.word, *self.extra_words)
+
+
+class CommandSet:
+    """The commands of one handler module, collected by decorator."""
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self.specs: list[CommandSpec] = []
+
+    def command(
+        self,
+        word: str,
+        alias: str,
+        *,
+        summary: str,
+        usage: str,
+        example: str,
+        role: RoleName = "rep",
+        options: tuple[str, ...] = (),
+        extra_words: tuple[str, ...] = (),
+        details: str = "",
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.specs.append(
+                CommandSpec(
+                    word=word,
+                    alias=alias,
+                    handler=handler,
+                    summary=summary,
+                    usage=usage,
+                    example=example,
+                    role=role,
+                    options=options,
+                    extra_words=extra_words,
+                    details=details or (handler.__doc__ or "").strip(),
+                    group=self.group,
+                )
+            )
+            return handler
+
+        return register
+
+
+def usage_error(spec_usage: str, example: str, problem: str = "格式不对") -> UserError:
+    return UserError(f"{problem}。用法：{spec_usage}", example=example)

@@ -1,0 +1,130 @@
+"""Progress on a customer: 跟进, 赢单, 输单.
+
+Follow-up records carry stage and amount changes, because the weekly retro and the manager digest are
+built from these records rather than from the customer's current state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.messages import IncomingMessage, Reply
+from handlers.amounts import AmountError, format_amount, parse_amount
+from handlers.commands import Args, CommandSet, UserError
+from handlers.common import (
+    OPEN_STAGES,
+    STAGES,
+    STATUS_NAMES,
+    local_today,
+    resolve_customer,
+    split_customer_and_rest,
+    to_fen,
+    yuan,
+)
+from handlers.dates import DateError, format_date, parse_date
+from storage.models import Customer
+from storage.store import Store
+
+commands = CommandSet("跟进")
+
+PROGRESS_EXAMPLE = "跟进 华为 已约下周拜访 阶段:初访 金额:50万 下次:周五"
+STAGE_ALIASES = {"赢": "赢单", "成交": "赢单", "签约": "赢单", "输": "输单", "丢单": "输单", "需求": "需求确认"}
+
+
+async def _writable_customer(store: Store, query: str, example: str) -> Customer:
+    """Only the owner and collaborators may post progress on an active customer."""
+    customer = await resolve_customer(store, query, example=example)
+    if customer.owner_id is None:
+        raise UserError(f"「{customer.name}」在公海里，请先认领再跟进。", example=f"认领 {customer.name}")
+    if customer.owner_id != store.actor.id and not await store.is_collaborator(customer, store.actor):
+        raise UserError(f"只有「{customer.name}」的负责人和协作人可以提交跟进。如需参与，请负责人发送：协作 {customer.name} @{store.actor.name}")
+    if customer.status != "active":
+        raise UserError(f"「{customer.name}」已{STATUS_NAMES[customer.status]}，不能再提交跟进。")
+    return customer
+
+
+def _parse_stage(value: str) -> str:
+    stage = STAGE_ALIASES.get(value, value)
+    if stage not in STAGES:
+        raise UserError(f"阶段「{value}」不认识。可选：{' → '.join(OPEN_STAGES)}，或 赢单/输单。", example=PROGRESS_EXAMPLE)
+    return stage
+
+
+def _parse_amount(value: str) -> int:
+    try:
+        return to_fen(parse_amount(value))
+    except AmountError as err:
+        raise UserError(str(err)) from None
+
+
+@commands.command(
+    "跟进",
+    "/progress",
+    summary="记录客户跟进进展",
+    usage="跟进 <客户> <内容> [阶段:<阶段>] [金额:<金额>] [下次:<日期>]",
+    example=PROGRESS_EXAMPLE,
+    options=("阶段", "金额", "下次"),
+    details=(
+        "记录一次跟进。阶段：线索 → 初访 → 需求确认 → 报价 → 谈判 → 赢单/输单。\n"
+        "金额可写 50万、1.2亿、300000、30k；下次日期可写 明天、周五、下周一、12-05、2026-12-05。\n"
+        "只有负责人和协作人可以提交。"
+    ),
+)
+async def progress(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
+    query, content = split_customer_and_rest(args.text)
+    if not query:
+        raise UserError("请写上客户和跟进内容。", example=PROGRESS_EXAMPLE)
+    customer = await _writable_customer(store, query, PROGRESS_EXAMPLE)
+    if not content and not args.options:
+        raise UserError("请写上这次跟进的内容。", example=PROGRESS_EXAMPLE)
+    stage = _parse_stage(args.options["阶段"]) if "阶段" in args.options else None
+    amount = _parse_amount(args.options["金额"]) if "金额" in args.options else None
+    today = local_today(store, now)
+    next_on = None
+    if "下次" in args.options:
+        try:
+            next_on = parse_date(args.options["下次"], today)
+        except DateError as err:
+            raise UserError(str(err)) from None
+        if next_on < today:
+            raise UserError(f"下次跟进日期 {next_on.isoformat()} 已经过去了，请写今天或以后的日期。", example=PROGRESS_EXAMPLE)
+    status = {"赢单": "won", "输单": "lost"}.get(stage or "")
+    old_stage = customer.stage
+    if not content:
+        content = "更新" + "、".join(k for k in ("阶段", "金额", "下次") if k in args.options)
+    await store.add_followup(customer, content, now, stage=stage, amount_fen=amount, next_on=next_on, status=status)
+    parts = [f"📝 已记录「{customer.name}」的跟进"]
+    if stage and stage != old_stage:
+        parts.append(f"阶段：{old_stage} → {stage}")
+    if amount is not None:
+        parts.append(f"金额：{format_amount(yuan(amount))}")
+    if next_on:
+        parts.append(f"下次跟进：{format_date(next_on, today)}")
+    return Reply("\n".join(parts))
+
+
+WON_EXAMPLE = "赢单 华为 120万"
+
+
+@commands.command("赢单", "/won", summary="标记赢单", usage="赢单 <客户> [金额]", example=WON_EXAMPLE)
+async def won(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
+    """把客户标记为赢单，可同时写上成交金额。"""
+    query, rest = split_customer_and_rest(args.text)
+    customer = await _writable_customer(store, query, WON_EXAMPLE)
+    amount = _parse_amount(rest) if rest else None
+    await store.add_followup(customer, "赢单", now, stage="赢单", amount_fen=amount, status="won")
+    final = yuan(customer.amount_fen)
+    return Reply(f"🎉 恭喜！「{customer.name}」赢单，金额 {format_amount(final)}。")
+
+
+LOST_EXAMPLE = "输单 华为 预算被砍"
+
+
+@commands.command("输单", "/lost", summary="标记输单", usage="输单 <客户> [原因]", example=LOST_EXAMPLE)
+async def lost(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
+    """把客户标记为输单，原因会记在跟进记录里，供复盘使用。"""
+    query, reason = split_customer_and_rest(args.text)
+    customer = await _writable_customer(store, query, LOST_EXAMPLE)
+    await store.add_followup(customer, f"输单：{reason}" if reason else "输单", now, stage="输单", status="lost")
+    tail = f"原因：{reason}" if reason else "可以补充原因：输单 客户 原因"
+    return Reply(f"已记录「{customer.name}」输单。{tail}")

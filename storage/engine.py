@@ -1,0 +1,81 @@
+"""Opening the database: URL handling, SQLite tuning, and the migration gate.
+
+SQLite is the embedded default, so it has to behave under concurrent commands too: WAL lets readers
+run beside the writer, a busy timeout makes writers queue instead of failing, and every transaction
+starts with BEGIN IMMEDIATE so that two commands never both read and then both try to upgrade to a
+write lock (which SQLite answers with an instant "database is locked", whatever the timeout).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///salesbot.db"
+
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+pysqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+psycopg2": "postgresql+asyncpg",
+    "postgresql+psycopg": "postgresql+asyncpg",
+}
+
+
+class DatabaseURLError(ValueError):
+    pass
+
+
+def async_url(url: str) -> str:
+    """Accept plain `sqlite:///…` and `postgresql://…` and pick the async driver for the user."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError with an English message
+        raise DatabaseURLError(f"数据库地址格式不对：{url!r}。示例：sqlite:///salesbot.db") from exc
+    driver = _ASYNC_DRIVERS.get(parsed.drivername, parsed.drivername)
+    if driver not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise DatabaseURLError(
+            f"不支持的数据库：{parsed.drivername}。请使用 sqlite:///文件名.db 或 postgresql://用户@主机/库名"
+        )
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def is_sqlite(engine_or_url: AsyncEngine | str) -> bool:
+    name = engine_or_url.dialect.name if isinstance(engine_or_url, AsyncEngine) else make_url(
+        async_url(engine_or_url)
+    ).get_backend_name()
+    return name == "sqlite"
+
+
+def create_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngine:
+    url = async_url(url)
+    if make_url(url).get_backend_name() == "sqlite":
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+        _tune_sqlite(engine)
+        return engine
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **kwargs
+    )
+
+
+def _tune_sqlite(engine: AsyncEngine) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,266 @@
+"""Tables of salesbot, in SQLAlchemy 2 typed form.
+
+Every row that belongs to a customer's business carries `org_id`, so that every query can be scoped
+to one organisation; rows of a team carry `team_id` too. Money is stored in fen (integer) because
+SQLite has no exact decimal type and reps care about every yuan in a digest. Times are stored as UTC
+and come back timezone-aware (see `UTCDateTime`).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC — the same on SQLite (no time zones) and PostgreSQL."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; pass an aware one")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Organisation(Base):
+    """One WeCom corp or DingTalk corp (or the local console)."""
+
+    __tablename__ = "organisations"
+    __table_args__ = (UniqueConstraint("platform", "corp_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    corp_key: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(128))
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Team(Base):
+    """A sales team, bound to exactly one group chat; pool rules are per team."""
+
+    __tablename__ = "teams"
+    __table_args__ = (UniqueConstraint("org_id", "chat_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    chat_id: Mapped[str] = mapped_column(String(191))
+    name: Mapped[str] = mapped_column(String(128))
+    help_seq: Mapped[int] = mapped_column(Integer, default=0)
+    max_active_customers: Mapped[int] = mapped_column(Integer, default=50)
+    daily_claim_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cooldown_days: Mapped[int] = mapped_column(Integer, default=7)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Member(Base):
+    """A person: a platform user id within one organisation."""
+
+    __tablename__ = "members"
+    __table_args__ = (UniqueConstraint("org_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    user_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(64))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Membership(Base):
+    """A member's place in a team; `role` is rep or lead (admin is organisation-wide)."""
+
+    __tablename__ = "memberships"
+
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(8), default="rep")
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Customer(Base):
+    """A customer of a team. No owner means it sits in the public pool (公海).
+
+    `norm_name` is unique per team: that constraint, not Python code, is what decides who wins when
+    two reps claim the same new customer at the same moment.
+    """
+
+    __tablename__ = "customers"
+    __table_args__ = (
+        UniqueConstraint("team_id", "norm_name"),
+        Index("ix_customers_team_owner_status", "team_id", "owner_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    norm_name: Mapped[str] = mapped_column(String(200))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
+    stage: Mapped[str] = mapped_column(String(16), default="线索")
+    amount_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    status: Mapped[str] = mapped_column(String(8), default="active")
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_followup_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    released_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Collaborator(Base):
+    __tablename__ = "collaborators"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FollowUp(Base):
+    """One progress record (跟进). Stage and amount changes are kept on the record for retros."""
+
+    __tablename__ = "followups"
+    __table_args__ = (
+        Index("ix_followups_team_created", "team_id", "created_at"),
+        Index("ix_followups_customer_created", "customer_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    author_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    content: Mapped[str] = mapped_column(Text)
+    stage_before: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    stage_after: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    amount_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    next_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class HelpRequest(Base):
+    """A numbered request for help (#N per team)."""
+
+    __tablename__ = "help_requests"
+    __table_args__ = (
+        UniqueConstraint("team_id", "number"),
+        Index("ix_help_requests_team_status", "team_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), nullable=True)
+    requester_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    helper_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
+    content: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(8), default="open")
+    resolution: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class AuditLog(Base):
+    """Who changed what, from which chat message."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_org_created", "org_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"), nullable=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
+    action: Mapped[str] = mapped_column(String(32))
+    entity: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    msg_id: Mapped[str | None] = mapped_column(String(191), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class InboundMessage(Base):
+    """Every chat message the bot accepted, keyed so a platform's re-delivery is recognised."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (UniqueConstraint("platform", "msg_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    msg_id: Mapped[str] = mapped_column(String(191))
+    org_key: Mapped[str] = mapped_column(String(128))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OutboxMessage(Base):
+    """A message the bot decided to send, committed with the change that caused it.
+
+    `destination` is a small JSON document an adapter understands (group webhook key, chat id, user
+    ids, response_url); `body` is the neutral message (text with `<@id>` markers, title, names).
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_status_due", "status", "next_attempt_at"),
+        Index("ix_outbox_dest_key", "dest_key", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    org_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), nullable=True)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"), nullable=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    dest_key: Mapped[str] = mapped_column(String(255))
+    destination: Mapped[dict[str, Any]] = mapped_column(JSON)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    dedup_key: Mapped[str | None] = mapped_column(String(255), nullable=True, unique=True)
+    status: Mapped[str] = mapped_column(String(8), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -1,0 +1,712 @@
+"""Store: the product's vocabulary over SQL, and the only place that speaks it.
+
+A Store lives for one unit of work (one transaction). After `bind()` it is scoped to one
+organisation, one team and one acting member, and every query it runs filters on that organisation
+— so a handler cannot read another organisation's rows even by mistake.
+
+Races that matter (two reps claiming one customer, a platform delivering a message twice) are decided
+by unique constraints and conditional updates in the database, never by Python-side locks, because
+several bot replicas may share one PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal, Sequence
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import (
+    AuditLog,
+    Collaborator,
+    Customer,
+    FollowUp,
+    HelpRequest,
+    InboundMessage,
+    Member,
+    Membership,
+    Organisation,
+    OutboxMessage,
+    Team,
+)
+
+Role = Literal["rep", "lead", "admin"]
+ClaimOutcome = Literal["created", "from_pool", "already_yours", "owned_by_other", "closed"]
+
+
+@dataclass
+class ClaimResult:
+    outcome: ClaimOutcome
+    customer: Customer
+    owner: Member | None = None
+
+
+@dataclass
+class CustomerDetail:
+    customer: Customer
+    owner: Member | None
+    collaborators: list[Member]
+    followups: list[tuple[FollowUp, Member]]
+
+
+@dataclass
+class HelpView:
+    request: HelpRequest
+    requester: Member
+    helper: Member | None
+    customer: Customer | None
+
+
+@dataclass
+class Scope:
+    org: Organisation
+    team: Team
+    actor: Member | None
+    role: Role = "rep"
+    msg_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class NotBound(RuntimeError):
+    pass
+
+
+class Store:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self._scope: Scope | None = None
+        self.enqueued = 0
+
+    # ------------------------------------------------------------------ scope
+    @property
+    def scope(self) -> Scope:
+        if self._scope is None:
+            raise NotBound("Store used before bind()")
+        return self._scope
+
+    @property
+    def org(self) -> Organisation:
+        return self.scope.org
+
+    @property
+    def team(self) -> Team:
+        return self.scope.team
+
+    @property
+    def actor(self) -> Member:
+        actor = self.scope.actor
+        if actor is None:
+            raise NotBound("this unit of work has no acting member")
+        return actor
+
+    @property
+    def role(self) -> Role:
+        return self.scope.role
+
+    async def bind(
+        self,
+        *,
+        platform: str,
+        org_key: str,
+        chat_id: str,
+        chat_title: str | None,
+        user_id: str | None,
+        user_name: str | None,
+        now: datetime,
+        admin_ids: frozenset[str] = frozenset(),
+        msg_id: str | None = None,
+    ) -> Scope:
+        """Find or create the organisation, team and member a message comes from (first contact)."""
+        org = await self.ensure_org(platform, org_key, now)
+        team = await self.ensure_team(org, chat_id, chat_title or chat_id, now)
+        actor: Member | None = None
+        role: Role = "rep"
+        if user_id is not None:
+            actor = await self.ensure_member(org, user_id, user_name or user_id, now)
+            membership = await self.ensure_membership(team, actor, now)
+            if actor.is_admin or user_id in admin_ids:
+                role = "admin"
+            elif membership.role == "lead":
+                role = "lead"
+        self._scope = Scope(org=org, team=team, actor=actor, role=role, msg_id=msg_id)
+        return self._scope
+
+    def bind_team(self, org: Organisation, team: Team) -> Scope:
+        """Scope to a team with no acting member (scheduled jobs, operator commands)."""
+        self._scope = Scope(org=org, team=team, actor=None, role="admin")
+        return self._scope
+
+    # -------------------------------------------------------------- helpers
+    def _insert_ignore(self, model: type, values: dict[str, Any], conflict: Sequence[str]) -> Any:
+        dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
+        module = postgresql if dialect == "postgresql" else sqlite
+        return module.insert(model).values(**values).on_conflict_do_nothing(index_elements=list(conflict))
+
+    async def _insert_if_absent(self, model: type, values: dict[str, Any], conflict: Sequence[str]) -> bool:
+        result = await self.session.execute(self._insert_ignore(model, values, conflict))
+        return bool(result.rowcount)
+
+    async def audit(
+        self,
+        action: str,
+        entity: str,
+        entity_id: int | None,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+        now: datetime,
+    ) -> None:
+        scope = self.scope
+        self.session.add(
+            AuditLog(
+                org_id=scope.org.id,
+                team_id=scope.team.id,
+                actor_id=scope.actor.id if scope.actor else None,
+                action=action,
+                entity=entity,
+                entity_id=entity_id,
+                before=before,
+                after=after,
+                msg_id=scope.msg_id,
+                created_at=now,
+            )
+        )
+
+    # ------------------------------------------------------ inbound / tenancy
+    async def record_inbound(self, platform: str, msg_id: str, org_key: str, now: datetime) -> bool:
+        """True the first time a (platform, msg_id) is seen; False for a platform's re-delivery."""
+        return await self._insert_if_absent(
+            InboundMessage,
+            {"platform": platform, "msg_id": msg_id, "org_key": org_key, "received_at": now},
+            ("platform", "msg_id"),
+        )
+
+    async def ensure_org(self, platform: str, corp_key: str, now: datetime) -> Organisation:
+        await self._insert_if_absent(
+            Organisation,
+            {"platform": platform, "corp_key": corp_key, "name": corp_key, "timezone": "Asia/Shanghai", "created_at": now},
+            ("platform", "corp_key"),
+        )
+        return (
+            await self.session.execute(
+                select(Organisation).where(Organisation.platform == platform, Organisation.corp_key == corp_key)
+            )
+        ).scalar_one()
+
+    async def ensure_team(self, org: Organisation, chat_id: str, name: str, now: datetime) -> Team:
+        await self._insert_if_absent(
+            Team,
+            {
+                "org_id": org.id,
+                "chat_id": chat_id,
+                "name": name[:128],
+                "help_seq": 0,
+                "max_active_customers": 50,
+                "cooldown_days": 7,
+                "settings": {},
+                "created_at": now,
+            },
+            ("org_id", "chat_id"),
+        )
+        return (
+            await self.session.execute(select(Team).where(Team.org_id == org.id, Team.chat_id == chat_id))
+        ).scalar_one()
+
+    async def ensure_member(self, org: Organisation, user_id: str, name: str, now: datetime) -> Member:
+        await self._insert_if_absent(
+            Member,
+            {"org_id": org.id, "user_id": user_id, "name": name[:64], "is_admin": False, "active": True, "created_at": now},
+            ("org_id", "user_id"),
+        )
+        member = (
+            await self.session.execute(select(Member).where(Member.org_id == org.id, Member.user_id == user_id))
+        ).scalar_one()
+        if name and name != user_id and member.name != name[:64]:
+            member.name = name[:64]
+        return member
+
+    async def ensure_membership(self, team: Team, member: Member, now: datetime) -> Membership:
+        await self._insert_if_absent(
+            Membership,
+            {"team_id": team.id, "member_id": member.id, "role": "rep", "joined_at": now},
+            ("team_id", "member_id"),
+        )
+        return (
+            await self.session.execute(
+                select(Membership).where(Membership.team_id == team.id, Membership.member_id == member.id)
+            )
+        ).scalar_one()
+
+    # ---------------------------------------------------------------- members
+    async def team_members(self) -> list[tuple[Member, str]]:
+        rows = await self.session.execute(
+            select(Member, Membership.role)
+            .join(Membership, Membership.member_id == Member.id)
+            .where(Membership.team_id == self.team.id, Member.org_id == self.org.id)
+            .order_by(Member.id)
+        )
+        return [(m, r) for m, r in rows.all()]
+
+    async def find_members(self, token: str) -> list[Member]:
+        """Members of this organisation whose user id or display name is `token` (team members first)."""
+        rows = await self.session.execute(
+            select(Member)
+            .where(Member.org_id == self.org.id, or_(Member.user_id == token, Member.name == token))
+            .order_by(Member.id)
+        )
+        return list(rows.scalars().all())
+
+    async def members_by_id(self, ids: Sequence[int]) -> dict[int, Member]:
+        if not ids:
+            return {}
+        rows = await self.session.execute(
+            select(Member).where(Member.org_id == self.org.id, Member.id.in_(set(ids)))
+        )
+        return {m.id: m for m in rows.scalars().all()}
+
+    async def member_role(self, member: Member, admin_ids: frozenset[str] = frozenset()) -> Role:
+        if member.is_admin or member.user_id in admin_ids:
+            return "admin"
+        role = (
+            await self.session.execute(
+                select(Membership.role).where(Membership.team_id == self.team.id, Membership.member_id == member.id)
+            )
+        ).scalar_one_or_none()
+        return "lead" if role == "lead" else "rep"
+
+    async def set_team_role(self, member: Member, role: Literal["rep", "lead"], now: datetime) -> str | None:
+        membership = await self.ensure_membership(self.team, member, now)
+        before = membership.role
+        membership.role = role
+        await self.audit("set_role", "member", member.id, {"role": before}, {"role": role}, now)
+        return before
+
+    async def set_admin(self, member: Member, is_admin: bool, now: datetime) -> None:
+        before = member.is_admin
+        member.is_admin = is_admin
+        await self.audit("set_admin", "member", member.id, {"is_admin": before}, {"is_admin": is_admin}, now)
+
+    async def team_leads(self) -> list[Member]:
+        rows = await self.session.execute(
+            select(Member)
+            .join(Membership, Membership.member_id == Member.id)
+            .where(Membership.team_id == self.team.id, Membership.role == "lead", Member.active.is_(True))
+            .order_by(Member.id)
+        )
+        return list(rows.scalars().all())
+
+    # ------------------------------------------------------------ team rules
+    async def update_team_settings(self, changes: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """Change pool rules (columns) or other settings (JSON) of the bound team, audit-logged."""
+        team = self.team
+        before: dict[str, Any] = {}
+        settings = dict(team.settings or {})
+        for key, value in changes.items():
+            if key in ("max_active_customers", "daily_claim_limit", "cooldown_days"):
+                before[key] = getattr(team, key)
+                setattr(team, key, value)
+            else:
+                before[key] = settings.get(key)
+                settings[key] = value
+        team.settings = settings
+        await self.audit("configure", "team", team.id, before, changes, now)
+        return before
+
+    # -------------------------------------------------------------- customers
+    def _customers(self) -> Any:
+        return select(Customer).where(Customer.org_id == self.org.id, Customer.team_id == self.team.id)
+
+    async def customer_by_norm(self, norm_name: str) -> Customer | None:
+        return (await self.session.execute(self._customers().where(Customer.norm_name == norm_name))).scalar_one_or_none()
+
+    async def customer_by_id(self, customer_id: int) -> Customer | None:
+        return (await self.session.execute(self._customers().where(Customer.id == customer_id))).scalar_one_or_none()
+
+    async def search_customers(self, norm_query: str, raw_query: str, limit: int = 20) -> list[Customer]:
+        """Customers whose normalised or display name contains the query (exact matches first)."""
+        pattern_norm = f"%{_escape_like(norm_query)}%"
+        pattern_raw = f"%{_escape_like(raw_query)}%"
+        rows = await self.session.execute(
+            self._customers()
+            .where(
+                or_(
+                    Customer.norm_name.like(pattern_norm, escape="\\") if norm_query else False,
+                    Customer.name.like(pattern_raw, escape="\\") if raw_query else False,
+                )
+            )
+            .order_by(Customer.norm_name != norm_query, func.length(Customer.norm_name), Customer.id)
+            .limit(limit)
+        )
+        return list(rows.scalars().all())
+
+    async def all_customer_names(self) -> list[tuple[int, str, str]]:
+        rows = await self.session.execute(
+            select(Customer.id, Customer.norm_name, Customer.name).where(
+                Customer.org_id == self.org.id, Customer.team_id == self.team.id
+            )
+        )
+        return [(i, n, d) for i, n, d in rows.all()]
+
+    async def count_active_owned(self, member: Member) -> int:
+        return (
+            await self.session.execute(
+                select(func.count())
+                .select_from(Customer)
+                .where(
+                    Customer.org_id == self.org.id,
+                    Customer.team_id == self.team.id,
+                    Customer.owner_id == member.id,
+                    Customer.status == "active",
+                )
+            )
+        ).scalar_one()
+
+    async def count_claims_since(self, member: Member, since: datetime) -> int:
+        return (
+            await self.session.execute(
+                select(func.count())
+                .select_from(AuditLog)
+                .where(
+                    AuditLog.org_id == self.org.id,
+                    AuditLog.team_id == self.team.id,
+                    AuditLog.actor_id == member.id,
+                    AuditLog.action == "claim",
+                    AuditLog.created_at >= since,
+                )
+            )
+        ).scalar_one()
+
+    async def claim_customer(self, name: str, norm_name: str, now: datetime) -> ClaimResult:
+        """Claim a new customer or take one from the pool; the database decides concurrent claims."""
+        me = self.actor
+        created = await self._insert_if_absent(
+            Customer,
+            {
+                "org_id": self.org.id,
+                "team_id": self.team.id,
+                "name": name[:200],
+                "norm_name": norm_name[:200],
+                "owner_id": me.id,
+                "stage": "线索",
+                "status": "active",
+                "claimed_at": now,
+                "last_activity_at": now,
+                "created_at": now,
+            },
+            ("team_id", "norm_name"),
+        )
+        customer = await self.customer_by_norm(norm_name[:200])
+        assert customer is not None
+        if created:
+            await self.audit("claim", "customer", customer.id, None, {"owner": me.id, "name": customer.name}, now)
+            return ClaimResult("created", customer, me)
+        await self.session.refresh(customer)
+        if customer.owner_id == me.id:
+            return ClaimResult("already_yours", customer, me)
+        if customer.status != "active":
+            return ClaimResult("closed", customer, (await self.members_by_id([customer.owner_id or 0])).get(customer.owner_id or 0))
+        if customer.owner_id is None:
+            taken = await self.session.execute(
+                update(Customer)
+                .where(Customer.id == customer.id, Customer.owner_id.is_(None), Customer.status == "active")
+                .values(owner_id=me.id, claimed_at=now, last_activity_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            await self.session.refresh(customer)
+            if taken.rowcount == 1:
+                await self.audit("claim", "customer", customer.id, {"owner": None}, {"owner": me.id}, now)
+                return ClaimResult("from_pool", customer, me)
+        owner = (await self.members_by_id([customer.owner_id])).get(customer.owner_id) if customer.owner_id else None
+        return ClaimResult("owned_by_other", customer, owner)
+
+    async def release_customer(self, customer: Customer, now: datetime, action: str = "release") -> None:
+        before = {"owner": customer.owner_id}
+        customer.released_by_id = customer.owner_id
+        customer.released_at = now
+        customer.owner_id = None
+        await self.session.execute(
+            Collaborator.__table__.delete().where(Collaborator.customer_id == customer.id)
+        )
+        await self.audit(action, "customer", customer.id, before, {"owner": None}, now)
+
+    async def transfer_customer(self, customer: Customer, to: Member, now: datetime) -> None:
+        before = {"owner": customer.owner_id}
+        customer.owner_id = to.id
+        customer.claimed_at = now
+        customer.last_activity_at = now
+        await self.session.execute(
+            Collaborator.__table__.delete().where(Collaborator.customer_id == customer.id, Collaborator.member_id == to.id)
+        )
+        await self.audit("transfer", "customer", customer.id, before, {"owner": to.id}, now)
+
+    async def collaborators(self, customer: Customer) -> list[Member]:
+        rows = await self.session.execute(
+            select(Member)
+            .join(Collaborator, Collaborator.member_id == Member.id)
+            .where(Collaborator.customer_id == customer.id, Member.org_id == self.org.id)
+            .order_by(Collaborator.added_at)
+        )
+        return list(rows.scalars().all())
+
+    async def add_collaborator(self, customer: Customer, member: Member, now: datetime) -> bool:
+        added = await self._insert_if_absent(
+            Collaborator,
+            {"customer_id": customer.id, "member_id": member.id, "added_at": now},
+            ("customer_id", "member_id"),
+        )
+        if added:
+            await self.audit("share", "customer", customer.id, None, {"collaborator": member.id}, now)
+        return added
+
+    async def add_followup(
+        self,
+        customer: Customer,
+        content: str,
+        now: datetime,
+        *,
+        stage: str | None = None,
+        amount_fen: int | None = None,
+        next_on: date | None = None,
+        status: str | None = None,
+    ) -> FollowUp:
+        before = {
+            "stage": customer.stage,
+            "amount_fen": customer.amount_fen,
+            "next_followup_on": customer.next_followup_on.isoformat() if customer.next_followup_on else None,
+            "status": customer.status,
+        }
+        record = FollowUp(
+            org_id=self.org.id,
+            team_id=self.team.id,
+            customer_id=customer.id,
+            author_id=self.actor.id,
+            content=content,
+            stage_before=customer.stage,
+            stage_after=stage if stage and stage != customer.stage else None,
+            amount_fen=amount_fen,
+            next_on=next_on,
+            created_at=now,
+        )
+        self.session.add(record)
+        if stage:
+            customer.stage = stage
+        if amount_fen is not None:
+            customer.amount_fen = amount_fen
+        if next_on is not None:
+            customer.next_followup_on = next_on
+        if status:
+            customer.status = status
+            customer.closed_at = now if status in ("won", "lost") else None
+        customer.last_activity_at = now
+        await self.session.flush()
+        after = {
+            "stage": customer.stage,
+            "amount_fen": customer.amount_fen,
+            "next_followup_on": customer.next_followup_on.isoformat() if customer.next_followup_on else None,
+            "status": customer.status,
+        }
+        await self.audit("followup", "customer", customer.id, before, after, now)
+        return record
+
+    async def customer_detail(self, customer: Customer, limit: int = 10) -> CustomerDetail:
+        owner = (await self.members_by_id([customer.owner_id])).get(customer.owner_id) if customer.owner_id else None
+        rows = await self.session.execute(
+            select(FollowUp, Member)
+            .join(Member, Member.id == FollowUp.author_id)
+            .where(FollowUp.org_id == self.org.id, FollowUp.customer_id == customer.id)
+            .order_by(FollowUp.created_at.desc(), FollowUp.id.desc())
+            .limit(limit)
+        )
+        return CustomerDetail(customer, owner, await self.collaborators(customer), [(f, m) for f, m in rows.all()])
+
+    async def customers_of(self, member: Member, status: str = "active") -> list[Customer]:
+        rows = await self.session.execute(
+            self._customers()
+            .where(Customer.owner_id == member.id, Customer.status == status)
+            .order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on, Customer.last_activity_at.desc())
+        )
+        return list(rows.scalars().all())
+
+    async def shared_with(self, member: Member) -> list[Customer]:
+        rows = await self.session.execute(
+            self._customers()
+            .join(Collaborator, Collaborator.customer_id == Customer.id)
+            .where(Collaborator.member_id == member.id, Customer.status == "active")
+            .order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on)
+        )
+        return list(rows.scalars().all())
+
+    async def is_collaborator(self, customer: Customer, member: Member) -> bool:
+        row = await self.session.execute(
+            select(Collaborator.member_id).where(
+                Collaborator.customer_id == customer.id, Collaborator.member_id == member.id
+            )
+        )
+        return row.first() is not None
+
+    async def pool_customers(self, limit: int = 30) -> tuple[list[Customer], int]:
+        condition = and_(Customer.owner_id.is_(None), Customer.status == "active")
+        rows = await self.session.execute(
+            self._customers().where(condition).order_by(Customer.released_at.desc().nulls_last(), Customer.id).limit(limit)
+        )
+        total = (
+            await self.session.execute(
+                select(func.count())
+                .select_from(Customer)
+                .where(Customer.org_id == self.org.id, Customer.team_id == self.team.id, condition)
+            )
+        ).scalar_one()
+        return list(rows.scalars().all()), total
+
+    # ------------------------------------------------------------ help requests
+    async def open_help_request(self, content: str, customer: Customer | None, now: datetime) -> HelpRequest:
+        number = (
+            await self.session.execute(
+                update(Team)
+                .where(Team.id == self.team.id, Team.org_id == self.org.id)
+                .values(help_seq=Team.help_seq + 1)
+                .returning(Team.help_seq)
+            )
+        ).scalar_one()
+        request = HelpRequest(
+            org_id=self.org.id,
+            team_id=self.team.id,
+            number=number,
+            customer_id=customer.id if customer else None,
+            requester_id=self.actor.id,
+            content=content,
+            status="open",
+            created_at=now,
+        )
+        self.session.add(request)
+        await self.session.flush()
+        await self.audit("ask", "help_request", request.id, None, {"number": number, "content": content}, now)
+        return request
+
+    async def help_request(self, number: int) -> HelpView | None:
+        req = (
+            await self.session.execute(
+                select(HelpRequest).where(
+                    HelpRequest.org_id == self.org.id, HelpRequest.team_id == self.team.id, HelpRequest.number == number
+                )
+            )
+        ).scalar_one_or_none()
+        if req is None:
+            return None
+        return (await self._help_views([req]))[0]
+
+    async def _help_views(self, requests: Sequence[HelpRequest]) -> list[HelpView]:
+        member_ids = [r.requester_id for r in requests] + [r.helper_id for r in requests if r.helper_id]
+        members = await self.members_by_id(member_ids)
+        customer_ids = {r.customer_id for r in requests if r.customer_id}
+        customers: dict[int, Customer] = {}
+        if customer_ids:
+            rows = await self.session.execute(self._customers().where(Customer.id.in_(customer_ids)))
+            customers = {c.id: c for c in rows.scalars().all()}
+        return [
+            HelpView(
+                r,
+                members[r.requester_id],
+                members.get(r.helper_id) if r.helper_id else None,
+                customers.get(r.customer_id) if r.customer_id else None,
+            )
+            for r in requests
+        ]
+
+    async def take_help_request(self, request: HelpRequest, now: datetime) -> bool:
+        """Atomically take an open request; False when someone else got there first."""
+        result = await self.session.execute(
+            update(HelpRequest)
+            .where(HelpRequest.id == request.id, HelpRequest.status == "open")
+            .values(status="taken", helper_id=self.actor.id, taken_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        await self.session.refresh(request)
+        if result.rowcount != 1:
+            return False
+        await self.audit("take", "help_request", request.id, {"status": "open"}, {"status": "taken", "helper": self.actor.id}, now)
+        return True
+
+    async def resolve_help_request(self, request: HelpRequest, note: str | None, now: datetime) -> None:
+        before = {"status": request.status}
+        request.status = "resolved"
+        request.resolution = note
+        request.resolved_at = now
+        await self.audit("resolve", "help_request", request.id, before, {"status": "resolved", "note": note}, now)
+
+    async def open_help_requests(self) -> list[HelpView]:
+        rows = await self.session.execute(
+            select(HelpRequest)
+            .where(
+                HelpRequest.org_id == self.org.id,
+                HelpRequest.team_id == self.team.id,
+                HelpRequest.status.in_(("open", "taken")),
+            )
+            .order_by(HelpRequest.number)
+        )
+        return await self._help_views(list(rows.scalars().all()))
+
+    # ------------------------------------------------------------------ outbox
+    async def enqueue(
+        self,
+        *,
+        platform: str,
+        destination: dict[str, Any],
+        dest_key: str,
+        body: dict[str, Any],
+        now: datetime,
+        dedup_key: str | None = None,
+    ) -> bool:
+        """Queue a message in this transaction; False if `dedup_key` was already queued."""
+        scope = self._scope
+        values = {
+            "org_id": scope.org.id if scope else None,
+            "team_id": scope.team.id if scope else None,
+            "platform": platform,
+            "dest_key": dest_key,
+            "destination": destination,
+            "body": body,
+            "dedup_key": dedup_key,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        if dedup_key is None:
+            self.session.add(OutboxMessage(**values))
+            added = True
+        else:
+            added = await self._insert_if_absent(OutboxMessage, values, ("dedup_key",))
+        if added:
+            self.enqueued += 1
+        return added
+
+    # ------------------------------------------------------------ audit reads
+    async def audit_entries(self, entity: str, entity_id: int) -> list[AuditLog]:
+        rows = await self.session.execute(
+            select(AuditLog)
+            .where(AuditLog.org_id == self.org.id, AuditLog.entity == entity, AuditLog.entity_id == entity_id)
+            .order_by(AuditLog.id)
+        )
+        return list(rows.scalars().all())
+
+    async def get_org(self, platform: str, corp_key: str) -> Organisation | None:
+        return (
+            await self.session.execute(
+                select(Organisation).where(Organisation.platform == platform, Organisation.corp_key == corp_key)
+            )
+        ).scalar_one_or_none()
+
+    async def get_team(self, org: Organisation, chat_id_or_name: str) -> Team | None:
+        rows = await self.session.execute(
+            select(Team)
+            .where(Team.org_id == org.id, or_(Team.chat_id == chat_id_or_name, Team.name == chat_id_or_name))
+            .order_by(Team.chat_id != chat_id_or_name, Team.id)
+        )
+        return rows.scalars().first()
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
