@@ -1,0 +1,124 @@
+"""The contract between the outbox and the platforms that deliver its messages.
+
+An outbox row holds a `destination` (a small JSON dict an adapter understands, always with `kind`)
+and a neutral `body` (`OutgoingMessage.to_json()`). At send time the worker hands both to the
+`Deliverer` registered for the row's platform. A deliverer either returns (delivered), raises
+`RetryLater` (rate limit, timeout, 5xx — the worker backs off), or raises `PermanentFailure`
+(invalid key, forbidden, too long — marked failed, never retried forever).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bot.messages import Reply, mentioned_ids
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """Platform-neutral body: light markdown with `<@user_id>` mention markers."""
+
+    text: str
+    title: str | None = None
+    names: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def mention_ids(self) -> list[str]:
+        return list(dict.fromkeys(mentioned_ids(self.text)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "title": self.title, "names": dict(self.names)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "OutgoingMessage":
+        return cls(text=data["text"], title=data.get("title"), names=dict(data.get("names") or {}))
+
+    @classmethod
+    def from_reply(cls, reply: Reply) -> "OutgoingMessage":
+        return cls(text=reply.text, title=reply.title, names=dict(reply.names))
+
+
+class DeliveryError(Exception):
+    """Base of what a deliverer may raise. `reason` never contains secrets (keys, tokens)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RetryLater(DeliveryError):
+    """Transient: try again, no earlier than `after` seconds from now when the platform says so."""
+
+    def __init__(self, reason: str, after: float | None = None) -> None:
+        super().__init__(reason)
+        self.after = after
+
+
+class PermanentFailure(DeliveryError):
+    """Will never succeed as is. `destination_broken` marks the whole destination (e.g. a webhook
+    key that was removed) so admins are told once and later messages to it fail fast."""
+
+    def __init__(self, reason: str, *, destination_broken: bool = False) -> None:
+        super().__init__(reason)
+        self.destination_broken = destination_broken
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `count` messages per `per_seconds` to one limit key (e.g. 20 per 60 s per robot)."""
+
+    count: int
+    per_seconds: float
+
+
+class Deliverer(Protocol):
+    platform: str
+
+    def limit_key(self, destination: dict[str, Any]) -> str:
+        """Messages sharing a key share a rate limit (one robot, one app)."""
+        ...
+
+    def rate_limit(self, destination: dict[str, Any]) -> RateLimit | None: ...
+
+    def max_bytes(self, destination: dict[str, Any]) -> int:
+        """Byte limit of one message body on this destination; longer bodies are split at enqueue."""
+        ...
+
+    async def deliver(self, destination: dict[str, Any], message: OutgoingMessage) -> None: ...
+
+
+def split_text(text: str, max_bytes: int) -> list[str]:
+    """Split at line boundaries so that each part encodes to at most `max_bytes` UTF-8 bytes.
+
+    A single line longer than the limit is cut at a character boundary — never inside a UTF-8
+    sequence, which platforms reject or render as garbage.
+    """
+    if len(text.encode("utf-8")) <= max_bytes:
+        return [text]
+    parts: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        candidate = line if not current else current + "\n" + line
+        if len(candidate.encode("utf-8")) <= max_bytes:
+            current = candidate
+            continue
+        if current:
+            parts.append(current)
+        while len(line.encode("utf-8")) > max_bytes:
+            cut = _cut_at_bytes(line, max_bytes)
+            parts.append(line[:cut])
+            line = line[cut:]
+        current = line
+    if current:
+        parts.append(current)
+    return parts
+
+
+def _cut_at_bytes(line: str, max_bytes: int) -> int:
+    total = 0
+    for index, char in enumerate(line):
+        total += len(char.encode("utf-8"))
+        if total > max_bytes:
+            return max(index, 1)
+    return len(line)
