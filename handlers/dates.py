@@ -51,7 +51,7 @@ _ROLLOVER_GRACE: Final = timedelta(days=30)
 # before matching; re.ASCII keeps \d to 0-9 so other scripts' digits are not half-accepted.
 _DAYS_LATER_RE: Final = re.compile(r"(?P<n>\d+|[零一二两三四五六七八九十]+)天(?:以后|之后|后)", re.ASCII)
 _WEEKDAY_RE: Final = re.compile(
-    r"(?P<week>本|这个?|下下个?|下个?)?(?:周|星期|礼拜)(?P<day>[一二三四五六日天1-7])", re.ASCII
+    r"(?P<week>本|这个?|上个?|下下个?|下个?)?(?:周|星期|礼拜)(?P<day>[一二三四五六日天1-7])", re.ASCII
 )
 _FULL_DATE_RE: Final = re.compile(
     r"(?P<y>\d{4})[-/.年](?P<m>\d{1,2})[-/.月](?P<d>\d{1,2})[日号]?|(?P<y8>\d{4})(?P<m8>\d{2})(?P<d8>\d{2})",
@@ -69,7 +69,8 @@ def parse_date(text: str, today: date) -> date:
 
     Past dates (昨天, 本周一 on a Friday) are allowed: reps log visits after the fact. A bare weekday
     (周五) means the next one on or after today, because follow-ups are planned forwards, while 本周五
-    means this ISO week's Friday even if it has passed, because that is what 本 says.
+    means this ISO week's Friday even if it has passed, because that is what 本 says. 上周一 is
+    accepted for the same after-the-fact logging.
     """
     cleaned = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text))
     if not cleaned:
@@ -126,7 +127,7 @@ def _weekday(today: date, week: str, weekday: int) -> date:
     if not week:
         return today + timedelta(days=(weekday - today.weekday()) % 7)
     monday = today - timedelta(days=today.weekday())
-    weeks_ahead = 2 if week.startswith("下下") else 1 if week.startswith("下") else 0
+    weeks_ahead = {"下下": 2, "下": 1, "上": -1}.get(week.rstrip("个"), 0)
     return monday + timedelta(weeks=weeks_ahead, days=weekday)
 
 
