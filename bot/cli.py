@@ -222,6 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         print(f"出错了：{err}", file=sys.stderr)
         return 1
+    except Exception as err:  # a bug or an unreachable service: one line, details in the log at -v
+        log.debug("unexpected error", exc_info=True)
+        print(f"出错了：{type(err).__name__}: {err}（加 -v 查看详细日志）", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

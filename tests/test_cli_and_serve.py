@@ -1,0 +1,174 @@
+"""The command line a manager types on day one, and the HTTP service's health check."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.app import build_app
+from bot.settings import ConfigError, load_settings
+from storage.database import Database
+
+PG_URL = os.environ.get("SALESBOT_TEST_PG_URL")
+
+
+def run_cli(*args: str, stdin: str = "", env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SALESBOT_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def test_the_readme_console_example_refuses_the_second_claim(tmp_path: Path) -> None:
+    lines = "认领 北京华为技术有限公司\n@李四: 认领 华为技术\n跟进 华为 已约下周拜访 阶段:初访 金额:50万 下次:周五\n"
+    result = run_cli("chat", "--db", f"sqlite:///{tmp_path}/demo.db", "--user", "张三", stdin=lines)
+    assert result.returncode == 0, result.stderr
+    replies = [line for line in result.stdout.splitlines() if line.startswith("bot> ")]
+    assert len(replies) == 3
+    assert "认领成功" in replies[0]
+    assert "撞单" in replies[1] and "@张三" in replies[1]
+    assert "已记录" in replies[2]
+    assert "Traceback" not in result.stderr
+
+
+def test_chat_uses_the_embedded_sqlite_default_in_the_current_directory(tmp_path: Path) -> None:
+    result = run_cli("chat", stdin="帮助\n", cwd=tmp_path, env={"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert result.returncode == 0, result.stderr
+    assert "命令一览" in result.stdout
+    assert (tmp_path / "salesbot.db").exists()
+
+
+def test_config_check_masks_secrets() -> None:
+    env = {
+        "SALESBOT_DATABASE_URL": "postgresql://bot:hunter2@db.example/sales",
+        "SALESBOT_DINGTALK_APP_KEY": "dingkey",
+        "SALESBOT_DINGTALK_APP_SECRET": "very-secret-value",
+    }
+    result = run_cli("config", "check", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "very-secret-value" not in result.stdout and "hunter2" not in result.stdout
+    assert "dingkey" in result.stdout
+
+
+def test_a_wrong_setting_is_named_at_start() -> None:
+    with pytest.raises(ConfigError, match="SALESBOT_WECOM_AIBOT_AES_KEY"):
+        load_settings({"SALESBOT_WECOM_AIBOT_TOKEN": "t", "SALESBOT_WECOM_AIBOT_AES_KEY": "short"})
+    with pytest.raises(ConfigError, match="SALESBOT_WECOM_AIBOT_AES_KEY"):
+        load_settings({"SALESBOT_WECOM_AIBOT_TOKEN": "t"})
+    with pytest.raises(ConfigError, match="SALESBOT_PORT"):
+        load_settings({"SALESBOT_PORT": "eighty"})
+    result = run_cli("chat", "--db", "mysql://x@y/z", stdin="")
+    assert result.returncode == 2 and "不支持的数据库" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_toml_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    config = tmp_path / "salesbot.toml"
+    config.write_text('port = 9000\nadmins = "a,b"\n[dingtalk]\napp_key = "k"\napp_secret = "s"\n', encoding="utf-8")
+    settings = load_settings({"SALESBOT_PORT": "9100"}, config_file=config)
+    assert settings.port == 9100 and settings.admins == ("a", "b") and settings.dingtalk_app_key == "k"
+
+
+@pytest.mark.skipif(not PG_URL, reason="needs SALESBOT_TEST_PG_URL")
+def test_an_unmigrated_postgresql_database_is_refused_with_the_command_to_run() -> None:
+    import asyncio
+    import uuid
+
+    from sqlalchemy import text
+
+    from storage.engine import create_engine
+
+    name = f"salesbot_unmigrated_{uuid.uuid4().hex[:6]}"
+
+    async def admin_op(sql: str) -> None:
+        engine = create_engine(PG_URL)
+        async with engine.connect() as conn:
+            await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(text(sql))
+        await engine.dispose()
+
+    asyncio.run(admin_op(f'CREATE DATABASE "{name}"'))
+    try:
+        base = PG_URL.rsplit("/", 1)[0].replace("postgresql+asyncpg", "postgresql")
+        result = run_cli("chat", "--db", f"{base}/{name}", stdin="帮助\n")
+        assert result.returncode == 2, result.stderr
+        assert "salesbot db upgrade" in result.stderr and "Traceback" not in result.stderr
+        upgraded = run_cli("db", "upgrade", "--db", f"{base}/{name}")
+        assert upgraded.returncode == 0, upgraded.stderr
+        result = run_cli("chat", "--db", f"{base}/{name}", stdin="帮助\n")
+        assert result.returncode == 0 and "命令一览" in result.stdout
+    finally:
+        asyncio.run(admin_op(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+class TcpProxy:
+    """A loopback TCP forwarder we can cut, to take the database away from a running bot."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.server: asyncio.base_events.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.close()
+        await self.server.wait_closed()
+
+
+@pytest.mark.skipif(not PG_URL, reason="needs SALESBOT_TEST_PG_URL")
+async def test_healthz_answers_503_when_the_database_goes_away(pg_schema: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(PG_URL)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    port = await proxy.start()
+    proxied = url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    db = Database.from_url(proxied, connect_args={"server_settings": {"search_path": pg_schema}, "timeout": 2})
+    app = build_app(load_settings({}), database=db, components=[])
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/healthz")
+        assert response.status == 200 and (await response.json())["database"] == "ok"
+        await proxy.cut()
+        response = await client.get("/healthz")
+        assert response.status == 503 and (await response.json())["database"] == "unreachable"
+    await db.close()
+
+
+async def test_healthz_reports_the_database(db: Database) -> None:
+    app = build_app(load_settings({}), database=db, components=[])
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/healthz")
+        assert response.status == 200 and (await response.json()) == {"status": "ok", "database": "ok"}
