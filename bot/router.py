@@ -22,7 +22,7 @@ from bot.messages import IncomingMessage, Reply
 from handlers.commands import ROLE_NAMES, ROLE_RANK, Args, CommandSpec, UserError
 from storage.database import Database
 from storage.models import Member
-from storage.store import Store
+from storage.store import NoTeamYet, Store
 
 log = logging.getLogger("salesbot.router")
 
@@ -119,11 +119,14 @@ class Router:
                     now=now,
                     admin_ids=self.admin_ids,
                     msg_id=msg.msg_id,
+                    private=msg.chat_type == "single",
                 )
                 replies = await self._run(store, msg, now)
                 if self.reply_sink is not None:
                     replies = await self.reply_sink(store, msg, replies, now)
                 return replies
+        except NoTeamYet:
+            return [Reply("我还不知道你属于哪个团队。请先在团队群里 @我 发一条消息（例如：帮助），之后就可以在这里私聊使用了。")]
         except Exception:
             log.exception("command failed error_id=%s platform=%s msg_id=%s", error_id, msg.platform, msg.msg_id)
             return [Reply(f"抱歉，处理这条消息时出错了（错误编号 {error_id}）。请稍后再试，或把编号告诉管理员。")]

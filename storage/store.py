@@ -74,6 +74,10 @@ class NotBound(RuntimeError):
     pass
 
 
+class NoTeamYet(LookupError):
+    """A private chat from someone who has never spoken in a team's group: we cannot scope them."""
+
+
 class Store:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -118,14 +122,36 @@ class Store:
         now: datetime,
         admin_ids: frozenset[str] = frozenset(),
         msg_id: str | None = None,
+        private: bool = False,
     ) -> Scope:
-        """Find or create the organisation, team and member a message comes from (first contact)."""
+        """Find or create the organisation, team and member a message comes from (first contact).
+
+        A private (1:1) chat is not a team: it is scoped to the team whose group the member joined
+        most recently, so `我的` in a private chat shows the same customers as in the group.
+        """
         org = await self.ensure_org(platform, org_key, now)
-        team = await self.ensure_team(org, chat_id, chat_title or chat_id, now)
         actor: Member | None = None
         role: Role = "rep"
-        if user_id is not None:
+        if private:
+            if user_id is None:
+                raise NoTeamYet(user_id)
             actor = await self.ensure_member(org, user_id, user_name or user_id, now)
+            row = (
+                await self.session.execute(
+                    select(Team, Membership)
+                    .join(Membership, Membership.team_id == Team.id)
+                    .where(Team.org_id == org.id, Membership.member_id == actor.id)
+                    .order_by(Membership.joined_at.desc(), Team.id.desc())
+                    .limit(1)
+                )
+            ).first()
+            if row is None:
+                raise NoTeamYet(user_id)
+            team, membership = row
+        else:
+            team = await self.ensure_team(org, chat_id, chat_title or chat_id, now)
+        if user_id is not None:
+            actor = actor or await self.ensure_member(org, user_id, user_name or user_id, now)
             membership = await self.ensure_membership(team, actor, now)
             if actor.is_admin or user_id in admin_ids:
                 role = "admin"

@@ -104,3 +104,15 @@ async def test_no_input_text_makes_the_router_raise(bot, text: str) -> None:
     replies = await bot.say(text, user="张三")
     for reply in replies:
         assert "错误编号" not in reply, (text, reply)
+
+
+async def test_a_private_chat_is_scoped_to_the_members_team(bot) -> None:
+    from dataclasses import replace
+
+    lone = bot.message("我的", user="新人")
+    [reply] = await bot.router.handle(replace(lone, chat_type="single", chat_id="dm-新人"))
+    assert "先在团队群里" in reply.text
+    await bot.say("认领 商汤科技", user="张三")
+    private = bot.message("我的", user="张三")
+    [reply] = await bot.router.handle(replace(private, chat_type="single", chat_id="dm-张三"))
+    assert "商汤科技" in reply.text
