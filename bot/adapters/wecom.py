@@ -272,14 +272,13 @@ class WeComAdapter:
         budget: _Budget = msg.reply_context.get("budget") or _Budget()
         inline: list[Reply] = []
         for reply in replies:
-            if reply.audience == "team":
+            if reply.audience == "team" and msg.chat_type != "group":
+                # From a 1:1 chat: announce in the team's group through its robot webhook. From the
+                # group itself the answer is inline — same chat, no webhook quota spent.
                 key = (store.team.settings or {}).get(WEBHOOK_SETTING)
-                if key:
-                    await self.enqueue(store, {"kind": "webhook", "key": key}, OutgoingMessage.from_reply(reply), now)
-                    continue
-                if msg.chat_type != "group":
-                    await self.enqueue(store, {"kind": "team", "team_id": store.team.id}, OutgoingMessage.from_reply(reply), now)
-                    continue
+                destination = {"kind": "webhook", "key": key} if key else {"kind": "team", "team_id": store.team.id}
+                await self.enqueue(store, destination, OutgoingMessage.from_reply(reply), now)
+                continue
             elif reply.audience == "direct":
                 if not (msg.chat_type == "single" and set(reply.user_ids) <= {msg.user_id}):
                     if self.settings.wecom_app_secret:

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("salesbot.wecom.ws")
 
 ACK_TIMEOUT = 10.0
+HEARTBEAT = 30.0
+BACKOFF_INITIAL = 1.0
+BACKOFF_MAX = 60.0
 
 
 class WeComLongConnection:
@@ -38,18 +41,18 @@ class WeComLongConnection:
         secret: str,
         adapter: "WeComAdapter",
         *,
-        heartbeat: float = 30.0,
-        backoff_initial: float = 1.0,
-        backoff_max: float = 60.0,
+        heartbeat: float | None = None,
+        backoff_initial: float | None = None,
+        backoff_max: float | None = None,
     ) -> None:
         self.session = session
         self.url = url
         self.bot_id = bot_id
         self.secret = secret
         self.adapter = adapter
-        self.heartbeat = heartbeat
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
+        self.heartbeat = heartbeat or HEARTBEAT
+        self.backoff_initial = backoff_initial or BACKOFF_INITIAL
+        self.backoff_max = backoff_max or BACKOFF_MAX
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._task: asyncio.Task[None] | None = None
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
