@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bot.adapters.wecom_send import WeComDeliverer
 from bot.delivery import OutgoingMessage, PermanentFailure
 from storage.database import Database
 from tests.fakes.wecom import FakeWeCom, WeComCrypto
