@@ -22,6 +22,8 @@ log = logging.getLogger("salesbot.app")
 SETTINGS_KEY = web.AppKey("settings", Settings)
 DATABASE_KEY = web.AppKey("database", Database)
 ROUTER_KEY = web.AppKey("router", Router)
+# Per-platform reply sinks (called inside the command's transaction); components register theirs.
+REPLY_SINKS_KEY = web.AppKey("reply_sinks", dict)
 
 # A component adds routes and lifecycle to the app (a platform adapter, the outbox, the scheduler).
 Component = Callable[[web.Application], None]
@@ -45,11 +47,12 @@ def build_app(settings: Settings, *, components: list[Component] | None = None, 
         db = database or Database.from_url(settings.database_url)
         await db.prepare()
         app[DATABASE_KEY] = db
-        app[ROUTER_KEY] = build_router(db, settings)
+        app[ROUTER_KEY] = build_router(db, settings, reply_sink=_platform_sink(app[REPLY_SINKS_KEY]))
         yield
         if database is None:
             await db.close()
 
+    app[REPLY_SINKS_KEY] = {}
     app.cleanup_ctx.append(database_ctx)
     app.router.add_get("/healthz", healthz)
     for component in components or default_components(settings):
@@ -57,6 +60,19 @@ def build_app(settings: Settings, *, components: list[Component] | None = None, 
     return app
 
 
+def _platform_sink(sinks: dict[str, Any]) -> Any:
+    async def sink(store: Any, msg: Any, replies: list[Any], now: Any) -> list[Any]:
+        platform_sink = sinks.get(msg.platform)
+        return await platform_sink(store, msg, replies, now) if platform_sink else replies
+
+    return sink
+
+
 def default_components(settings: Settings) -> list[Component]:
     """Platform adapters, outbox and scheduler enabled by the configuration."""
-    return []
+    components: list[Component] = []
+    if settings.wecom_enabled:
+        from bot.adapters.wecom import wecom_component
+
+        components.append(wecom_component)
+    return components

@@ -151,6 +151,47 @@ async def cmd_admin(args: argparse.Namespace, settings: Settings) -> int:
         await db.close()
 
 
+# ------------------------------------------------------------------- team
+@command("team")
+async def cmd_team(args: argparse.Namespace, settings: Settings) -> int:
+    """`salesbot team set-webhook <地址> --chat <群 chatid>`: the team's group-robot push (WeCom)."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import select
+
+    from handlers.admin import mask_key, webhook_key_from
+    from handlers.commands import UserError
+    from storage.models import Team
+
+    try:
+        key = webhook_key_from(args.url)
+    except UserError as err:
+        print(err.text(), file=sys.stderr)
+        return 2
+    org_key = args.org or settings.wecom_corp_id
+    if not org_key:
+        print("请用 --org 指定企业 CorpID（或设置 SALESBOT_WECOM_CORP_ID）", file=sys.stderr)
+        return 2
+    db = Database.from_url(settings.database_url)
+    try:
+        await db.prepare()
+        now = datetime.now(timezone.utc)
+        async with db.transaction() as store:
+            org = await store.ensure_org("wecom", org_key, now)
+            team = (
+                await store.session.execute(select(Team).where(Team.org_id == org.id, Team.chat_id == args.chat))
+            ).scalar_one_or_none()
+            if team is None:
+                print(f"找不到群 {args.chat} 对应的团队：请先在该群里 @机器人 发一条消息（如：帮助）。", file=sys.stderr)
+                return 1
+            store.bind_team(org, team)
+            await store.update_team_settings({"wecom_webhook_key": key, "wecom_webhook_broken": None}, now)
+        print(f"已为团队「{team.name}」设置群推送机器人 {mask_key(key)}")
+        return 0
+    finally:
+        await db.close()
+
+
 # ------------------------------------------------------------------- main
 def _login_name() -> str:
     import getpass
@@ -195,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--platform", default="console", choices=["console", "wecom", "dingtalk"])
     admin.add_argument("--org", default="console", help="企业 CorpID（控制台为 console）")
     admin.add_argument("--db", dest="sub_db")
+
+    team = sub.add_parser("team", help="团队设置")
+    team.add_argument("action", choices=["set-webhook"])
+    team.add_argument("url", help="企业微信群机器人 Webhook 地址（或 key）")
+    team.add_argument("--chat", required=True, help="团队所在群的 chatid")
+    team.add_argument("--org", help="企业 CorpID（默认 SALESBOT_WECOM_CORP_ID）")
+    team.add_argument("--db", dest="sub_db")
     return parser
 
 

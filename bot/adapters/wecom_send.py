@@ -1,0 +1,269 @@
+"""WeCom sending: render neutral messages as WeCom markdown and deliver them (outbox `Deliverer`).
+
+Destinations (`kind`):
+
+* ``webhook``      ``{"kind": "webhook", "key": …}`` — the team's group robot; delegated to the outbox
+                   branch's `WeComWebhookDeliverer` (20/min per robot, 45009, 93000…).
+* ``team``         ``{"kind": "team", "team_id": …}`` — the team's webhook key is looked up at send time.
+* ``member``       ``{"kind": "member", "user_ids": [...]}`` — app ``message/send`` with the cached token.
+* ``response_url`` ``{"kind": "response_url", "url": …}`` — the AI bot's one-shot reply URL (1 h).
+* ``ws_chat``      ``{"kind": "ws_chat", "chatid": …}`` — ``aibot_send_msg`` over the long connection.
+
+All HTTP goes through one aiohttp session; wechatpy's blocking clients are never used here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from bot.adapters.tokens import TokenCache
+from bot.delivery import Deliverer, OutgoingMessage, PermanentFailure, RateLimit, RetryLater
+from bot.messages import render_mentions
+
+if TYPE_CHECKING:
+    from bot.adapters.wecom_ws import WeComLongConnection
+    from storage.database import Database
+
+log = logging.getLogger("salesbot.wecom.send")
+
+PLATFORM = "wecom"
+WEBHOOK_SETTING = "wecom_webhook_key"
+
+MARKDOWN_MAX_BYTES = 4096  # webhook markdown, response_url (§2a, §1a)
+APP_MAX_BYTES = 2048  # message/send text and markdown (§2c)
+TEXT_MAX_BYTES = 2048
+STREAM_MAX_BYTES = 20480  # passive stream content
+
+TOKEN_INVALID = {40014, 42001, 40001}
+TRANSIENT = {-1, 45009, 45033}
+WEBHOOK_BROKEN = {93000, 93004, 93008}
+
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+
+def render_markdown(message: OutgoingMessage, *, native_mentions: bool) -> str:
+    """WeCom markdown (§2e). Group-robot markdown mentions natively with `<@userid>`; app messages and
+    AI-bot replies cannot, so they show `@名字`."""
+    if native_mentions:
+        text = message.text
+    else:
+        text = render_mentions(message.text, lambda uid: f"@{message.names.get(uid, uid)}")
+    if message.title:
+        text = f"**{message.title}**\n{text}"
+    return text
+
+
+def render_plain(message: OutgoingMessage) -> str:
+    text = render_mentions(message.text, lambda uid: f"@{message.names.get(uid, uid)}")
+    return f"{message.title}\n{text}" if message.title else text
+
+
+def truncate_bytes(text: str, max_bytes: int, note: str = "\n…（内容过长，已截断）") -> str:
+    if len(text.encode("utf-8")) <= max_bytes:
+        return text
+    budget = max_bytes - len(note.encode("utf-8"))
+    out = text.encode("utf-8")[:budget].decode("utf-8", errors="ignore")
+    return out + note
+
+
+def key_fingerprint(key: str) -> str:
+    """A stable, non-secret name for a webhook key (rate-limit and ordering key)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
+def mask_key(key: str) -> str:
+    return f"{key[:4]}…{key[-4:]}" if len(key) > 10 else "****"
+
+
+def dest_key(destination: dict[str, Any]) -> str:
+    kind = destination.get("kind")
+    if kind == "webhook":
+        return f"wecom:webhook:{key_fingerprint(str(destination['key']))}"
+    if kind == "team":
+        return f"wecom:team:{destination['team_id']}"
+    if kind == "member":
+        return "wecom:member:" + "|".join(destination.get("user_ids") or [])
+    if kind == "response_url":
+        return f"wecom:response_url:{hashlib.sha256(str(destination['url']).encode()).hexdigest()[:16]}"
+    if kind == "ws_chat":
+        return f"wecom:ws_chat:{destination['chatid']}"
+    return f"wecom:{kind}"
+
+
+class WeComDeliverer:
+    """The outbox's deliverer for platform "wecom"; dispatches on `destination["kind"]`."""
+
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        api_base: str,
+        corp_id: str | None = None,
+        app_secret: str | None = None,
+        agent_id: int | None = None,
+        database: "Database | None" = None,
+        webhook: Deliverer | None = None,
+        ws: "WeComLongConnection | None" = None,
+        tokens: TokenCache | None = None,
+    ) -> None:
+        self.session = session
+        self.api_base = api_base.rstrip("/")
+        self.corp_id = corp_id
+        self.app_secret = app_secret
+        self.agent_id = agent_id
+        self.database = database
+        self.ws = ws
+        self._webhook = webhook
+        self.tokens = tokens or TokenCache(self._fetch_token)
+
+    # ------------------------------------------------------------------ Deliverer protocol
+    def limit_key(self, destination: dict[str, Any]) -> str:
+        if destination.get("kind") == "member":
+            return f"wecom:app:{self.agent_id}:" + "|".join(destination.get("user_ids") or [])
+        return dest_key(destination)
+
+    def rate_limit(self, destination: dict[str, Any]) -> RateLimit | None:
+        kind = destination.get("kind")
+        if kind in ("webhook", "team"):
+            return RateLimit(20, 60.0)  # per robot, §2a
+        if kind == "member":
+            return RateLimit(30, 60.0)  # per app per member, excess silently dropped, §2c
+        return None
+
+    def max_bytes(self, destination: dict[str, Any]) -> int:
+        return APP_MAX_BYTES if destination.get("kind") == "member" else MARKDOWN_MAX_BYTES
+
+    async def deliver(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
+        kind = destination.get("kind")
+        if kind == "webhook":
+            await self.webhook.deliver(destination, message)
+        elif kind == "team":
+            await self.webhook.deliver(await self._team_webhook(destination), message)
+        elif kind == "member":
+            await self._send_app(destination, message)
+        elif kind == "response_url":
+            await self._send_response_url(destination, message)
+        elif kind == "ws_chat":
+            await self._send_ws(destination, message)
+        else:
+            raise PermanentFailure(f"unknown wecom destination kind {kind!r}")
+
+    # ------------------------------------------------------------------ webhook (outbox branch)
+    @property
+    def webhook(self) -> Deliverer:
+        if self._webhook is None:
+            try:
+                from bot.adapters.wecom_webhook import WeComWebhookDeliverer  # type: ignore[import-not-found]
+            except ImportError:
+                raise RetryLater("group webhook deliverer not installed") from None
+            self._webhook = WeComWebhookDeliverer(self.session, self.api_base)
+        return self._webhook
+
+    async def _team_webhook(self, destination: dict[str, Any]) -> dict[str, Any]:
+        if self.database is None:
+            raise PermanentFailure("team destination needs the database")
+        from storage.models import Team
+
+        async with self.database.transaction() as store:
+            team = await store.session.get(Team, int(destination["team_id"]))
+            key = (team.settings or {}).get(WEBHOOK_SETTING) if team is not None else None
+        if not key:
+            raise PermanentFailure("team has no group webhook (设置 推送 <webhook地址>)")
+        return {"kind": "webhook", "key": key}
+
+    # ------------------------------------------------------------------ app message/send
+    async def _fetch_token(self) -> tuple[str, float]:
+        if not (self.corp_id and self.app_secret):
+            raise PermanentFailure("SALESBOT_WECOM_APP_SECRET / SALESBOT_WECOM_CORP_ID not configured")
+        data = await self._call(
+            "GET", f"{self.api_base}/cgi-bin/gettoken", params={"corpid": self.corp_id, "corpsecret": self.app_secret}
+        )
+        errcode = data.get("errcode", 0)
+        if errcode != 0 or not data.get("access_token"):
+            if errcode in TRANSIENT:
+                raise RetryLater(f"gettoken errcode {errcode}", after=60 if errcode == 45009 else None)
+            raise PermanentFailure(f"gettoken errcode {errcode}")
+        return str(data["access_token"]), float(data.get("expires_in", 7200))
+
+    async def _send_app(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
+        users = [str(u) for u in destination.get("user_ids") or [] if u]
+        if not users:
+            raise PermanentFailure("member destination without user ids")
+        if self.agent_id is None:
+            raise PermanentFailure("SALESBOT_WECOM_AGENT_ID not configured")
+        body = {
+            "touser": "|".join(users),
+            "msgtype": "markdown",
+            "agentid": self.agent_id,
+            "markdown": {"content": truncate_bytes(render_markdown(message, native_mentions=False), APP_MAX_BYTES)},
+        }
+        for attempt in (1, 2):
+            token = await self.tokens.get()
+            data = await self._call(
+                "POST", f"{self.api_base}/cgi-bin/message/send", params={"access_token": token}, json=body
+            )
+            errcode = data.get("errcode", 0)
+            if errcode in TOKEN_INVALID and attempt == 1:
+                # WeCom may revoke a token before expires_in; refresh once and resend.
+                self.tokens.invalidate(token)
+                continue
+            break
+        if errcode == 0:
+            if data.get("invaliduser"):
+                log.warning("message/send: some recipients invalid count=%d", len(str(data["invaliduser"]).split("|")))
+            return
+        if errcode in TRANSIENT:
+            raise RetryLater(f"message/send errcode {errcode}", after=60 if errcode == 45009 else None)
+        raise PermanentFailure(f"message/send errcode {errcode}")
+
+    # ------------------------------------------------------------------ AI bot response_url
+    async def _send_response_url(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
+        url = str(destination.get("url") or "")
+        target, base = urlsplit(url), urlsplit(self.api_base)
+        # The URL came in a callback; never let it make the bot post to an arbitrary host.
+        if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+            raise PermanentFailure("response_url host does not match SALESBOT_WECOM_API_BASE")
+        body = {
+            "msgtype": "markdown",
+            "markdown": {"content": truncate_bytes(render_markdown(message, native_mentions=False), MARKDOWN_MAX_BYTES)},
+        }
+        data = await self._call("POST", url, json=body)
+        errcode = data.get("errcode", 0)
+        if errcode != 0:
+            # One-shot and valid 1 h: any error means it is spent or expired — never retry.
+            raise PermanentFailure(f"response_url errcode {errcode}")
+
+    # ------------------------------------------------------------------ long connection
+    async def _send_ws(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
+        if self.ws is None or not self.ws.connected:
+            raise RetryLater("long connection not established")
+        content = truncate_bytes(render_markdown(message, native_mentions=True), MARKDOWN_MAX_BYTES)
+        await self.ws.send_markdown(str(destination["chatid"]), content)
+
+    # ------------------------------------------------------------------ HTTP
+    async def _call(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            async with self.session.request(method, url, timeout=REQUEST_TIMEOUT, **kwargs) as resp:
+                if resp.status >= 500:
+                    raise RetryLater(f"HTTP {resp.status}")
+                if resp.status != 200:
+                    raise PermanentFailure(f"HTTP {resp.status}")
+                data = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise RetryLater(f"network error {type(err).__name__}") from None
+        except ValueError:
+            raise RetryLater("response is not JSON") from None
+        if not isinstance(data, dict):
+            raise RetryLater("response is not a JSON object")
+        return data
+
+
+TokenFetch = Callable[[], Awaitable[tuple[str, float]]]

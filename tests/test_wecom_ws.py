@@ -1,0 +1,65 @@
+"""AI-bot long-connection mode against the fake WebSocket server: subscribe, answer, ping, reconnect, push."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from bot.adapters import wecom_ws
+from bot.delivery import OutgoingMessage
+from storage.database import Database
+from tests.fakes.wecom import FakeWeCom
+from tests.wecom_support import (  # noqa: F401  (fixtures)
+    Customer, MakeClient, adapter, count, fake, make_client, wecom_settings,
+)
+
+
+@pytest.fixture
+async def ws_client(make_client: MakeClient, fake: FakeWeCom, monkeypatch: pytest.MonkeyPatch) -> TestClient:
+    monkeypatch.setattr(wecom_ws, "BACKOFF_INITIAL", 0.05)
+    monkeypatch.setattr(wecom_ws, "HEARTBEAT", 0.2)
+    settings = wecom_settings(
+        fake,
+        wecom_aibot_token=None,
+        wecom_aibot_aes_key=None,
+        wecom_aibot_mode="websocket",
+        wecom_aibot_bot_id=fake.aibot_id,
+        wecom_aibot_secret=fake.aibot_secret,
+        wecom_aibot_ws_url=fake.ws_url,
+    )
+    client = await make_client(settings=settings)
+    await fake.wait_for(lambda: fake.ws_connected)
+    return client
+
+
+async def test_commands_over_the_long_connection(ws_client: TestClient, fake: FakeWeCom, db: Database) -> None:
+    req = await fake.ws_push_text("认领 北京华为技术有限公司", "zhangsan", "grpSales")
+    [reply] = await fake.wait_for(lambda: fake.ws_replies(req))
+    stream = reply["body"]["stream"]
+    assert reply["body"]["msgtype"] == "stream" and stream["finish"] is True and "认领成功" in stream["content"]
+
+    dup = await fake.ws_push_text("认领 华为技术", "lisi", "grpSales")
+    [refused] = await fake.wait_for(lambda: fake.ws_replies(dup))
+    assert "撞单" in refused["body"]["stream"]["content"] and "zhangsan" in refused["body"]["stream"]["content"]
+    assert await count(db, Customer) == 1
+
+    welcome = await fake.ws_push_event("enter_chat", "wangwu")
+    frames = await fake.wait_for(
+        lambda: [f for f in fake.ws_frames("aibot_respond_welcome_msg") if f["headers"]["req_id"] == welcome]
+    )
+    assert "帮助" in frames[0]["body"]["text"]["content"]
+    # Heartbeat keeps the connection alive.
+    await fake.wait_for(lambda: fake.ws_frames("ping"))
+
+
+async def test_reconnects_after_a_drop_and_pushes_to_groups(ws_client: TestClient, fake: FakeWeCom) -> None:
+    await fake.ws_drop()
+    await fake.wait_for(lambda: fake.ws_connected and fake.ws_subscriptions == 2)
+    ad = adapter(ws_client)
+    await fake.wait_for(lambda: ad.ws.connected)
+    await ad.deliverer.deliver({"kind": "ws_chat", "chatid": "grpSales"}, OutgoingMessage("站会时间到 <@u1>"))
+    assert fake.ws_sent_messages("grpSales") == [
+        {"chatid": "grpSales", "msgtype": "markdown", "markdown": {"content": "站会时间到 <@u1>"}}
+    ]
+    req = await fake.ws_push_text("帮助", "zhangsan", "grpSales")
+    await fake.wait_for(lambda: fake.ws_replies(req))
