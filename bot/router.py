@@ -30,6 +30,7 @@ _SPACES = re.compile(r"\s+")
 _LEADING_MENTION = re.compile(r"^@\S+\s*")
 _MENTION_TOKEN = re.compile(r"(?<![\w.])@([^\s@]{1,64})")
 MAX_TEXT_CHARS = 2000
+NO_TEAM_YET = "我还不知道你属于哪个团队。请先在团队群里 @我 发一条消息（例如：帮助），之后就可以在这里私聊使用了。"
 
 # Called inside the command's transaction with the replies; returns the replies to answer inline.
 # The outbox uses it to enqueue what must travel later (announcements, direct messages, replies that
@@ -109,24 +110,25 @@ class Router:
                 if not await store.record_inbound(msg.platform, msg.msg_id, msg.org_key, now):
                     log.info("duplicate delivery ignored platform=%s msg_id=%s", msg.platform, msg.msg_id)
                     return []
-                await store.bind(
-                    platform=msg.platform,
-                    org_key=msg.org_key,
-                    chat_id=msg.chat_id,
-                    chat_title=msg.chat_title,
-                    user_id=msg.user_id,
-                    user_name=msg.user_name,
-                    now=now,
-                    admin_ids=self.admin_ids,
-                    msg_id=msg.msg_id,
-                    private=msg.chat_type == "single",
-                )
+                try:
+                    await store.bind(
+                        platform=msg.platform,
+                        org_key=msg.org_key,
+                        chat_id=msg.chat_id,
+                        chat_title=msg.chat_title,
+                        user_id=msg.user_id,
+                        user_name=msg.user_name,
+                        now=now,
+                        admin_ids=self.admin_ids,
+                        msg_id=msg.msg_id,
+                        private=msg.chat_type == "single",
+                    )
+                except NoTeamYet:
+                    return [Reply(NO_TEAM_YET)]
                 replies = await self._run(store, msg, now)
                 if self.reply_sink is not None:
                     replies = await self.reply_sink(store, msg, replies, now)
                 return replies
-        except NoTeamYet:
-            return [Reply("我还不知道你属于哪个团队。请先在团队群里 @我 发一条消息（例如：帮助），之后就可以在这里私聊使用了。")]
         except Exception:
             log.exception("command failed error_id=%s platform=%s msg_id=%s", error_id, msg.platform, msg.msg_id)
             return [Reply(f"抱歉，处理这条消息时出错了（错误编号 {error_id}）。请稍后再试，或把编号告诉管理员。")]

@@ -265,19 +265,6 @@ class Store:
             )
         ).scalar_one()
 
-    async def home_chat_id(self, platform: str, org_key: str, user_id: str) -> str | None:
-        """The group chat of the team a member last joined — where their 1:1 commands act."""
-        row = await self.session.execute(
-            select(Team.chat_id)
-            .join(Membership, Membership.team_id == Team.id)
-            .join(Member, Member.id == Membership.member_id)
-            .join(Organisation, Organisation.id == Member.org_id)
-            .where(Organisation.platform == platform, Organisation.corp_key == org_key, Member.user_id == user_id)
-            .order_by(Team.chat_id.like("direct:%"), Membership.joined_at.desc(), Team.id.desc())
-            .limit(1)
-        )
-        return row.scalar_one_or_none()
-
     # ---------------------------------------------------------------- members
     async def team_members(self) -> list[tuple[Member, str]]:
         rows = await self.session.execute(

@@ -233,12 +233,6 @@ class WeComAdapter:
     def org_key(self, payload: dict[str, Any] | None = None) -> str:
         return self.settings.wecom_corp_id or str((payload or {}).get("aibotid") or "wecom")
 
-    async def home_chat(self, org_key: str, user_id: str) -> str:
-        """A 1:1 message acts in the member's team (the group they last joined)."""
-        async with self.db.transaction() as store:
-            chat = await store.home_chat_id(PLATFORM, org_key, user_id)
-        return chat or f"direct:{user_id}"
-
     async def aibot_message(self, payload: dict[str, Any], budget: _Budget, **context: Any) -> IncomingMessage | None:
         """An AI-bot callback body (HTTP or long connection) as an IncomingMessage; None if not text."""
         msg_id = payload.get("msgid")
@@ -254,7 +248,7 @@ class WeComAdapter:
         if chat_type == "group":
             text = strip_bot_mention(text)
         else:
-            chat_id = await self.home_chat(org_key, user_id)
+            chat_id = f"direct:{user_id}"  # the router scopes a 1:1 chat to the member's team
         return IncomingMessage(
             platform=PLATFORM,
             org_key=org_key,
@@ -507,7 +501,7 @@ class WeComAdapter:
             msg_id = str(data.get("MsgId") or "")
             if not msg_id:
                 raise CallbackRejected("text message without MsgId", 400)
-            chat_id = await self.home_chat(org_key, user_id)
+            chat_id = f"direct:{user_id}"  # the router scopes a 1:1 chat to the member's team
         except CallbackRejected as err:
             return self._reject("app", err)
         msg = IncomingMessage(
