@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from bot.router import Router
@@ -22,6 +23,8 @@ log = logging.getLogger("salesbot.app")
 SETTINGS_KEY = web.AppKey("settings", Settings)
 DATABASE_KEY = web.AppKey("database", Database)
 ROUTER_KEY = web.AppKey("router", Router)
+# One client session per process: connection pooling for every outbound call (outbox, token refresh).
+HTTP_SESSION_KEY = web.AppKey("http_session", aiohttp.ClientSession)
 
 # A component adds routes and lifecycle to the app (a platform adapter, the outbox, the scheduler).
 Component = Callable[[web.Application], None]
@@ -50,7 +53,14 @@ def build_app(settings: Settings, *, components: list[Component] | None = None, 
         if database is None:
             await db.close()
 
+    async def http_session_ctx(app: web.Application) -> AsyncIterator[None]:
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        app[HTTP_SESSION_KEY] = session
+        yield
+        await session.close()
+
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(http_session_ctx)
     app.router.add_get("/healthz", healthz)
     for component in components or default_components(settings):
         component(app)
@@ -59,4 +69,6 @@ def build_app(settings: Settings, *, components: list[Component] | None = None, 
 
 def default_components(settings: Settings) -> list[Component]:
     """Platform adapters, outbox and scheduler enabled by the configuration."""
-    return []
+    from bot.outbox import outbox_component
+
+    return [outbox_component]
