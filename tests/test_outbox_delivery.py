@@ -229,3 +229,23 @@ async def test_http_5xx_and_429_are_retried(http) -> None:
                 await deliverer.deliver(webhook_destination(KEY), OutgoingMessage("hi"))
     finally:
         await runner.cleanup()
+
+
+async def test_the_app_runs_the_outbox_worker_for_its_lifetime(tmp_path) -> None:
+    from aiohttp.test_utils import TestServer
+
+    from bot.app import DATABASE_KEY, build_app
+    from bot.outbox import OUTBOX_WORKER_KEY
+    from bot.settings import Settings
+
+    async with FakeWeCom(webhook_keys=[KEY]) as wecom:
+        settings = Settings(database_url=f"sqlite:///{tmp_path / 'app.db'}", wecom_api_base=wecom.base_url)
+        server = TestServer(build_app(settings))
+        await server.start_server()
+        try:
+            app = server.app
+            assert app[OUTBOX_WORKER_KEY] is not None
+            await enqueue_texts(app[DATABASE_KEY], KEY, ["应用内发送"], clock_now())
+            await wecom.wait_for(lambda: received_texts(wecom, KEY) == ["应用内发送"], timeout=5)
+        finally:
+            await server.close()
