@@ -6,7 +6,6 @@ These tests use the worker's real timing (real clocks, a real subprocess), bound
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from collections import Counter
