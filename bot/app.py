@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from bot.router import Router
@@ -24,6 +25,11 @@ DATABASE_KEY = web.AppKey("database", Database)
 ROUTER_KEY = web.AppKey("router", Router)
 # Per-platform reply sinks (called inside the command's transaction); components register theirs.
 REPLY_SINKS_KEY = web.AppKey("reply_sinks", dict)
+# Deliverers by platform; adapters register theirs when they start, the outbox worker looks them up
+# at send time.
+DELIVERERS_KEY = web.AppKey("deliverers", dict)
+# One client session per process: connection pooling for every outbound call (outbox, token refresh).
+HTTP_SESSION_KEY = web.AppKey("http_session", aiohttp.ClientSession)
 
 # A component adds routes and lifecycle to the app (a platform adapter, the outbox, the scheduler).
 Component = Callable[[web.Application], None]
@@ -53,7 +59,16 @@ def build_app(settings: Settings, *, components: list[Component] | None = None, 
             await db.close()
 
     app[REPLY_SINKS_KEY] = {}
+    app[DELIVERERS_KEY] = {}
+
+    async def http_session_ctx(app: web.Application) -> AsyncIterator[None]:
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        app[HTTP_SESSION_KEY] = session
+        yield
+        await session.close()
+
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(http_session_ctx)
     app.router.add_get("/healthz", healthz)
     for component in components or default_components(settings):
         component(app)
@@ -70,7 +85,9 @@ def _platform_sink(sinks: dict[str, Any]) -> Any:
 
 def default_components(settings: Settings) -> list[Component]:
     """Platform adapters, outbox and scheduler enabled by the configuration."""
-    components: list[Component] = []
+    from bot.outbox import outbox_component
+
+    components: list[Component] = [outbox_component]
     if settings.wecom_enabled:
         from bot.adapters.wecom import wecom_component
 

@@ -192,6 +192,38 @@ async def cmd_team(args: argparse.Namespace, settings: Settings) -> int:
         await db.close()
 
 
+# ----------------------------------------------------------------- outbox
+@command("outbox")
+async def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
+    """Status of the send queue, or requeue failed messages. Never prints webhook keys or tokens:
+    rows are shown by id and their non-secret `dest_key`, errors as the deliverers wrote them (masked)."""
+    from datetime import datetime, timezone
+
+    from storage.outbox_queue import OutboxQueue
+
+    db = Database.from_url(settings.database_url)
+    try:
+        await db.prepare()
+        queue = OutboxQueue(db)
+        if args.action == "retry":
+            if not args.failed and not args.ids:
+                print("请指定要重发的消息编号，或用 --failed 重发全部失败消息。例如：salesbot outbox retry 42", file=sys.stderr)
+                return 2
+            count = await queue.requeue(datetime.now(timezone.utc), args.ids, all_failed=args.failed)
+            print(f"已重新排队 {count} 条消息。")
+            return 0
+        status = await queue.status()
+        c = status.counts
+        print(f"待发送 pending: {c['pending']}  发送中 sending: {c['sending']}  已发送 sent: {c['sent']}  失败 failed: {c['failed']}")
+        if status.recent_errors:
+            print("最近的错误：")
+            for row_id, state, dest_key, attempts, when, error in status.recent_errors:
+                print(f"  #{row_id} [{state}] {dest_key} 尝试 {attempts} 次：{error}")
+        return 0
+    finally:
+        await db.close()
+
+
 # ------------------------------------------------------------------- main
 def _login_name() -> str:
     import getpass
@@ -243,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     team.add_argument("--chat", required=True, help="团队所在群的 chatid")
     team.add_argument("--org", help="企业 CorpID（默认 SALESBOT_WECOM_CORP_ID）")
     team.add_argument("--db", dest="sub_db")
+
+    outbox = sub.add_parser("outbox", help="发送队列：查看待发送/失败数量与最近错误，或重发失败消息")
+    outbox.add_argument("action", nargs="?", choices=["status", "retry"], default="status")
+    outbox.add_argument("ids", nargs="*", type=int, help="要重发的消息编号")
+    outbox.add_argument("--failed", action="store_true", help="重发全部失败消息")
+    outbox.add_argument("--db", dest="sub_db")
     return parser
 
 

@@ -25,8 +25,10 @@ def test_bad_aes_key_and_missing_token_name_the_variable() -> None:
     with pytest.raises(ConfigError, match="SALESBOT_WECOM_APP_AES_KEY"):
         load_settings({"SALESBOT_WECOM_APP_TOKEN": "t", "SALESBOT_WECOM_CORP_ID": "ww"})
     settings = load_settings({"SALESBOT_WECOM_AIBOT_TOKEN": "t", "SALESBOT_WECOM_AIBOT_AES_KEY": KEY})
-    assert settings.wecom_enabled and len(default_components(settings)) == 1
-    assert default_components(load_settings({})) == []
+    from bot.adapters.wecom import wecom_component
+
+    assert settings.wecom_enabled and wecom_component in default_components(settings)
+    assert wecom_component not in default_components(load_settings({}))
 
 
 def test_cli_sets_the_team_webhook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

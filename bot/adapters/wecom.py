@@ -533,7 +533,7 @@ WECOM_KEY = web.AppKey("wecom", WeComAdapter)
 
 def wecom_component(app: web.Application, *, wall_clock: Callable[[], float] = time.time) -> None:
     """Routes, reply sink and lifecycle of the WeCom adapter (added when `settings.wecom_enabled`)."""
-    from bot.app import DATABASE_KEY, REPLY_SINKS_KEY, ROUTER_KEY, SETTINGS_KEY
+    from bot.app import DATABASE_KEY, DELIVERERS_KEY, REPLY_SINKS_KEY, ROUTER_KEY, SETTINGS_KEY
 
     adapter = WeComAdapter(app[SETTINGS_KEY], wall_clock=wall_clock)
     app[WECOM_KEY] = adapter
@@ -545,6 +545,7 @@ def wecom_component(app: web.Application, *, wall_clock: Callable[[], float] = t
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await adapter.start(app[DATABASE_KEY], app[ROUTER_KEY])
+        app[DELIVERERS_KEY][PLATFORM] = adapter.deliverer
         yield
         await adapter.stop()
 

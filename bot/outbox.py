@@ -1,0 +1,352 @@
+"""Durable outbound delivery: everything salesbot says on its own goes through the `outbox` table.
+
+A command enqueues its announcements inside its own transaction (`enqueue_message`), so a claim and its
+group announcement commit together or not at all. `OutboxWorker` then delivers due rows through the
+`Deliverer` registered for each row's platform:
+
+* it is woken by `Database.on_commit` the moment a transaction that enqueued something commits, and
+  otherwise sleeps until the next row is due (retries, other replicas' rows) or `poll_interval` passes;
+* it keeps order per destination (see storage.outbox_queue for how the claim enforces it across replicas);
+* it never exceeds a destination's rate limit (sliding window per limit key, per process) — when the
+  window is full the rows are handed back with the time the next slot frees, nobody sleeps holding them;
+* `RetryLater` → exponential backoff with jitter (at least the platform's `after`); `PermanentFailure` →
+  `failed` with the platform's reason; a broken destination fails its backlog at once.
+
+Delivery is at-least-once: rows are marked sent when their batch settles, so a crash between sending and
+settling re-sends at most that batch (README, "Delivery guarantees").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from aiohttp import web
+
+from bot.delivery import Deliverer, OutgoingMessage, PermanentFailure, RateLimit, RetryLater, split_text
+from bot.ratelimit import SlidingWindowLimiter
+from storage.database import Database
+from storage.outbox_queue import ClaimedRow, Failure, Outcome, OutboxQueue, Retry
+from storage.store import Store
+
+log = logging.getLogger("salesbot.outbox")
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+async def enqueue_message(
+    store: Store,
+    platform: str,
+    destination: dict[str, Any],
+    dest_key: str,
+    message: OutgoingMessage,
+    now: datetime,
+    dedup_key: str | None = None,
+    max_bytes: int | None = None,
+) -> int:
+    """Queue `message` in the caller's transaction, split into ordered parts under `max_bytes`.
+
+    Returns the number of rows added (0 when `dedup_key` was queued before). The first part carries the
+    plain `dedup_key` — so "was this logical message queued?" is one lookup — and the title; later parts
+    get `#2`, `#3`… suffixes. The title's bytes are reserved in every part's budget because a renderer
+    puts it in front of the text.
+    """
+    texts = [message.text]
+    if max_bytes is not None:
+        reserve = len(message.title.encode("utf-8")) + 16 if message.title else 0
+        texts = split_text(message.text, max(max_bytes - reserve, 64))
+    added = 0
+    for index, text in enumerate(texts):
+        part = OutgoingMessage(text=text, title=message.title if index == 0 else None, names=message.names)
+        key = None if dedup_key is None else (dedup_key if index == 0 else f"{dedup_key}#{index + 1}")
+        ok = await store.enqueue(
+            platform=platform, destination=destination, dest_key=dest_key, body=part.to_json(), now=now, dedup_key=key
+        )
+        if not ok and index == 0:
+            return 0
+        added += int(ok)
+    return added
+
+
+class DeliverersByKind:
+    """One platform, several kinds of destination (webhook, app message, group chat) — picks by `kind`."""
+
+    def __init__(self, platform: str, by_kind: dict[str, Deliverer]) -> None:
+        self.platform = platform
+        self.by_kind = by_kind
+
+    def _pick(self, destination: dict[str, Any]) -> Deliverer:
+        deliverer = self.by_kind.get(str(destination.get("kind")))
+        if deliverer is None:
+            raise PermanentFailure(f"no deliverer for {self.platform} destination kind {destination.get('kind')!r}")
+        return deliverer
+
+    def limit_key(self, destination: dict[str, Any]) -> str:
+        return self._pick(destination).limit_key(destination)
+
+    def rate_limit(self, destination: dict[str, Any]) -> RateLimit | None:
+        return self._pick(destination).rate_limit(destination)
+
+    def max_bytes(self, destination: dict[str, Any]) -> int:
+        return self._pick(destination).max_bytes(destination)
+
+    async def deliver(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
+        await self._pick(destination).deliver(destination, message)
+
+
+class OutboxWorker:
+    """Sends due outbox rows; one per bot process, any number per PostgreSQL database."""
+
+    def __init__(
+        self,
+        db: Database,
+        deliverers: dict[str, Deliverer],
+        *,
+        clock: Clock = utcnow,
+        batch_size: int = 200,
+        per_destination: int = 20,
+        lease_seconds: float = 120.0,
+        poll_interval: float = 5.0,
+        max_attempts: int = 20,
+        backoff_base: float = 2.0,
+        backoff_cap: float = 600.0,
+        broken_ttl: float = 600.0,
+        rng: Callable[[], float] = random.random,
+        limiter: SlidingWindowLimiter | None = None,
+    ) -> None:
+        self.db = db
+        self.queue = OutboxQueue(db)
+        self.deliverers = deliverers
+        self.clock = clock
+        self.batch_size = batch_size
+        self.per_destination = per_destination
+        # The lease must outlast a whole batch (per_destination sends in a row, each with its HTTP
+        # timeout); a lease that expires mid-send lets another replica send the same row again.
+        self.lease_seconds = lease_seconds
+        self.poll_interval = poll_interval
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.broken_ttl = broken_ttl
+        self.rng = rng
+        self.limiter = limiter or SlidingWindowLimiter()
+        self.stats: Counter[str] = Counter()
+        self._broken: dict[str, tuple[str, datetime]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # ----------------------------------------------------------------- lifecycle
+    def wake(self) -> None:
+        """Deliver now (called after a commit that enqueued rows). Cheap and safe from any callback."""
+        self._wake.set()
+
+    def on_commit(self, store: Store) -> None:
+        """`Database.on_commit` hook: wake only for transactions that enqueued something."""
+        if store.enqueued > 0:
+            self.wake()
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        if self.db.is_sqlite:
+            # SQLite means one bot process, so any row still `sending` was in flight when it died.
+            reclaimed = await self.queue.reclaim_all_leases()
+            if reclaimed:
+                log.warning("outbox: %d messages were in flight at the last shutdown; sending them again", reclaimed)
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="outbox-worker")
+
+    async def stop(self, timeout: float = 15.0) -> None:
+        """Let the batch in flight settle (fewer duplicates after a restart), then stop."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            timeout = self.poll_interval
+            try:
+                await self.run_once()
+                due = await self.queue.next_due()
+                if due is not None:
+                    timeout = min(max((due - self.clock()).total_seconds(), 0.05), self.poll_interval)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox: worker pass failed; retrying in %.0fs", self.poll_interval)
+            if self._stopping:
+                break
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+
+    # ----------------------------------------------------------------- delivery
+    async def run_once(self) -> int:
+        """Deliver everything claimable right now; return how many rows were claimed.
+
+        Tests with a fake clock call this directly instead of starting the background task.
+        """
+        total = 0
+        while not self._stopping:
+            rows = await self.queue.claim(
+                self.clock(),
+                lease_seconds=self.lease_seconds,
+                batch_size=self.batch_size,
+                per_destination=self.per_destination,
+            )
+            if not rows:
+                break
+            total += len(rows)
+            await self._deliver_batch(rows)
+        return total
+
+    async def _deliver_batch(self, rows: list[ClaimedRow]) -> None:
+        groups: dict[str, list[ClaimedRow]] = {}
+        for row in rows:
+            groups.setdefault(row.dest_key, []).append(row)
+        outcome = Outcome.empty()
+        broken: list[tuple[str, str]] = []
+        await asyncio.gather(*(self._deliver_group(group, outcome, broken) for group in groups.values()))
+        now = self.clock()
+        await self.queue.finish(outcome, now)
+        for dest_key, reason in broken:
+            failed = await self.queue.fail_destination(dest_key, reason, now)
+            self.stats["failed"] += failed
+        self.stats["sent"] += len(outcome.sent)
+
+    async def _deliver_group(
+        self, rows: list[ClaimedRow], outcome: Outcome, broken: list[tuple[str, str]]
+    ) -> None:
+        """Send one destination's rows strictly in order; stop at the first row that must wait."""
+        head = rows[0]
+        deliverer = self.deliverers.get(head.platform)
+        if deliverer is None:
+            self._fail(outcome, rows, f"no deliverer configured for platform {head.platform!r}")
+            return
+        marker = self._broken.get(head.dest_key)
+        if marker is not None and marker[1] > self.clock():
+            self._fail(outcome, rows, f"destination broken: {marker[0]}")
+            return
+        destination = head.destination
+        try:
+            limit = deliverer.rate_limit(destination)
+            limit_key = deliverer.limit_key(destination)
+        except PermanentFailure as err:
+            self._fail(outcome, rows, err.reason)
+            return
+        for index, row in enumerate(rows):
+            rest = [r.id for r in rows[index + 1 :]]
+            now = self.clock()
+            if limit is not None:
+                wait = self.limiter.try_acquire(limit_key, limit.count, limit.per_seconds, now.timestamp())
+                if wait > 0:
+                    # Not an attempt and not an error: the row simply waits for the window to slide.
+                    outcome.retries.append(Retry(row.id, now + timedelta(seconds=wait), None, count_attempt=False))
+                    outcome.released.extend(rest)
+                    self.stats["deferred"] += 1
+                    return
+            try:
+                await deliverer.deliver(destination, OutgoingMessage.from_json(row.body))
+            except RetryLater as err:
+                self._retry(outcome, row, err.reason, err.after)
+                outcome.released.extend(rest)
+                return
+            except PermanentFailure as err:
+                self.stats["failed"] += 1
+                outcome.failures.append(Failure(row.id, err.reason))
+                log.warning("outbox: message %d failed permanently: %s", row.id, err.reason)
+                if err.destination_broken:
+                    self._broken[row.dest_key] = (err.reason, now + timedelta(seconds=self.broken_ttl))
+                    self._fail(outcome, rows[index + 1 :], f"destination broken: {err.reason}")
+                    broken.append((row.dest_key, f"destination broken: {err.reason}"))
+                    return
+                continue
+            except Exception as err:  # a bug in a deliverer must not lose the message
+                log.exception("outbox: unexpected error delivering message %d", row.id)
+                self._retry(outcome, row, f"unexpected {type(err).__name__}", None)
+                outcome.released.extend(rest)
+                return
+            outcome.sent.append(row.id)
+
+    def _fail(self, outcome: Outcome, rows: list[ClaimedRow], reason: str) -> None:
+        self.stats["failed"] += len(rows)
+        outcome.failures.extend(Failure(r.id, reason) for r in rows)
+
+    def _retry(self, outcome: Outcome, row: ClaimedRow, reason: str, after: float | None) -> None:
+        attempts = row.attempts + 1
+        if attempts >= self.max_attempts:
+            self.stats["failed"] += 1
+            outcome.failures.append(Failure(row.id, f"gave up after {attempts} attempts: {reason}"))
+            log.warning("outbox: message %d gave up after %d attempts: %s", row.id, attempts, reason)
+            return
+        self.stats["retried"] += 1
+        delay = self.backoff(attempts, after)
+        outcome.retries.append(Retry(row.id, self.clock() + timedelta(seconds=delay), reason))
+
+    def backoff(self, attempts: int, after: float | None) -> float:
+        """Exponential backoff with jitter, never earlier than the platform asked (`after`)."""
+        exp = min(self.backoff_cap, self.backoff_base * 2 ** (attempts - 1))
+        delay = exp * (0.5 + 0.5 * self.rng())
+        if after is not None:
+            delay = max(delay, after * (1.0 + 0.1 * self.rng()))
+        return delay
+
+
+# ------------------------------------------------------------------- app wiring
+OUTBOX_WORKER_KEY = web.AppKey("outbox_worker", OutboxWorker)
+
+
+def build_deliverers(app: web.Application) -> dict[str, Deliverer]:
+    """The deliverers this process can use, by platform.
+
+    Platform adapters register theirs in `app[DELIVERERS_KEY]` when they start (possibly after the
+    worker); the worker keeps this very dict and looks deliverers up at send time. Without a WeCom
+    adapter, group webhooks (set with `salesbot team set-webhook`) can still be sent.
+    """
+    from bot.adapters.wecom_webhook import WeComWebhookDeliverer
+    from bot.app import DELIVERERS_KEY, HTTP_SESSION_KEY, SETTINGS_KEY
+
+    deliverers: dict[str, Deliverer] = app[DELIVERERS_KEY]
+    if "wecom" not in deliverers:
+        session = app[HTTP_SESSION_KEY]
+        webhook = WeComWebhookDeliverer(session, api_base=app[SETTINGS_KEY].wecom_api_base)
+        deliverers["wecom"] = DeliverersByKind("wecom", {"webhook": webhook})  # type: ignore[assignment]
+    return deliverers
+
+
+def outbox_component(app: web.Application) -> None:
+    """Run an `OutboxWorker` for the app's lifetime, woken by every commit that enqueued messages."""
+    from bot.app import DATABASE_KEY
+
+    async def outbox_ctx(app: web.Application) -> Any:
+        db = app[DATABASE_KEY]
+        worker = OutboxWorker(db, build_deliverers(app))
+        db.on_commit(worker.on_commit)
+        app[OUTBOX_WORKER_KEY] = worker
+        await worker.start()
+        yield
+        await worker.stop()
+
+    app.cleanup_ctx.append(outbox_ctx)

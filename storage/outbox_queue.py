@@ -1,0 +1,272 @@
+"""The outbox as a queue: claim due rows, record what happened to them, report on them.
+
+This is the SQL half of `bot.outbox.OutboxWorker`. It keeps two promises:
+
+* **No message is sent twice by two workers.** A row is handed out only while its status is `pending`, or
+  `sending` with an expired lease (the worker that held it died). On PostgreSQL the claim locks rows with
+  `FOR UPDATE SKIP LOCKED`, so replicas claiming at the same moment pass each other instead of queueing or
+  taking the same row; on SQLite every write transaction is `BEGIN IMMEDIATE` (storage.engine), which
+  serialises claims outright.
+* **Order per destination.** Only the *head* of a destination (its oldest row still pending or sending) can
+  be claimed, and the rows behind it only together with it. While a head is in flight or backing off, the
+  destination is blocked for every worker. Permanently failed rows do not block (one over-long message
+  must not silence a group forever).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.orm import aliased
+
+from storage.database import Database
+from storage.models import OutboxMessage
+
+ACTIVE = ("pending", "sending")
+
+
+@dataclass(frozen=True)
+class ClaimedRow:
+    """One row a worker now holds a lease on."""
+
+    id: int
+    platform: str
+    dest_key: str
+    destination: dict[str, Any]
+    body: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Retry:
+    id: int
+    next_attempt_at: datetime
+    error: str | None  # None keeps the previous last_error (a local rate-limit deferral is no error)
+    count_attempt: bool = True
+
+
+@dataclass(frozen=True)
+class Failure:
+    id: int
+    error: str
+
+
+@dataclass
+class Outcome:
+    """What happened to a claimed batch, applied in one transaction by `OutboxQueue.finish`."""
+
+    sent: list[int]
+    retries: list[Retry]
+    failures: list[Failure]
+    released: list[int]
+
+    @classmethod
+    def empty(cls) -> "Outcome":
+        return cls([], [], [], [])
+
+
+@dataclass(frozen=True)
+class OutboxStatus:
+    counts: dict[str, int]
+    recent_errors: list[tuple[int, str, str, int, datetime | None, str]]  # id, status, dest_key, attempts, when, error
+
+
+def _claimable(row: Any, now: datetime) -> Any:
+    return or_(
+        and_(row.status == "pending", row.next_attempt_at <= now),
+        and_(row.status == "sending", row.lease_until <= now),
+    )
+
+
+class OutboxQueue:
+    """Claims and settles outbox rows for one worker. Stateless apart from the database handle."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def claim(
+        self, now: datetime, *, lease_seconds: float, batch_size: int, per_destination: int
+    ) -> list[ClaimedRow]:
+        """Lease up to `batch_size` due rows, at most `per_destination` consecutive rows per destination.
+
+        Step 1 locks the *heads* of destinations (SKIP LOCKED on PostgreSQL): a destination whose head
+        another worker is claiming right now is skipped entirely, and the `NOT EXISTS` check makes every
+        row behind an unsettled head invisible, so a second worker can never start on row N+1.
+        Step 2 takes the followers of the heads we locked.
+        """
+        o = OutboxMessage
+        earlier = aliased(OutboxMessage)
+        has_earlier = exists().where(
+            earlier.dest_key == o.dest_key, earlier.id < o.id, earlier.status.in_(ACTIVE)
+        )
+        heads_stmt = (
+            select(o.id, o.dest_key)
+            .where(o.status.in_(ACTIVE), _claimable(o, now), ~has_earlier)
+            .order_by(o.id)
+            .limit(batch_size)
+        )
+        pg = not self.db.is_sqlite
+        if pg:
+            heads_stmt = heads_stmt.with_for_update(skip_locked=True, of=o)
+        lease_until = now + timedelta(seconds=lease_seconds)
+        async with self.db.sessions() as session, session.begin():
+            heads = (await session.execute(heads_stmt)).all()
+            if not heads:
+                return []
+            ids: list[int] = [h.id for h in heads]
+            if per_destination > 1 and len(ids) < batch_size:
+                head_of = {h.dest_key: h.id for h in heads}
+                followers_stmt = (
+                    select(o.id, o.dest_key, o.status, o.next_attempt_at, o.lease_until)
+                    .where(o.dest_key.in_(list(head_of)), o.status.in_(ACTIVE))
+                    .order_by(o.dest_key, o.id)
+                )
+                if pg:
+                    followers_stmt = followers_stmt.with_for_update(skip_locked=True, of=o)
+                taken: dict[str, int] = {}
+                blocked: set[str] = set()
+                room = batch_size - len(ids)
+                for row in (await session.execute(followers_stmt)).all():
+                    if room <= 0:
+                        break
+                    if row.id <= head_of[row.dest_key] or row.dest_key in blocked:
+                        continue
+                    due = (row.status == "pending" and row.next_attempt_at <= now) or (
+                        row.status == "sending" and row.lease_until is not None and row.lease_until <= now
+                    )
+                    if not due or taken.get(row.dest_key, 1) >= per_destination:
+                        blocked.add(row.dest_key)  # keep each destination's claim contiguous
+                        continue
+                    taken[row.dest_key] = taken.get(row.dest_key, 1) + 1
+                    ids.append(row.id)
+                    room -= 1
+            await session.execute(
+                update(o).where(o.id.in_(ids)).values(status="sending", lease_until=lease_until)
+            )
+            rows = (
+                await session.execute(
+                    select(o.id, o.platform, o.dest_key, o.destination, o.body, o.attempts)
+                    .where(o.id.in_(ids))
+                    .order_by(o.id)
+                )
+            ).all()
+        return [ClaimedRow(r.id, r.platform, r.dest_key, r.destination, r.body, r.attempts) for r in rows]
+
+    async def finish(self, outcome: Outcome, now: datetime) -> None:
+        """Settle a batch in one transaction: sent, retry later, failed, or handed back untouched.
+
+        Updates are conditional on `status = 'sending'` so that a row someone requeued by hand meanwhile
+        is not overwritten.
+        """
+        o = OutboxMessage
+        async with self.db.sessions() as session, session.begin():
+            if outcome.sent:
+                await session.execute(
+                    update(o)
+                    .where(o.id.in_(outcome.sent), o.status == "sending")
+                    .values(status="sent", sent_at=now, lease_until=None, attempts=o.attempts + 1)
+                )
+            if outcome.released:
+                await session.execute(
+                    update(o)
+                    .where(o.id.in_(outcome.released), o.status == "sending")
+                    .values(status="pending", lease_until=None)
+                )
+            for retry in outcome.retries:
+                values: dict[str, Any] = {
+                    "status": "pending",
+                    "lease_until": None,
+                    "next_attempt_at": retry.next_attempt_at,
+                    "attempts": o.attempts + (1 if retry.count_attempt else 0),
+                }
+                if retry.error is not None:
+                    values["last_error"] = retry.error[:2000]
+                await session.execute(update(o).where(o.id == retry.id, o.status == "sending").values(**values))
+            for failure in outcome.failures:
+                await session.execute(
+                    update(o)
+                    .where(o.id == failure.id, o.status == "sending")
+                    .values(status="failed", lease_until=None, last_error=failure.error[:2000], attempts=o.attempts + 1)
+                )
+
+    async def fail_destination(self, dest_key: str, error: str, now: datetime) -> int:
+        """Fail every pending row of a destination the platform called broken (e.g. robot removed)."""
+        o = OutboxMessage
+        async with self.db.sessions() as session, session.begin():
+            result = await session.execute(
+                update(o)
+                .where(o.dest_key == dest_key, o.status == "pending")
+                .values(status="failed", last_error=error[:2000])
+            )
+            return int(result.rowcount or 0)
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest destination head becomes due or the earliest lease expires.
+
+        Only heads count: rows queued behind a busy or backing-off head are "due" but not claimable, and
+        waking for them would spin.
+        """
+        o = OutboxMessage
+        earlier = aliased(OutboxMessage)
+        has_earlier = exists().where(
+            earlier.dest_key == o.dest_key, earlier.id < o.id, earlier.status.in_(ACTIVE)
+        )
+        async with self.db.sessions() as session:
+            pending = await session.scalar(
+                select(func.min(o.next_attempt_at)).where(o.status == "pending", ~has_earlier)
+            )
+            leased = await session.scalar(select(func.min(o.lease_until)).where(o.status == "sending"))
+        times = [t for t in (pending, leased) if t is not None]
+        return min(times) if times else None
+
+    async def reclaim_all_leases(self) -> int:
+        """Hand every `sending` row back — only safe when this is the sole worker (SQLite, at start-up)."""
+        o = OutboxMessage
+        async with self.db.sessions() as session, session.begin():
+            result = await session.execute(
+                update(o).where(o.status == "sending").values(status="pending", lease_until=None)
+            )
+            return int(result.rowcount or 0)
+
+    async def status(self, errors: int = 10) -> OutboxStatus:
+        o = OutboxMessage
+        async with self.db.sessions() as session:
+            counts = {s: 0 for s in ("pending", "sending", "sent", "failed")}
+            for status, count in (await session.execute(select(o.status, func.count()).group_by(o.status))).all():
+                counts[status] = int(count)
+            recent = (
+                await session.execute(
+                    select(o.id, o.status, o.dest_key, o.attempts, o.next_attempt_at, o.last_error)
+                    .where(o.last_error.is_not(None), o.status.in_(("pending", "failed")))
+                    .order_by(o.id.desc())
+                    .limit(errors)
+                )
+            ).all()
+        return OutboxStatus(counts, [tuple(r) for r in recent])  # type: ignore[misc]
+
+    async def requeue(self, now: datetime, ids: Iterable[int] = (), *, all_failed: bool = False) -> int:
+        """Put failed rows (by id, or all of them) back to pending, due now, with a fresh attempt count."""
+        o = OutboxMessage
+        condition = o.status == "failed"
+        id_list: Sequence[int] = list(ids)
+        if not all_failed:
+            if not id_list:
+                return 0
+            condition = and_(o.id.in_(id_list), o.status.in_(("failed", "pending")))
+        async with self.db.sessions() as session, session.begin():
+            result = await session.execute(
+                update(o)
+                .where(condition)
+                .values(status="pending", attempts=0, next_attempt_at=now, lease_until=None)
+            )
+            return int(result.rowcount or 0)
+
+    async def statuses(self) -> dict[int, str]:
+        """id → status of every row; for tests and the benchmark."""
+        o = OutboxMessage
+        async with self.db.sessions() as session:
+            return {r.id: r.status for r in (await session.execute(select(o.id, o.status))).all()}
