@@ -59,4 +59,9 @@ def build_app(settings: Settings, *, components: list[Component] | None = None, 
 
 def default_components(settings: Settings) -> list[Component]:
     """Platform adapters, outbox and scheduler enabled by the configuration."""
-    return []
+    components: list[Component] = []
+    if settings.dingtalk_enabled:
+        from bot.adapters.dingtalk import dingtalk_component
+
+        components.append(dingtalk_component)
+    return components
