@@ -92,4 +92,8 @@ def default_components(settings: Settings) -> list[Component]:
         from bot.adapters.wecom import wecom_component
 
         components.append(wecom_component)
+    if settings.dingtalk_enabled:
+        from bot.adapters.dingtalk import dingtalk_component
+
+        components.append(dingtalk_component)
     return components

@@ -171,3 +171,7 @@ async def configure(msg: IncomingMessage, args: Args, store: Store, now: datetim
         raise UserError(f"请写上「{name}」的新值。", example=spec.usage)
     text = await spec.apply(args, value.strip(), store, now)
     return Reply("✅ " + text, names=names_of(*args.mentions))
+
+
+# Platform-specific settings register themselves in SETTINGS on import.
+from handlers import dingtalk_robot as _dingtalk_robot  # noqa: E402,F401

@@ -1,0 +1,183 @@
+"""Reps command the bot from a DingTalk group over the robot HTTP callback; replies reach the group.
+
+End to end through real HTTP: FakeDingTalk signs callbacks, the bot (aiohttp on port 0) answers at once
+with the command committed, and the replies it queued reach the fake's sessionWebhook.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.adapters.dingtalk import sign
+from storage.models import Customer, InboundMessage, Member, OutboxMessage, Team
+from tests.dingtalk_support import RunningBot, count, dingtalk_settings, outbox_rows, running_bot, text_of
+from tests.fakes.dingtalk import FakeDingTalk
+
+
+@pytest.fixture
+async def ding() -> AsyncIterator[FakeDingTalk]:
+    async with FakeDingTalk() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def bot(ding: FakeDingTalk, db) -> AsyncIterator[RunningBot]:  # type: ignore[no-untyped-def]
+    async with running_bot(dingtalk_settings(ding), db) as running:
+        yield running
+
+
+async def say(bot: RunningBot, ding: FakeDingTalk, text: str, staff: str, nick: str, **kw: object) -> list[str]:
+    """Send one command as DingTalk would; return the texts that reached the group for it."""
+    before = len(ding.session_messages()) + len(ding.group_messages())
+    status, _ = await bot.post_robot(*ding.robot_text_callback(text, staff, nick, **kw))  # type: ignore[arg-type]
+    assert status == 200
+    await bot.drain()
+    after = ding.session_messages() + ding.group_messages()
+    sent = sorted(after, key=lambda r: ding.received.index(r))
+    return [text_of(r) for r in sent[before:]]
+
+
+async def test_claim_duplicate_progress_and_help_flow(bot: RunningBot, ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    [reply] = await say(bot, ding, "认领 北京华为技术有限公司", "zhangsan", "张三")
+    assert "认领成功" in reply and "@zhangsan" in reply
+    [rec] = ding.session_messages()
+    assert rec.json["msgtype"] == "markdown" and rec.json["markdown"]["title"]
+    assert rec.json["at"]["atUserIds"] == ["zhangsan"]
+
+    [refusal] = await say(bot, ding, "认领 华为技术", "lisi", "李四")
+    assert "撞单" in refusal and "@zhangsan" in refusal
+
+    [progress] = await say(bot, ding, "跟进 华为 拜访了采购部，下周报价", "zhangsan", "张三")
+    assert "华为" in progress
+
+    [ask] = await say(bot, ding, "求助 华为 需要一份同行业的报价模板", "zhangsan", "张三")
+    assert "求助 #1" in ask
+    [taken] = await say(bot, ding, "接 #1", "lisi", "李四")
+    assert "接下" in taken and "@lisi" in taken and "@zhangsan" in taken
+
+    async with db.session() as s:
+        from sqlalchemy import select
+
+        team = (await s.execute(select(Team))).scalar_one()
+        assert (team.chat_id, team.name) == ("cid123", "销售一组")
+        names = dict((await s.execute(select(Member.user_id, Member.name))).all())
+        assert names == {"zhangsan": "张三", "lisi": "李四"}
+    rows = await outbox_rows(db)
+    assert rows and all(r.status == "sent" for r in rows)
+
+
+async def test_reply_is_queued_in_the_commands_transaction(bot: RunningBot, ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    headers, body = ding.robot_text_callback("认领 小米科技", "zhangsan", "张三", msg_id="m-queued")
+    payload = json.loads(body)
+    status, _ = await bot.post_robot(headers, body)
+    assert status == 200
+    # The HTTP answer comes after the commit: the reply is already in the outbox, nothing sent yet.
+    [row] = await outbox_rows(db)
+    assert row.platform == "dingtalk" and row.status == "pending"
+    assert row.destination == {
+        "kind": "session_webhook",
+        "url": payload["sessionWebhook"],
+        "expires_at": payload["sessionWebhookExpiredTime"],
+        "chat_id": "cid123",
+        "fallback": {"kind": "team", "chat_id": "cid123"},
+    }
+    assert row.dest_key == "dingtalk:chat:cid123"
+    assert "认领成功" in row.body["text"]
+    assert ding.session_messages() == []
+
+
+async def test_a_callback_delivered_three_times_has_one_effect(bot: RunningBot, ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    headers, body = ding.robot_text_callback("认领 腾讯科技", "zhangsan", "张三", msg_id="msg-replayed")
+    for _ in range(3):
+        assert (await bot.post_robot(headers, body))[0] == 200
+    await bot.drain()
+    assert await count(db, Customer) == 1
+    assert await count(db, InboundMessage) == 1
+    assert len(ding.session_messages()) == 1
+
+
+@pytest.mark.parametrize(
+    "case, status",
+    [("forged", 401), ("missing", 401), ("stale", 403), ("future", 403), ("malformed", 400), ("not_object", 400),
+     ("oversized", 413)],
+)
+async def test_bad_callbacks_change_nothing(bot: RunningBot, ding: FakeDingTalk, db, caplog, case: str, status: int) -> None:  # type: ignore[no-untyped-def]
+    now_ms = int(time.time() * 1000)
+    headers, body = ding.robot_text_callback("认领 字节跳动", "zhangsan", "张三")
+    if case == "forged":
+        headers["sign"] = sign("not-the-secret", headers["timestamp"])
+    elif case == "missing":
+        headers = {}
+    elif case == "stale":
+        headers, body = ding.robot_text_callback("认领 字节跳动", "zhangsan", "张三", timestamp=now_ms - 3_601_000)
+    elif case == "future":
+        headers, body = ding.robot_text_callback("认领 字节跳动", "zhangsan", "张三", timestamp=now_ms + 3_700_000)
+    elif case == "malformed":
+        body = b'{"msgId": "x", "text": '
+    elif case == "not_object":
+        body = b'["msgId"]'
+    elif case == "oversized":
+        payload = json.loads(body)
+        payload["text"]["content"] = "认领 " + "大" * 30_000  # > 64 KB of UTF-8
+        body = json.dumps(payload, ensure_ascii=False).encode()
+    caplog.set_level(logging.WARNING, logger="salesbot.dingtalk")
+    got, _ = await bot.post_robot(headers, body)
+    assert got == status
+    for model in (InboundMessage, Customer, OutboxMessage):
+        assert await count(db, model) == 0
+    lines = [r.getMessage() for r in caplog.records if r.name == "salesbot.dingtalk"]
+    assert len(lines) == 1 and "rejected" in lines[0]
+    assert ding.app_secret not in lines[0] and headers.get("sign", "#none#") not in lines[0]
+
+
+async def test_mentions_exclude_the_bot_and_render_as_at_ids(bot: RunningBot, ding: FakeDingTalk) -> None:
+    await say(bot, ding, "认领 大疆创新", "zhangsan", "张三")
+    [reply] = await say(bot, ding, "设置 主管 @lisi", "boss", "老板", at_users=("lisi",))
+    assert "@lisi" in reply
+    rec = ding.session_messages()[-1]
+    assert rec.json["at"]["atUserIds"] == ["lisi"]
+
+
+async def test_expired_session_webhook_falls_back_to_the_group_api(bot: RunningBot, ding: FakeDingTalk) -> None:
+    status, _ = await bot.post_robot(*ding.robot_text_callback("认领 美团", "zhangsan", "张三"))
+    assert status == 200
+    ding.expire_session_webhooks()
+    await bot.drain()
+    [group] = ding.group_messages("cid123")
+    assert "认领成功" in group.msg_param["text"] and group.json["msgKey"] == "sampleMarkdown"
+    assert ding.session_messages() == []
+
+
+async def test_custom_robot_setting_is_masked_and_used_for_team_pushes(bot: RunningBot, ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    secret = "SEC0123456789abcdef0123456789abcdef"
+    webhook = ding.add_custom_robot("customtoken123456", secret)
+    [reply] = await say(bot, ding, f"设置 钉钉机器人 {webhook} {secret}", "boss", "老板")
+    assert "自定义机器人" in reply and secret not in reply and "customtoken123456" not in reply
+    async with db.session() as s:
+        from sqlalchemy import select
+
+        from storage.models import AuditLog
+
+        audits = [json.dumps([a.before, a.after]) for a in (await s.execute(select(AuditLog))).scalars()]
+    assert audits and not any(secret in a or "customtoken123456" in a for a in audits)
+
+    await say(bot, ding, "求助 需要一份报价模板", "zhangsan", "张三")
+    [pushed] = ding.custom_robot_messages("customtoken123456")
+    assert "求助 #1" in pushed.json["markdown"]["text"]
+    assert set(pushed.query) == {"access_token", "timestamp", "sign"}
+
+    [off] = await say(bot, ding, "设置 钉钉机器人 关闭", "boss", "老板")
+    assert "停用" in off
+    await say(bot, ding, "求助 再要一份合同模板", "zhangsan", "张三")
+    assert len(ding.custom_robot_messages()) == 1 and any("#2" in text_of(g) for g in ding.group_messages())
+
+
+async def test_only_admins_may_set_the_custom_robot(bot: RunningBot, ding: FakeDingTalk) -> None:
+    webhook = ding.add_custom_robot("tok2", "SEC0123456789")
+    [reply] = await say(bot, ding, f"设置 钉钉机器人 {webhook} SEC0123456789", "zhangsan", "张三")
+    assert "管理员" in reply
