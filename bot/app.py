@@ -59,4 +59,6 @@ def build_app(settings: Settings, *, components: list[Component] | None = None, 
 
 def default_components(settings: Settings) -> list[Component]:
     """Platform adapters, outbox and scheduler enabled by the configuration."""
-    return []
+    from schedules.scheduler import scheduler_component
+
+    return [scheduler_component]

@@ -137,3 +137,7 @@ async def configure(msg: IncomingMessage, args: Args, store: Store, now: datetim
         raise UserError(f"请写上「{name}」的新值。", example=spec.usage)
     text = await spec.apply(args, value.strip(), store, now)
     return Reply("✅ " + text, names=names_of(*args.mentions))
+
+
+# Schedule settings (晨会, 总结, 日报, 复盘, 公海, 点名, 日历, 升级) register themselves on import.
+from handlers import standup as _standup  # noqa: E402,F401
