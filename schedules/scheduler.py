@@ -91,7 +91,7 @@ class Scheduler:
                         continue
                     result = await fire(self.db, team.id, kind.name, now, slot=slot)
                     self._settled[key] = now
-                    if result.status == "sent":
+                    if result.status == "sent" and result.pushes:
                         fired.append(result)
                 except Exception:
                     log.exception("job %s failed for team %s; will retry next tick inside the grace period", kind.name, team.id)
