@@ -70,10 +70,13 @@ async def seed(pg_url: str, schema: str, customers: int, followups: int, history
         for c in range(1, customers + 1):
             team = (c - 1) % TEAMS + 1
             owner = (team - 1) * REPS + rnd.randrange(REPS) + 1
-            created = when()
-            last = created + timedelta(seconds=rnd.random() * (_naive(NOW) - created).total_seconds())
+            # Rows go in in time order, as a live system writes them; last activity is recent for
+            # worked customers, and a customer idle past 30 days is already back in the pool.
+            created = t0 + timedelta(seconds=span * (c - 1) / customers)
+            last = max(created, _naive(NOW) - timedelta(days=rnd.expovariate(1 / 12)))
             status = "won" if rnd.random() < 0.05 else "active"
-            rows.append((c, 1, team, f"客户{c}", f"客户{c}", owner, rnd.choice(STAGES), None, status, created, last, None, created))
+            held = owner if last > _naive(NOW) - timedelta(days=30) else None
+            rows.append((c, 1, team, f"客户{c}", f"客户{c}", held, rnd.choice(STAGES), None, status, created, last, None, created))
             audit.append((c, 1, team, owner, "claim", "customer", c, created))
             cust_team.append(team)
         await conn.copy_records_to_table(
@@ -86,13 +89,14 @@ async def seed(pg_url: str, schema: str, customers: int, followups: int, history
         del rows, audit
         batch: list[tuple] = []
         for f in range(1, followups + 1):
-            c = rnd.randrange(customers) + 1
+            created_f = t0 + timedelta(seconds=span * (f - 1) / followups)
+            c = rnd.randrange(max(int(customers * (f / followups)), 1)) + 1  # only customers that exist by then
             team = cust_team[c - 1]
             author = (team - 1) * REPS + rnd.randrange(REPS) + 1
             r = rnd.random()
             after = "赢单" if r < 0.01 else (rnd.choice(STAGES) if r < 0.06 else None)
             amount = rnd.randrange(1, 500) * 1_000_000 if after == "赢单" else None
-            batch.append((f, 1, team, c, author, "跟进", "线索" if after else None, after, amount, when()))
+            batch.append((f, 1, team, c, author, "跟进", "线索" if after else None, after, amount, created_f))
             if len(batch) >= 200_000:
                 await conn.copy_records_to_table(
                     "followups", records=batch,
@@ -109,7 +113,9 @@ async def seed(pg_url: str, schema: str, customers: int, followups: int, history
             for n in range(1, max(history_days // 7, 2) + 1):
                 created = when()
                 taken = created + timedelta(hours=rnd.random() * 8) if rnd.random() < 0.8 else None
-                resolved = taken + timedelta(hours=rnd.random() * 24) if taken and rnd.random() < 0.7 else None
+                if created < _naive(NOW) - timedelta(days=14):  # old requests were dealt with long ago
+                    taken = taken or created + timedelta(hours=2)
+                resolved = taken + timedelta(hours=rnd.random() * 24) if taken and (rnd.random() < 0.7 or created < _naive(NOW) - timedelta(days=14)) else None
                 status = "resolved" if resolved else ("taken" if taken else "open")
                 requester = (team - 1) * REPS + rnd.randrange(REPS) + 1
                 helper = (team - 1) * REPS + rnd.randrange(REPS) + 1 if taken else None
