@@ -96,4 +96,7 @@ def default_components(settings: Settings) -> list[Component]:
         from bot.adapters.dingtalk import dingtalk_component
 
         components.append(dingtalk_component)
+    from schedules.scheduler import scheduler_component
+
+    components.append(scheduler_component)
     return components

@@ -224,6 +224,66 @@ async def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
         await db.close()
 
 
+# ------------------------------------------------------------------- jobs
+@command("jobs")
+async def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import datetime, timezone
+
+    from bot.messages import render_mentions
+    from schedules.calendar import local_now
+    from schedules.firing import fire
+    from schedules.jobs import JOBS, TeamSchedule
+    from storage.schedule_store import all_teams, find_teams
+
+    db = Database.from_url(settings.database_url)
+    try:
+        await db.prepare()
+        now = datetime.now(timezone.utc)
+        async with db.session() as session:
+            teams = await (find_teams(session, args.team) if args.team else all_teams(session))
+        if not teams:
+            print(f"找不到团队：{args.team}" if args.team else "还没有任何团队。", file=sys.stderr)
+            return 1
+        if args.action == "list":
+            for org, team in teams:
+                schedule = TeamSchedule.of(team.settings, org.timezone)
+                print(f"团队 {team.id}「{team.name}」（{org.platform}/{org.corp_key}，{org.timezone}，日历 {schedule.calendar}）")
+                for kind in JOBS.values():
+                    if kind.continuous:
+                        print(f"  {kind.name:<16} {kind.title:<6} 每分钟检查（{schedule.escalate_hours:g} 个工作小时无人接）")
+                        continue
+                    slot = kind.next_slot(now, schedule)
+                    when = local_now(slot.due_at, org.timezone).strftime("%Y-%m-%d %H:%M %a") if slot else "—"
+                    print(f"  {kind.name:<16} {kind.title:<6} 下次 {when}  （{slot.key if slot else ''}）")
+            return 0
+        if args.job not in JOBS:
+            print(f"没有这个任务：{args.job}。可选：{'、'.join(JOBS)}", file=sys.stderr)
+            return 2
+        if len(teams) > 1 and not args.team:
+            print("请用 --team 指定团队。", file=sys.stderr)
+            return 2
+        code = 0
+        for org, team in teams:
+            result = await fire(db, team.id, args.job, now, force=args.force, preview=args.print)
+            if result.status == "already":
+                print(f"团队「{team.name}」的 {args.job} 已在本时段（{result.slot}）发送过；要再发一次请加 --force。", file=sys.stderr)
+                code = 1
+                continue
+            if args.print:
+                for push in result.pushes:
+                    where = push.destination.get("chat_id") or ",".join(push.destination.get("user_ids") or [])
+                    print(f"--- {args.job} → {push.destination['kind']}:{where}")
+                    names = push.message.names
+                    print(render_mentions(push.message.text, lambda uid: f"@{names.get(uid, uid)}"))
+                if not result.pushes:
+                    print(f"--- {args.job}：团队「{team.name}」此刻没有要发送的消息")
+            else:
+                print(f"团队「{team.name}」{args.job}（{result.slot}）：已放入发送队列 {len(result.pushes)} 条")
+        return code
+    finally:
+        await db.close()
+
+
 # ------------------------------------------------------------------- main
 def _login_name() -> str:
     import getpass
@@ -281,6 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("ids", nargs="*", type=int, help="要重发的消息编号")
     outbox.add_argument("--failed", action="store_true", help="重发全部失败消息")
     outbox.add_argument("--db", dest="sub_db")
+
+    jobs = sub.add_parser("jobs", help="定时推送：查看下次时间、立即执行")
+    jobs.add_argument("action", choices=["list", "run"])
+    jobs.add_argument("job", nargs="?", help="任务名：standup、standup_summary、reminders、digest、retro、reclaim、escalation")
+    jobs.add_argument("--team", help="团队名、群 ID 或团队编号")
+    jobs.add_argument("--force", action="store_true", help="本时段已发送过也再发一次（新的去重键）")
+    jobs.add_argument("--print", action="store_true", help="只把消息打印到终端，不发送、不记录")
+    jobs.add_argument("--db", dest="sub_db")
     return parser
 
 

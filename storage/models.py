@@ -264,3 +264,89 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+# --------------------------------------------------------------------------- scheduled pushes
+class StandupAnswer(Base):
+    """A member's answer to one day's stand-up (晨会); a second answer the same day replaces the first."""
+
+    __tablename__ = "standup_answers"
+    __table_args__ = (
+        UniqueConstraint("team_id", "member_id", "day"),
+        Index("ix_standup_answers_team_day", "team_id", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    day: Mapped[date] = mapped_column(Date)
+    plan: Mapped[str] = mapped_column(Text)
+    blockers: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Leave(Base):
+    """A member away (请假) from `starts_on` to `ends_on` inclusive (open-ended when null), in one team."""
+
+    __tablename__ = "leaves"
+    __table_args__ = (Index("ix_leaves_team_member", "team_id", "member_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class JobFiring(Base):
+    """One scheduled firing of a job for a team and time slot.
+
+    The unique key is the exactly-once guarantee across replicas and restarts: it is inserted in the
+    same transaction that enqueues the firing's outbox messages, so whichever replica inserts it first
+    sends, and every other one finds the key taken.
+    """
+
+    __tablename__ = "job_firings"
+    __table_args__ = (UniqueConstraint("job", "team_id", "slot"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    job: Mapped[str] = mapped_column(String(32))
+    slot: Mapped[str] = mapped_column(String(64))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Notice(Base):
+    """A once-only notice about one thing (a pool warning for one idle stretch, a help escalation).
+
+    `ref` distinguishes repeats that deserve a new notice (the customer's last activity that the
+    warning was about), so unique (kind, entity_id, ref) makes each one go out once.
+    """
+
+    __tablename__ = "notices"
+    __table_args__ = (UniqueConstraint("kind", "entity_id", "ref"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[int] = mapped_column(Integer)
+    ref: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# Indexes the reports and jobs need so that their cost follows the team's activity in the period.
+Index("ix_customers_team_status_activity", Customer.team_id, Customer.status, Customer.last_activity_at)
+Index("ix_customers_team_created", Customer.team_id, Customer.created_at)
+Index("ix_customers_team_next_followup", Customer.team_id, Customer.next_followup_on)
+Index("ix_help_requests_team_created", HelpRequest.team_id, HelpRequest.created_at)
+Index("ix_help_requests_team_taken", HelpRequest.team_id, HelpRequest.taken_at)
+Index("ix_help_requests_team_resolved", HelpRequest.team_id, HelpRequest.resolved_at)
+Index("ix_audit_log_team_action_created", AuditLog.team_id, AuditLog.action, AuditLog.created_at)

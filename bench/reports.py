@@ -1,0 +1,197 @@
+"""Benchmark: time to build one team's daily digest and weekly retro on PostgreSQL.
+
+Seeds one organisation with 50 teams × 20 reps, 200,000 customers and 2,000,000 follow-ups (COPY via
+asyncpg into a dedicated schema), and the same at one tenth. The tenth keeps the same *daily activity*
+over a tenth of the history (73 days instead of 730), so comparing the two shows whether a report's
+cost follows the period's activity or the size of history. Prints JSON; drops its schemas afterwards.
+
+    SALESBOT_BENCH_PG_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test python -m bench.reports
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import time
+import uuid
+from datetime import date, datetime, timedelta, timezone
+
+import asyncpg
+
+from schedules.jobs import TeamSchedule
+from schedules.runners import build_digest, build_retro, week_start_of
+from storage import migrate
+from storage.database import Database
+from storage.engine import create_engine
+from storage.schedule_store import all_teams
+
+NOW = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)  # 18:00 Asia/Shanghai, a Friday
+TEAMS, REPS = 50, 20
+STAGES = ("线索", "初访", "需求确认", "报价", "谈判")
+
+
+def _naive(dt: datetime) -> datetime:
+    return dt.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+async def seed(pg_url: str, schema: str, customers: int, followups: int, history_days: int) -> None:
+    rnd = random.Random(42)
+    conn = await asyncpg.connect(pg_url, server_settings={"search_path": schema})
+    try:
+        t0 = _naive(NOW - timedelta(days=history_days))
+        span = history_days * 86400
+
+        def when() -> datetime:
+            return t0 + timedelta(seconds=rnd.random() * span)
+
+        await conn.copy_records_to_table(
+            "organisations", records=[(1, "console", "bench", "bench", "Asia/Shanghai", t0)],
+            columns=["id", "platform", "corp_key", "name", "timezone", "created_at"],
+        )
+        await conn.copy_records_to_table(
+            "teams",
+            records=[(t, 1, f"chat-{t}", f"团队{t}", 0, 50, 7, "{}", t0) for t in range(1, TEAMS + 1)],
+            columns=["id", "org_id", "chat_id", "name", "help_seq", "max_active_customers", "cooldown_days", "settings", "created_at"],
+        )
+        members = [(m, 1, f"u{m}", f"成员{m}", False, True, t0) for m in range(1, TEAMS * REPS + 1)]
+        await conn.copy_records_to_table("members", records=members, columns=["id", "org_id", "user_id", "name", "is_admin", "active", "created_at"])
+        await conn.copy_records_to_table(
+            "memberships",
+            records=[((m - 1) // REPS + 1, m, "lead" if (m - 1) % REPS == 0 else "rep", t0) for m in range(1, TEAMS * REPS + 1)],
+            columns=["team_id", "member_id", "role", "joined_at"],
+        )
+        cust_team: list[int] = []
+        rows = []
+        audit = []
+        for c in range(1, customers + 1):
+            team = (c - 1) % TEAMS + 1
+            owner = (team - 1) * REPS + rnd.randrange(REPS) + 1
+            # Rows go in in time order, as a live system writes them; last activity is recent for
+            # worked customers, and a customer idle past 30 days is already back in the pool.
+            created = t0 + timedelta(seconds=span * (c - 1) / customers)
+            last = max(created, _naive(NOW) - timedelta(days=rnd.expovariate(1 / 12)))
+            status = "won" if rnd.random() < 0.05 else "active"
+            held = owner if last > _naive(NOW) - timedelta(days=30) else None
+            rows.append((c, 1, team, f"客户{c}", f"客户{c}", held, rnd.choice(STAGES), None, status, created, last, None, created))
+            audit.append((c, 1, team, owner, "claim", "customer", c, created))
+            cust_team.append(team)
+        await conn.copy_records_to_table(
+            "customers", records=rows,
+            columns=["id", "org_id", "team_id", "name", "norm_name", "owner_id", "stage", "amount_fen", "status", "claimed_at", "last_activity_at", "next_followup_on", "created_at"],
+        )
+        await conn.copy_records_to_table(
+            "audit_log", records=audit, columns=["id", "org_id", "team_id", "actor_id", "action", "entity", "entity_id", "created_at"]
+        )
+        del rows, audit
+        batch: list[tuple] = []
+        for f in range(1, followups + 1):
+            created_f = t0 + timedelta(seconds=span * (f - 1) / followups)
+            c = rnd.randrange(max(int(customers * (f / followups)), 1)) + 1  # only customers that exist by then
+            team = cust_team[c - 1]
+            author = (team - 1) * REPS + rnd.randrange(REPS) + 1
+            r = rnd.random()
+            after = "赢单" if r < 0.01 else (rnd.choice(STAGES) if r < 0.06 else None)
+            amount = rnd.randrange(1, 500) * 1_000_000 if after == "赢单" else None
+            batch.append((f, 1, team, c, author, "跟进", "线索" if after else None, after, amount, created_f))
+            if len(batch) >= 200_000:
+                await conn.copy_records_to_table(
+                    "followups", records=batch,
+                    columns=["id", "org_id", "team_id", "customer_id", "author_id", "content", "stage_before", "stage_after", "amount_fen", "created_at"],
+                )
+                batch = []
+        if batch:
+            await conn.copy_records_to_table(
+                "followups", records=batch,
+                columns=["id", "org_id", "team_id", "customer_id", "author_id", "content", "stage_before", "stage_after", "amount_fen", "created_at"],
+            )
+        helps = []
+        for team in range(1, TEAMS + 1):
+            for n in range(1, max(history_days // 7, 2) + 1):
+                created = when()
+                taken = created + timedelta(hours=rnd.random() * 8) if rnd.random() < 0.8 else None
+                if created < _naive(NOW) - timedelta(days=14):  # old requests were dealt with long ago
+                    taken = taken or created + timedelta(hours=2)
+                resolved = taken + timedelta(hours=rnd.random() * 24) if taken and (rnd.random() < 0.7 or created < _naive(NOW) - timedelta(days=14)) else None
+                status = "resolved" if resolved else ("taken" if taken else "open")
+                requester = (team - 1) * REPS + rnd.randrange(REPS) + 1
+                helper = (team - 1) * REPS + rnd.randrange(REPS) + 1 if taken else None
+                helps.append((1, team, n, requester, helper, "求助", status, created, taken, resolved))
+        await conn.copy_records_to_table(
+            "help_requests", records=helps,
+            columns=["org_id", "team_id", "number", "requester_id", "helper_id", "content", "status", "created_at", "taken_at", "resolved_at"],
+        )
+        for table in ("customers", "followups", "audit_log", "help_requests", "members", "memberships", "teams"):
+            await conn.execute(f"ANALYZE {table}")
+    finally:
+        await conn.close()
+
+
+async def measure(db: Database, team_id: int, runs: int = 7) -> dict[str, float]:
+    timings: dict[str, list[float]] = {"digest_ms": [], "retro_ms": []}
+    for i in range(runs + 1):
+        async with db.transaction() as store:
+            [(org, team)] = await all_teams(store.session, team_id)
+            store.bind_team(org, team)
+            schedule = TeamSchedule.of(team.settings, org.timezone)
+            today = schedule.today(NOW)
+            t = time.perf_counter()
+            await build_digest(store, today, schedule, NOW)
+            digest = (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
+            await build_retro(store, week_start_of(today), schedule, NOW)
+            retro = (time.perf_counter() - t) * 1000
+        if i:  # the first run warms the connection and the plan caches
+            timings["digest_ms"].append(digest)
+            timings["retro_ms"].append(retro)
+    return {k: round(statistics.median(v), 1) for k, v in timings.items()}
+
+
+async def run_scale(url: str, name: str, customers: int, followups: int, history_days: int) -> dict[str, object]:
+    raw = url.replace("postgresql+asyncpg://", "postgresql://")
+    schema = f"bench_{name}_{uuid.uuid4().hex[:6]}"
+    admin = await asyncpg.connect(raw)
+    await admin.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        engine = create_engine(url, connect_args={"server_settings": {"search_path": schema}})
+        await migrate.upgrade(engine)
+        t = time.perf_counter()
+        await seed(raw, schema, customers, followups, history_days)
+        seeded = time.perf_counter() - t
+        db = Database(engine)
+        try:
+            figures = await measure(db, team_id=7)
+        finally:
+            await db.close()
+        return {"customers": customers, "followups": followups, "history_days": history_days, "seed_s": round(seeded, 1), **figures}
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.close()
+
+
+async def main() -> int:
+    url = os.environ.get("SALESBOT_BENCH_PG_URL") or os.environ.get("SALESBOT_TEST_PG_URL")
+    if not url:
+        print("set SALESBOT_BENCH_PG_URL=postgresql+asyncpg://…", file=sys.stderr)
+        return 2
+    tenth = await run_scale(url, "tenth", 20_000, 200_000, 73)
+    full = await run_scale(url, "full", 200_000, 2_000_000, 730)
+    result = {
+        "teams": TEAMS,
+        "reps_per_team": REPS,
+        "full": full,
+        "tenth": tenth,
+        "ratio_full_to_tenth": {
+            k: round(float(full[k]) / max(float(tenth[k]), 0.001), 2) for k in ("digest_ms", "retro_ms")  # type: ignore[arg-type]
+        },
+        "targets": {"digest_ms": 100, "retro_ms": 300, "max_ratio": 1.5},
+    }
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,239 @@
+"""What each job does for one team and slot: ask storage for numbers, ask a report builder for words,
+and say where the message goes. Runners never send and never claim — `schedules.firing` does both, in
+the transaction the runner works in, so a preview (`jobs run --print`) is the same code path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from bot.delivery import OutgoingMessage
+from handlers import reports
+from schedules.calendar import at_local, calendar_for, local_now
+from schedules.jobs import Slot, TeamSchedule
+from storage.models import Member
+from storage.reports import ReportStore
+from storage.schedule_store import ScheduleStore
+from storage.store import Store
+
+log = logging.getLogger("salesbot.jobs")
+
+IDLE_DAYS = 14
+DIRECT_MESSAGE_PLATFORMS = ("wecom", "dingtalk")
+
+
+@dataclass
+class Push:
+    destination: dict[str, Any]
+    dest_key: str
+    message: OutgoingMessage
+    dedup: str | None = None  # set when a push is exactly-once per item rather than per slot
+
+
+def team_push(store: Store, message: OutgoingMessage) -> Push:
+    team = store.team
+    return Push({"kind": "team", "team_id": team.id, "chat_id": team.chat_id}, f"team:{team.id}", message)
+
+
+def member_push(member: Member, message: OutgoingMessage) -> Push:
+    return Push({"kind": "member", "user_ids": [member.user_id]}, f"member:{member.id}", message)
+
+
+Runner = Callable[[Store, Slot, TeamSchedule, datetime], Awaitable[list[Push]]]
+
+
+def _utc_day(day: date, tz: str) -> tuple[datetime, datetime]:
+    start = at_local(day, time(0), tz).astimezone(timezone.utc)
+    end = at_local(day + timedelta(days=1), time(0), tz).astimezone(timezone.utc)
+    return start, end
+
+
+async def _present_members(ss: ScheduleStore, day: date) -> tuple[list[Member], list[Member]]:
+    """(expected at the stand-up, on leave) for a day."""
+    members = [tm.member for tm in await ss.active_members()]
+    away = {leave.member_id for leave in await ss.leaves_between(day, day + timedelta(days=1))}
+    return [m for m in members if m.id not in away], [m for m in members if m.id in away]
+
+
+# ------------------------------------------------------------------ stand-up
+async def run_standup(store: Store, slot: Slot, schedule: TeamSchedule, now: datetime) -> list[Push]:
+    ss = ScheduleStore(store)
+    present, away = await _present_members(ss, slot.day)
+    due: dict[int, list[str]] = {}
+    for customer in await ss.followups_due(slot.day):
+        due.setdefault(customer.owner_id or 0, []).append(customer.name)
+    helping: dict[int, list[str]] = {}
+    for req in await ss.open_help_requests():
+        state = "待接" if req.status == "open" else "处理中"
+        helping.setdefault(req.requester_id, []).append(f"#{req.number} {req.content[:20]}（{state}）")
+        if req.helper_id:
+            helping.setdefault(req.helper_id, []).append(f"帮忙 #{req.number}")
+    entries = [reports.PromptEntry(m, due.get(m.id, []), 0, helping.get(m.id, [])) for m in present]
+    return [team_push(store, reports.standup_prompt(store.team.name, slot.day, entries, away))]
+
+
+async def run_standup_summary(store: Store, slot: Slot, schedule: TeamSchedule, now: datetime) -> list[Push]:
+    ss = ScheduleStore(store)
+    present, away = await _present_members(ss, slot.day)
+    answers = {a.member_id: a for a in await ss.standup_answers(slot.day)}
+    answered = [reports.StandupLine(m, answers[m.id].plan, answers[m.id].blockers) for m in present if m.id in answers]
+    missing = [m for m in present if m.id not in answers]
+    message = reports.standup_summary(
+        store.team.name, slot.day, answered, missing, away, mention_missing=schedule.standup_mention
+    )
+    return [team_push(store, message)]
+
+
+# ----------------------------------------------------------------- reminders
+async def run_reminders(store: Store, slot: Slot, schedule: TeamSchedule, now: datetime) -> list[Push]:
+    ss = ScheduleStore(store)
+    customers = await ss.followups_due(slot.day)
+    if not customers:
+        return []
+    owners = await ss.members_by_id([c.owner_id for c in customers if c.owner_id])
+    per_owner: dict[int, list[str]] = {}
+    for c in customers:
+        per_owner.setdefault(c.owner_id or 0, []).append(c.name)
+    rows = [(owners[o], names) for o, names in per_owner.items() if o in owners]
+    return [team_push(store, reports.followup_reminders(slot.day, rows))]
+
+
+# -------------------------------------------------------------------- digest
+async def build_digest(store: Store, day: date, schedule: TeamSchedule, now: datetime, goals: list[reports.GoalProgress] | None = None) -> OutgoingMessage:
+    start, end = _utc_day(day, schedule.tz)
+    numbers = await ReportStore(store).digest_numbers(start, end, now, schedule.pool_days, schedule.pool_warn_days)
+    return reports.manager_digest(store.team.name, day, numbers, now, pool_days=schedule.pool_days, goals=goals or [])
+
+
+async def run_digest(store: Store, slot: Slot, schedule: TeamSchedule, now: datetime) -> list[Push]:
+    leads = await store.team_leads()
+    if store.org.platform in DIRECT_MESSAGE_PLATFORMS and not leads:
+        log.info("digest skipped for team %s: no lead set (设置 主管 @成员)", store.team.id)
+        return []
+    message = await build_digest(store, slot.day, schedule, now)
+    if store.org.platform in DIRECT_MESSAGE_PLATFORMS:
+        return [member_push(lead, message) for lead in leads]
+    # No direct messages on this platform (the console): the group stands in for the managers' group.
+    return [team_push(store, message)]
+
+
+# --------------------------------------------------------------------- retro
+def week_start_of(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+async def _participation(store: Store, start: date, end: date, schedule: TeamSchedule, now: datetime) -> float | None:
+    """Answered stand-ups / expected ones (working days so far, members not on leave)."""
+    ss = ScheduleStore(store)
+    today = local_now(now, schedule.tz).date()
+    summary_passed = local_now(now, schedule.tz).time() >= schedule.summary_time
+    calendar = calendar_for(schedule.calendar)
+    days = [
+        start + timedelta(days=i)
+        for i in range((end - start).days)
+        if calendar.is_working_day(start + timedelta(days=i))
+        and (start + timedelta(days=i) < today or (start + timedelta(days=i) == today and summary_passed))
+    ]
+    if not days:
+        return None
+    members = await ss.active_members()
+    leaves = await ss.leaves_between(start, end)
+    answers = await ReportStore(store).standup_answers_between(start, end)
+    expected = answered = 0
+    for tm in members:
+        member = tm.member
+        joined = local_now(tm.joined_at, schedule.tz).date()
+        for day in days:
+            if day < joined or any(l.member_id == member.id and l.starts_on <= day and (l.ends_on is None or l.ends_on >= day) for l in leaves):
+                continue
+            expected += 1
+            answered += (member.id, day) in answers
+    return None if expected == 0 else answered / expected
+
+
+async def build_retro(store: Store, week_start: date, schedule: TeamSchedule, now: datetime) -> OutgoingMessage:
+    report = ReportStore(store)
+    last_start = week_start - timedelta(days=7)
+    this_range = (at_local(week_start, time(0), schedule.tz), at_local(week_start + timedelta(days=7), time(0), schedule.tz))
+    last_range = (at_local(last_start, time(0), schedule.tz), this_range[0])
+    this = await report.week_numbers(*this_range, idle_days=IDLE_DAYS)
+    last = await report.week_numbers(*last_range, idle_days=IDLE_DAYS)
+    rate = await _participation(store, week_start, week_start + timedelta(days=7), schedule, now)
+    rate_last = await _participation(store, last_start, week_start, schedule, now)
+    ids = set(this.followups_by_rep) | set(last.followups_by_rep) | {m for m, _ in this.top_helpers}
+    names = {i: m.name for i, m in (await store.members_by_id(list(ids))).items()}
+    return reports.weekly_retro(store.team.name, week_start, this, last, rate, rate_last, names)
+
+
+async def run_retro(store: Store, slot: Slot, schedule: TeamSchedule, now: datetime) -> list[Push]:
+    return [team_push(store, await build_retro(store, week_start_of(slot.day), schedule, now))]
+
+
+# ---------------------------------------------------------------------- pool
+async def run_reclaim(store: Store, slot: Slot, schedule: TeamSchedule, now: datetime) -> list[Push]:
+    ss = ScheduleStore(store)
+    cutoff = now - timedelta(days=schedule.pool_days)
+    reclaimed: dict[int, list[str]] = {}
+    reclaimed_ids: set[int] = set()
+    for customer in await ss.owned_idle_since(cutoff):
+        owner_id = customer.owner_id or 0
+        if await ss.reclaim_to_pool(customer, cutoff, now):
+            reclaimed.setdefault(owner_id, []).append(customer.name)
+            reclaimed_ids.add(customer.id)
+    warn_cutoff = now - timedelta(days=schedule.pool_days - schedule.pool_warn_days)
+    warned: dict[int, list[str]] = {}
+    for customer in await ss.owned_idle_since(warn_cutoff):
+        if customer.id in reclaimed_ids:
+            continue
+        # One warning per idle stretch: the key is the last activity the warning is about.
+        if await ss.add_notice("pool_warn", customer.id, customer.last_activity_at.isoformat(), now):
+            warned.setdefault(customer.owner_id or 0, []).append(customer.name)
+    owners = await ss.members_by_id(list(set(reclaimed) | set(warned)))
+    pushes = []
+    if reclaimed:
+        rows = [(owners[o], names) for o, names in reclaimed.items() if o in owners]
+        pushes.append(team_push(store, reports.pool_reclaimed(schedule.pool_days, rows)))
+    if warned:
+        rows = [(owners[o], names) for o, names in warned.items() if o in owners]
+        pushes.append(team_push(store, reports.pool_warning(schedule.pool_days, schedule.pool_warn_days, rows)))
+    return pushes
+
+
+# ---------------------------------------------------------------- escalation
+async def run_escalation(store: Store, slot: Slot, schedule: TeamSchedule, now: datetime) -> list[Push]:
+    ss = ScheduleStore(store)
+    hours = schedule.escalate_hours
+    # Working hours never outrun real ones, so only requests older than `hours` in real time can be due.
+    candidates = await ss.open_help_created_before(now - timedelta(hours=hours))
+    if not candidates:
+        return []
+    calendar = calendar_for(schedule.calendar)
+    leads = await store.team_leads()
+    requesters = await ss.members_by_id([r.requester_id for r in candidates])
+    pushes = []
+    for req in candidates:
+        due = calendar.add_working_hours(local_now(req.created_at, schedule.tz), hours)
+        if due > now:
+            continue
+        if not await ss.add_notice("escalate", req.id, "lead", now):
+            continue
+        message = reports.help_escalation(req.number, req.content, requesters[req.requester_id], leads, hours)
+        push = team_push(store, message)
+        push.dedup = f"help:{req.id}"
+        pushes.append(push)
+    return pushes
+
+
+RUNNERS: dict[str, Runner] = {
+    "standup": run_standup,
+    "standup_summary": run_standup_summary,
+    "reminders": run_reminders,
+    "digest": run_digest,
+    "retro": run_retro,
+    "reclaim": run_reclaim,
+    "escalation": run_escalation,
+}

@@ -1,0 +1,150 @@
+"""The scheduler in the bot's event loop: every minute, fire whatever (job, team, slot) is due.
+
+One APScheduler interval job ("tick") runs in the app's loop; the tick computes, for each team and job,
+the latest slot due at or before now from the team's settings, the organisation's time zone and the
+team's calendar — so a setting changed in chat takes effect at the next tick, with no trigger to
+reschedule. Whether a slot is sent is decided by the database (`schedules.firing`), so any number of
+replicas may tick at once.
+
+After downtime a slot is caught up when it is less than `grace` old (30 min) and otherwise skipped
+with a log line saying why: a bot restarted at 11:00 does not post the 09:00 stand-up prompt.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta, timezone
+
+from aiohttp import web
+
+from schedules.firing import FiringResult, fire
+from schedules.jobs import JOBS, TeamSchedule
+from storage.database import Database
+from storage.schedule_store import all_teams, firings_since
+
+log = logging.getLogger("salesbot.scheduler")
+
+GRACE = timedelta(minutes=30)
+TICK_SECONDS = 60
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        grace: timedelta = GRACE,
+        tick_seconds: int = TICK_SECONDS,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.grace = grace
+        self.tick_seconds = tick_seconds
+        # (job, team_id, slot) known to be settled (sent by anyone, or skipped): saves a claim attempt
+        # per tick. Only an optimisation — the database decides.
+        self._settled: dict[tuple[str, int, str], datetime] = {}
+        self._warmed = False
+        self._aps = None
+
+    async def warm_up(self, now: datetime) -> None:
+        async with self.db.session() as session:
+            for key in await firings_since(session, now - timedelta(days=3)):
+                self._settled[key] = now
+        self._warmed = True
+
+    async def tick(self, now: datetime | None = None) -> list[FiringResult]:
+        """Fire every due slot of every team once; return what this process fired."""
+        now = now or self.clock()
+        if not self._warmed:
+            await self.warm_up(now)
+        fired: list[FiringResult] = []
+        async with self.db.session() as session:
+            teams = await all_teams(session)
+        for org, team in teams:
+            schedule = TeamSchedule.of(team.settings, org.timezone)
+            for kind in JOBS.values():
+                try:
+                    if kind.continuous:
+                        result = await fire(self.db, team.id, kind.name, now)
+                        if result.pushes:
+                            fired.append(result)
+                        continue
+                    slot = kind.latest_slot(now, schedule)
+                    if slot is None:
+                        continue
+                    key = (kind.name, team.id, slot.key)
+                    if key in self._settled:
+                        continue
+                    late = now - slot.due_at
+                    if late > self.grace:
+                        log.warning(
+                            "skipped %s for team %s (%s) slot %s: due %s, now %s late (grace %s) — not sending stale pushes",
+                            kind.name, team.id, team.name, slot.key, slot.due_at.isoformat(), late, self.grace,
+                        )
+                        self._settled[key] = now
+                        continue
+                    result = await fire(self.db, team.id, kind.name, now, slot=slot)
+                    self._settled[key] = now
+                    if result.status == "sent" and result.pushes:
+                        fired.append(result)
+                except Exception:
+                    log.exception("job %s failed for team %s; will retry next tick inside the grace period", kind.name, team.id)
+        self._prune(now)
+        return fired
+
+    def _prune(self, now: datetime) -> None:
+        old = [k for k, seen in self._settled.items() if now - seen > timedelta(days=3)]
+        for key in old:
+            del self._settled[key]
+
+    # ---------------------------------------------------------------- lifecycle
+    async def _tick_job(self) -> None:
+        try:
+            await self.tick()
+        except Exception:
+            log.exception("scheduler tick failed")
+
+    def start(self) -> None:
+        """Start ticking in the running event loop (the first tick now: catch-up on start)."""
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        self._aps = AsyncIOScheduler(timezone=timezone.utc)
+        self._aps.add_job(
+            self._tick_job,
+            "interval",
+            seconds=self.tick_seconds,
+            next_run_time=utc_now(),
+            id="salesbot-tick",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=self.tick_seconds,
+        )
+        self._aps.start()
+
+    def stop(self) -> None:
+        if self._aps is not None:
+            self._aps.shutdown(wait=False)
+            self._aps = None
+
+
+SCHEDULER_KEY = web.AppKey("scheduler", Scheduler)
+
+
+def scheduler_component(app: web.Application) -> None:
+    """Run the scheduler for the app's lifetime (after the database is open)."""
+    from bot.app import DATABASE_KEY
+
+    async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
+        scheduler = Scheduler(app[DATABASE_KEY])
+        app[SCHEDULER_KEY] = scheduler
+        scheduler.start()
+        yield
+        scheduler.stop()
+
+    app.cleanup_ctx.append(scheduler_ctx)

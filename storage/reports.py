@@ -1,0 +1,236 @@
+"""SQL behind the manager digest and the weekly retro: plain numbers, bounded by team and period.
+
+Every query filters on the team and a time range that an index leads with (followups(team_id,
+created_at), audit_log(team_id, action, created_at), customers(team_id, status, last_activity_at),
+customers(team_id, created_at), help_requests(team_id, created_at|taken_at|resolved_at)), so the cost
+follows the team's activity in the period, not the size of its history.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from storage.models import AuditLog, Customer, FollowUp, HelpRequest, Member, StandupAnswer
+from storage.store import Store
+
+WON_STAGE = "赢单"
+
+
+@dataclass
+class RepDay:
+    member_id: int
+    claims: int = 0
+    followups: int = 0
+    stage_changes: list[tuple[str, str | None, str]] = field(default_factory=list)  # (customer, before, after)
+
+
+@dataclass
+class WonDeal:
+    customer: str
+    member_id: int
+    amount_fen: int | None
+
+
+@dataclass
+class StaleHelp:
+    number: int
+    content: str
+    requester_id: int
+    created_at: datetime
+    status: str
+
+
+@dataclass
+class PoolSoon:
+    customer: str
+    owner_id: int
+    last_activity_at: datetime
+
+
+@dataclass
+class DigestNumbers:
+    reps: dict[int, RepDay]
+    won: list[WonDeal]
+    stale_help: list[StaleHelp]
+    pool_soon: list[PoolSoon]
+    members: dict[int, Member]
+
+
+@dataclass
+class WeekNumbers:
+    won_count: int = 0
+    won_fen: int = 0
+    stage_moves: dict[str, int] = field(default_factory=dict)
+    new_customers: int = 0
+    followups_by_rep: dict[int, int] = field(default_factory=dict)
+    help_raised: int = 0
+    help_taken: int = 0
+    help_resolved: int = 0
+    median_take_hours: float | None = None
+    top_helpers: list[tuple[int, int]] = field(default_factory=list)
+    went_idle: list[str] = field(default_factory=list)
+    went_idle_count: int = 0
+    reclaimed: int = 0
+
+    @property
+    def followups(self) -> int:
+        return sum(self.followups_by_rep.values())
+
+
+class ReportStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.session = store.session
+
+    @property
+    def team_id(self) -> int:
+        return self.store.team.id
+
+    # ------------------------------------------------------------------ digest
+    async def digest_numbers(self, start: datetime, end: datetime, now: datetime, pool_days: int, warn_days: int = 3) -> DigestNumbers:
+        team_id = self.team_id
+        reps: dict[int, RepDay] = {}
+
+        def rep(member_id: int) -> RepDay:
+            return reps.setdefault(member_id, RepDay(member_id))
+
+        claims = await self.session.execute(
+            select(AuditLog.actor_id, func.count())
+            .where(AuditLog.team_id == team_id, AuditLog.action == "claim", AuditLog.created_at >= start, AuditLog.created_at < end)
+            .group_by(AuditLog.actor_id)
+        )
+        for actor_id, count in claims.all():
+            if actor_id is not None:
+                rep(actor_id).claims = count
+        counts = await self.session.execute(
+            select(FollowUp.author_id, func.count())
+            .where(FollowUp.team_id == team_id, FollowUp.created_at >= start, FollowUp.created_at < end)
+            .group_by(FollowUp.author_id)
+        )
+        for author_id, count in counts.all():
+            rep(author_id).followups = count
+        changes = await self.session.execute(
+            select(FollowUp.author_id, Customer.name, FollowUp.stage_before, FollowUp.stage_after, func.coalesce(FollowUp.amount_fen, Customer.amount_fen))
+            .join(Customer, Customer.id == FollowUp.customer_id)
+            .where(
+                FollowUp.team_id == team_id,
+                FollowUp.created_at >= start,
+                FollowUp.created_at < end,
+                FollowUp.stage_after.is_not(None),
+            )
+            .order_by(FollowUp.created_at, FollowUp.id)
+        )
+        won: list[WonDeal] = []
+        for author_id, name, before, after, amount in changes.all():
+            rep(author_id).stage_changes.append((name, before, after))
+            if after == WON_STAGE:
+                won.append(WonDeal(name, author_id, amount))
+        stale = await self.session.execute(
+            select(HelpRequest)
+            .where(
+                HelpRequest.team_id == team_id,
+                HelpRequest.status.in_(("open", "taken")),
+                HelpRequest.created_at < now - timedelta(hours=24),
+            )
+            .order_by(HelpRequest.number)
+        )
+        stale_help = [StaleHelp(r.number, r.content, r.requester_id, r.created_at, r.status) for r in stale.scalars().all()]
+        soon = await self.session.execute(
+            select(Customer.name, Customer.owner_id, Customer.last_activity_at)
+            .where(
+                Customer.team_id == team_id,
+                Customer.status == "active",
+                Customer.last_activity_at >= now - timedelta(days=pool_days),
+                Customer.last_activity_at < now - timedelta(days=pool_days - warn_days),
+                Customer.owner_id.is_not(None),
+            )
+            .order_by(Customer.last_activity_at)
+        )
+        pool_soon = [PoolSoon(n, o, t) for n, o, t in soon.all()]
+        ids = set(reps) | {w.member_id for w in won} | {h.requester_id for h in stale_help} | {p.owner_id for p in pool_soon}
+        members = await self.store.members_by_id(list(ids))
+        return DigestNumbers(reps, won, stale_help, pool_soon, members)
+
+    # ------------------------------------------------------------------- retro
+    async def week_numbers(self, start: datetime, end: datetime, idle_days: int, idle_names: int = 5) -> WeekNumbers:
+        team_id = self.team_id
+        week = WeekNumbers()
+        in_range = (FollowUp.team_id == team_id, FollowUp.created_at >= start, FollowUp.created_at < end)
+        won = await self.session.execute(
+            select(func.count(), func.sum(func.coalesce(FollowUp.amount_fen, Customer.amount_fen)))
+            .select_from(FollowUp)
+            .join(Customer, Customer.id == FollowUp.customer_id)
+            .where(*in_range, FollowUp.stage_after == WON_STAGE)
+        )
+        week.won_count, won_fen = won.one()
+        week.won_fen = int(won_fen or 0)
+        moves = await self.session.execute(
+            select(FollowUp.stage_after, func.count()).where(*in_range, FollowUp.stage_after.is_not(None)).group_by(FollowUp.stage_after)
+        )
+        week.stage_moves = {stage: count for stage, count in moves.all()}
+        by_rep = await self.session.execute(select(FollowUp.author_id, func.count()).where(*in_range).group_by(FollowUp.author_id))
+        week.followups_by_rep = {a: c for a, c in by_rep.all()}
+        week.new_customers = (
+            await self.session.execute(
+                select(func.count()).select_from(Customer).where(Customer.team_id == team_id, Customer.created_at >= start, Customer.created_at < end)
+            )
+        ).scalar_one()
+        week.help_raised = (
+            await self.session.execute(
+                select(func.count()).select_from(HelpRequest).where(
+                    HelpRequest.team_id == team_id, HelpRequest.created_at >= start, HelpRequest.created_at < end
+                )
+            )
+        ).scalar_one()
+        taken = await self.session.execute(
+            select(HelpRequest.helper_id, HelpRequest.created_at, HelpRequest.taken_at).where(
+                HelpRequest.team_id == team_id, HelpRequest.taken_at >= start, HelpRequest.taken_at < end
+            )
+        )
+        taken_rows = taken.all()
+        week.help_taken = len(taken_rows)
+        if taken_rows:
+            week.median_take_hours = statistics.median((t - c).total_seconds() / 3600 for _, c, t in taken_rows)
+        week.help_resolved = (
+            await self.session.execute(
+                select(func.count()).select_from(HelpRequest).where(
+                    HelpRequest.team_id == team_id, HelpRequest.resolved_at >= start, HelpRequest.resolved_at < end
+                )
+            )
+        ).scalar_one()
+        helpers: dict[int, int] = {}
+        for helper_id, _, _ in taken_rows:
+            if helper_id is not None:
+                helpers[helper_id] = helpers.get(helper_id, 0) + 1
+        week.top_helpers = sorted(helpers.items(), key=lambda p: (-p[1], p[0]))[:3]
+        # Gone idle this week: the last activity crossed `idle_days` old during [start, end).
+        idle_where = (
+            Customer.team_id == team_id,
+            Customer.status == "active",
+            Customer.last_activity_at >= start - timedelta(days=idle_days),
+            Customer.last_activity_at < end - timedelta(days=idle_days),
+            Customer.owner_id.is_not(None),
+        )
+        week.went_idle_count = (await self.session.execute(select(func.count()).select_from(Customer).where(*idle_where))).scalar_one()
+        names = await self.session.execute(select(Customer.name).where(*idle_where).order_by(Customer.last_activity_at).limit(idle_names))
+        week.went_idle = [n for (n,) in names.all()]
+        week.reclaimed = (
+            await self.session.execute(
+                select(func.count()).select_from(AuditLog).where(
+                    AuditLog.team_id == team_id, AuditLog.action == "reclaim", AuditLog.created_at >= start, AuditLog.created_at < end
+                )
+            )
+        ).scalar_one()
+        return week
+
+    async def standup_answers_between(self, start: date, end: date) -> set[tuple[int, date]]:
+        rows = await self.session.execute(
+            select(StandupAnswer.member_id, StandupAnswer.day).where(
+                StandupAnswer.team_id == self.team_id, StandupAnswer.day >= start, StandupAnswer.day < end
+            )
+        )
+        return {(m, d) for m, d in rows.all()}
