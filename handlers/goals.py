@@ -44,7 +44,7 @@ def month_key(day: date) -> str:
     return f"{day.year:04d}-{day.month:02d}"
 
 
-def parse_month(text: str, today: date) -> str:
+def parse_month(text: str, today: date, example: str = GOAL_EXAMPLE) -> str:
     """本月/下月/上月, 12月, 2026-12, 2026年12月 → "YYYY-MM". A bare month already past means next year."""
     text = text.strip()
     if text in ("本月", "这个月", "当月"):
@@ -55,10 +55,10 @@ def parse_month(text: str, today: date) -> str:
         return month_key(today.replace(day=1) - timedelta(days=1))
     found = _MONTH_RE.match(text)
     if not found or (found.group(1) is None and not text.endswith("月")):
-        raise UserError(f"月份「{text}」看不懂，可以写：本月、下月、12月、2026-12。", example=GOAL_EXAMPLE)
+        raise UserError(f"月份「{text}」看不懂，可以写：本月、下月、12月、2026-12。", example=example)
     month = int(found.group(2))
     if not 1 <= month <= 12:
-        raise UserError(f"月份「{text}」不存在。", example=GOAL_EXAMPLE)
+        raise UserError(f"月份「{text}」不存在。", example=example)
     if found.group(1):
         year = int(found.group(1))
     else:
@@ -141,7 +141,7 @@ async def _my_progress(store: Store, today: date) -> Reply:
     mine = next((r for r in rows if r.member is not None and r.member.id == store.actor.id), None)
     label = month_label(month, today)
     if mine is None or (mine.target_fen is None and mine.won_fen == 0 and mine.new_target is None):
-        return Reply(f"你还没有设{label}目标。示例：目标 50万", )
+        return Reply(f"你还没有设{label}目标。示例：目标 50万")
     return Reply("\n".join([f"🎯 你的{label}目标", *_member_lines(mine, None, None)[1:]]))
 
 
@@ -174,7 +174,7 @@ def _member_lines(row: GoalProgress, stages: dict[str, int] | None, week_followu
 )
 async def board(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
     today = local_today(store, now)
-    month = parse_month(args.text, today) if args.text else month_key(today)
+    month = parse_month(args.text, today, "看板 12月") if args.text else month_key(today)
     label = month_label(month, today)
     rows = await goal_store.goal_progress(store, month)
     team_row = rows[-1]

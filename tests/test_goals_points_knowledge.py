@@ -67,6 +67,10 @@ async def test_a_rep_sets_their_own_goal_but_not_a_colleagues(bot) -> None:
     assert "12月新客户目标：10 个" in reply
     [reply] = await bot.say("目标 40万", user="李四")
     assert "原为 30万" in reply
+    [reply] = await bot.say("目标", user="李四")
+    assert "你的11月目标" in reply and "· 赢单 0 / 40万" in reply
+    [reply] = await bot.say("看板 13月", user="李四")
+    assert "不存在" in reply and "看板 12月" in reply
 
 
 async def test_goal_progress_for_the_digest_lists_reps_then_the_team(bot, db, clock) -> None:
