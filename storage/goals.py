@@ -8,12 +8,12 @@ claims (audit action "claim": new customers and customers taken from the pool) i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from storage.models import AuditLog, Customer, FollowUp, Goal, Member, Membership
+from storage.models import AuditLog, Customer, FollowUp, Goal, Member
 from storage.store import Store
 
 METRICS = ("won_amount", "new_customers")
@@ -157,13 +157,6 @@ async def followup_counts(store: Store, start: datetime, end: datetime) -> dict[
     return {m: int(n) for m, n in rows.all()}
 
 
-async def team_member_ids(store: Store) -> list[int]:
-    rows = await store.session.execute(
-        select(Membership.member_id).where(Membership.team_id == store.team.id).order_by(Membership.member_id)
-    )
-    return [m for (m,) in rows.all()]
-
-
 @dataclass
 class GoalProgress:
     """One row of goal progress for a month.
@@ -225,6 +218,3 @@ async def goal_progress(store: Store, month: str) -> list[GoalProgress]:
     )
     return [*rows, team]
 
-
-def week_start(day: date) -> date:
-    return day - timedelta(days=day.weekday())

@@ -56,10 +56,3 @@ async def search_tips(
     )
     return [(t, m, team) for t, m, team in rows.all()]
 
-
-async def count_tips(store: Store) -> int:
-    from sqlalchemy import func
-
-    return int(
-        (await store.session.execute(select(func.count()).select_from(Tip).where(Tip.org_id == store.org.id))).scalar_one()
-    )
