@@ -1,4 +1,4 @@
-"""Progress on a customer: 跟进, 赢单, 输单.
+"""Progress on a customer: 跟进, 赢单, 撤销赢单, 输单.
 
 Follow-up records carry stage and amount changes, because the weekly retro and the manager digest are
 built from these records rather than from the customer's current state.
@@ -10,11 +10,13 @@ from datetime import datetime
 
 from bot.messages import IncomingMessage, Reply
 from handlers.amounts import AmountError, format_amount, parse_amount
+from handlers import points
 from handlers.commands import Args, CommandSet, UserError
 from handlers.common import (
     OPEN_STAGES,
     STAGES,
     STATUS_NAMES,
+    can_manage,
     local_today,
     resolve_customer,
     split_customer_and_rest,
@@ -93,6 +95,7 @@ async def progress(msg: IncomingMessage, args: Args, store: Store, now: datetime
     if not content:
         content = "更新" + "、".join(k for k in ("阶段", "金额", "下次") if k in args.options)
     await store.add_followup(customer, content, now, stage=stage, amount_fen=amount, next_on=next_on, status=status)
+    bonus = await _award_collaborators(store, customer, now) if status == "won" else ""
     parts = [f"📝 已记录「{customer.name}」的跟进"]
     if stage and stage != old_stage:
         parts.append(f"阶段：{old_stage} → {stage}")
@@ -100,7 +103,21 @@ async def progress(msg: IncomingMessage, args: Args, store: Store, now: datetime
         parts.append(f"金额：{format_amount(yuan(amount))}")
     if next_on:
         parts.append(f"下次跟进：{format_date(next_on, today)}")
+    if bonus:
+        parts.append(bonus)
     return Reply("\n".join(parts))
+
+
+async def _award_collaborators(store: Store, customer: Customer, now: datetime) -> str:
+    """A won deal gives each collaborator points, in the same transaction as the win."""
+    collaborators = [m for m in await store.collaborators(customer) if m.id != customer.owner_id]
+    if not collaborators:
+        return ""
+    earned = await points.on_deal_won(store, customer, collaborators, now)
+    if not earned:
+        return ""
+    names = "、".join(m.name for m in collaborators)
+    return f"协作人 {names} 协作积分各 {points.points_text(earned)}"
 
 
 WON_EXAMPLE = "赢单 华为 120万"
@@ -113,8 +130,42 @@ async def won(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> 
     customer = await _writable_customer(store, query, WON_EXAMPLE)
     amount = _parse_amount(rest) if rest else None
     await store.add_followup(customer, "赢单", now, stage="赢单", amount_fen=amount, status="won")
+    bonus = await _award_collaborators(store, customer, now)
     final = yuan(customer.amount_fen)
-    return Reply(f"🎉 恭喜！「{customer.name}」赢单，金额 {format_amount(final)}。")
+    tail = f"\n{bonus}" if bonus else ""
+    return Reply(f"🎉 恭喜！「{customer.name}」赢单，金额 {format_amount(final)}。{tail}")
+
+
+REVERT_EXAMPLE = "撤销赢单 华为 谈判"
+
+
+@commands.command(
+    "撤销赢单",
+    "/unwon",
+    summary="把误标的赢单退回跟进中",
+    usage="撤销赢单 <客户> [退回的阶段]",
+    example=REVERT_EXAMPLE,
+    details=(
+        "负责人或主管可以把一个已赢单的客户退回跟进中（默认退回「谈判」阶段），会记一条跟进记录，"
+        "赢单时协作人所得的协作积分会扣回；之后再次赢单会重新计分。"
+    ),
+)
+async def revert_won(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
+    query, rest = split_customer_and_rest(args.text)
+    customer = await resolve_customer(store, query, example=REVERT_EXAMPLE)
+    if customer.status != "won":
+        raise UserError(f"「{customer.name}」当前{STATUS_NAMES[customer.status]}，不是赢单状态。")
+    if not can_manage(store, customer):
+        raise UserError(f"只有「{customer.name}」的负责人或主管可以撤销赢单。")
+    stage = _parse_stage(rest.strip()) if rest.strip() else "谈判"
+    if stage not in OPEN_STAGES:
+        raise UserError(f"撤销赢单后要退回一个跟进中的阶段：{' → '.join(OPEN_STAGES)}。", example=REVERT_EXAMPLE)
+    await store.add_followup(customer, f"撤销赢单，退回{stage}", now, stage=stage, status="active")
+    reversed_ = await points.on_deal_reverted(store, customer, now)
+    lines = [f"↩️ 已撤销「{customer.name}」的赢单，退回「{stage}」阶段，继续跟进。"]
+    for member, pts in reversed_:
+        lines.append(f"{member.name} 协作积分 {points.points_text(pts)}（赢单积分扣回）")
+    return Reply("\n".join(lines))
 
 
 LOST_EXAMPLE = "输单 华为 预算被砍"

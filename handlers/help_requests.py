@@ -1,4 +1,4 @@
-"""Asking teammates for help: 求助, 接, 解决, 求助列表.
+"""Asking teammates for help: 求助, 接, 解决, 重开, 求助列表.
 
 Requests are numbered per team (#N) so they can be taken and closed by typing a short number in chat;
 taking is atomic, so two helpers racing for the same request get a clear answer each.
@@ -11,6 +11,7 @@ from datetime import datetime
 
 from bot.messages import IncomingMessage, Reply
 from handlers.commands import Args, CommandSet, UserError
+from handlers import points
 from handlers.common import days_ago_text, names_of, resolve_customer, who
 from storage.models import Customer
 from storage.store import HelpView, Store
@@ -20,6 +21,7 @@ commands = CommandSet("求助")
 ASK_EXAMPLE = "求助 华为 需要一份同行业的报价模板"
 TAKE_EXAMPLE = "接 #3"
 RESOLVE_EXAMPLE = "解决 #3 模板已发群文件"
+REOPEN_EXAMPLE = "重开 #3 模板版本不对"
 STATUS_TEXT = {"open": "待接", "taken": "处理中", "resolved": "已解决"}
 _NUMBER = re.compile(r"^#?\s*(\d{1,9})\b\s*(.*)$", re.S)
 
@@ -88,8 +90,10 @@ async def take(msg: IncomingMessage, args: Args, store: Store, now: datetime) ->
         view = await _request(store, number)
         helper = view.helper.name if view.helper else "其他同事"
         raise UserError(f"慢了一步：求助 #{number} 刚刚已由 {helper} 接下。")
+    earned = await points.on_help_taken(store, view.request, me, now)
+    bonus = f"（协作积分 {points.points_text(earned)}）" if earned else ""
     return Reply(
-        f"👍 {who(me)} 接下了 {who(view.requester)} 的求助 #{number}：{view.request.content}\n完成后发送「解决 #{number}」",
+        f"👍 {who(me)} 接下了 {who(view.requester)} 的求助 #{number}{bonus}：{view.request.content}\n完成后发送「解决 #{number}」",
         names=names_of(me, view.requester),
     )
 
@@ -106,9 +110,42 @@ async def resolve(msg: IncomingMessage, args: Args, store: Store, now: datetime)
     if me.id not in (request.requester_id, request.helper_id) and store.role not in ("lead", "admin"):
         raise UserError(f"只有求助人或接手的同事可以关闭求助 #{number}。")
     await store.resolve_help_request(request, note or None, now)
+    earned = await points.on_help_resolved(store, request, view.helper, now)
     thanks = f"，感谢 {who(view.helper)} 的帮助" if view.helper and view.helper.id != me.id else ""
+    if earned:
+        thanks += f"（协作积分 {points.points_text(earned)}）"
     note_text = f"\n说明：{note}" if note else ""
     return Reply(f"✅ 求助 #{number} 已解决{thanks}。{note_text}", names=names_of(view.helper))
+
+
+@commands.command(
+    "重开",
+    "/reopen",
+    summary="重开已解决的求助",
+    usage="重开 #编号 [原因]",
+    example=REOPEN_EXAMPLE,
+    details="求助人或主管可以重开一个已解决的求助：接单人继续处理，解决时所得的协作积分会扣回（接单积分保留），再次解决时重新计分。",
+)
+async def reopen(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
+    number, reason = _number(args.text, REOPEN_EXAMPLE)
+    view = await _request(store, number)
+    request = view.request
+    if request.status != "resolved":
+        raise UserError(f"求助 #{number} 还没有解决（{STATUS_TEXT[request.status]}），不需要重开。")
+    if store.actor.id != request.requester_id and store.role not in ("lead", "admin"):
+        raise UserError(f"只有求助人或主管可以重开求助 #{number}。")
+    await store.reopen_help_request(request, reason or None, now)
+    reversed_ = await points.on_help_reopened(store, request, now)
+    lines = [f"🔁 求助 #{number} 已重开：{request.content}"]
+    if reason:
+        lines.append(f"原因：{reason}")
+    if view.helper:
+        lines.append(f"请 {who(view.helper)} 继续处理，完成后发送「解决 #{number}」")
+    else:
+        lines.append(f"谁能帮忙？回复「接 #{number}」")
+    for member, pts in reversed_:
+        lines.append(f"{member.name} 协作积分 {points.points_text(pts)}（解决积分扣回）")
+    return Reply("\n".join(lines), names=names_of(view.helper))
 
 
 @commands.command("求助列表", "/asks", summary="查看进行中的求助", usage="求助列表", example="求助列表")

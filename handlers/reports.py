@@ -261,7 +261,7 @@ def weekly_retro(
     median = "—" if this.median_take_hours is None else f"{this.median_take_hours:.1f} 小时"
     lines.append(f"求助 发起 {this.help_raised} · 被接 {this.help_taken} · 解决 {this.help_resolved}；接单中位用时 {median}")
     if this.top_helpers:
-        stars = "、".join(f"{name(m)}（{c} 次）" for m, c in this.top_helpers)
+        stars = "、".join(f"{name(m)}（{c} 分）" for m, c in this.top_helpers)
         lines.append(f"⭐ 协作之星：{stars}")
     rate_delta = ""
     if participation is not None and participation_last is not None and participation != participation_last:

@@ -9,13 +9,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 from bot.delivery import OutgoingMessage
 from handlers import reports
 from schedules.calendar import at_local, calendar_for, local_now
 from schedules.jobs import Slot, TeamSchedule
+from storage.goals import goal_progress
 from storage.models import Member
+from storage.points import top_helpers
 from storage.reports import ReportStore
 from storage.schedule_store import ScheduleStore
 from storage.store import Store
@@ -105,8 +108,21 @@ async def run_reminders(store: Store, slot: Slot, schedule: TeamSchedule, now: d
 # -------------------------------------------------------------------- digest
 async def build_digest(store: Store, day: date, schedule: TeamSchedule, now: datetime, goals: list[reports.GoalProgress] | None = None) -> OutgoingMessage:
     start, end = _utc_day(day, schedule.tz)
+    if goals is None:
+        goals = await _goal_rows(store, day)
     numbers = await ReportStore(store).digest_numbers(start, end, now, schedule.pool_days, schedule.pool_warn_days)
     return reports.manager_digest(store.team.name, day, numbers, now, pool_days=schedule.pool_days, goals=goals or [])
+
+
+async def _goal_rows(store: Store, day: date) -> list[reports.GoalProgress]:
+    """This month's won-amount goals (reps, then the team) for the digest; no targets → no section."""
+    rows = []
+    for row in await goal_progress(store, f"{day.year:04d}-{day.month:02d}"):
+        if not row.target_fen:
+            continue
+        label = row.member.name if row.member else "团队合计"
+        rows.append(reports.GoalProgress(label, Decimal(row.won_fen) / 100, Decimal(row.target_fen) / 100, unit="元"))
+    return rows
 
 
 async def run_digest(store: Store, slot: Slot, schedule: TeamSchedule, now: datetime) -> list[Push]:
@@ -162,6 +178,8 @@ async def build_retro(store: Store, week_start: date, schedule: TeamSchedule, no
     last_range = (at_local(last_start, time(0), schedule.tz), this_range[0])
     this = await report.week_numbers(*this_range, idle_days=IDLE_DAYS)
     last = await report.week_numbers(*last_range, idle_days=IDLE_DAYS)
+    # 协作之星 come from the points ledger (taking, resolving, helping win), not from raw counts.
+    this.top_helpers = [(m.id, p) for m, p in await top_helpers(store, *this_range)]
     rate = await _participation(store, week_start, week_start + timedelta(days=7), schedule, now)
     rate_last = await _participation(store, last_start, week_start, schedule, now)
     ids = set(this.followups_by_rep) | set(last.followups_by_rep) | {m for m, _ in this.top_helpers}

@@ -350,3 +350,69 @@ Index("ix_help_requests_team_created", HelpRequest.team_id, HelpRequest.created_
 Index("ix_help_requests_team_taken", HelpRequest.team_id, HelpRequest.taken_at)
 Index("ix_help_requests_team_resolved", HelpRequest.team_id, HelpRequest.resolved_at)
 Index("ix_audit_log_team_action_created", AuditLog.team_id, AuditLog.action, AuditLog.created_at)
+
+
+# --------------------------------------------------------------------------- goals, points, knowledge
+class Goal(Base):
+    """A monthly target (目标). `member_id` NULL is the team's own target.
+
+    `metric` is "won_amount" (target in fen, compared with won deals closed in the month) or
+    "new_customers" (a count of customers claimed or imported in the month).
+    """
+
+    __tablename__ = "goals"
+    __table_args__ = (Index("ix_goals_team_month", "team_id", "month"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
+    month: Mapped[str] = mapped_column(String(7))
+    metric: Mapped[str] = mapped_column(String(16), default="won_amount")
+    target: Mapped[int] = mapped_column(BigInteger)
+    set_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PointsEntry(Base):
+    """One line of the collaboration-points ledger: who, how many, why, and what caused it.
+
+    Points are never edited: undoing a cause (a reopened request, a won deal set back) writes a
+    reversing entry whose `reverses_id` points at the entry it cancels.
+    """
+
+    __tablename__ = "points_ledger"
+    __table_args__ = (
+        Index("ix_points_ledger_team_created", "team_id", "created_at"),
+        Index("ix_points_ledger_help_request_id", "help_request_id"),
+        Index("ix_points_ledger_customer_id", "customer_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    points: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(16))
+    help_request_id: Mapped[int | None] = mapped_column(ForeignKey("help_requests.id"), nullable=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), nullable=True)
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("points_ledger.id"), nullable=True, unique=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
+    msg_id: Mapped[str | None] = mapped_column(String(191), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Tip(Base):
+    """A piece of team knowledge (分享): a best practice, a script, an answer to an objection."""
+
+    __tablename__ = "tips"
+    __table_args__ = (Index("ix_tips_org_created", "org_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    author_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    title: Mapped[str] = mapped_column(String(200))
+    content: Mapped[str] = mapped_column(Text)
+    tags: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -662,6 +662,14 @@ class Store:
         request.resolved_at = now
         await self.audit("resolve", "help_request", request.id, before, {"status": "resolved", "note": note}, now)
 
+    async def reopen_help_request(self, request: HelpRequest, reason: str | None, now: datetime) -> None:
+        """Back to work: "taken" when someone had taken it (they stay the helper), otherwise "open"."""
+        before = {"status": request.status, "note": request.resolution}
+        request.status = "taken" if request.helper_id else "open"
+        request.resolution = None
+        request.resolved_at = None
+        await self.audit("reopen", "help_request", request.id, before, {"status": request.status, "reason": reason}, now)
+
     async def open_help_requests(self) -> list[HelpView]:
         rows = await self.session.execute(
             select(HelpRequest)

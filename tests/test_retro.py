@@ -54,7 +54,7 @@ async def test_the_retro_has_the_weeks_numbers_compared_with_last_week(bot, db: 
     assert "阶段推进：初访 1，赢单 2" in retro
     assert "· 张三：2 次（较上周 ↑1）" in retro and "· 李四：1 次（较上周 ↑1）" in retro
     assert "求助 发起 3 · 被接 3 · 解决 1；接单中位用时 2.0 小时" in retro
-    assert "协作之星：李四（2 次）、张三（1 次）" in retro
+    assert "协作之星：李四（5 分）、张三（1 分）" in retro  # ledger: 李四 took 2 (+1 each) and resolved 1 (+3)
     # 4 members (张三 李四 王五 老板) × 5 working days = 20 expected; 3 answers on Monday, 1 on Tuesday.
     # Last week 张三 and 王五 were already members and never answered.
     assert "晨会参与率：20%（上周 0%）" in retro
