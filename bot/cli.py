@@ -477,6 +477,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # APScheduler logs every tick at INFO; alembic's per-connection chatter only matters for `db`.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    if args.command != "db" and not args.verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     overrides: dict[str, Any] = {
         "database_url": getattr(args, "sub_db", None) or args.db,
         "host": getattr(args, "host", None),
