@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from rapidfuzz import fuzz, process
 
 from bot.messages import IncomingMessage, Reply
-from handlers.commands import ROLE_NAMES, ROLE_RANK, Args, CommandSpec, UserError
+from handlers.commands import ROLE_RANK, Args, CommandSpec, UserError, role_refusal
 from storage.database import Database
 from storage.models import Member
 from storage.store import NoTeamYet, Store
@@ -141,7 +141,7 @@ class Router:
             return [self._not_understood(msg.text)]
         spec = match.spec
         if ROLE_RANK[store.role] < ROLE_RANK[spec.role]:
-            return [Reply(f"「{spec.word}」只有{ROLE_NAMES[spec.role]}可以使用。你当前的身份是{ROLE_NAMES[store.role]}。")]
+            return [Reply(role_refusal(spec.word, spec.role, store.role))]
         try:
             # A savepoint: a handler that fails leaves nothing behind, while the inbound record stays
             # so that a re-delivery of the same message does not run it again.

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.messages import IncomingMessage, Reply
-from handlers.commands import ROLE_NAMES, ROLE_RANK, Args, CommandSet, RoleName, UserError
+from handlers.commands import ROLE_RANK, Args, CommandSet, RoleName, UserError, role_refusal
 from handlers.common import names_of, who
 from storage.store import Store
 
@@ -166,7 +166,7 @@ async def configure(msg: IncomingMessage, args: Args, store: Store, now: datetim
         known = "、".join(SETTINGS)
         raise UserError(f"没有「{name}」这项设置。可设置：{known}。", example="设置 上限 50")
     if ROLE_RANK[store.role] < ROLE_RANK[spec.role]:
-        raise UserError(f"「设置 {name}」只有{ROLE_NAMES[spec.role]}可以使用。")
+        raise UserError(role_refusal(f"设置 {name}", spec.role, store.role))
     if not value.strip() and not args.mentions:
         raise UserError(f"请写上「{name}」的新值。", example=spec.usage)
     text = await spec.apply(args, value.strip(), store, now)

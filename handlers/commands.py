@@ -23,6 +23,15 @@ ROLE_RANK: dict[str, int] = {"rep": 0, "lead": 1, "admin": 2}
 ROLE_NAMES: dict[str, str] = {"rep": "成员", "lead": "主管", "admin": "管理员"}
 
 
+def role_refusal(what: str, needed: str, current: str) -> str:
+    """Why a command was refused, and how someone gets the role — a new team's first question."""
+    how = {
+        "admin": "管理员由部署时的 SALESBOT_ADMINS 或命令 salesbot admin add <账号> 指定。",
+        "lead": "主管由管理员在群里发送「设置 主管 @成员」指定。",
+    }.get(needed, "")
+    return f"「{what}」只有{ROLE_NAMES[needed]}可以使用，你当前的身份是{ROLE_NAMES[current]}。{how}"
+
+
 class UserError(Exception):
     """A mistake the user should read about: the message is Chinese and, ideally, shows an example."""
 

@@ -23,7 +23,6 @@ from handlers.common import (
     names_of,
     resolve_customer,
     yuan,
-    split_customer_and_rest,
     who,
 )
 from handlers.dates import format_date
