@@ -209,7 +209,16 @@ async def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
             if not args.failed and not args.ids:
                 print("请指定要重发的消息编号，或用 --failed 重发全部失败消息。例如：salesbot outbox retry 42", file=sys.stderr)
                 return 2
-            count = await queue.requeue(datetime.now(timezone.utc), args.ids, all_failed=args.failed)
+            now = datetime.now(timezone.utc)
+            if args.failed:
+                # --failed means "the cause is fixed": also lift the broken-push marks (bot.broken),
+                # or the requeued rows would fail fast again without being tried.
+                from bot.broken import clear_all_marks
+
+                cleared = await clear_all_marks(db, now)
+                if cleared:
+                    print(f"已解除 {cleared} 个群的「群推送已停用」标记。")
+            count = await queue.requeue(now, args.ids, all_failed=args.failed)
             print(f"已重新排队 {count} 条消息。")
             return 0
         status = await queue.status()

@@ -57,11 +57,13 @@ class RetryLater(DeliveryError):
 
 class PermanentFailure(DeliveryError):
     """Will never succeed as is. `destination_broken` marks the whole destination (e.g. a webhook
-    key that was removed) so admins are told once and later messages to it fail fast."""
+    key that was removed) so admins are told once and later messages to it fail fast. `category` is the
+    admin-facing Chinese name of what broke (e.g. "加签不匹配"); the notice to admins quotes it."""
 
-    def __init__(self, reason: str, *, destination_broken: bool = False) -> None:
+    def __init__(self, reason: str, *, destination_broken: bool = False, category: str | None = None) -> None:
         super().__init__(reason)
         self.destination_broken = destination_broken
+        self.category = category
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@ group announcement commit together or not at all. `OutboxWorker` then delivers d
   window is full the rows are handed back with the time the next slot frees, nobody sleeps holding them;
 * `RetryLater` → exponential backoff with jitter (at least the platform's `after`); `PermanentFailure` →
   `failed` with the platform's reason; a broken destination fails its backlog at once.
+* a team's group push (WeCom webhook, DingTalk custom robot) that the platform calls broken is marked
+  durably on the team and its admins are told once (bot.broken); rows to it then fail without a platform
+  call until an admin sets a new one. Other broken destinations are skipped in-process for `broken_ttl`.
 
 Delivery is at-least-once: rows are marked sent when their batch settles, so a crash between sending and
 settling re-sends at most that batch (README, "Delivery guarantees").
@@ -28,6 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.broken import BrokenPushes, blocked_reason
 from bot.delivery import Deliverer, OutgoingMessage, PermanentFailure, RateLimit, RetryLater, split_text
 from bot.ratelimit import SlidingWindowLimiter
 from storage.database import Database
@@ -122,6 +126,8 @@ class OutboxWorker:
         broken_ttl: float = 600.0,
         rng: Callable[[], float] = random.random,
         limiter: SlidingWindowLimiter | None = None,
+        admin_ids: tuple[str, ...] = (),
+        broken_pushes: BrokenPushes | None = None,
     ) -> None:
         self.db = db
         self.queue = OutboxQueue(db)
@@ -141,6 +147,7 @@ class OutboxWorker:
         self.limiter = limiter or SlidingWindowLimiter()
         self.stats: Counter[str] = Counter()
         self._broken: dict[str, tuple[str, datetime]] = {}
+        self.broken_pushes = broken_pushes or BrokenPushes(db, admin_ids)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -250,6 +257,8 @@ class OutboxWorker:
             self._fail(outcome, rows, f"destination broken: {marker[0]}")
             return
         destination = head.destination
+        # The durable broken marks live on the team; one read per destination and batch.
+        team = await self.broken_pushes.team_settings(head.id) if head.platform in ("wecom", "dingtalk") else None
         try:
             limit = deliverer.rate_limit(destination)
             limit_key = deliverer.limit_key(destination)
@@ -259,6 +268,12 @@ class OutboxWorker:
         for index, row in enumerate(rows):
             rest = [r.id for r in rows[index + 1 :]]
             now = self.clock()
+            blocked = blocked_reason(row.platform, row.destination, team[1]) if team is not None else None
+            if blocked is not None:
+                # Checked before the rate limiter: failing fast spends no quota and calls no platform.
+                self.stats["failed"] += 1
+                outcome.failures.append(Failure(row.id, blocked))
+                continue
             if limit is not None:
                 wait = self.limiter.try_acquire(limit_key, limit.count, limit.per_seconds, now.timestamp())
                 if wait > 0:
@@ -277,6 +292,11 @@ class OutboxWorker:
                 self.stats["failed"] += 1
                 outcome.failures.append(Failure(row.id, err.reason))
                 log.warning("outbox: message %d failed permanently: %s", row.id, err.reason)
+                if err.destination_broken and team is not None:
+                    settings = await self._mark_push_broken(team[0], row, err, now)
+                    if settings is not None:
+                        team = (team[0], settings)
+                        continue  # the rows behind fail fast above; other kinds (replies) still go
                 if err.destination_broken:
                     self._broken[row.dest_key] = (err.reason, now + timedelta(seconds=self.broken_ttl))
                     self._fail(outcome, rows[index + 1 :], f"destination broken: {err.reason}")
@@ -289,6 +309,16 @@ class OutboxWorker:
                 outcome.released.extend(rest)
                 return
             outcome.sent.append(row.id)
+
+    async def _mark_push_broken(
+        self, team_id: int, row: ClaimedRow, err: PermanentFailure, now: datetime
+    ) -> dict[str, Any] | None:
+        """Durable mark + one notice; None means "not the team's push", use the in-process skip."""
+        try:
+            return await self.broken_pushes.mark(team_id, row.platform, row.destination, err, now)
+        except Exception:
+            log.exception("outbox: could not record broken destination for message %d", row.id)
+            return None
 
     def _fail(self, outcome: Outcome, rows: list[ClaimedRow], reason: str) -> None:
         self.stats["failed"] += len(rows)
@@ -342,7 +372,9 @@ def outbox_component(app: web.Application) -> None:
 
     async def outbox_ctx(app: web.Application) -> Any:
         db = app[DATABASE_KEY]
-        worker = OutboxWorker(db, build_deliverers(app))
+        from bot.app import SETTINGS_KEY
+
+        worker = OutboxWorker(db, build_deliverers(app), admin_ids=tuple(app[SETTINGS_KEY].admins))
         db.on_commit(worker.on_commit)
         app[OUTBOX_WORKER_KEY] = worker
         await worker.start()

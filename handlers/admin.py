@@ -60,6 +60,34 @@ async def _set_lead(args: Args, value: str, store: Store, now: datetime) -> str:
     return "、".join(who(m) for m in args.mentions) + " 已成为本组主管，可以转交、释放本组任何客户，并接收日报。"
 
 
+ROLE_WORDS = {"rep": "rep", "成员": "rep", "普通成员": "rep", "lead": "lead", "主管": "lead"}
+
+
+@commands.command(
+    "设置 主管",
+    "/role",
+    summary="设定或取消本组主管",
+    usage="设置 主管 @成员（/role @成员 [lead|rep]）",
+    example="/role @王五",
+    role="admin",
+    extra_words=("设置主管",),
+)
+async def set_role(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
+    """管理员把 @ 到的成员设为主管；`/role @成员 rep` 取消主管身份。
+
+    Its own command (not only a `设置` row) so the `/role` alias works; the words `设置 主管` and
+    `设置主管` are longer than `设置`, so the router picks this command for them and the behaviour
+    stays the one admins already know.
+    """
+    wanted = args.words[0].lower() if args.words else "lead"
+    role = ROLE_WORDS.get(wanted)
+    if role is None:
+        raise UserError(f"「{args.words[0]}」不是可用的身份，只能是 lead（主管）或 rep（成员）。", example="/role @王五 rep")
+    apply = _set_lead if role == "lead" else _set_rep
+    text = await apply(args, "", store, now)
+    return Reply("✅ " + text, names=names_of(*args.mentions))
+
+
 @setting("成员", role="admin", usage="设置 成员 @成员", describe=lambda s: "")
 async def _set_rep(args: Args, value: str, store: Store, now: datetime) -> str:
     if not args.mentions:

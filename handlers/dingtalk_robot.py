@@ -16,6 +16,7 @@ from handlers.commands import Args, UserError
 from storage.store import Store
 
 SETTING_KEY = "dingtalk_robot"
+BROKEN_KEY = "dingtalk_robot_broken"  # set by the outbox (bot.broken); a new robot starts a clean slate
 USAGE = "设置 钉钉机器人 https://oapi.dingtalk.com/robot/send?access_token=xxx SECxxxx（或 关闭）"
 _SECRET = re.compile(r"^SEC[0-9A-Za-z]{8,128}$")
 
@@ -43,6 +44,7 @@ async def _set_custom_robot(args: Args, value: str, store: Store, now: datetime)
     if value in ("关闭", "取消", "无"):
         settings = dict(store.team.settings or {})
         settings.pop(SETTING_KEY, None)
+        settings.pop(BROKEN_KEY, None)
         store.team.settings = settings
         await store.audit("configure", "team", store.team.id, {SETTING_KEY: _masked(before)}, {SETTING_KEY: None}, now)
         return "已停用钉钉自定义机器人，群推送改用应用机器人发送。"
@@ -59,6 +61,7 @@ async def _set_custom_robot(args: Args, value: str, store: Store, now: datetime)
     robot = {"webhook": f"{split.scheme}://{split.netloc}{split.path}?access_token={token}", "secret": secret}
     settings = dict(store.team.settings or {})
     settings[SETTING_KEY] = robot
+    settings.pop(BROKEN_KEY, None)
     store.team.settings = settings
     await store.audit("configure", "team", store.team.id, {SETTING_KEY: _masked(before)}, {SETTING_KEY: _masked(robot)}, now)
     return f"本组群推送将通过钉钉自定义机器人发送：{masked_webhook(robot['webhook'])}（加签 {mask(secret, 5)}）。"

@@ -49,3 +49,33 @@ def test_retry_failed_requeues_them(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "pending: 3" in capsys.readouterr().out
     assert cli.main(["outbox", "retry", "--db", url]) == 2
     assert cli.main(["outbox", "retry", "1", "--db", url]) == 0
+
+
+def test_retry_failed_also_lifts_broken_push_marks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`retry --failed` means "fixed on the platform side": the team's broken mark goes, or the requeued
+    rows would fail fast again (bot.broken)."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+
+    async def mark() -> None:
+        db = Database.from_url(url)
+        await db.prepare()
+        async with db.transaction() as store:
+            await store.bind(platform="wecom", org_key="wwcorp", chat_id="grp", chat_title="一组", user_id=None,
+                             user_name=None, now=utcnow())
+            await store.update_team_settings({"wecom_webhook_key": KEY, "wecom_webhook_broken": {"fingerprint": "x"}}, utcnow())
+        await db.close()
+
+    async def settings() -> dict[str, object]:
+        db = Database.from_url(url)
+        from storage.models import Team
+
+        async with db.session() as session:
+            team = await session.get(Team, 1)
+            value = dict(team.settings) if team else {}
+        await db.close()
+        return value
+
+    asyncio.run(mark())
+    assert cli.main(["outbox", "retry", "--failed", "--db", url]) == 0
+    assert "解除 1 个群" in capsys.readouterr().out
+    assert asyncio.run(settings())["wecom_webhook_broken"] is None

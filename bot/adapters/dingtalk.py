@@ -410,9 +410,12 @@ class DingTalkDeliverer:
         if code in QPM_LIMITED:
             raise RetryLater(f"{what}: quota per minute exceeded ({code})", after=60)
         if code == 310000:
-            raise PermanentFailure(f"{what}: 安全设置校验失败（{security_category(errmsg)}）: {errmsg}", destination_broken=True)
+            category = security_category(errmsg)
+            raise PermanentFailure(f"{what}: 安全设置校验失败（{category}）: {errmsg}", destination_broken=True,
+                                   category=category)
         if code in DESTINATION_GONE:
-            raise PermanentFailure(f"{what}: {DESTINATION_GONE[code]} ({code})", destination_broken=True)
+            raise PermanentFailure(f"{what}: {DESTINATION_GONE[code]} ({code})", destination_broken=True,
+                                   category=DESTINATION_GONE[code])
         if code == SESSION_GONE:
             raise PermanentFailure(f"{what}: session expired ({code})")
         raise PermanentFailure(f"{what}: errcode {code} {errmsg}")
@@ -465,7 +468,7 @@ def security_category(errmsg: str) -> str:
     if "sign" in lower:
         return "加签不匹配"
     if "keyword" in lower:
-        return "关键词不匹配"
+        return "关键词不符"
     if "timestamp" in lower:
         return "时间戳无效"
     if "ip" in lower:

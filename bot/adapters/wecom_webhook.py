@@ -29,6 +29,12 @@ BROKEN_DESTINATION = {
     93004: "robot disabled",
     93008: "robot not in the group",
 }
+# What the admins are told (bot.broken): the category of the break, in their words.
+BROKEN_CATEGORY = {
+    93000: "Webhook 地址无效或已被删除",
+    93004: "群机器人已被停用",
+    93008: "群机器人已不在群里",
+}
 WEBHOOK_RATE_LIMIT = RateLimit(count=20, per_seconds=60.0)
 
 
@@ -108,5 +114,7 @@ class WeComWebhookDeliverer:
         if errcode == ERR_BUSY:
             raise RetryLater(reason)
         if errcode in BROKEN_DESTINATION:
-            raise PermanentFailure(f"{reason} ({BROKEN_DESTINATION[errcode]})", destination_broken=True)
+            raise PermanentFailure(
+                f"{reason} ({BROKEN_DESTINATION[errcode]})", destination_broken=True, category=BROKEN_CATEGORY[errcode]
+            )
         raise PermanentFailure(reason)

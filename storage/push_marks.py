@@ -1,0 +1,59 @@
+"""The SQL behind durable "this team's group push is broken" marks (policy and wording: bot.broken).
+
+The mark itself lives in `teams.settings` (JSON, next to the webhook key it is about), so every replica
+sees it, `设置` changes it in the same row, and no migration is needed. These helpers only read and lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.database import Database
+from storage.models import Member, Organisation, OutboxMessage, Team
+
+
+async def team_settings_of_row(db: Database, row_id: int) -> tuple[int, dict[str, Any]] | None:
+    """(team id, settings) of the team an outbox row was queued for; None for rows without a team."""
+    async with db.session() as session:
+        row = (
+            await session.execute(
+                select(Team.id, Team.settings)
+                .join(OutboxMessage, OutboxMessage.team_id == Team.id)
+                .where(OutboxMessage.id == row_id)
+            )
+        ).first()
+    return (int(row.id), dict(row.settings or {})) if row is not None else None
+
+
+async def lock_team(session: AsyncSession, team_id: int) -> tuple[Organisation, Team] | None:
+    """The team row, locked until commit (PostgreSQL), so two replicas that hit the same broken
+    webhook at once open one episode, not two. SQLite serialises writers already."""
+    team = await session.get(Team, team_id, with_for_update=True, populate_existing=True)
+    if team is None:
+        return None
+    org = await session.get(Organisation, team.org_id)
+    return (org, team) if org is not None else None
+
+
+async def org_admins(session: AsyncSession, org_id: int, admin_ids: Iterable[str]) -> list[Member]:
+    """Active members of the organisation who are admins (flag, or listed in SALESBOT_ADMINS)."""
+    ids = list(admin_ids)
+    condition = Member.is_admin.is_(True) if not ids else or_(Member.is_admin.is_(True), Member.user_id.in_(ids))
+    rows = await session.execute(
+        select(Member).where(Member.org_id == org_id, Member.active.is_(True), condition).order_by(Member.id)
+    )
+    return list(rows.scalars().all())
+
+
+async def teams_with_any_setting(session: AsyncSession, keys: Iterable[str]) -> list[tuple[Organisation, Team]]:
+    """Teams whose settings hold a non-empty value for one of `keys` (filtered in Python: JSON
+    operators differ between SQLite and PostgreSQL, and there are few teams)."""
+    wanted = list(keys)
+    rows = await session.execute(
+        select(Organisation, Team).join(Team, Team.org_id == Organisation.id).order_by(Team.id)
+    )
+    return [(org, team) for org, team in rows.all() if any((team.settings or {}).get(k) for k in wanted)]
