@@ -202,6 +202,9 @@ class Store:
         return self._scope
 
     # -------------------------------------------------------------- helpers
+    def _dialect(self) -> str:
+        return self.session.bind.dialect.name if self.session.bind else "sqlite"
+
     def _insert_ignore(self, model: type, values: dict[str, Any], conflict: Sequence[str]) -> Any:
         dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
         module = postgresql if dialect == "postgresql" else sqlite
@@ -745,11 +748,11 @@ class Store:
             "next_attempt_at": now,
             "created_at": now,
         }
-        if dedup_key is None:
-            self.session.add(OutboxMessage(**values))
-            added = True
-        else:
-            added = await self._insert_if_absent(OutboxMessage, values, ("dedup_key",))
+        # A Core INSERT with the values as parameters of one prebuilt statement: no ORM object, no
+        # unit-of-work flush, no RETURNING of the id, and a statement the compiled cache and asyncpg's
+        # prepared-statement cache both recognise (issue #5: this was ~1–2.8 ms a message on PG).
+        result = await self.session.execute(_outbox_insert(self._dialect(), dedup=dedup_key is not None), values)
+        added = dedup_key is None or bool(result.rowcount)
         if added:
             self.enqueued += 1
         return added
@@ -777,6 +780,22 @@ class Store:
             .order_by(Team.chat_id != chat_id_or_name, Team.id)
         )
         return rows.scalars().first()
+
+
+_OUTBOX_INSERTS: dict[tuple[str, bool], Any] = {}
+
+
+def _outbox_insert(dialect: str, *, dedup: bool) -> Any:
+    """The outbox INSERT for a dialect, built once; with `dedup`, a repeated dedup_key inserts nothing."""
+    key = (dialect, dedup)
+    stmt = _OUTBOX_INSERTS.get(key)
+    if stmt is None:
+        module = postgresql if dialect == "postgresql" else sqlite
+        stmt = module.insert(OutboxMessage.__table__)
+        if dedup:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["dedup_key"])
+        _OUTBOX_INSERTS[key] = stmt
+    return stmt
 
 
 def _escape_like(value: str) -> str:
