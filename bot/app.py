@@ -35,6 +35,13 @@ HTTP_SESSION_KEY = web.AppKey("http_session", aiohttp.ClientSession)
 Component = Callable[[web.Application], None]
 
 
+def open_database(settings: Settings) -> Database:
+    """The process's database, with new organisations starting in the configured time zone."""
+    db = Database.from_url(settings.database_url)
+    db.default_timezone = settings.timezone
+    return db
+
+
 def build_router(db: Database, settings: Settings, **kwargs: Any) -> Router:
     return Router(db, all_commands(), admin_ids=settings.admins, **kwargs)
 
@@ -50,7 +57,7 @@ def build_app(settings: Settings, *, components: list[Component] | None = None, 
     app[SETTINGS_KEY] = settings
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-        db = database or Database.from_url(settings.database_url)
+        db = database or open_database(settings)
         await db.prepare()
         app[DATABASE_KEY] = db
         app[ROUTER_KEY] = build_router(db, settings, reply_sink=_platform_sink(app[REPLY_SINKS_KEY]))

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from bot.app import open_database
 from bot.settings import ConfigError, Settings, load_settings
 from storage.database import Database
 from storage.engine import DatabaseURLError
@@ -39,7 +40,7 @@ async def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     from bot.adapters.console import ConsoleChat
     from bot.app import build_router
 
-    db = Database.from_url(settings.database_url)
+    db = open_database(settings)
     try:
         await db.prepare()
         chat = ConsoleChat(build_router(db, settings), team=args.team, user=args.user)
@@ -97,7 +98,7 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     from storage import migrate
 
-    db = Database.from_url(settings.database_url)
+    db = open_database(settings)
     try:
         if args.action == "upgrade":
             await migrate.upgrade(db.engine, args.revision)
@@ -128,7 +129,7 @@ async def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_admin(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import datetime, timezone
 
-    db = Database.from_url(settings.database_url)
+    db = open_database(settings)
     try:
         await db.prepare()
         now = datetime.now(timezone.utc)
@@ -172,7 +173,7 @@ async def cmd_team(args: argparse.Namespace, settings: Settings) -> int:
     if not org_key:
         print("请用 --org 指定企业 CorpID（或设置 SALESBOT_WECOM_CORP_ID）", file=sys.stderr)
         return 2
-    db = Database.from_url(settings.database_url)
+    db = open_database(settings)
     try:
         await db.prepare()
         now = datetime.now(timezone.utc)
@@ -201,7 +202,7 @@ async def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
 
     from storage.outbox_queue import OutboxQueue
 
-    db = Database.from_url(settings.database_url)
+    db = open_database(settings)
     try:
         await db.prepare()
         queue = OutboxQueue(db)
@@ -244,7 +245,7 @@ async def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
     from schedules.jobs import JOBS, TeamSchedule
     from storage.schedule_store import all_teams, find_teams
 
-    db = Database.from_url(settings.database_url)
+    db = open_database(settings)
     try:
         await db.prepare()
         now = datetime.now(timezone.utc)
@@ -382,7 +383,7 @@ async def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run_sheet_command(run: Any, args: argparse.Namespace, settings: Settings) -> int:
-    db = Database.from_url(settings.database_url)
+    db = open_database(settings)
     try:
         await db.prepare()
         code, text = await run(db, args)

@@ -137,6 +137,28 @@ async def _set_cooldown(args: Args, value: str, store: Store, now: datetime) -> 
     return f"冷却期已设为 {days} 天。" if days else "已取消冷却期。"
 
 
+TIMEZONE_ALIASES = {"北京": "Asia/Shanghai", "上海": "Asia/Shanghai", "中国": "Asia/Shanghai", "香港": "Asia/Hong_Kong", "台北": "Asia/Taipei", "新加坡": "Asia/Singapore", "东京": "Asia/Tokyo"}
+
+
+@setting(
+    "时区",
+    role="admin",
+    usage="设置 时区 Asia/Shanghai",
+    describe=lambda s: f"时区（整个企业）：{s.org.timezone}",
+)
+async def _set_timezone(args: Args, value: str, store: Store, now: datetime) -> str:
+    """Every "today", stand-up time and digest of the organisation follows this zone."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = TIMEZONE_ALIASES.get(value, value)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UserError(f"不认识时区「{value}」。请用 IANA 时区名。", example="设置 时区 Asia/Shanghai") from None
+    before = await store.set_org_timezone(name, now)
+    return f"企业时区已从 {before} 改为 {name}，晨会、日报等推送时间按新时区计算。"
+
+
 _WEBHOOK_KEY = re.compile(r"^[A-Za-z0-9-]{8,128}$")
 PUSH_USAGE = "设置 推送 https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…"
 

@@ -22,6 +22,7 @@ class Database:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._after_commit: list[Callable[[Store], None]] = []
+        self.default_timezone = "Asia/Shanghai"
 
     @classmethod
     def from_url(cls, url: str, **kwargs: object) -> "Database":
@@ -38,7 +39,7 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Store]:
         async with self.sessions() as session:
-            store = Store(session)
+            store = Store(session, default_timezone=self.default_timezone)
             async with session.begin():
                 yield store
             for callback in self._after_commit:

@@ -79,10 +79,12 @@ class NoTeamYet(LookupError):
 
 
 class Store:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, default_timezone: str = "Asia/Shanghai") -> None:
         self.session = session
         self._scope: Scope | None = None
         self.enqueued = 0
+        # The zone a newly seen organisation starts with (SALESBOT_TIMEZONE); admins change it later.
+        self.default_timezone = default_timezone
 
     # ------------------------------------------------------------------ scope
     @property
@@ -264,7 +266,7 @@ class Store:
         return await self._get_or_create(
             select(Organisation).where(Organisation.platform == platform, Organisation.corp_key == corp_key),
             Organisation,
-            {"platform": platform, "corp_key": corp_key, "name": corp_key, "timezone": "Asia/Shanghai", "created_at": now},
+            {"platform": platform, "corp_key": corp_key, "name": corp_key, "timezone": self.default_timezone, "created_at": now},
             ("platform", "corp_key"),
         )
 
@@ -378,6 +380,14 @@ class Store:
                 settings[key] = value
         team.settings = settings
         await self.audit("configure", "team", team.id, before, changes, now)
+        return before
+
+    async def set_org_timezone(self, tz_name: str, now: datetime) -> str:
+        """Change the organisation's time zone (every schedule and "today" follows it), audit-logged."""
+        org = self.org
+        before = org.timezone
+        org.timezone = tz_name
+        await self.audit("configure", "organisation", org.id, {"timezone": before}, {"timezone": tz_name}, now)
         return before
 
     # -------------------------------------------------------------- customers

@@ -116,3 +116,23 @@ async def test_a_private_chat_is_scoped_to_the_members_team(bot) -> None:
     private = bot.message("我的", user="张三")
     [reply] = await bot.router.handle(replace(private, chat_type="single", chat_id="dm-张三"))
     assert "商汤科技" in reply.text
+
+
+async def test_an_admin_sets_the_organisations_time_zone(bot) -> None:
+    [reply] = await bot.say("设置 时区 Asia/Tokyo", user="张三")
+    assert "只有管理员" in reply
+    [reply] = await bot.say("设置 时区 火星", user="老板")
+    assert "不认识时区" in reply and "示例" in reply
+    [reply] = await bot.say("设置 时区 东京", user="老板")
+    assert "Asia/Tokyo" in reply
+    [settings] = await bot.say("设置", user="张三")
+    assert "时区（整个企业）：Asia/Tokyo" in settings
+
+
+def test_new_organisations_start_in_the_configured_time_zone(tmp_path) -> None:
+    from tests.test_cli_and_serve import run_cli
+
+    db = f"sqlite:///{tmp_path}/tz.db"
+    result = run_cli("chat", "--db", db, "--user", "张三", stdin="设置\n", env={"SALESBOT_TIMEZONE": "Asia/Singapore"})
+    assert result.returncode == 0, result.stderr
+    assert "时区（整个企业）：Asia/Singapore" in result.stdout
