@@ -56,6 +56,8 @@ class WeComCorp(BaseModel):
     app_aes_key: str | None = None
     app_secret: str | None = None
     agent_id: int | None = None
+    # Where this corp's API lives; defaults to SALESBOT_WECOM_API_BASE (a 私有化 deployment has its own host).
+    api_base: str | None = None
 
     @field_validator("corp_id")
     @classmethod

@@ -119,8 +119,10 @@ class CorpApp:
         app_secret: str | None,
         agent_id: int | None,
         tokens: TokenCache | None = None,
+        api_base: str | None = None,
     ) -> None:
         self.deliverer = deliverer
+        self.api_base = (api_base or deliverer.api_base).rstrip("/")
         self.corp_id = corp_id
         self.app_secret = app_secret
         self.agent_id = agent_id
@@ -131,7 +133,7 @@ class CorpApp:
             raise PermanentFailure(f"app secret / corp id not configured for corp {self.corp_id or '(default)'}")
         data = await self.deliverer._call(
             "GET",
-            f"{self.deliverer.api_base}/cgi-bin/gettoken",
+            f"{self.api_base}/cgi-bin/gettoken",
             params={"corpid": self.corp_id, "corpsecret": self.app_secret},
         )
         errcode = data.get("errcode", 0)
@@ -171,7 +173,7 @@ class WeComDeliverer:
         # Every corp reachable by id, the default one too when it has an id.
         self.apps: dict[str, CorpApp] = {corp_id: self.default_app} if corp_id else {}
         for corp in corps:
-            self.apps[corp.corp_id] = CorpApp(self, corp.corp_id, corp.app_secret, corp.agent_id)
+            self.apps[corp.corp_id] = CorpApp(self, corp.corp_id, corp.app_secret, corp.agent_id, api_base=corp.api_base)
 
     # The default corp's values, as before several corps existed.
     @property
@@ -287,7 +289,7 @@ class WeComDeliverer:
         for attempt in (1, 2):
             token = await app.tokens.get()
             data = await self._call(
-                "POST", f"{self.api_base}/cgi-bin/message/send", params={"access_token": token}, json=body
+                "POST", f"{app.api_base}/cgi-bin/message/send", params={"access_token": token}, json=body
             )
             errcode = data.get("errcode", 0)
             if errcode in TOKEN_INVALID and attempt == 1:
@@ -306,7 +308,7 @@ class WeComDeliverer:
     # ------------------------------------------------------------------ AI bot response_url
     async def _send_response_url(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
         url = str(destination.get("url") or "")
-        target, base = urlsplit(url), urlsplit(self.api_base)
+        target, base = urlsplit(url), urlsplit(self.app_for(destination).api_base)
         # The URL came in a callback; never let it make the bot post to an arbitrary host.
         if (target.scheme, target.netloc) != (base.scheme, base.netloc):
             raise PermanentFailure("response_url host does not match SALESBOT_WECOM_API_BASE")
