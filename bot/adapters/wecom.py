@@ -9,7 +9,8 @@ Two ways in (PLATFORMS.md §1):
 * ``/wecom/app`` — the self-built app, 1:1 only. XML envelope, receiveid = CorpID; passive XML text
   reply or 200 empty + ``message/send`` later.
 
-(Long-connection mode lives in `bot.adapters.wecom_ws` and reuses the parsing and sink here.)
+(Long-connection mode lives in `bot.adapters.wecom_ws` and reuses the parsing and sink here; it serves
+the default corp only — one WebSocket per bot id, configured by the SALESBOT_WECOM_AIBOT_* settings.)
 
 Several corps (`[[wecom.corps]]` in the TOML file) are served at ``/wecom/aibot/<corp_id>`` and
 ``/wecom/app/<corp_id>``: the AI bot's receiveid is "" so nothing in the payload tells the corp — the URL
