@@ -116,7 +116,16 @@ def blocked_reason(platform: str, destination: dict[str, Any], settings: dict[st
     return None
 
 
-def member_dest_key(platform: str, user_ids: list[str]) -> str:
+def member_destination(platform: str, user_ids: list[str], corp_key: str | None = None) -> dict[str, Any]:
+    """A direct message to `user_ids`; on WeCom it names the corp, whose app must send it (user ids are
+    only unique within a corp)."""
+    destination: dict[str, Any] = {"kind": "member", "user_ids": user_ids}
+    if platform == "wecom" and corp_key:
+        destination["corp_id"] = corp_key
+    return destination
+
+
+def member_dest_key(platform: str, user_ids: list[str], corp_key: str | None = None) -> str:
     """The adapters' own dest_key for a direct message, so a notice orders with other direct messages."""
     if platform == "dingtalk":
         from bot.adapters.dingtalk import dest_key as dingtalk_dest_key
@@ -124,7 +133,7 @@ def member_dest_key(platform: str, user_ids: list[str]) -> str:
         return dingtalk_dest_key({"kind": "member", "user_ids": user_ids})
     from bot.adapters.wecom_send import dest_key as wecom_dest_key
 
-    return wecom_dest_key({"kind": "member", "user_ids": user_ids})
+    return wecom_dest_key(member_destination(platform, user_ids, corp_key))
 
 
 # ------------------------------------------------------------------ marking
@@ -177,8 +186,8 @@ class BrokenPushes:
             body = OutgoingMessage(text=notice_text(team.name, push.name, category), title=NOTICE_TITLE)
             await store.enqueue(
                 platform=platform,
-                destination={"kind": "member", "user_ids": user_ids},
-                dest_key=member_dest_key(platform, user_ids),
+                destination=member_destination(platform, user_ids, org.corp_key),
+                dest_key=member_dest_key(platform, user_ids, org.corp_key),
                 body=body.to_json(),
                 now=now,
                 dedup_key=f"push-broken:{platform}:{team.id}:{push.name}:{episode}",

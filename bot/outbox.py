@@ -259,6 +259,17 @@ class OutboxWorker:
         destination = head.destination
         # The durable broken marks live on the team; one read per destination and batch.
         team = await self.broken_pushes.team_settings(head.id) if head.platform in ("wecom", "dingtalk") else None
+        scope = getattr(deliverer, "scope_destination", None)
+        if scope is not None:
+            # A deliverer serving several tenants (WeCom corps) completes a destination queued without
+            # its tenant from the row's organisation; rows of one dest_key share it.
+            try:
+                destination = await scope(head.id, destination)
+            except Exception as err:
+                log.exception("outbox: could not scope the destination of message %d", head.id)
+                self._retry(outcome, head, f"unexpected {type(err).__name__}", None)
+                outcome.released.extend(r.id for r in rows[1:])
+                return
         try:
             limit = deliverer.rate_limit(destination)
             limit_key = deliverer.limit_key(destination)

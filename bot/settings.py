@@ -8,6 +8,7 @@ never leave the process in clear.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,8 +31,58 @@ def _aes_key(value: str | None, name: str) -> str | None:
     if value is None or value == "":
         return None
     if len(value) != 43 or not value.isalnum():
-        raise ValueError(f"{name} 必须是 43 位字母数字（EncodingAESKey），当前长度 {len(value)}")
+        raise ValueError(f"{name} 必须是 43 位字母数字（EncodingAESKey），当前长度 {len(value)}".lstrip())
     return value
+
+
+CORPS_PATH = "wecom.corps"
+_CORP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class WeComCorp(BaseModel):
+    """One extra WeCom corp (`[[wecom.corps]]` in the TOML file); the env vars keep defining the default corp.
+
+    A corp is its own organisation: its own callback URLs (`/wecom/aibot/<corp_id>`, `/wecom/app/<corp_id>`),
+    envelopes, access token and agent id. Errors raised here name the key as the message's first word
+    (`aibot_aes_key: …`), because a whole-entry check cannot point pydantic's location at one key.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    corp_id: str
+    aibot_token: str | None = None
+    aibot_aes_key: str | None = None
+    app_token: str | None = None
+    app_aes_key: str | None = None
+    app_secret: str | None = None
+    agent_id: int | None = None
+    # Where this corp's API lives; defaults to SALESBOT_WECOM_API_BASE (a 私有化 deployment has its own host).
+    api_base: str | None = None
+
+    @field_validator("corp_id")
+    @classmethod
+    def _check_corp_id(cls, value: str) -> str:
+        # It becomes a URL path segment and the organisation key; WeCom CorpIDs are letters and digits.
+        if not _CORP_ID.match(value):
+            raise ValueError(f"CorpID 只能包含字母、数字、_ 和 -（1–64 位），当前 {value!r}")
+        return value
+
+    @field_validator("aibot_aes_key", "app_aes_key")
+    @classmethod
+    def _check_aes(cls, value: str | None, info: Any) -> str | None:
+        return _aes_key(value, "")  # the location already names the key
+
+    @model_validator(mode="after")
+    def _check_groups(self) -> "WeComCorp":
+        for a, b in (("aibot_token", "aibot_aes_key"), ("app_token", "app_aes_key")):
+            if bool(getattr(self, a)) != bool(getattr(self, b)):
+                missing, present = (b, a) if getattr(self, a) else (a, b)
+                raise ValueError(f"{missing}: 缺少（与 {present} 配套）")
+        if self.app_secret and self.agent_id is None:
+            raise ValueError("agent_id: 缺少（发送应用消息需要，与 app_secret 配套）")
+        if not (self.aibot_token or self.app_token or self.app_secret):
+            raise ValueError("aibot_token: 至少需要配置 aibot_token/aibot_aes_key、app_token/app_aes_key 或 app_secret 之一")
+        return self
 
 
 class Settings(BaseModel):
@@ -57,6 +108,9 @@ class Settings(BaseModel):
     wecom_app_secret: str | None = None
     wecom_agent_id: int | None = None
     wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    # Further corps, from the TOML file only (`[[wecom.corps]]`); the SALESBOT_WECOM_* values above are
+    # the default corp, so the common one-corp case needs no file.
+    wecom_corps: tuple[WeComCorp, ...] = ()
 
     dingtalk_app_key: str | None = None
     dingtalk_app_secret: str | None = None
@@ -116,13 +170,21 @@ class Settings(BaseModel):
             raise ValueError(f"缺少 {ENV_PREFIX}WECOM_CORP_ID 或 {ENV_PREFIX}WECOM_AGENT_ID（发送应用消息需要）")
         if self.wecom_aibot_mode == "websocket" and not (self.wecom_aibot_bot_id and self.wecom_aibot_secret):
             raise ValueError(f"长连接模式需要 {ENV_PREFIX}WECOM_AIBOT_BOT_ID 和 {ENV_PREFIX}WECOM_AIBOT_SECRET")
+        seen: set[str] = {self.wecom_corp_id} if self.wecom_corp_id else set()
+        for index, corp in enumerate(self.wecom_corps):
+            if corp.corp_id in seen:
+                where = f"{ENV_PREFIX}WECOM_CORP_ID" if corp.corp_id == self.wecom_corp_id else "前面的条目"
+                raise ValueError(f"{CORPS_PATH}[{index}].corp_id: {corp.corp_id} 重复（与 {where} 相同）")
+            seen.add(corp.corp_id)
         if self.dingtalk_mode == "stream" and not self.dingtalk_app_key:
             raise ValueError(f"Stream 模式需要 {ENV_PREFIX}DINGTALK_APP_KEY 和 {ENV_PREFIX}DINGTALK_APP_SECRET")
         return self
 
     @property
     def wecom_enabled(self) -> bool:
-        return bool(self.wecom_aibot_token or self.wecom_app_token or self.wecom_aibot_mode == "websocket")
+        return bool(
+            self.wecom_aibot_token or self.wecom_app_token or self.wecom_aibot_mode == "websocket" or self.wecom_corps
+        )
 
     @property
     def dingtalk_enabled(self) -> bool:
@@ -132,13 +194,20 @@ class Settings(BaseModel):
         """The effective configuration with every secret replaced, for printing."""
         out: dict[str, Any] = {}
         for name, value in self.model_dump().items():
-            if value and any(marker in name for marker in SECRET_MARKERS):
-                out[name] = "******"
+            if name == "wecom_corps":
+                out[name] = [_mask_secrets(corp) for corp in value]
             elif name == "database_url":
                 out[name] = _mask_url(value)
             else:
-                out[name] = value
+                out.update(_mask_secrets({name: value}))
         return out
+
+
+def _mask_secrets(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: "******" if value and any(marker in name for marker in SECRET_MARKERS) else value
+        for name, value in values.items()
+    }
 
 
 def _mask_url(url: str) -> str:
@@ -167,6 +236,20 @@ def _from_toml(path: Path) -> dict[str, Any]:
     return flat
 
 
+def _error_location(loc: tuple[Any, ...], message: str) -> str:
+    """`SALESBOT_WECOM_AIBOT_AES_KEY: …` for flat settings, `wecom.corps[1].aibot_aes_key: …` for a corp entry."""
+    if loc and loc[0] == "wecom_corps":
+        if len(loc) == 1:
+            return f"{CORPS_PATH}: {message}"
+        entry = f"{CORPS_PATH}[{loc[1]}]"
+        if len(loc) > 2:
+            return f"{entry}.{'.'.join(str(p) for p in loc[2:])}: {message}"
+        # A whole-entry check names the key as the first word of its message (see WeComCorp).
+        return f"{entry}.{message}" if re.match(r"^[a-z_]+: ", message) else f"{entry}: {message}"
+    field = ".".join(str(p) for p in loc)
+    return f"{ENV_PREFIX}{field.upper()}: {message}" if field else message
+
+
 def load_settings(
     env: Mapping[str, str] | None = None, config_file: str | os.PathLike[str] | None = None, **overrides: Any
 ) -> Settings:
@@ -177,7 +260,7 @@ def load_settings(
         config_file = env[ENV_PREFIX + "CONFIG"]
     if config_file is not None:
         values.update(_from_toml(Path(config_file)))
-    known = set(Settings.model_fields)
+    known = set(Settings.model_fields) - {"wecom_corps"}  # a list of corps only fits in the TOML file
     for key, value in env.items():
         if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() in known and value != "":
             values[key[len(ENV_PREFIX) :].lower()] = value
@@ -187,10 +270,8 @@ def load_settings(
     except ValidationError as err:
         problems = []
         for e in err.errors():
-            field = ".".join(str(p) for p in e["loc"])
-            where = f"{ENV_PREFIX}{field.upper()}: " if field else ""
             message = e["msg"].removeprefix("Value error, ")
             if e["type"] == "extra_forbidden":
                 message = "未知的设置项"
-            problems.append(f"{where}{message}")
+            problems.append(_error_location(e["loc"], message))
         raise ConfigError("配置错误：\n" + "\n".join(problems)) from None

@@ -91,7 +91,7 @@ async def test_removed_wecom_webhook_is_marked_broken_and_the_lead_told_once(
     assert first.status == "failed" and "93000" in first.last_error
     assert second.status == "failed" and "destination broken" in second.last_error and "设置 推送" in second.last_error
     assert webhook_calls(fake, KEY) == 1  # the second message never reached the platform
-    assert notice.status == "sent" and notice.destination == {"kind": "member", "user_ids": ["lisi", "boss"]}
+    assert notice.status == "sent" and notice.destination == {"kind": "member", "user_ids": ["lisi", "boss"], "corp_id": "wwcorp"}
     [to_lead] = fake.delivered_to("lisi")
     text = to_lead["markdown"]["content"]
     assert "销售一组" in text and "Webhook 地址无效或已被删除" in text and "设置 推送 <新地址>" in text

@@ -186,7 +186,7 @@ async def test_slow_command_replies_through_response_url(
     rows = await outbox_rows(db)
     assert len(rows) == 1
     row = rows[0]
-    assert row.platform == "wecom" and row.destination == {"kind": "response_url", "url": url}
+    assert row.platform == "wecom" and row.destination == {"kind": "response_url", "url": url, "corp_id": "wwcorp"}
     assert row.dest_key.startswith("wecom:response_url:") and "认领成功" in row.body["text"]
     assert await count(db, Customer) == 1  # committed together with the outbox row
 

@@ -9,10 +9,16 @@ Two ways in (PLATFORMS.md §1):
 * ``/wecom/app`` — the self-built app, 1:1 only. XML envelope, receiveid = CorpID; passive XML text
   reply or 200 empty + ``message/send`` later.
 
-(Long-connection mode lives in `bot.adapters.wecom_ws` and reuses the parsing and sink here.)
+(Long-connection mode lives in `bot.adapters.wecom_ws` and reuses the parsing and sink here; it serves
+the default corp only — one WebSocket per bot id, configured by the SALESBOT_WECOM_AIBOT_* settings.)
 
-wechatpy does the envelope crypto and XML parsing/rendering (pure CPU); all HTTP is aiohttp. Only one
-corp is served per process for now (settings hold one CorpID).
+Several corps (`[[wecom.corps]]` in the TOML file) are served at ``/wecom/aibot/<corp_id>`` and
+``/wecom/app/<corp_id>``: the AI bot's receiveid is "" so nothing in the payload tells the corp — the URL
+configured in each corp's admin console does. Each corp has its own envelopes, token cache and agent id,
+and is its own organisation (org_key = its CorpID). The SALESBOT_WECOM_* settings are the default corp,
+also reachable at the plain ``/wecom/aibot`` and ``/wecom/app``. An unknown corp in the URL is a 404.
+
+wechatpy does the envelope crypto and XML parsing/rendering (pure CPU); all HTTP is aiohttp.
 
 Every rejected callback (bad signature, stale timestamp, undecryptable, wrong receiveid, malformed,
 over 64 KB) answers 4xx, stores nothing and logs one line without secrets.
@@ -177,16 +183,49 @@ class _Budget:
     inline: bool = False
 
 
+@dataclass(frozen=True)
+class CorpEndpoint:
+    """What one corp's callbacks need: its envelopes and whether its app can send direct messages.
+
+    `corp_id` is None only for a default corp configured without SALESBOT_WECOM_CORP_ID (AI bot only).
+    """
+
+    corp_id: str | None
+    aibot: WeComEnvelope | None
+    app: WeComEnvelope | None
+    can_send_direct: bool
+
+    @staticmethod
+    def build(
+        corp_id: str | None,
+        aibot_token: str | None,
+        aibot_aes_key: str | None,
+        app_token: str | None,
+        app_aes_key: str | None,
+        app_secret: str | None,
+    ) -> "CorpEndpoint":
+        aibot = WeComEnvelope(aibot_token, aibot_aes_key, "") if aibot_token and aibot_aes_key else None
+        app = WeComEnvelope(app_token, app_aes_key, corp_id) if app_token and app_aes_key and corp_id else None
+        return CorpEndpoint(corp_id, aibot, app, bool(app_secret))
+
+
 class WeComAdapter:
     def __init__(self, settings: Settings, *, wall_clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.wall_clock = wall_clock
-        self.aibot: WeComEnvelope | None = None
-        self.app: WeComEnvelope | None = None
-        if settings.wecom_aibot_token and settings.wecom_aibot_aes_key:
-            self.aibot = WeComEnvelope(settings.wecom_aibot_token, settings.wecom_aibot_aes_key, "")
-        if settings.wecom_app_token and settings.wecom_app_aes_key and settings.wecom_corp_id:
-            self.app = WeComEnvelope(settings.wecom_app_token, settings.wecom_app_aes_key, settings.wecom_corp_id)
+        s = settings
+        self.default = CorpEndpoint.build(
+            s.wecom_corp_id, s.wecom_aibot_token, s.wecom_aibot_aes_key, s.wecom_app_token, s.wecom_app_aes_key,
+            s.wecom_app_secret,
+        )
+        # Corps by CorpID, for the /wecom/…/{corp_id} routes; the default corp too when it has an id.
+        self.corps: dict[str, CorpEndpoint] = {s.wecom_corp_id: self.default} if s.wecom_corp_id else {}
+        for corp in s.wecom_corps:
+            self.corps[corp.corp_id] = CorpEndpoint.build(
+                corp.corp_id, corp.aibot_token, corp.aibot_aes_key, corp.app_token, corp.app_aes_key, corp.app_secret
+            )
+        self.aibot: WeComEnvelope | None = self.default.aibot
+        self.app: WeComEnvelope | None = self.default.app
         self.router: Any = None
         self.db: Any = None
         self.session: aiohttp.ClientSession | None = None
@@ -213,6 +252,7 @@ class WeComAdapter:
             agent_id=s.wecom_agent_id,
             database=db,
             ws=self.ws,
+            corps=s.wecom_corps,
         )
         if self.ws is not None:
             self.ws.start()
@@ -230,11 +270,21 @@ class WeComAdapter:
         task.add_done_callback(self._tasks.discard)
 
     # ------------------------------------------------------------------ mapping
-    def org_key(self, payload: dict[str, Any] | None = None) -> str:
-        return self.settings.wecom_corp_id or str((payload or {}).get("aibotid") or "wecom")
+    def org_key(self, payload: dict[str, Any] | None = None, corp: CorpEndpoint | None = None) -> str:
+        """Each corp is its own organisation; a default corp without a CorpID is keyed by its aibotid."""
+        corp = corp or self.default
+        return corp.corp_id or str((payload or {}).get("aibotid") or "wecom")
 
-    async def aibot_message(self, payload: dict[str, Any], budget: _Budget, **context: Any) -> IncomingMessage | None:
-        """An AI-bot callback body (HTTP or long connection) as an IncomingMessage; None if not text."""
+    def corp_of(self, msg: IncomingMessage) -> CorpEndpoint:
+        return self.corps.get(str(msg.reply_context.get("corp_id") or "")) or self.default
+
+    async def aibot_message(
+        self, payload: dict[str, Any], budget: _Budget, corp: CorpEndpoint | None = None, **context: Any
+    ) -> IncomingMessage | None:
+        """An AI-bot callback body (HTTP or long connection) as an IncomingMessage; None if not text.
+
+        `corp` is the corp whose URL the callback came to (the long connection serves the default corp)."""
+        corp = corp or self.default
         msg_id = payload.get("msgid")
         user_id = (payload.get("from") or {}).get("userid")
         if not isinstance(msg_id, str) or not msg_id or not isinstance(user_id, str) or not user_id:
@@ -244,7 +294,7 @@ class WeComAdapter:
             return None
         chat_id = payload.get("chatid") or None
         chat_type = "group" if payload.get("chattype") == "group" and chat_id else "single"
-        org_key = self.org_key(payload)
+        org_key = self.org_key(payload, corp)
         if chat_type == "group":
             text = strip_bot_mention(text)
         else:
@@ -257,30 +307,32 @@ class WeComAdapter:
             text=text,
             msg_id=msg_id,
             chat_type=chat_type,  # type: ignore[arg-type]
-            reply_context={"source": "aibot", "budget": budget, **context},
+            reply_context={"source": "aibot", "budget": budget, "corp_id": corp.corp_id, **context},
         )
 
     # ------------------------------------------------------------------ reply sink
     async def reply_sink(self, store: Store, msg: IncomingMessage, replies: list[Reply], now: datetime) -> list[Reply]:
         """Inside the command's transaction: queue what must travel later, return what to answer inline."""
         budget: _Budget = msg.reply_context.get("budget") or _Budget()
+        corp = self.corp_of(msg)
         inline: list[Reply] = []
         for reply in replies:
             if reply.audience == "team" and msg.chat_type != "group":
                 # From a 1:1 chat: announce in the team's group through its robot webhook. From the
                 # group itself the answer is inline — same chat, no webhook quota spent.
                 key = (store.team.settings or {}).get(WEBHOOK_SETTING)
-                destination = {"kind": "webhook", "key": key} if key else {"kind": "team", "team_id": store.team.id}
+                destination = (
+                    {"kind": "webhook", "key": key} if key else self._with_corp({"kind": "team", "team_id": store.team.id}, corp)
+                )
                 await self.enqueue(store, destination, OutgoingMessage.from_reply(reply), now)
                 continue
             elif reply.audience == "direct":
                 if not (msg.chat_type == "single" and set(reply.user_ids) <= {msg.user_id}):
-                    if self.settings.wecom_app_secret:
-                        await self.enqueue(
-                            store, {"kind": "member", "user_ids": list(reply.user_ids)}, OutgoingMessage.from_reply(reply), now
-                        )
+                    if corp.can_send_direct:
+                        destination = self._with_corp({"kind": "member", "user_ids": list(reply.user_ids)}, corp)
+                        await self.enqueue(store, destination, OutgoingMessage.from_reply(reply), now)
                     else:
-                        log.warning("direct message dropped: SALESBOT_WECOM_APP_SECRET not configured msg_id=%s", msg.msg_id)
+                        log.warning("direct message dropped: no app secret for corp %s msg_id=%s", corp.corp_id, msg.msg_id)
                     continue
             inline.append(reply)
         if inline and budget.late:
@@ -288,6 +340,11 @@ class WeComAdapter:
             return []
         budget.inline = True
         return inline
+
+    @staticmethod
+    def _with_corp(destination: dict[str, Any], corp: CorpEndpoint) -> dict[str, Any]:
+        """Name the corp whose app must send this (tokens, agent ids and user ids are per corp)."""
+        return {**destination, "corp_id": corp.corp_id} if corp.corp_id else destination
 
     async def enqueue(
         self, store: Store, destination: dict[str, Any], message: OutgoingMessage, now: datetime, *, dedup: str | None = None
@@ -314,9 +371,11 @@ class WeComAdapter:
         if url:
             # One-shot URL: one post, so one (truncated if need be) message.
             message = OutgoingMessage(truncate_bytes(message.text, MARKDOWN_MAX_BYTES - 64), None, message.names)
-            await self.enqueue(store, {"kind": "response_url", "url": url}, message, now, dedup=dedup)
-        elif self.settings.wecom_app_secret:
-            await self.enqueue(store, {"kind": "member", "user_ids": [msg.user_id]}, message, now, dedup=dedup)
+            destination = self._with_corp({"kind": "response_url", "url": url}, self.corp_of(msg))
+            await self.enqueue(store, destination, message, now, dedup=dedup)
+        elif self.corp_of(msg).can_send_direct:
+            destination = self._with_corp({"kind": "member", "user_ids": [msg.user_id]}, self.corp_of(msg))
+            await self.enqueue(store, destination, message, now, dedup=dedup)
         else:
             log.warning("late reply dropped: no response_url and no app secret msg_id=%s", msg.msg_id)
 
@@ -392,13 +451,20 @@ class WeComAdapter:
             return self._reject(route, err)
         return web.Response(body=plain.encode("utf-8"), content_type="text/plain")
 
-    # ------------------------------------------------------------------ /wecom/aibot
+    def _corp(self, request: web.Request) -> CorpEndpoint | None:
+        """The corp a callback URL names (`/wecom/…/{corp_id}`), the default corp without one; None → 404."""
+        corp_id = request.match_info.get("corp_id")
+        return self.default if corp_id is None else self.corps.get(corp_id)
+
+    # ------------------------------------------------------------------ /wecom/aibot[/{corp_id}]
     async def aibot_get(self, request: web.Request) -> web.Response:
-        return await self._verify_url(request, self.aibot, "aibot")
+        corp = self._corp(request)
+        return await self._verify_url(request, corp.aibot if corp else None, "aibot")
 
     async def aibot_post(self, request: web.Request) -> web.Response:
-        envelope = self.aibot
-        if envelope is None:
+        corp = self._corp(request)
+        envelope = corp.aibot if corp else None
+        if corp is None or envelope is None:
             return web.Response(status=404)
         try:
             sig, ts, nonce = self._query(request, "msg_signature", "timestamp", "nonce")
@@ -420,56 +486,59 @@ class WeComAdapter:
                 raise CallbackRejected("decrypted callback is not a JSON object", 400) from None
             msgtype = payload.get("msgtype")
             if msgtype == "event":
-                return await self._aibot_event(payload)
+                return await self._aibot_event(payload, corp)
             if msgtype == "stream":
                 return web.Response()  # our streams always finish at once; nothing to refresh
             budget = _Budget()
-            msg = await self.aibot_message(payload, budget, response_url=payload.get("response_url"))
+            msg = await self.aibot_message(payload, budget, corp, response_url=payload.get("response_url"))
         except CallbackRejected as err:
             return self._reject("aibot", err)
         if msg is None:
-            if not await self._first_delivery(payload):
+            if not await self._first_delivery(payload, corp):
                 return web.Response()
-            return self._aibot_stream(UNSUPPORTED)
+            return self._aibot_stream(UNSUPPORTED, envelope)
         replies = await self._run_with_budget(msg)
         if not replies:
             return web.Response()  # duplicate, or the reply will come through response_url
         content = render_markdown(combine(replies), native_mentions=False)
-        return self._aibot_stream(content)
+        return self._aibot_stream(content, envelope)
 
-    async def _first_delivery(self, payload: dict[str, Any]) -> bool:
+    async def _first_delivery(self, payload: dict[str, Any], corp: CorpEndpoint | None = None) -> bool:
         """Record a non-command callback's msgid so that WeCom's re-delivery has no second effect."""
         msg_id = str(payload.get("msgid") or "")
         if not msg_id:
             return True
         async with self.db.transaction() as store:
-            return await store.record_inbound(PLATFORM, msg_id, self.org_key(payload), datetime.now(timezone.utc))
+            return await store.record_inbound(PLATFORM, msg_id, self.org_key(payload, corp), datetime.now(timezone.utc))
 
-    async def _aibot_event(self, payload: dict[str, Any]) -> web.Response:
+    async def _aibot_event(self, payload: dict[str, Any], corp: CorpEndpoint) -> web.Response:
         eventtype = (payload.get("event") or {}).get("eventtype")
-        if eventtype != "enter_chat" or not await self._first_delivery(payload):
+        if eventtype != "enter_chat" or not await self._first_delivery(payload, corp):
             return web.Response()
         # A plain `text` passive reply is allowed only for the enter_chat welcome (Doc 101031).
-        return self._aibot_sealed({"msgtype": "text", "text": {"content": WELCOME}})
+        assert corp.aibot is not None
+        return self._aibot_sealed({"msgtype": "text", "text": {"content": WELCOME}}, corp.aibot)
 
-    def _aibot_stream(self, content: str) -> web.Response:
+    def _aibot_stream(self, content: str, envelope: WeComEnvelope) -> web.Response:
         stream = {"id": uuid.uuid4().hex, "finish": True, "content": truncate_bytes(content, STREAM_MAX_BYTES)}
-        return self._aibot_sealed({"msgtype": "stream", "stream": stream})
+        return self._aibot_sealed({"msgtype": "stream", "stream": stream}, envelope)
 
-    def _aibot_sealed(self, reply: dict[str, Any]) -> web.Response:
-        assert self.aibot is not None
+    def _aibot_sealed(self, reply: dict[str, Any], envelope: WeComEnvelope) -> web.Response:
+        """Passive replies are sealed with the envelope of the corp the callback came from."""
         ts, nonce = str(int(self.wall_clock())), str(secrets.randbelow(9 * 10**9) + 10**9)
-        encrypt, signature = self.aibot.seal(json.dumps(reply, ensure_ascii=False), ts, nonce)
+        encrypt, signature = envelope.seal(json.dumps(reply, ensure_ascii=False), ts, nonce)
         envelope = {"encrypt": encrypt, "msgsignature": signature, "timestamp": ts, "nonce": nonce}
         return web.json_response(envelope)
 
-    # ------------------------------------------------------------------ /wecom/app
+    # ------------------------------------------------------------------ /wecom/app[/{corp_id}]
     async def app_get(self, request: web.Request) -> web.Response:
-        return await self._verify_url(request, self.app, "app")
+        corp = self._corp(request)
+        return await self._verify_url(request, corp.app if corp else None, "app")
 
     async def app_post(self, request: web.Request) -> web.Response:
-        envelope = self.app
-        if envelope is None:
+        corp = self._corp(request)
+        envelope = corp.app if corp else None
+        if corp is None or envelope is None:
             return web.Response(status=404)
         try:
             sig, ts, nonce = self._query(request, "msg_signature", "timestamp", "nonce")
@@ -491,7 +560,7 @@ class WeComAdapter:
                     raise ValueError
             except Exception:
                 raise CallbackRejected("decrypted callback is not a valid message", 400) from None
-            org_key = str(self.settings.wecom_corp_id)
+            org_key = str(corp.corp_id)  # an app envelope exists only with a CorpID (its receiveid)
             if message.type != "text":
                 # Events carry no MsgId: dedupe on FromUserName + CreateTime (§1b); nothing to answer.
                 key = f"app:{user_id}:{data.get('CreateTime')}:{data.get('Event') or message.type}"
@@ -512,7 +581,7 @@ class WeComAdapter:
             text=str(data.get("Content") or ""),
             msg_id=f"app:{msg_id}",
             chat_type="single",
-            reply_context={"source": "app", "budget": _Budget()},
+            reply_context={"source": "app", "budget": _Budget(), "corp_id": corp.corp_id},
         )
         replies = await self._run_with_budget(msg)
         if not replies:
@@ -538,10 +607,12 @@ def wecom_component(app: web.Application, *, wall_clock: Callable[[], float] = t
     adapter = WeComAdapter(app[SETTINGS_KEY], wall_clock=wall_clock)
     app[WECOM_KEY] = adapter
     app[REPLY_SINKS_KEY][PLATFORM] = adapter.reply_sink
-    app.router.add_get("/wecom/aibot", adapter.aibot_get)
-    app.router.add_post("/wecom/aibot", adapter.aibot_post)
-    app.router.add_get("/wecom/app", adapter.app_get)
-    app.router.add_post("/wecom/app", adapter.app_post)
+    for path in ("/wecom/aibot", "/wecom/aibot/{corp_id}"):
+        app.router.add_get(path, adapter.aibot_get)
+        app.router.add_post(path, adapter.aibot_post)
+    for path in ("/wecom/app", "/wecom/app/{corp_id}"):
+        app.router.add_get(path, adapter.app_get)
+        app.router.add_post(path, adapter.app_post)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await adapter.start(app[DATABASE_KEY], app[ROUTER_KEY])

@@ -5,18 +5,25 @@ Destinations (`kind`):
 * ``webhook``      ``{"kind": "webhook", "key": …}`` — the team's group robot; delegated to the outbox
                    branch's `WeComWebhookDeliverer` (20/min per robot, 45009, 93000…).
 * ``team``         ``{"kind": "team", "team_id": …}`` — the team's webhook key is looked up at send time.
-* ``member``       ``{"kind": "member", "user_ids": [...]}`` — app ``message/send`` with the cached token.
+* ``member``       ``{"kind": "member", "user_ids": [...], "corp_id": …}`` — app ``message/send`` with that
+                   corp's cached token and agent id.
 * ``response_url`` ``{"kind": "response_url", "url": …}`` — the AI bot's one-shot reply URL (1 h).
 * ``ws_chat``      ``{"kind": "ws_chat", "chatid": …}`` — ``aibot_send_msg`` over the long connection.
 
 All HTTP goes through one aiohttp session; wechatpy's blocking clients are never used here.
+
+Several corps (`[[wecom.corps]]`): tokens are per corp and app, and user ids are only unique within a
+corp, so a direct message must go through its own corp's app. Rows carry ``corp_id`` in the destination
+when the reply sink queued them; rows queued elsewhere (schedules, broken-push notices, rows from before
+multi-corp) get it from their organisation at send time (`scope_destination`, called by the worker), and
+anything else goes through the default corp (the SALESBOT_WECOM_* settings). Group webhooks need no corp.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -28,6 +35,7 @@ from bot.messages import render_mentions
 
 if TYPE_CHECKING:
     from bot.adapters.wecom_ws import WeComLongConnection
+    from bot.settings import WeComCorp
     from storage.database import Database
 
 log = logging.getLogger("salesbot.wecom.send")
@@ -88,7 +96,9 @@ def dest_key(destination: dict[str, Any]) -> str:
     if kind == "team":
         return f"wecom:team:{destination['team_id']}"
     if kind == "member":
-        return "wecom:member:" + "|".join(destination.get("user_ids") or [])
+        # Same user ids in two corps are two people: keep their queues (and order) apart.
+        corp = destination.get("corp_id")
+        return ("wecom:member:" if not corp else f"wecom:{corp}:member:") + "|".join(destination.get("user_ids") or [])
     if kind == "response_url":
         return f"wecom:response_url:{hashlib.sha256(str(destination['url']).encode()).hexdigest()[:16]}"
     if kind == "ws_chat":
@@ -96,8 +106,47 @@ def dest_key(destination: dict[str, Any]) -> str:
     return f"wecom:{kind}"
 
 
+class CorpApp:
+    """One corp's self-built app as a sender: credentials, agent id and its own access-token cache.
+
+    A token is valid for one corp secret only (§2b), so every corp refreshes (single-flight) on its own.
+    """
+
+    def __init__(
+        self,
+        deliverer: "WeComDeliverer",
+        corp_id: str | None,
+        app_secret: str | None,
+        agent_id: int | None,
+        tokens: TokenCache | None = None,
+        api_base: str | None = None,
+    ) -> None:
+        self.deliverer = deliverer
+        self.api_base = (api_base or deliverer.api_base).rstrip("/")
+        self.corp_id = corp_id
+        self.app_secret = app_secret
+        self.agent_id = agent_id
+        self.tokens = tokens or TokenCache(self.fetch_token)
+
+    async def fetch_token(self) -> tuple[str, float]:
+        if not (self.corp_id and self.app_secret):
+            raise PermanentFailure(f"app secret / corp id not configured for corp {self.corp_id or '(default)'}")
+        data = await self.deliverer._call(
+            "GET",
+            f"{self.api_base}/cgi-bin/gettoken",
+            params={"corpid": self.corp_id, "corpsecret": self.app_secret},
+        )
+        errcode = data.get("errcode", 0)
+        if errcode != 0 or not data.get("access_token"):
+            if errcode in TRANSIENT:
+                raise RetryLater(f"gettoken errcode {errcode}", after=60 if errcode == 45009 else None)
+            raise PermanentFailure(f"gettoken errcode {errcode} (corp {self.corp_id})")
+        return str(data["access_token"]), float(data.get("expires_in", 7200))
+
+
 class WeComDeliverer:
-    """The outbox's deliverer for platform "wecom"; dispatches on `destination["kind"]`."""
+    """The outbox's deliverer for platform "wecom"; dispatches on `destination["kind"]`, and for direct
+    messages on `destination["corp_id"]` (the default corp when absent)."""
 
     platform = PLATFORM
 
@@ -113,21 +162,65 @@ class WeComDeliverer:
         webhook: Deliverer | None = None,
         ws: "WeComLongConnection | None" = None,
         tokens: TokenCache | None = None,
+        corps: "Iterable[WeComCorp]" = (),
     ) -> None:
         self.session = session
         self.api_base = api_base.rstrip("/")
-        self.corp_id = corp_id
-        self.app_secret = app_secret
-        self.agent_id = agent_id
         self.database = database
         self.ws = ws
         self._webhook = webhook
-        self.tokens = tokens or TokenCache(self._fetch_token)
+        self.default_app = CorpApp(self, corp_id, app_secret, agent_id, tokens)
+        # Every corp reachable by id, the default one too when it has an id.
+        self.apps: dict[str, CorpApp] = {corp_id: self.default_app} if corp_id else {}
+        for corp in corps:
+            self.apps[corp.corp_id] = CorpApp(self, corp.corp_id, corp.app_secret, corp.agent_id, api_base=corp.api_base)
+
+    # The default corp's values, as before several corps existed.
+    @property
+    def corp_id(self) -> str | None:
+        return self.default_app.corp_id
+
+    @property
+    def agent_id(self) -> int | None:
+        return self.default_app.agent_id
+
+    @property
+    def tokens(self) -> TokenCache:
+        return self.default_app.tokens
+
+    def app_for(self, destination: dict[str, Any]) -> CorpApp:
+        """The corp app a destination belongs to. A corp id we do not serve (removed from the config) is
+        never sent with another corp's token: the same user id there may be somebody else."""
+        corp = destination.get("corp_id")
+        if not corp:
+            return self.default_app
+        app = self.apps.get(str(corp))
+        if app is not None:
+            return app
+        if self.default_app.corp_id is None:
+            # The default corp without SALESBOT_WECOM_CORP_ID is keyed by its aibotid: the same corp.
+            return self.default_app
+        raise PermanentFailure(f"wecom corp {corp} is not configured")
+
+    async def scope_destination(self, row_id: int, destination: dict[str, Any]) -> dict[str, Any]:
+        """Called by the outbox worker before sending: a direct message queued without `corp_id`
+        (schedules, notices, older rows) takes the corp of the organisation the row was queued for."""
+        if destination.get("kind") != "member" or destination.get("corp_id") or self.database is None:
+            return destination
+        if all(app is self.default_app for app in self.apps.values()):
+            return destination  # one corp: nothing to choose, no query
+        from storage.outbox_scope import org_key_of_row
+
+        corp = await org_key_of_row(self.database, row_id, PLATFORM)
+        if corp is not None and corp in self.apps:
+            return {**destination, "corp_id": corp}
+        return destination
 
     # ------------------------------------------------------------------ Deliverer protocol
     def limit_key(self, destination: dict[str, Any]) -> str:
         if destination.get("kind") == "member":
-            return f"wecom:app:{self.agent_id}:" + "|".join(destination.get("user_ids") or [])
+            app = self.app_for(destination)
+            return f"wecom:app:{app.corp_id}:{app.agent_id}:" + "|".join(destination.get("user_ids") or [])
         return dest_key(destination)
 
     def rate_limit(self, destination: dict[str, Any]) -> RateLimit | None:
@@ -180,40 +273,28 @@ class WeComDeliverer:
         return {"kind": "webhook", "key": key}
 
     # ------------------------------------------------------------------ app message/send
-    async def _fetch_token(self) -> tuple[str, float]:
-        if not (self.corp_id and self.app_secret):
-            raise PermanentFailure("SALESBOT_WECOM_APP_SECRET / SALESBOT_WECOM_CORP_ID not configured")
-        data = await self._call(
-            "GET", f"{self.api_base}/cgi-bin/gettoken", params={"corpid": self.corp_id, "corpsecret": self.app_secret}
-        )
-        errcode = data.get("errcode", 0)
-        if errcode != 0 or not data.get("access_token"):
-            if errcode in TRANSIENT:
-                raise RetryLater(f"gettoken errcode {errcode}", after=60 if errcode == 45009 else None)
-            raise PermanentFailure(f"gettoken errcode {errcode}")
-        return str(data["access_token"]), float(data.get("expires_in", 7200))
-
     async def _send_app(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
         users = [str(u) for u in destination.get("user_ids") or [] if u]
         if not users:
             raise PermanentFailure("member destination without user ids")
-        if self.agent_id is None:
-            raise PermanentFailure("SALESBOT_WECOM_AGENT_ID not configured")
+        app = self.app_for(destination)
+        if app.agent_id is None:
+            raise PermanentFailure(f"agent id not configured for corp {app.corp_id or '(default)'}")
         body = {
             "touser": "|".join(users),
             "msgtype": "markdown",
-            "agentid": self.agent_id,
+            "agentid": app.agent_id,
             "markdown": {"content": truncate_bytes(render_markdown(message, native_mentions=False), APP_MAX_BYTES)},
         }
         for attempt in (1, 2):
-            token = await self.tokens.get()
+            token = await app.tokens.get()
             data = await self._call(
-                "POST", f"{self.api_base}/cgi-bin/message/send", params={"access_token": token}, json=body
+                "POST", f"{app.api_base}/cgi-bin/message/send", params={"access_token": token}, json=body
             )
             errcode = data.get("errcode", 0)
             if errcode in TOKEN_INVALID and attempt == 1:
                 # WeCom may revoke a token before expires_in; refresh once and resend.
-                self.tokens.invalidate(token)
+                app.tokens.invalidate(token)
                 continue
             break
         if errcode == 0:
@@ -227,7 +308,7 @@ class WeComDeliverer:
     # ------------------------------------------------------------------ AI bot response_url
     async def _send_response_url(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
         url = str(destination.get("url") or "")
-        target, base = urlsplit(url), urlsplit(self.api_base)
+        target, base = urlsplit(url), urlsplit(self.app_for(destination).api_base)
         # The URL came in a callback; never let it make the bot post to an arbitrary host.
         if (target.scheme, target.netloc) != (base.scheme, base.netloc):
             raise PermanentFailure("response_url host does not match SALESBOT_WECOM_API_BASE")
