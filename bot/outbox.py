@@ -370,6 +370,10 @@ def build_deliverers(app: web.Application) -> dict[str, Deliverer]:
     from bot.app import DELIVERERS_KEY, HTTP_SESSION_KEY, SETTINGS_KEY
 
     deliverers: dict[str, Deliverer] = app[DELIVERERS_KEY]
+    if "console" not in deliverers:
+        from bot.adapters.console import ConsoleDeliverer
+
+        deliverers["console"] = ConsoleDeliverer()
     if "wecom" not in deliverers:
         session = app[HTTP_SESSION_KEY]
         webhook = WeComWebhookDeliverer(session, api_base=app[SETTINGS_KEY].wecom_api_base)

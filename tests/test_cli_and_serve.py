@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import build_app
+from sqlalchemy import select
 from bot.settings import ConfigError, load_settings
 from storage.database import Database
 
@@ -172,3 +173,27 @@ async def test_healthz_reports_the_database(db: Database) -> None:
     async with TestClient(TestServer(app)) as client:
         response = await client.get("/healthz")
         assert response.status == 200 and (await response.json()) == {"status": "ok", "database": "ok"}
+
+
+async def test_a_console_teams_scheduled_push_is_printed_by_the_service(db: Database) -> None:
+    import io
+    from datetime import datetime, timezone
+
+    from bot.adapters.console import ConsoleDeliverer
+    from bot.delivery import OutgoingMessage
+    from bot.outbox import OutboxWorker
+    from storage.models import OutboxMessage
+
+    now = datetime.now(timezone.utc)
+    async with db.transaction() as store:
+        org = await store.ensure_org("console", "console", now)
+        team = await store.ensure_team(org, "销售一组", "销售一组", now)
+        store.bind_team(org, team)
+        body = OutgoingMessage("☀️ 早上好 <@张三>", names={"张三": "张三"}).to_json()
+        await store.enqueue(platform="console", destination={"kind": "team", "chat_id": "销售一组"}, dest_key="team:1", body=body, now=now)
+    out = io.StringIO()
+    await OutboxWorker(db, {"console": ConsoleDeliverer(out)}).run_once()
+    assert out.getvalue() == "[销售一组] ☀️ 早上好 @张三\n"
+    async with db.session() as s:
+        row = (await s.execute(select(OutboxMessage))).scalar_one()
+    assert row.status == "sent"

@@ -7,11 +7,14 @@ user id is the name given (`--user 张三`, or a line `@张三: 认领 华为`).
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from dataclasses import dataclass
+from typing import Any, TextIO
 
-from bot.messages import IncomingMessage, Mention, Reply
+from bot.delivery import OutgoingMessage, RateLimit
+from bot.messages import IncomingMessage, Mention, Reply, render_mentions
 from bot.router import Router, normalise_text
 
 CONSOLE_ORG = "console"
@@ -68,3 +71,35 @@ def render(reply: Reply) -> str:
         people = "、".join(reply.names.get(u, u) for u in reply.user_ids)
         return f"（私信 {people}）{text}"
     return text
+
+
+class ConsoleDeliverer:
+    """Where `salesbot serve` sends the pushes of console teams (stand-ups, digests): its own output.
+
+    A console team has no chat server to post to; printing keeps its scheduled pushes visible in the
+    service's log instead of piling up as failed outbox rows. `salesbot jobs run … --print` shows
+    the same messages on demand.
+    """
+
+    platform = "console"
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+        self.log = logging.getLogger("salesbot.console")
+
+    def limit_key(self, destination: dict[str, Any]) -> str:
+        return "console"
+
+    def rate_limit(self, destination: dict[str, Any]) -> RateLimit | None:
+        return None
+
+    def max_bytes(self, destination: dict[str, Any]) -> int:
+        return 1 << 20
+
+    async def deliver(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
+        where = destination.get("chat_id") or ",".join(destination.get("user_ids") or []) or destination.get("kind")
+        text = render_mentions(message.text, lambda uid: f"@{message.names.get(uid, uid)}")
+        if self.stream is not None:
+            print(f"[{where}] {text}", file=self.stream, flush=True)
+        else:
+            self.log.info("push to %s:\n%s", where, text)
