@@ -101,13 +101,23 @@ class Router:
         return seen
 
     # ----------------------------------------------------------------- handling
-    async def handle(self, msg: IncomingMessage, now: datetime | None = None) -> list[Reply]:
-        """Run one message to completion and return what to answer in its chat."""
+    async def handle(self, msg: IncomingMessage, now: datetime | None = None, *, queued: bool = False) -> list[Reply]:
+        """Run one message to completion and return what to answer in its chat.
+
+        `queued=False` (console, WeCom's passive reply): the message is recorded in the command's own
+        transaction. `queued=True` (DingTalk, acknowledged before processing): it was recorded already
+        (`Store.queue_inbound`) and the command's transaction marks it done with its effects; a message
+        that is done already (a second worker or replica got it too) is skipped.
+        """
         now = now or self.clock()
         error_id = uuid.uuid4().hex[:8]
         try:
             async with self.db.transaction() as store:
-                if not await store.record_inbound(msg.platform, msg.msg_id, msg.org_key, now):
+                if queued:
+                    first = await store.finish_inbound(msg.platform, msg.msg_id, now)
+                else:
+                    first = await store.record_inbound(msg.platform, msg.msg_id, msg.org_key, now)
+                if not first:
                     log.info("duplicate delivery ignored platform=%s msg_id=%s", msg.platform, msg.msg_id)
                     return []
                 try:

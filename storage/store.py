@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal, Sequence
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -241,12 +241,73 @@ class Store:
 
     # ------------------------------------------------------ inbound / tenancy
     async def record_inbound(self, platform: str, msg_id: str, org_key: str, now: datetime) -> bool:
-        """True the first time a (platform, msg_id) is seen; False for a platform's re-delivery."""
-        return await self._insert_if_absent(
-            InboundMessage,
-            {"platform": platform, "msg_id": msg_id, "org_key": org_key, "received_at": now},
-            ("platform", "msg_id"),
+        """True the first time a (platform, msg_id) is seen; False for a platform's re-delivery.
+
+        For messages handled in the transaction that records them (console, WeCom): the row is
+        written "done" at once.
+        """
+        result = await self.session.execute(
+            _inbound_insert(self._dialect()),
+            {"platform": platform, "msg_id": msg_id, "org_key": org_key, "received_at": now,
+             "status": "done", "processed_at": now, "payload": None},
         )
+        return bool(result.rowcount)
+
+    async def queue_inbound(self, platform: str, msg_id: str, org_key: str, payload: Any, now: datetime) -> bool:
+        """Record a message to process after acknowledging it; False if (platform, msg_id) is known.
+
+        The same unique row that deduplicates re-deliveries carries the payload, so once this commits
+        the message survives a crash between the platform's answer and the command.
+        """
+        result = await self.session.execute(
+            _inbound_insert(self._dialect()),
+            {"platform": platform, "msg_id": msg_id, "org_key": org_key, "received_at": now,
+             "status": "received", "processed_at": None, "payload": payload},
+        )
+        return bool(result.rowcount)
+
+    async def finish_inbound(self, platform: str, msg_id: str, now: datetime, status: str = "done") -> bool:
+        """Mark a queued message processed in this (the command's) transaction; False if it already was.
+
+        The conditional UPDATE takes the row's lock until commit, so two workers (or replicas) that
+        got the same message serialise here and the second finds it done: one effect.
+        """
+        result = await self.session.execute(
+            _INBOUND_FINISH, {"p": platform, "m": msg_id, "new_status": status, "done_at": now}
+        )
+        return bool(result.rowcount)
+
+    async def claim_stale_inbound(
+        self, platform: str, *, received_before: datetime, now: datetime, lease_until: datetime, limit: int = 100
+    ) -> list[tuple[str, Any]]:
+        """(msg_id, payload) of recorded-but-unprocessed messages older than `received_before`.
+
+        Claimed with a lease (`claimed_until`) in one conditional UPDATE, so two replicas recovering at
+        once never both pick a row up; on PostgreSQL rows locked by a command in flight are skipped.
+        A claimed row that is still not done when its lease lapses is picked up again.
+        """
+        table = InboundMessage.__table__
+        candidates = (
+            select(table.c.id)
+            .where(
+                table.c.platform == platform,
+                table.c.status == "received",
+                table.c.received_at < received_before,
+                or_(table.c.claimed_until.is_(None), table.c.claimed_until < now),
+            )
+            .order_by(table.c.id)
+            .limit(limit)
+        )
+        if self._dialect() == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        stmt = (
+            update(table)
+            .where(table.c.id.in_(candidates.scalar_subquery()), table.c.status == "received")
+            .values(claimed_until=lease_until)
+            .returning(table.c.msg_id, table.c.payload)
+        )
+        rows = (await self.session.execute(stmt)).all()
+        return [(m, p) for m, p in rows]
 
     async def _get_or_create(self, query: Any, model: type, values: dict[str, Any], conflict: Sequence[str]) -> Any:
         """Select first and insert only when missing: rows are created once and read ever after.
@@ -795,6 +856,29 @@ def _outbox_insert(dialect: str, *, dedup: bool) -> Any:
         if dedup:
             stmt = stmt.on_conflict_do_nothing(index_elements=["dedup_key"])
         _OUTBOX_INSERTS[key] = stmt
+    return stmt
+
+
+_INBOUND_INSERTS: dict[str, Any] = {}
+_inbound = InboundMessage.__table__
+_INBOUND_FINISH = (
+    update(_inbound)
+    .where(
+        _inbound.c.platform == bindparam("p"),
+        _inbound.c.msg_id == bindparam("m"),
+        _inbound.c.status == "received",
+    )
+    .values(status=bindparam("new_status"), processed_at=bindparam("done_at"))
+)
+
+
+def _inbound_insert(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (platform, msg_id) DO NOTHING, built once per dialect."""
+    stmt = _INBOUND_INSERTS.get(dialect)
+    if stmt is None:
+        module = postgresql if dialect == "postgresql" else sqlite
+        stmt = module.insert(_inbound).on_conflict_do_nothing(index_elements=["platform", "msg_id"])
+        _INBOUND_INSERTS[dialect] = stmt
     return stmt
 
 
