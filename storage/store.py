@@ -249,20 +249,23 @@ class Store:
         result = await self.session.execute(
             _inbound_insert(self._dialect()),
             {"platform": platform, "msg_id": msg_id, "org_key": org_key, "received_at": now,
-             "status": "done", "processed_at": now, "payload": None},
+             "status": "done", "processed_at": now, "payload": None, "claimed_until": None},
         )
         return bool(result.rowcount)
 
-    async def queue_inbound(self, platform: str, msg_id: str, org_key: str, payload: Any, now: datetime) -> bool:
+    async def queue_inbound(self, platform: str, msg_id: str, org_key: str, payload: Any, now: datetime,
+                            lease_until: datetime | None = None) -> bool:
         """Record a message to process after acknowledging it; False if (platform, msg_id) is known.
 
         The same unique row that deduplicates re-deliveries carries the payload, so once this commits
-        the message survives a crash between the platform's answer and the command.
+        the message survives a crash between the platform's answer and the command. The recording
+        process holds it until `lease_until`: recovery elsewhere leaves it alone while it waits in that
+        process's queue, and takes it once the lease lapses (the process died).
         """
         result = await self.session.execute(
             _inbound_insert(self._dialect()),
             {"platform": platform, "msg_id": msg_id, "org_key": org_key, "received_at": now,
-             "status": "received", "processed_at": None, "payload": payload},
+             "status": "received", "processed_at": None, "payload": payload, "claimed_until": lease_until},
         )
         return bool(result.rowcount)
 
@@ -293,7 +296,7 @@ class Store:
                 table.c.platform == platform,
                 table.c.status == "received",
                 table.c.received_at < received_before,
-                or_(table.c.claimed_until.is_(None), table.c.claimed_until < now),
+                or_(table.c.claimed_until.is_(None), table.c.claimed_until <= now),
             )
             .order_by(table.c.id)
             .limit(limit)

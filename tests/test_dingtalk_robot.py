@@ -193,6 +193,14 @@ async def test_only_admins_may_set_the_custom_robot(bot: RunningBot, ding: FakeD
 PAUSED = {"workers": 0, "recover_every": None}  # answers and records, never processes: "crashes" after acking
 
 
+@pytest.fixture(autouse=True)
+def short_accept_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dead process's lease lapses at once here (30 s in production)."""
+    import bot.adapters.dingtalk as dingtalk
+
+    monkeypatch.setattr(dingtalk, "ACCEPT_LEASE_S", 0.0)
+
+
 async def inbound_rows(db) -> list[InboundMessage]:  # type: ignore[no-untyped-def]
     from sqlalchemy import select
 
@@ -281,3 +289,13 @@ async def test_concurrent_redeliveries_of_a_new_message_have_one_effect(bot: Run
     await bot.drain()
     assert await count(db, Customer) == 1 and await count(db, InboundMessage) == 1
     assert len(ding.session_messages()) == 1
+
+
+async def test_a_message_waiting_in_a_live_replicas_queue_is_not_recovered_elsewhere(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    import bot.adapters.dingtalk as dingtalk
+
+    dingtalk.ACCEPT_LEASE_S = 30.0  # restored by the autouse fixture's monkeypatch
+    async with running_bot(dingtalk_settings(ding), db, PAUSED) as busy:  # backed up: nothing processed yet
+        assert (await busy.post_robot(*ding.robot_text_callback("认领 京东", "zhangsan", "张三")))[0] == 200
+        async with running_bot(dingtalk_settings(ding), db, {"recover_every": None}) as other:
+            assert await other.app[DINGTALK_KEY].recover(older_than_s=0) == 0

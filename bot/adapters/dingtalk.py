@@ -487,9 +487,12 @@ def security_category(errmsg: str) -> str:
 # ---------------------------------------------------------------------------------------------- inbound
 # Acknowledge fast, work after (DESIGN.md): a robot message is recorded (payload and all) in its unique
 # inbound row and answered at once; the command runs from an in-process queue and marks the row done
-# in its own transaction. A row still "received" RECOVER_AFTER_S after it was recorded — this process
-# crashed, or its queue overflowed — is claimed with a lease by whichever replica looks first.
+# in its own transaction. The recording process holds the row for ACCEPT_LEASE_S (its queue may be
+# backed up under load; another replica must not run it meanwhile); a row still "received" after that
+# — the process crashed, or its queue overflowed — is claimed with a fresh lease by whichever replica
+# looks first.
 QUEUE_MAX = 10_000
+ACCEPT_LEASE_S = 30.0
 RECOVER_AFTER_S = 5.0
 RECOVER_EVERY_S = 5.0
 RECOVER_LEASE_S = 60.0
@@ -553,8 +556,10 @@ class DingTalkInbound:
         on a crash loses nothing (recovery picks the row up) and a re-delivery is recognised.
         """
         msg = parse_robot_message(payload, self.settings)
+        now = self.clock()
         async with self.db.transaction() as store:
-            new = await store.queue_inbound(PLATFORM, msg.msg_id, msg.org_key, payload, self.clock())
+            new = await store.queue_inbound(PLATFORM, msg.msg_id, msg.org_key, payload, now,
+                                            lease_until=now + timedelta(seconds=ACCEPT_LEASE_S))
         if new:
             self._submit(msg)
         else:
@@ -605,7 +610,8 @@ class DingTalkInbound:
                     await enqueue_reply(store, destination, reply, now, self.deliverer_max_bytes(destination))
 
     async def recover(self, older_than_s: float | None = None) -> int:
-        """Claim recorded-but-unprocessed messages older than `older_than_s` and queue them."""
+        """Claim recorded-but-unprocessed messages older than `older_than_s` whose lease has lapsed
+        (their process died, or its queue overflowed) and queue them here."""
         older_than_s = RECOVER_AFTER_S if older_than_s is None else older_than_s
         now = self.clock()
         async with self.db.transaction() as store:
