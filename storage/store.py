@@ -247,9 +247,7 @@ class Store:
         written "done" at once.
         """
         result = await self.session.execute(
-            _inbound_insert(self._dialect()),
-            {"platform": platform, "msg_id": msg_id, "org_key": org_key, "received_at": now,
-             "status": "done", "processed_at": now, "payload": None, "claimed_until": None},
+            inbound_insert(self._dialect()), inbound_values(platform, msg_id, org_key, now, status="done")
         )
         return bool(result.rowcount)
 
@@ -263,9 +261,8 @@ class Store:
         process's queue, and takes it once the lease lapses (the process died).
         """
         result = await self.session.execute(
-            _inbound_insert(self._dialect()),
-            {"platform": platform, "msg_id": msg_id, "org_key": org_key, "received_at": now,
-             "status": "received", "processed_at": None, "payload": payload, "claimed_until": lease_until},
+            inbound_insert(self._dialect()),
+            inbound_values(platform, msg_id, org_key, now, status="received", payload=payload, lease_until=lease_until),
         )
         return bool(result.rowcount)
 
@@ -875,7 +872,13 @@ _INBOUND_FINISH = (
 )
 
 
-def _inbound_insert(dialect: str) -> Any:
+def inbound_values(platform: str, msg_id: str, org_key: str, now: datetime, *, status: str,
+                   payload: Any = None, lease_until: datetime | None = None) -> dict[str, Any]:
+    return {"platform": platform, "msg_id": msg_id, "org_key": org_key, "received_at": now, "status": status,
+            "processed_at": now if status == "done" else None, "payload": payload, "claimed_until": lease_until}
+
+
+def inbound_insert(dialect: str) -> Any:
     """INSERT … ON CONFLICT (platform, msg_id) DO NOTHING, built once per dialect."""
     stmt = _INBOUND_INSERTS.get(dialect)
     if stmt is None:

@@ -557,9 +557,8 @@ class DingTalkInbound:
         """
         msg = parse_robot_message(payload, self.settings)
         now = self.clock()
-        async with self.db.transaction() as store:
-            new = await store.queue_inbound(PLATFORM, msg.msg_id, msg.org_key, payload, now,
-                                            lease_until=now + timedelta(seconds=ACCEPT_LEASE_S))
+        new = await self.db.queue_inbound(PLATFORM, msg.msg_id, msg.org_key, payload, now,
+                                          lease_until=now + timedelta(seconds=ACCEPT_LEASE_S))
         if new:
             self._submit(msg)
         else:
