@@ -501,7 +501,7 @@ RECOVER_BATCH = 200
 
 def default_queue_workers(db: Database) -> int:
     """Commands in flight at once: SQLite has one writer (and a pool of one), PostgreSQL many."""
-    return 1 if db.is_sqlite else 8
+    return 1 if db.is_sqlite else 3
 
 
 @dataclass
