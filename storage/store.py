@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal, Sequence
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -224,19 +224,21 @@ class Store:
         now: datetime,
     ) -> None:
         scope = self.scope
-        self.session.add(
-            AuditLog(
-                org_id=scope.org.id,
-                team_id=scope.team.id,
-                actor_id=scope.actor.id if scope.actor else None,
-                action=action,
-                entity=entity,
-                entity_id=entity_id,
-                before=before,
-                after=after,
-                msg_id=scope.msg_id,
-                created_at=now,
-            )
+        # One prebuilt Core INSERT: no ORM object for the unit of work to track and flush.
+        await self.session.execute(
+            _AUDIT_INSERT,
+            {
+                "org_id": scope.org.id,
+                "team_id": scope.team.id,
+                "actor_id": scope.actor.id if scope.actor else None,
+                "action": action,
+                "entity": entity,
+                "entity_id": entity_id,
+                "before": before,
+                "after": after,
+                "msg_id": scope.msg_id,
+                "created_at": now,
+            },
         )
 
     # ------------------------------------------------------ inbound / tenancy
@@ -597,26 +599,29 @@ class Store:
         amount_fen: int | None = None,
         next_on: date | None = None,
         status: str | None = None,
-    ) -> FollowUp:
+    ) -> None:
         before = {
             "stage": customer.stage,
             "amount_fen": customer.amount_fen,
             "next_followup_on": customer.next_followup_on.isoformat() if customer.next_followup_on else None,
             "status": customer.status,
         }
-        record = FollowUp(
-            org_id=self.org.id,
-            team_id=self.team.id,
-            customer_id=customer.id,
-            author_id=self.actor.id,
-            content=content,
-            stage_before=customer.stage,
-            stage_after=stage if stage and stage != customer.stage else None,
-            amount_fen=amount_fen,
-            next_on=next_on,
-            created_at=now,
+        # A prebuilt Core INSERT (the hottest write): no ORM object, no flush, no RETURNING of the id.
+        await self.session.execute(
+            _FOLLOWUP_INSERT,
+            {
+                "org_id": self.org.id,
+                "team_id": self.team.id,
+                "customer_id": customer.id,
+                "author_id": self.actor.id,
+                "content": content,
+                "stage_before": customer.stage,
+                "stage_after": stage if stage and stage != customer.stage else None,
+                "amount_fen": amount_fen,
+                "next_on": next_on,
+                "created_at": now,
+            },
         )
-        self.session.add(record)
         if stage:
             customer.stage = stage
         if amount_fen is not None:
@@ -635,7 +640,6 @@ class Store:
             "status": customer.status,
         }
         await self.audit("followup", "customer", customer.id, before, after, now)
-        return record
 
     async def customer_detail(self, customer: Customer, limit: int = 10) -> CustomerDetail:
         owner = (await self.members_by_id([customer.owner_id])).get(customer.owner_id) if customer.owner_id else None
@@ -859,6 +863,8 @@ def _outbox_insert(dialect: str, *, dedup: bool) -> Any:
     return stmt
 
 
+_AUDIT_INSERT = insert(AuditLog.__table__)
+_FOLLOWUP_INSERT = insert(FollowUp.__table__)
 _INBOUND_INSERTS: dict[str, Any] = {}
 _inbound = InboundMessage.__table__
 _INBOUND_FINISH = (
