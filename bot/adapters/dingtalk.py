@@ -497,6 +497,7 @@ RECOVER_AFTER_S = 5.0
 RECOVER_EVERY_S = 5.0
 RECOVER_LEASE_S = 60.0
 RECOVER_BATCH = 200
+ACK_PRIORITY_S = 0.02
 
 
 def default_queue_workers(db: Database) -> int:
@@ -520,6 +521,25 @@ class DingTalkInbound:
     _runners: list[asyncio.Task[Any]] = field(default_factory=list)
     _workers: int = 0
     recovered_once: asyncio.Event = field(default_factory=asyncio.Event)  # the start-up pass is done
+    _acks: int = 0
+    _acks_idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._acks_idle.set()
+
+    # ---------------------------------------------------------------- acknowledgements first
+    # Commands are CPU-bound and share the event loop with the webhook. A queue worker about to start
+    # a command first lets callbacks in flight finish (up to ACK_PRIORITY_S), so acknowledgements do
+    # not queue behind commands; past that it starts anyway, so commands are never starved.
+    def ack_started(self) -> None:
+        self._acks += 1
+        self._acks_idle.clear()
+
+    def ack_finished(self) -> None:
+        self._acks -= 1
+        if self._acks <= 0:
+            self._acks = 0
+            self._acks_idle.set()
 
     # ---------------------------------------------------------------- the queue
     def start(self, workers: int | None = None, *, recover_every: float | None = RECOVER_EVERY_S) -> None:
@@ -585,6 +605,11 @@ class DingTalkInbound:
         while True:
             msg = await self.queue.get()
             try:
+                if not self._acks_idle.is_set():
+                    try:
+                        await asyncio.wait_for(self._acks_idle.wait(), ACK_PRIORITY_S)
+                    except asyncio.TimeoutError:
+                        pass
                 await self.process(msg)
             except Exception:
                 # Stays "received": recovery retries it once it is stale.
@@ -729,6 +754,14 @@ async def _read_body(request: web.Request) -> bytes:
 
 async def robot_callback(request: web.Request) -> web.Response:
     inbound = request.app[DINGTALK_KEY]
+    inbound.ack_started()
+    try:
+        return await _robot_callback(request, inbound)
+    finally:
+        inbound.ack_finished()
+
+
+async def _robot_callback(request: web.Request, inbound: DingTalkInbound) -> web.Response:
     settings = inbound.settings
     try:
         verify_robot_headers(settings.dingtalk_app_secret or "", request.headers.get("timestamp"),
