@@ -3,6 +3,7 @@
     python -m bench.inbound --db sqlite --concurrency 20 --requests 3000      # closed loop: throughput
     python -m bench.inbound --db sqlite --rate 300 --requests 3000            # open loop: p99 at 300 req/s
     python -m bench.inbound --db postgresql://postgres@127.0.0.1:5432/postgres --rate 300
+    python -m bench.inbound --db postgresql://… --workers 2                    # serve --workers 2
 
 Starts a FakeDingTalk (tests/fakes/dingtalk.py) in this process, `python -m bot.cli serve` in a subprocess
 whose configuration points every DingTalk URL at the fake, and a bare aiohttp server that only checks the
@@ -66,6 +67,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def proc_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (the workers of `serve --workers N`)."""
+    pids = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            for child in f.read().split():
+                pids.extend(proc_tree(int(child)))
+    except OSError:
+        pass
+    return pids
+
+
+def tree_stats(pid: int) -> dict[str, float]:
+    """CPU seconds and RSS summed over the process tree (max RSS of one process kept too)."""
+    stats = [proc_stats(p) for p in proc_tree(pid)]
+    return {"cpu_s": sum(s["cpu_s"] for s in stats), "rss_mb": sum(s["rss_mb"] for s in stats),
+            "peak_rss_mb": sum(s["peak_rss_mb"] for s in stats), "max_process_rss_mb": max(s["rss_mb"] for s in stats),
+            "processes": len(stats)}
 
 
 def proc_stats(pid: int) -> dict[str, float]:
@@ -184,6 +205,7 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=20, help="closed loop: requests in flight")
     parser.add_argument("--rate", type=float, default=None, help="open loop: requests per second")
     parser.add_argument("--no-bare", action="store_true", help="skip the signature-only floor")
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers N (PostgreSQL only)")
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="salesbot-bench-")
@@ -207,12 +229,15 @@ async def main() -> None:
             subprocess.run([sys.executable, "-m", "bot.cli", "db", "upgrade", "--db", db_url], cwd=ROOT, env=env,
                            check=True, stdout=subprocess.DEVNULL)
         port, bare_port = free_port(), free_port()
-        server = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
+        server = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port),
+                                   "--workers", str(args.workers)], cwd=ROOT, env=env,
                                   stdout=subprocess.DEVNULL)
         bare = None if args.no_bare else subprocess.Popen(
             [sys.executable, "-c", BARE, str(bare_port), ding.app_secret], stdout=subprocess.DEVNULL)
         try:
             await wait_up(f"http://127.0.0.1:{port}/healthz")
+            if args.workers > 1:
+                await asyncio.sleep(5)  # healthz answers once the first worker is up; let the others start
             if bare is not None:
                 await wait_up(f"http://127.0.0.1:{bare_port}/dingtalk/robot")
             url = f"http://127.0.0.1:{port}/dingtalk/robot"
@@ -221,14 +246,14 @@ async def main() -> None:
             reps = [(f"rep{i:04d}", f"cid-{i:04d}") for i in range(groups)]
             # Warm-up: every rep claims one customer in their group (teams, members, first rows).
             warm = await drive(url, ding, [(f"认领 客户{u}有限公司", u, c) for u, c in reps], 10, None)
-            idle = proc_stats(server.pid)
+            idle = tree_stats(server.pid)
             writes = [(f"跟进 客户{reps[i % groups][0]} 第{i}次拜访，客户对报价有兴趣", *reps[i % groups]) for i in range(n)]
             reads = [("我的", *reps[(i + groups // 2) % groups]) for i in range(n)]
-            before = proc_stats(server.pid)
+            before = tree_stats(server.pid)
             write = await drive(url, ding, writes, args.concurrency, args.rate)
-            mid = proc_stats(server.pid)
+            mid = tree_stats(server.pid)
             read = await drive(url, ding, reads, args.concurrency, args.rate)
-            after = proc_stats(server.pid)
+            after = tree_stats(server.pid)
             write["server_cpu_ms_per_request"] = round((mid["cpu_s"] - before["cpu_s"]) * 1000 / max(write["requests"], 1), 3)
             read["server_cpu_ms_per_request"] = round((after["cpu_s"] - mid["cpu_s"]) * 1000 / max(read["requests"], 1), 3)
             result: dict[str, Any] = {
@@ -246,7 +271,9 @@ async def main() -> None:
                 result["bare_signature_only"] = floor
                 result["ratio_write_rps_to_bare"] = round(write["rps"] / floor["rps"], 3)
                 result["ratio_read_rps_to_bare"] = round(read["rps"] / floor["rps"], 3)
+            result["server_processes"] = idle["processes"]
             result["idle_rss_mb"] = round(idle["rss_mb"], 1)
+            result["idle_rss_mb_per_process_max"] = round(idle["max_process_rss_mb"], 1)
             result["peak_rss_mb"] = round(after["peak_rss_mb"], 1)
             print(json.dumps(result, ensure_ascii=False, indent=2))
         finally:

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -80,17 +81,88 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from bot.app import build_app
 
+    workers = getattr(args, "workers", None) or 1
+    if workers < 1:
+        print("--workers 至少为 1。", file=sys.stderr)
+        return 2
+    if workers > 1:
+        from storage.engine import is_sqlite
+
+        if is_sqlite(settings.database_url):
+            print(
+                f"--workers {workers} 需要 PostgreSQL：SQLite 同一时刻只允许一个写入者，多个进程只会互相等待。"
+                "请去掉 --workers，或使用 postgresql://… 数据库。",
+                file=sys.stderr,
+            )
+            return 2
+        return await _serve_workers(workers)
+    # A worker of `serve --workers N` shares the port with its siblings (SO_REUSEPORT): the kernel
+    # spreads connections over the processes. Everything they share is in PostgreSQL and replica-safe
+    # (inbound dedup and recovery leases, outbox SKIP LOCKED, schedule firing keys).
+    reuse_port = os.environ.get(WORKER_ENV) is not None
     app = build_app(settings)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
     await site.start()
-    log.info("salesbot serving on http://%s:%s", settings.host, settings.port)
+    log.info("salesbot serving on http://%s:%s%s", settings.host, settings.port,
+             f" (worker {os.environ[WORKER_ENV]})" if reuse_port else "")
     try:
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
     return 0
+
+
+WORKER_ENV = "SALESBOT_SERVE_WORKER"
+
+
+async def _serve_workers(workers: int) -> int:
+    """Start `workers` copies of this `serve` (same arguments) on one port and watch them.
+
+    SIGTERM/SIGINT are passed on; if one worker dies the others are stopped too, so a supervisor
+    (systemd, Docker) sees the failure and restarts the whole set.
+    """
+    import signal
+
+    argv = [sys.executable, "-m", "bot.cli", *_argv_without_workers(sys.argv[1:])]
+    children = [
+        await asyncio.create_subprocess_exec(*argv, env={**os.environ, WORKER_ENV: str(n)})
+        for n in range(workers)
+    ]
+    log.info("salesbot: %d worker processes started (pids %s)", workers, ", ".join(str(c.pid) for c in children))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    waits = [asyncio.ensure_future(c.wait()) for c in children]
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([*waits, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for child in children:
+            if child.returncode is None:
+                child.terminate()
+        await asyncio.gather(*waits, return_exceptions=True)
+        stopper.cancel()
+    codes = [c.returncode for c in children]
+    return 0 if stop.is_set() else next((c for c in codes if c), 1)
+
+
+def _argv_without_workers(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--workers":
+            skip = True
+            continue
+        if arg.startswith("--workers="):
+            continue
+        out.append(arg)
+    return out
 
 
 # --------------------------------------------------------------------- db
@@ -419,6 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="启动 HTTP 服务（企业微信/钉钉回调、定时推送、发送队列）")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, default=1,
+                       help="进程数（共享端口，SO_REUSEPORT；仅 PostgreSQL）。默认 1")
     serve.add_argument("--config", dest="sub_config")
     serve.add_argument("--db", dest="sub_db")
 

@@ -45,6 +45,14 @@ def normalise_text(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+class _Refused(Exception):
+    """A handler's UserError, carried out of the transaction so that its writes roll back."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.text)
+        self.reply = reply
+
+
 @dataclass
 class Match:
     spec: CommandSpec
@@ -101,37 +109,57 @@ class Router:
         return seen
 
     # ----------------------------------------------------------------- handling
-    async def handle(self, msg: IncomingMessage, now: datetime | None = None) -> list[Reply]:
-        """Run one message to completion and return what to answer in its chat."""
+    async def handle(self, msg: IncomingMessage, now: datetime | None = None, *, queued: bool = False) -> list[Reply]:
+        """Run one message to completion and return what to answer in its chat.
+
+        `queued=False` (console, WeCom's passive reply): the message is recorded in the command's own
+        transaction. `queued=True` (DingTalk, acknowledged before processing): it was recorded already
+        (`Store.queue_inbound`) and the command's transaction marks it done with its effects; a message
+        that is done already (a second worker or replica got it too) is skipped.
+        """
         now = now or self.clock()
         error_id = uuid.uuid4().hex[:8]
         try:
-            async with self.db.transaction() as store:
-                if not await store.record_inbound(msg.platform, msg.msg_id, msg.org_key, now):
-                    log.info("duplicate delivery ignored platform=%s msg_id=%s", msg.platform, msg.msg_id)
-                    return []
-                try:
-                    await store.bind(
-                        platform=msg.platform,
-                        org_key=msg.org_key,
-                        chat_id=msg.chat_id,
-                        chat_title=msg.chat_title,
-                        user_id=msg.user_id,
-                        user_name=msg.user_name,
-                        now=now,
-                        admin_ids=self.admin_ids,
-                        msg_id=msg.msg_id,
-                        private=msg.chat_type == "single",
-                    )
-                except NoTeamYet:
-                    return [Reply(NO_TEAM_YET)]
-                replies = await self._run(store, msg, now)
-                if self.reply_sink is not None:
-                    replies = await self.reply_sink(store, msg, replies, now)
-                return replies
+            try:
+                return await self._attempt(msg, now, queued)
+            except _Refused as refused:
+                # The handler refused (UserError). Whatever it had written rolled back with its
+                # transaction; record the message and queue the refusal in a fresh one. (This used to
+                # be a savepoint around every handler: two round trips on every command, for the
+                # rare one that is refused.)
+                return await self._attempt(msg, now, queued, refusal=refused.reply)
         except Exception:
             log.exception("command failed error_id=%s platform=%s msg_id=%s", error_id, msg.platform, msg.msg_id)
             return [Reply(f"抱歉，处理这条消息时出错了（错误编号 {error_id}）。请稍后再试，或把编号告诉管理员。")]
+
+    async def _attempt(self, msg: IncomingMessage, now: datetime, queued: bool, refusal: Reply | None = None) -> list[Reply]:
+        async with self.db.transaction() as store:
+            if queued:
+                first = await store.finish_inbound(msg.platform, msg.msg_id, now)
+            else:
+                first = await store.record_inbound(msg.platform, msg.msg_id, msg.org_key, now)
+            if not first:
+                log.info("duplicate delivery ignored platform=%s msg_id=%s", msg.platform, msg.msg_id)
+                return []
+            try:
+                await store.bind(
+                    platform=msg.platform,
+                    org_key=msg.org_key,
+                    chat_id=msg.chat_id,
+                    chat_title=msg.chat_title,
+                    user_id=msg.user_id,
+                    user_name=msg.user_name,
+                    now=now,
+                    admin_ids=self.admin_ids,
+                    msg_id=msg.msg_id,
+                    private=msg.chat_type == "single",
+                )
+            except NoTeamYet:
+                return [Reply(NO_TEAM_YET)]
+            replies = [refusal] if refusal is not None else await self._run(store, msg, now)
+            if self.reply_sink is not None:
+                replies = await self.reply_sink(store, msg, replies, now)
+            return replies
 
     async def _run(self, store: Store, msg: IncomingMessage, now: datetime) -> list[Reply]:
         if len(msg.text) > MAX_TEXT_CHARS:
@@ -143,13 +171,12 @@ class Router:
         if ROLE_RANK[store.role] < ROLE_RANK[spec.role]:
             return [Reply(role_refusal(spec.word, spec.role, store.role))]
         try:
-            # A savepoint: a handler that fails leaves nothing behind, while the inbound record stays
-            # so that a re-delivery of the same message does not run it again.
-            async with store.session.begin_nested():
-                args = await self._parse_args(store, msg, spec, match.rest, now)
-                result = await spec.handler(msg, args, store, now)
+            args = await self._parse_args(store, msg, spec, match.rest, now)
+            result = await spec.handler(msg, args, store, now)
         except UserError as err:
-            return [Reply(err.text())]
+            # A handler that refuses leaves nothing behind: the whole transaction rolls back (see
+            # `handle`), while the message is still recorded so that a re-delivery does not run it again.
+            raise _Refused(Reply(err.text())) from None
         if result is None:
             return []
         return [result] if isinstance(result, Reply) else list(result)

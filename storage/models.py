@@ -227,13 +227,24 @@ class InboundMessage(Base):
     """Every chat message the bot accepted, keyed so a platform's re-delivery is recognised."""
 
     __tablename__ = "inbound_messages"
-    __table_args__ = (UniqueConstraint("platform", "msg_id"),)
+    __table_args__ = (
+        UniqueConstraint("platform", "msg_id"),
+        Index("ix_inbound_messages_status_received", "status", "received_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     platform: Mapped[str] = mapped_column(String(16))
     msg_id: Mapped[str] = mapped_column(String(191))
     org_key: Mapped[str] = mapped_column(String(128))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Acknowledged-then-processed messages (DingTalk): the payload waits here with status "received"
+    # until the command's transaction marks it "done" together with its effects. Messages handled
+    # synchronously (console, WeCom) are recorded "done" at once, without a payload.
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="done", server_default="done")
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Recovery lease: a replica that picked a stale "received" row up holds it until then.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class OutboxMessage(Base):

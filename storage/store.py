@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal, Sequence
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -226,29 +226,92 @@ class Store:
         now: datetime,
     ) -> None:
         scope = self.scope
-        self.session.add(
-            AuditLog(
-                org_id=scope.org.id,
-                team_id=scope.team.id,
-                actor_id=scope.actor.id if scope.actor else None,
-                action=action,
-                entity=entity,
-                entity_id=entity_id,
-                before=before,
-                after=after,
-                msg_id=scope.msg_id,
-                created_at=now,
-            )
+        # One prebuilt Core INSERT: no ORM object for the unit of work to track and flush.
+        await self.session.execute(
+            _AUDIT_INSERT,
+            {
+                "org_id": scope.org.id,
+                "team_id": scope.team.id,
+                "actor_id": scope.actor.id if scope.actor else None,
+                "action": action,
+                "entity": entity,
+                "entity_id": entity_id,
+                "before": before,
+                "after": after,
+                "msg_id": scope.msg_id,
+                "created_at": now,
+            },
         )
 
     # ------------------------------------------------------ inbound / tenancy
     async def record_inbound(self, platform: str, msg_id: str, org_key: str, now: datetime) -> bool:
-        """True the first time a (platform, msg_id) is seen; False for a platform's re-delivery."""
-        return await self._insert_if_absent(
-            InboundMessage,
-            {"platform": platform, "msg_id": msg_id, "org_key": org_key, "received_at": now},
-            ("platform", "msg_id"),
+        """True the first time a (platform, msg_id) is seen; False for a platform's re-delivery.
+
+        For messages handled in the transaction that records them (console, WeCom): the row is
+        written "done" at once.
+        """
+        result = await self.session.execute(
+            inbound_insert(self._dialect()), inbound_values(platform, msg_id, org_key, now, status="done")
         )
+        return bool(result.rowcount)
+
+    async def queue_inbound(self, platform: str, msg_id: str, org_key: str, payload: Any, now: datetime,
+                            lease_until: datetime | None = None) -> bool:
+        """Record a message to process after acknowledging it; False if (platform, msg_id) is known.
+
+        The same unique row that deduplicates re-deliveries carries the payload, so once this commits
+        the message survives a crash between the platform's answer and the command. The recording
+        process holds it until `lease_until`: recovery elsewhere leaves it alone while it waits in that
+        process's queue, and takes it once the lease lapses (the process died).
+        """
+        result = await self.session.execute(
+            inbound_insert(self._dialect()),
+            inbound_values(platform, msg_id, org_key, now, status="received", payload=payload, lease_until=lease_until),
+        )
+        return bool(result.rowcount)
+
+    async def finish_inbound(self, platform: str, msg_id: str, now: datetime, status: str = "done") -> bool:
+        """Mark a queued message processed in this (the command's) transaction; False if it already was.
+
+        The conditional UPDATE takes the row's lock until commit, so two workers (or replicas) that
+        got the same message serialise here and the second finds it done: one effect.
+        """
+        result = await self.session.execute(
+            _INBOUND_FINISH, {"p": platform, "m": msg_id, "new_status": status, "done_at": now}
+        )
+        return bool(result.rowcount)
+
+    async def claim_stale_inbound(
+        self, platform: str, *, received_before: datetime, now: datetime, lease_until: datetime, limit: int = 100
+    ) -> list[tuple[str, Any]]:
+        """(msg_id, payload) of recorded-but-unprocessed messages older than `received_before`.
+
+        Claimed with a lease (`claimed_until`) in one conditional UPDATE, so two replicas recovering at
+        once never both pick a row up; on PostgreSQL rows locked by a command in flight are skipped.
+        A claimed row that is still not done when its lease lapses is picked up again.
+        """
+        table = InboundMessage.__table__
+        candidates = (
+            select(table.c.id)
+            .where(
+                table.c.platform == platform,
+                table.c.status == "received",
+                table.c.received_at < received_before,
+                or_(table.c.claimed_until.is_(None), table.c.claimed_until <= now),
+            )
+            .order_by(table.c.id)
+            .limit(limit)
+        )
+        if self._dialect() == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        stmt = (
+            update(table)
+            .where(table.c.id.in_(candidates.scalar_subquery()), table.c.status == "received")
+            .values(claimed_until=lease_until)
+            .returning(table.c.msg_id, table.c.payload)
+        )
+        rows = (await self.session.execute(stmt)).all()
+        return [(m, p) for m, p in rows]
 
     async def _get_or_create(self, query: Any, model: type, values: dict[str, Any], conflict: Sequence[str]) -> Any:
         """Select first and insert only when missing: rows are created once and read ever after.
@@ -546,26 +609,29 @@ class Store:
         amount_fen: int | None = None,
         next_on: date | None = None,
         status: str | None = None,
-    ) -> FollowUp:
+    ) -> None:
         before = {
             "stage": customer.stage,
             "amount_fen": customer.amount_fen,
             "next_followup_on": customer.next_followup_on.isoformat() if customer.next_followup_on else None,
             "status": customer.status,
         }
-        record = FollowUp(
-            org_id=self.org.id,
-            team_id=self.team.id,
-            customer_id=customer.id,
-            author_id=self.actor.id,
-            content=content,
-            stage_before=customer.stage,
-            stage_after=stage if stage and stage != customer.stage else None,
-            amount_fen=amount_fen,
-            next_on=next_on,
-            created_at=now,
+        # A prebuilt Core INSERT (the hottest write): no ORM object, no flush, no RETURNING of the id.
+        await self.session.execute(
+            _FOLLOWUP_INSERT,
+            {
+                "org_id": self.org.id,
+                "team_id": self.team.id,
+                "customer_id": customer.id,
+                "author_id": self.actor.id,
+                "content": content,
+                "stage_before": customer.stage,
+                "stage_after": stage if stage and stage != customer.stage else None,
+                "amount_fen": amount_fen,
+                "next_on": next_on,
+                "created_at": now,
+            },
         )
-        self.session.add(record)
         if stage:
             customer.stage = stage
         if amount_fen is not None:
@@ -584,7 +650,6 @@ class Store:
             "status": customer.status,
         }
         await self.audit("followup", "customer", customer.id, before, after, now)
-        return record
 
     async def customer_detail(self, customer: Customer, limit: int = 10) -> CustomerDetail:
         owner = (await self.members_by_id([customer.owner_id])).get(customer.owner_id) if customer.owner_id else None
@@ -805,6 +870,37 @@ def _outbox_insert(dialect: str, *, dedup: bool) -> Any:
         if dedup:
             stmt = stmt.on_conflict_do_nothing(index_elements=["dedup_key"])
         _OUTBOX_INSERTS[key] = stmt
+    return stmt
+
+
+_AUDIT_INSERT = insert(AuditLog.__table__)
+_FOLLOWUP_INSERT = insert(FollowUp.__table__)
+_INBOUND_INSERTS: dict[str, Any] = {}
+_inbound = InboundMessage.__table__
+_INBOUND_FINISH = (
+    update(_inbound)
+    .where(
+        _inbound.c.platform == bindparam("p"),
+        _inbound.c.msg_id == bindparam("m"),
+        _inbound.c.status == "received",
+    )
+    .values(status=bindparam("new_status"), processed_at=bindparam("done_at"))
+)
+
+
+def inbound_values(platform: str, msg_id: str, org_key: str, now: datetime, *, status: str,
+                   payload: Any = None, lease_until: datetime | None = None) -> dict[str, Any]:
+    return {"platform": platform, "msg_id": msg_id, "org_key": org_key, "received_at": now, "status": status,
+            "processed_at": now if status == "done" else None, "payload": payload, "claimed_until": lease_until}
+
+
+def inbound_insert(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (platform, msg_id) DO NOTHING, built once per dialect."""
+    stmt = _INBOUND_INSERTS.get(dialect)
+    if stmt is None:
+        module = postgresql if dialect == "postgresql" else sqlite
+        stmt = module.insert(_inbound).on_conflict_do_nothing(index_elements=["platform", "msg_id"])
+        _INBOUND_INSERTS[dialect] = stmt
     return stmt
 
 

@@ -52,13 +52,22 @@ class RunningBot:
         async with self.http.post(self.url("/dingtalk/robot"), headers=headers, data=body) as resp:
             return resp.status, await resp.text()
 
+    async def settle(self) -> None:
+        """Wait until every acknowledged command has run (they run after the HTTP answer)."""
+        await self.app[DINGTALK_KEY].idle()
+
     async def drain(self) -> list[OutboxMessage]:
+        await self.settle()
         return await drain(self.db, self.deliverer)
 
 
 @asynccontextmanager
-async def running_bot(settings: Settings, db: Database, **stream_options: Any) -> AsyncIterator[RunningBot]:
-    app = build_app(settings, components=[lambda a: dingtalk_component(a, **stream_options)], database=db)
+async def running_bot(settings: Settings, db: Database, inbound_options: dict[str, Any] | None = None,
+                      **stream_options: Any) -> AsyncIterator[RunningBot]:
+    """`inbound_options={"workers": 0, "recover_every": None}` gives a bot that acknowledges and records
+    but never processes — a process that dies right after answering."""
+    app = build_app(settings, components=[lambda a: dingtalk_component(a, inbound_options, **stream_options)],
+                    database=db)
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server()
     try:

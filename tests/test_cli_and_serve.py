@@ -197,3 +197,65 @@ async def test_a_console_teams_scheduled_push_is_printed_by_the_service(db: Data
     async with db.session() as s:
         row = (await s.execute(select(OutboxMessage))).scalar_one()
     assert row.status == "sent"
+
+
+def test_serve_workers_refuses_sqlite_with_a_reason(tmp_path: Path) -> None:
+    result = run_cli("serve", "--workers", "2", "--port", "0", "--db", f"sqlite:///{tmp_path}/x.db")
+    assert result.returncode == 2
+    assert "PostgreSQL" in result.stderr and "--workers" in result.stderr
+
+
+@pytest.mark.skipif(not PG_URL, reason="needs SALESBOT_TEST_PG_URL")
+def test_serve_workers_share_one_port_on_postgresql(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import time
+    import urllib.request
+    import uuid
+
+    from sqlalchemy import text
+
+    from storage.engine import create_engine
+
+    name = f"salesbot_workers_{uuid.uuid4().hex[:6]}"
+
+    async def admin_op(sql: str) -> None:
+        engine = create_engine(PG_URL)
+        async with engine.connect() as conn:
+            await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(text(sql))
+        await engine.dispose()
+
+    asyncio.run(admin_op(f'CREATE DATABASE "{name}"'))
+    url = PG_URL.rsplit("/", 1)[0] + "/" + name
+    try:
+        assert run_cli("db", "upgrade", "--db", url).returncode == 0
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SALESBOT_")}
+        parent = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--workers", "2", "--host", "127.0.0.1",
+                                   "--port", str(port), "--db", url], env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            children: list[str] = []
+            up = False
+            while time.monotonic() < deadline and not (up and len(children) == 2):
+                time.sleep(0.2)
+                try:
+                    with open(f"/proc/{parent.pid}/task/{parent.pid}/children") as f:
+                        children = f.read().split()
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                        up = resp.status == 200
+                except OSError:
+                    pass
+            assert up and len(children) == 2
+            for _ in range(10):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                    assert resp.status == 200
+        finally:
+            parent.send_signal(signal.SIGTERM)
+            assert parent.wait(30) == 0
+        for pid in children:
+            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    finally:
+        asyncio.run(admin_op(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

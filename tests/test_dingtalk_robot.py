@@ -6,6 +6,7 @@ with the command committed, and the replies it queued reach the fake's sessionWe
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -15,7 +16,7 @@ import pytest
 
 from bot.adapters.dingtalk import sign
 from storage.models import Customer, InboundMessage, Member, OutboxMessage, Team
-from tests.dingtalk_support import RunningBot, count, dingtalk_settings, outbox_rows, running_bot, text_of
+from tests.dingtalk_support import DINGTALK_KEY, RunningBot, count, dingtalk_settings, outbox_rows, running_bot, text_of
 from tests.fakes.dingtalk import FakeDingTalk
 
 
@@ -76,7 +77,13 @@ async def test_reply_is_queued_in_the_commands_transaction(bot: RunningBot, ding
     payload = json.loads(body)
     status, _ = await bot.post_robot(headers, body)
     assert status == 200
-    # The HTTP answer comes after the commit: the reply is already in the outbox, nothing sent yet.
+    await bot.settle()
+    # The command has committed: the reply is in the outbox, the inbound row is done, nothing sent yet.
+    async with db.session() as s:
+        from sqlalchemy import select
+
+        inbound = (await s.execute(select(InboundMessage))).scalar_one()
+    assert inbound.status == "done" and inbound.processed_at is not None
     [row] = await outbox_rows(db)
     assert row.platform == "dingtalk" and row.status == "pending"
     assert row.destination == {
@@ -181,3 +188,114 @@ async def test_only_admins_may_set_the_custom_robot(bot: RunningBot, ding: FakeD
     webhook = ding.add_custom_robot("tok2", "SEC0123456789")
     [reply] = await say(bot, ding, f"设置 钉钉机器人 {webhook} SEC0123456789", "zhangsan", "张三")
     assert "管理员" in reply
+
+
+PAUSED = {"workers": 0, "recover_every": None}  # answers and records, never processes: "crashes" after acking
+
+
+@pytest.fixture(autouse=True)
+def short_accept_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dead process's lease lapses at once here (30 s in production)."""
+    import bot.adapters.dingtalk as dingtalk
+
+    monkeypatch.setattr(dingtalk, "ACCEPT_LEASE_S", 0.0)
+
+
+async def inbound_rows(db) -> list[InboundMessage]:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    async with db.session() as s:
+        return list((await s.execute(select(InboundMessage).order_by(InboundMessage.id))).scalars())
+
+
+async def test_the_answer_comes_before_the_command_and_the_payload_is_recorded(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    headers, body = ding.robot_text_callback("认领 小米科技", "zhangsan", "张三", msg_id="m-early")
+    async with running_bot(dingtalk_settings(ding), db, PAUSED) as paused:
+        assert (await paused.post_robot(headers, body))[0] == 200
+        [row] = await inbound_rows(db)
+        assert (row.status, row.msg_id, row.processed_at) == ("received", "m-early", None)
+        assert row.payload == json.loads(body)
+        assert await count(db, Customer) == 0 and await count(db, OutboxMessage) == 0
+
+
+async def test_a_crash_before_processing_loses_nothing_and_runs_once_after_restart(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    headers, body = ding.robot_text_callback("认领 腾讯科技", "zhangsan", "张三", msg_id="m-crash")
+    async with running_bot(dingtalk_settings(ding), db, PAUSED) as doomed:
+        assert (await doomed.post_robot(headers, body))[0] == 200
+    # The process died after answering; DingTalk did not re-deliver (it got its 200).
+    assert await count(db, Customer) == 0
+    async with running_bot(dingtalk_settings(ding), db, {"recover_every": None}) as restarted:
+        # A late re-delivery before recovery is recognised, and does not run the command by itself.
+        assert (await restarted.post_robot(headers, body))[0] == 200
+        await restarted.settle()
+        assert await count(db, Customer) == 0
+        inbound = restarted.app[DINGTALK_KEY]
+        assert await inbound.recover(older_than_s=0) == 1
+        await restarted.drain()
+        assert await inbound.recover(older_than_s=0) == 0  # done: nothing left to recover
+        assert (await restarted.post_robot(headers, body))[0] == 200  # and one more re-delivery
+        await restarted.drain()
+    assert await count(db, Customer) == 1
+    [row] = await inbound_rows(db)
+    assert row.status == "done" and row.processed_at is not None
+    [reply] = ding.session_messages()
+    assert "认领成功" in text_of(reply)
+
+
+async def test_recovery_on_start_picks_up_stale_messages(ding: FakeDingTalk, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import bot.adapters.dingtalk as dingtalk
+
+    async with running_bot(dingtalk_settings(ding), db, PAUSED) as doomed:
+        for n in range(3):
+            assert (await doomed.post_robot(*ding.robot_text_callback(f"认领 客户{n}", "zhangsan", "张三")))[0] == 200
+    monkeypatch.setattr(dingtalk, "RECOVER_AFTER_S", 0.0)
+    async with running_bot(dingtalk_settings(ding), db) as restarted:  # the periodic pass runs at start
+        await restarted.app[DINGTALK_KEY].recovered_once.wait()
+        await restarted.drain()
+    assert all(r.status == "done" for r in await inbound_rows(db))
+    assert await count(db, Customer) == 3
+    assert len(ding.session_messages()) == 3
+
+
+async def test_redeliveries_during_processing_and_two_replicas_recovering_have_one_effect(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    headers, body = ding.robot_text_callback("认领 字节跳动", "zhangsan", "张三", msg_id="m-race")
+    async with running_bot(dingtalk_settings(ding), db, PAUSED) as doomed:
+        assert (await doomed.post_robot(headers, body))[0] == 200
+    options = {"recover_every": None}
+    async with running_bot(dingtalk_settings(ding), db, options) as a, running_bot(dingtalk_settings(ding), db, options) as b:
+        ia, ib = a.app[DINGTALK_KEY], b.app[DINGTALK_KEY]
+        # Both replicas recover at once while DingTalk re-delivers to both: one claim, one command.
+        results = await asyncio.gather(ia.recover(older_than_s=0), ib.recover(older_than_s=0),
+                                       a.post_robot(headers, body), b.post_robot(headers, body))
+        assert sorted(results[:2]) == [0, 1]
+        assert [r[0] for r in results[2:]] == [200, 200]
+        # Even if both replicas ran the command (a lease lapsed mid-command), the row allows one effect.
+        from bot.adapters.dingtalk import parse_robot_message
+
+        msg = parse_robot_message(json.loads(body), ia.settings)
+        await asyncio.gather(ia.process(msg), ib.process(msg))
+        await a.drain()
+        await b.drain()
+    assert await count(db, Customer) == 1
+    assert len(ding.session_messages()) == 1
+    [row] = await inbound_rows(db)
+    assert row.status == "done"
+
+
+async def test_concurrent_redeliveries_of_a_new_message_have_one_effect(bot: RunningBot, ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    headers, body = ding.robot_text_callback("认领 百度在线", "zhangsan", "张三", msg_id="m-burst")
+    statuses = await asyncio.gather(*(bot.post_robot(headers, body) for _ in range(5)))
+    assert [s for s, _ in statuses] == [200] * 5
+    await bot.drain()
+    assert await count(db, Customer) == 1 and await count(db, InboundMessage) == 1
+    assert len(ding.session_messages()) == 1
+
+
+async def test_a_message_waiting_in_a_live_replicas_queue_is_not_recovered_elsewhere(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    import bot.adapters.dingtalk as dingtalk
+
+    dingtalk.ACCEPT_LEASE_S = 30.0  # restored by the autouse fixture's monkeypatch
+    async with running_bot(dingtalk_settings(ding), db, PAUSED) as busy:  # backed up: nothing processed yet
+        assert (await busy.post_robot(*ding.robot_text_callback("认领 京东", "zhangsan", "张三")))[0] == 200
+        async with running_bot(dingtalk_settings(ding), db, {"recover_every": None}) as other:
+            assert await other.app[DINGTALK_KEY].recover(older_than_s=0) == 0

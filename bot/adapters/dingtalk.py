@@ -9,6 +9,14 @@ Receiving (PLATFORMS.md §3):
 - `POST /dingtalk/events` — event subscription (§3c), dingtalk-sdk's `DingTalkCrypto`, answered with
   the encrypted "success" inside the 1500 ms deadline. `user_leave_org` triggers 离职继承.
 
+Acknowledge fast, work after (DESIGN.md): a verified robot message (HTTP callback or Stream frame) is
+recorded with its payload in its unique `inbound_messages` row — the same row that recognises a
+re-delivery — and answered (HTTP 200 / Stream ack) as soon as that row has committed, typically in a few
+milliseconds and never after the command. The command then runs from an in-process queue, and its
+transaction marks the row done together with its effects, so a crash between the answer and the
+command loses nothing (`DingTalkInbound.recover` picks stale rows up, on start and every few seconds,
+claiming them with a lease so two replicas never both take one) and a re-delivery has one effect.
+
 Nothing is answered inline on DingTalk: the reply sink writes every reply to the outbox inside the
 command's transaction, addressed to the message's sessionWebhook (valid ~90 min) with the group API
 (or the 1:1 API for single chats) as the fallback once it has expired. `DingTalkDeliverer` sends rows.
@@ -26,7 +34,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -477,6 +485,26 @@ def security_category(errmsg: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- inbound
+# Acknowledge fast, work after (DESIGN.md): a robot message is recorded (payload and all) in its unique
+# inbound row and answered at once; the command runs from an in-process queue and marks the row done
+# in its own transaction. The recording process holds the row for ACCEPT_LEASE_S (its queue may be
+# backed up under load; another replica must not run it meanwhile); a row still "received" after that
+# — the process crashed, or its queue overflowed — is claimed with a fresh lease by whichever replica
+# looks first.
+QUEUE_MAX = 10_000
+ACCEPT_LEASE_S = 30.0
+RECOVER_AFTER_S = 5.0
+RECOVER_EVERY_S = 5.0
+RECOVER_LEASE_S = 60.0
+RECOVER_BATCH = 200
+ACK_PRIORITY_S = 0.02
+
+
+def default_queue_workers(db: Database) -> int:
+    """Commands in flight at once: SQLite has one writer (and a pool of one), PostgreSQL many."""
+    return 1 if db.is_sqlite else 3
+
+
 @dataclass
 class DingTalkInbound:
     """Turns a verified robot payload or event into router work; shared by HTTP and Stream modes."""
@@ -488,18 +516,160 @@ class DingTalkInbound:
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     wall_clock: Callable[[], float] = time.time
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    queue: asyncio.Queue[IncomingMessage] | None = None
+    queued_ids: set[str] = field(default_factory=set)
+    _runners: list[asyncio.Task[Any]] = field(default_factory=list)
+    _workers: int = 0
+    recovered_once: asyncio.Event = field(default_factory=asyncio.Event)  # the start-up pass is done
+    _acks: int = 0
+    _acks_idle: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def handle_robot_payload(self, payload: Any) -> None:
-        """Run the command; commit its outbox rows. Falls back to the outbox for an error apology."""
+    def __post_init__(self) -> None:
+        self._acks_idle.set()
+
+    # ---------------------------------------------------------------- acknowledgements first
+    # Commands are CPU-bound and share the event loop with the webhook. A queue worker about to start
+    # a command first lets callbacks in flight finish (up to ACK_PRIORITY_S), so acknowledgements do
+    # not queue behind commands; past that it starts anyway, so commands are never starved.
+    def ack_started(self) -> None:
+        self._acks += 1
+        self._acks_idle.clear()
+
+    def ack_finished(self) -> None:
+        self._acks -= 1
+        if self._acks <= 0:
+            self._acks = 0
+            self._acks_idle.set()
+
+    # ---------------------------------------------------------------- the queue
+    def start(self, workers: int | None = None, *, recover_every: float | None = RECOVER_EVERY_S) -> None:
+        """Start the queue's workers and (unless `recover_every` is None) the periodic recovery."""
+        self.queue = asyncio.Queue(QUEUE_MAX)
+        self._workers = default_queue_workers(self.db) if workers is None else workers
+        for n in range(self._workers):
+            self._runners.append(asyncio.create_task(self._work(), name=f"dingtalk-inbound-{n}"))
+        if recover_every is not None:
+            self._runners.append(asyncio.create_task(self._recover_loop(recover_every), name="dingtalk-recover"))
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Finish what is queued (up to `timeout`; the rest stays recorded for recovery), then stop."""
+        if self.queue is not None and self._workers:
+            try:
+                await asyncio.wait_for(self.queue.join(), timeout)
+            except asyncio.TimeoutError:
+                log.warning("dingtalk inbound: %d queued messages left for recovery", self.queue.qsize())
+        for task in self._runners:
+            task.cancel()
+        await asyncio.gather(*self._runners, return_exceptions=True)
+        self._runners.clear()
+
+    async def idle(self) -> None:
+        """Wait until every queued command has been processed (tests, shutdown)."""
+        if self.queue is not None and self._workers:
+            await self.queue.join()
+        await self.drain()
+
+    async def accept(self, payload: Any) -> bool:
+        """Record a verified robot payload durably and queue it; False for a re-delivery.
+
+        Returns once the row has committed, which is when the platform may be answered: from then
+        on a crash loses nothing (recovery picks the row up) and a re-delivery is recognised.
+        """
         msg = parse_robot_message(payload, self.settings)
-        replies = await self.router.handle(msg)
-        if replies:  # only the router's own apology arrives here: the sink queued everything else
+        now = self.clock()
+        new = await self.db.queue_inbound(PLATFORM, msg.msg_id, msg.org_key, payload, now,
+                                          lease_until=now + timedelta(seconds=ACCEPT_LEASE_S))
+        if new:
+            self._submit(msg)
+        else:
+            log.info("duplicate delivery acknowledged platform=%s msg_id=%s", PLATFORM, msg.msg_id)
+        return new
+
+    def _submit(self, msg: IncomingMessage) -> None:
+        if msg.msg_id in self.queued_ids:
+            return
+        if self.queue is None:  # not started (a bare DingTalkInbound): process in a task of its own
+            task = asyncio.ensure_future(self.process(msg))
+            self.tasks.add(task)
+            task.add_done_callback(self._done)
+            return
+        try:
+            self.queue.put_nowait(msg)
+        except asyncio.QueueFull:
+            log.warning("dingtalk inbound queue full; msg_id=%s left for recovery", msg.msg_id)
+            return
+        self.queued_ids.add(msg.msg_id)
+
+    async def _work(self) -> None:
+        assert self.queue is not None
+        while True:
+            msg = await self.queue.get()
+            try:
+                if not self._acks_idle.is_set():
+                    try:
+                        await asyncio.wait_for(self._acks_idle.wait(), ACK_PRIORITY_S)
+                    except asyncio.TimeoutError:
+                        pass
+                await self.process(msg)
+            except Exception:
+                # Stays "received": recovery retries it once it is stale.
+                log.exception("dingtalk inbound: processing failed msg_id=%s", msg.msg_id)
+            finally:
+                self.queued_ids.discard(msg.msg_id)
+                self.queue.task_done()
+
+    async def process(self, msg: IncomingMessage) -> None:
+        """Run a recorded command; its transaction marks the inbound row done with its effects."""
+        replies = await self.router.handle(msg, queued=True)
+        if replies:
+            # The router's own apology (its transaction rolled back, the row is still "received") or
+            # NO_TEAM_YET (committed): queue it, and settle a failed row so it is not retried.
+            now = self.clock()
             async with self.db.transaction() as store:
+                await store.finish_inbound(PLATFORM, msg.msg_id, now, status="failed")
                 await store.bind(platform=PLATFORM, org_key=msg.org_key, chat_id=msg.chat_id, chat_title=msg.chat_title,
-                                 user_id=None, user_name=None, now=self.clock())
+                                 user_id=None, user_name=None, now=now)
                 for reply in replies:
                     destination = chat_destination(msg)
-                    await enqueue_reply(store, destination, reply, self.clock(), self.deliverer_max_bytes(destination))
+                    await enqueue_reply(store, destination, reply, now, self.deliverer_max_bytes(destination))
+
+    async def recover(self, older_than_s: float | None = None) -> int:
+        """Claim recorded-but-unprocessed messages older than `older_than_s` whose lease has lapsed
+        (their process died, or its queue overflowed) and queue them here."""
+        older_than_s = RECOVER_AFTER_S if older_than_s is None else older_than_s
+        now = self.clock()
+        async with self.db.transaction() as store:
+            rows = await store.claim_stale_inbound(
+                PLATFORM, received_before=now - timedelta(seconds=older_than_s), now=now,
+                lease_until=now + timedelta(seconds=RECOVER_LEASE_S), limit=RECOVER_BATCH)
+        for msg_id, payload in rows:
+            try:
+                msg = parse_robot_message(payload, self.settings)
+            except Rejected as err:
+                log.error("dingtalk inbound: unreadable recorded payload msg_id=%s: %s", msg_id, err.reason)
+                continue
+            log.warning("dingtalk inbound: recovering msg_id=%s", msg_id)
+            self._submit(msg)
+        return len(rows)
+
+    async def _recover_loop(self, every: float) -> None:
+        while True:
+            try:
+                await self.recover()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("dingtalk inbound: recovery pass failed")
+            self.recovered_once.set()
+            await asyncio.sleep(every)
+
+    async def handle_robot_payload(self, payload: Any) -> None:
+        """Record and run one robot payload to completion (no acknowledgement in between)."""
+        msg = parse_robot_message(payload, self.settings)
+        async with self.db.transaction() as store:
+            new = await store.queue_inbound(PLATFORM, msg.msg_id, msg.org_key, payload, self.clock())
+        if new:
+            await self.process(msg)
 
     async def within(self, work: Awaitable[Any], budget_s: float) -> None:
         """Wait for `work` up to the platform's deadline; past it, let it finish in the background."""
@@ -584,6 +754,14 @@ async def _read_body(request: web.Request) -> bytes:
 
 async def robot_callback(request: web.Request) -> web.Response:
     inbound = request.app[DINGTALK_KEY]
+    inbound.ack_started()
+    try:
+        return await _robot_callback(request, inbound)
+    finally:
+        inbound.ack_finished()
+
+
+async def _robot_callback(request: web.Request, inbound: DingTalkInbound) -> web.Response:
     settings = inbound.settings
     try:
         verify_robot_headers(settings.dingtalk_app_secret or "", request.headers.get("timestamp"),
@@ -596,9 +774,14 @@ async def robot_callback(request: web.Request) -> web.Response:
         parse_robot_message(payload, settings)  # reject malformed before acknowledging
     except Rejected as err:
         return _reject(request, "robot", err)
-    # Answer as soon as the command has committed (its replies are in the outbox by then), and never
-    # later than the reply budget: DingTalk re-delivers slow callbacks.
-    await inbound.within(inbound.handle_robot_payload(payload), settings.reply_budget_ms / 1000)
+    # Answer as soon as the message is durably recorded: the command runs after, from the queue, so
+    # DingTalk's retry clock never waits on it. If the record cannot be written, say so: DingTalk
+    # re-delivers, and the unique row keeps that to one effect.
+    try:
+        await inbound.accept(payload)
+    except Exception:
+        log.exception("dingtalk robot: could not record msg_id=%s", payload.get("msgId"))
+        return web.json_response({"errcode": 503, "errmsg": "retry later"}, status=503)
     return web.json_response({})
 
 
@@ -657,11 +840,14 @@ STREAM_KEY = web.AppKey("dingtalk_stream", object)
 
 
 # ---------------------------------------------------------------------------------------------- component
-def dingtalk_component(app: web.Application, **stream_options: Any) -> None:
+def dingtalk_component(app: web.Application, inbound_options: dict[str, Any] | None = None,
+                       **stream_options: Any) -> None:
     """Routes and lifecycle of the DingTalk adapter (added by bot.app.default_components).
 
-    `stream_options` (backoff_initial, backoff_max, heartbeat) tune the Stream client, e.g. in tests.
+    `stream_options` (backoff_initial, backoff_max, heartbeat) tune the Stream client, e.g. in tests;
+    `inbound_options` are passed to `DingTalkInbound.start` (workers, recover_every).
     """
+    inbound_options = inbound_options or {}
     from bot.app import DATABASE_KEY, DELIVERERS_KEY, REPLY_SINKS_KEY, ROUTER_KEY, SETTINGS_KEY
 
     settings = app[SETTINGS_KEY]
@@ -680,6 +866,7 @@ def dingtalk_component(app: web.Application, **stream_options: Any) -> None:
         app[REPLY_SINKS_KEY][PLATFORM] = make_reply_sink(deliverer.max_bytes)
         app[DELIVERERS_KEY][PLATFORM] = deliverer
         inbound = DingTalkInbound(settings, db, app[ROUTER_KEY], deliverer.max_bytes)
+        inbound.start(**inbound_options)
         app[DINGTALK_KEY] = inbound
         app[DELIVERER_KEY] = deliverer
         stream_task = None
@@ -695,6 +882,7 @@ def dingtalk_component(app: web.Application, **stream_options: Any) -> None:
             if stream_task is not None:
                 stream_task.cancel()
                 await asyncio.gather(stream_task, return_exceptions=True)
+            await inbound.stop()
             await inbound.drain()
             await http.close()
 

@@ -2,8 +2,9 @@
 
 open (`/v1.0/gateway/connections/open`, app key + secret, subscriptions) → connect to the returned
 endpoint with the one-shot ticket → read frames. Every frame is acknowledged with code 200 and its
-own messageId, echoing its data as the official SDK does; a robot message is acknowledged after its
-command has committed (or after the reply budget), so a frame is never lost between ack and commit.
+own messageId, echoing its data as the official SDK does; a robot message is acknowledged once it is
+durably recorded (its inbound row, payload included, has committed) and its command runs after, from
+DingTalkInbound's queue — so a frame is never lost between ack and commit, and the ack never waits on it.
 SYSTEM `ping` frames are keep-alives; `disconnect` and a closed socket mean reconnect, with
 exponential backoff and a new ticket each time.
 """
@@ -144,7 +145,7 @@ class StreamClient:
     async def _robot(self, ws: aiohttp.ClientWebSocketResponse, message_id: str, data: str) -> None:
         try:
             payload = json.loads(data)
-            await self.inbound.within(self.inbound.handle_robot_payload(payload), self.settings.reply_budget_ms / 1000)
+            await self.inbound.accept(payload)  # recorded durably; the command runs from the queue
         except (ValueError, Rejected) as err:
             log.warning("dingtalk stream: robot frame rejected: %s", getattr(err, "reason", type(err).__name__))
         except Exception:
