@@ -200,7 +200,7 @@ class Router:
                 options[key] = found.group(1)
                 text = (text[: found.start()] + " " + text[found.end() :]).strip()
         mentions: list[Member] = []
-        tokens = _MENTION_TOKEN.findall(text)
+        tokens = _MENTION_TOKEN.findall(text) if spec.takes_mentions else []
         if tokens:
             mentions = await self._resolve_mentions(store, msg, tokens, now)
             text = _MENTION_TOKEN.sub(" ", text)

@@ -71,6 +71,7 @@ ROLE_WORDS = {"rep": "rep", "成员": "rep", "普通成员": "rep", "lead": "lea
     example="/role @王五",
     role="admin",
     extra_words=("设置主管",),
+    takes_mentions=True,
 )
 async def set_role(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
     """管理员把 @ 到的成员设为主管；`/role @成员 rep` 取消主管身份。
@@ -200,6 +201,7 @@ async def _set_push(args: Args, value: str, store: Store, now: datetime) -> str:
     usage="设置 [项目] [值]",
     example="设置 上限 50",
     role="rep",
+    takes_mentions=True,
 )
 async def configure(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
     """不带参数时列出本组设置；主管/管理员可以修改。"""

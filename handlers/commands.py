@@ -82,6 +82,9 @@ class CommandSpec:
     extra_words: tuple[str, ...] = ()
     details: str = ""
     group: str = ""
+    # Only commands that act on people resolve `@名字` to members; elsewhere (跟进, 分享, 求助 …) an
+    # @ is part of what the rep wrote and must not turn into a "找不到成员" refusal.
+    takes_mentions: bool = False
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -107,6 +110,7 @@ class CommandSet:
         options: tuple[str, ...] = (),
         extra_words: tuple[str, ...] = (),
         details: str = "",
+        takes_mentions: bool = False,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.specs.append(
@@ -122,6 +126,7 @@ class CommandSet:
                     extra_words=extra_words,
                     details=details or (handler.__doc__ or "").strip(),
                     group=self.group,
+                    takes_mentions=takes_mentions,
                 )
             )
             return handler

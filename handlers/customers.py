@@ -187,6 +187,7 @@ TRANSFER_EXAMPLE = "转交 华为 @李四"
     usage="转交 <客户> @成员",
     example=TRANSFER_EXAMPLE,
     details="负责人或主管可以把客户转交给本组的另一位同事，协作人保留。",
+    takes_mentions=True,
 )
 async def transfer(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
     if len(args.mentions) != 1:
@@ -218,6 +219,7 @@ SHARE_EXAMPLE = "协作 华为 @王五"
     usage="协作 <客户> @成员",
     example=SHARE_EXAMPLE,
     details="负责人或主管可以添加协作人；协作人可以提交跟进、赢单/输单。",
+    takes_mentions=True,
 )
 async def share(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
     if not args.mentions:

@@ -88,6 +88,7 @@ def month_label(month: str, today: date) -> str:
         "成员可以给自己设目标；给别人或给团队（目标 团队 500万）设目标需要主管或管理员。\n"
         "不带参数发送「目标」查看自己本月的进度；全组进度请看「看板」。"
     ),
+    takes_mentions=True,
 )
 async def set_goal(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
     today = local_today(store, now)

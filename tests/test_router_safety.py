@@ -136,3 +136,15 @@ def test_new_organisations_start_in_the_configured_time_zone(tmp_path) -> None:
     result = run_cli("chat", "--db", db, "--user", "张三", stdin="设置\n", env={"SALESBOT_TIMEZONE": "Asia/Singapore"})
     assert result.returncode == 0, result.stderr
     assert "时区（整个企业）：Asia/Singapore" in result.stdout
+
+
+async def test_an_at_sign_in_free_text_is_kept_as_written(bot) -> None:
+    [reply] = await bot.say("分享 竞品应对 客户提到@某竞品 时先问预算", user="张三")
+    assert "找不到成员" not in reply
+    [found] = await bot.say("搜 竞品", user="李四")
+    assert "@某竞品" in found
+    await bot.say("认领 京东方", user="张三")
+    [reply] = await bot.say("跟进 京东方 约了@采购部 下周见面", user="张三")
+    assert "已记录" in reply
+    [card] = await bot.say("客户 京东方", user="张三")
+    assert "约了@采购部 下周见面" in card
