@@ -77,7 +77,7 @@ def build_app(settings: Settings, *, components: list[Component] | None = None, 
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(http_session_ctx)
     app.router.add_get("/healthz", healthz)
-    for component in components or default_components(settings):
+    for component in default_components(settings) if components is None else components:
         component(app)
     return app
 
