@@ -12,7 +12,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from bot.app import open_database
@@ -35,15 +36,24 @@ def command(name: str) -> Callable[[Command], Command]:
     return register
 
 
+@asynccontextmanager
+async def prepared_database(settings: Settings) -> AsyncIterator[Database]:
+    """The configured database, migrated (SQLite) or checked (PostgreSQL), closed afterwards."""
+    db = open_database(settings)
+    try:
+        await db.prepare()
+        yield db
+    finally:
+        await db.close()
+
+
 # ------------------------------------------------------------------- chat
 @command("chat")
 async def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     from bot.adapters.console import ConsoleChat
     from bot.app import build_router
 
-    db = open_database(settings)
-    try:
-        await db.prepare()
+    async with prepared_database(settings) as db:
         chat = ConsoleChat(build_router(db, settings), team=args.team, user=args.user)
         interactive = sys.stdin.isatty()
         if interactive:
@@ -59,8 +69,6 @@ async def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
             for reply in await chat.say_line(line):
                 print(_prefix(reply), flush=True)
         return 0
-    finally:
-        await db.close()
 
 
 def _read_line(interactive: bool) -> str | None:
@@ -201,27 +209,15 @@ async def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_admin(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import datetime, timezone
 
-    db = open_database(settings)
-    try:
-        await db.prepare()
+    async with prepared_database(settings) as db:
         now = datetime.now(timezone.utc)
         async with db.transaction() as store:
             org = await store.ensure_org(args.platform, args.org, now)
             member = await store.ensure_member(org, args.user_id, args.name or args.user_id, now)
-            before = member.is_admin
-            member.is_admin = args.action == "add"
-            store.session.add(member)
-            from storage.models import AuditLog
-
-            store.session.add(
-                AuditLog(org_id=org.id, action="set_admin", entity="member", entity_id=member.id,
-                         before={"is_admin": before}, after={"is_admin": member.is_admin}, created_at=now)
-            )
+            await store.set_admin(org, member, args.action == "add", now)
         verb = "设为" if args.action == "add" else "取消"
         print(f"已{verb}管理员：{args.user_id}（{args.platform}/{args.org}）")
         return 0
-    finally:
-        await db.close()
 
 
 # ------------------------------------------------------------------- team
@@ -230,11 +226,8 @@ async def cmd_team(args: argparse.Namespace, settings: Settings) -> int:
     """`salesbot team set-webhook <地址> --chat <群 chatid>`: the team's group-robot push (WeCom)."""
     from datetime import datetime, timezone
 
-    from sqlalchemy import select
-
-    from handlers.admin import mask_key, webhook_key_from
+    from handlers.admin import mask_key, set_team_webhook, webhook_key_from
     from handlers.commands import UserError
-    from storage.models import Team
 
     try:
         key = webhook_key_from(args.url)
@@ -245,24 +238,18 @@ async def cmd_team(args: argparse.Namespace, settings: Settings) -> int:
     if not org_key:
         print("请用 --org 指定企业 CorpID（或设置 SALESBOT_WECOM_CORP_ID）", file=sys.stderr)
         return 2
-    db = open_database(settings)
-    try:
-        await db.prepare()
+    async with prepared_database(settings) as db:
         now = datetime.now(timezone.utc)
         async with db.transaction() as store:
             org = await store.ensure_org("wecom", org_key, now)
-            team = (
-                await store.session.execute(select(Team).where(Team.org_id == org.id, Team.chat_id == args.chat))
-            ).scalar_one_or_none()
+            team = await store.get_team(org, args.chat)
             if team is None:
                 print(f"找不到群 {args.chat} 对应的团队：请先在该群里 @机器人 发一条消息（如：帮助）。", file=sys.stderr)
                 return 1
             store.bind_team(org, team)
-            await store.update_team_settings({"wecom_webhook_key": key, "wecom_webhook_broken": None}, now)
+            await set_team_webhook(store, key, now)
         print(f"已为团队「{team.name}」设置群推送机器人 {mask_key(key)}")
         return 0
-    finally:
-        await db.close()
 
 
 # ----------------------------------------------------------------- outbox
@@ -274,9 +261,7 @@ async def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
 
     from storage.outbox_queue import OutboxQueue
 
-    db = open_database(settings)
-    try:
-        await db.prepare()
+    async with prepared_database(settings) as db:
         queue = OutboxQueue(db)
         if args.action == "retry":
             if not args.failed and not args.ids:
@@ -302,8 +287,6 @@ async def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
             for row_id, state, dest_key, attempts, when, error in status.recent_errors:
                 print(f"  #{row_id} [{state}] {dest_key} 尝试 {attempts} 次：{error}")
         return 0
-    finally:
-        await db.close()
 
 
 # ------------------------------------------------------------------- jobs
@@ -317,9 +300,7 @@ async def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
     from schedules.jobs import JOBS, TeamSchedule
     from storage.schedule_store import all_teams, find_teams
 
-    db = open_database(settings)
-    try:
-        await db.prepare()
+    async with prepared_database(settings) as db:
         now = datetime.now(timezone.utc)
         async with db.session() as session:
             teams = await (find_teams(session, args.team) if args.team else all_teams(session))
@@ -362,8 +343,6 @@ async def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 print(f"团队「{team.name}」{args.job}（{result.slot}）：已放入发送队列 {len(result.pushes)} 条")
         return code
-    finally:
-        await db.close()
 
 
 # ---------------------------------------------------------- import / export
@@ -455,15 +434,11 @@ async def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run_sheet_command(run: Any, args: argparse.Namespace, settings: Settings) -> int:
-    db = open_database(settings)
-    try:
-        await db.prepare()
+    async with prepared_database(settings) as db:
         code, text = await run(db, args)
         if text:
             print(text, file=sys.stdout if code == 0 else sys.stderr)
         return code
-    finally:
-        await db.close()
 
 
 # ------------------------------------------------------------------- main

@@ -187,10 +187,15 @@ def _describe_push(store: Store) -> str:
     return f"群推送（企业微信群机器人）：{'已设置 ' + mask_key(key) if key else '未设置'}"
 
 
+async def set_team_webhook(store: Store, key: str, now: datetime) -> None:
+    """A new webhook replaces the old one and lifts any broken mark (chat and `salesbot team`)."""
+    await store.update_team_settings({"wecom_webhook_key": key, "wecom_webhook_broken": None}, now)
+
+
 @setting("推送", role="admin", usage=PUSH_USAGE, describe=_describe_push)
 async def _set_push(args: Args, value: str, store: Store, now: datetime) -> str:
     key = webhook_key_from(args.raw.partition(" ")[2] or value)
-    await store.update_team_settings({"wecom_webhook_key": key, "wecom_webhook_broken": None}, now)
+    await set_team_webhook(store, key, now)
     return f"本组的群推送已设为机器人 {mask_key(key)}。站会提醒、日报和求助公告会发到这个群。"
 
 

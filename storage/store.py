@@ -414,10 +414,21 @@ class Store:
         await self.audit("set_role", "member", member.id, {"role": before}, {"role": role}, now)
         return before
 
-    async def set_admin(self, member: Member, is_admin: bool, now: datetime) -> None:
+    async def set_admin(self, org: Organisation, member: Member, is_admin: bool, now: datetime) -> None:
+        """Admin is organisation-wide, so this needs no team scope (operators run it from the CLI)."""
         before = member.is_admin
         member.is_admin = is_admin
-        await self.audit("set_admin", "member", member.id, {"is_admin": before}, {"is_admin": is_admin}, now)
+        self.session.add(
+            AuditLog(
+                org_id=org.id,
+                action="set_admin",
+                entity="member",
+                entity_id=member.id,
+                before={"is_admin": before},
+                after={"is_admin": is_admin},
+                created_at=now,
+            )
+        )
 
     async def team_leads(self) -> list[Member]:
         rows = await self.session.execute(

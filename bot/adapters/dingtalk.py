@@ -47,7 +47,6 @@ from bot.messages import IncomingMessage, Mention, Reply, render_mentions
 from bot.router import Router
 from bot.settings import Settings
 from storage.database import Database
-from storage.models import Team
 from storage.offboarding import TeamHandover, hand_over_departed
 from storage.store import Store
 
@@ -314,19 +313,9 @@ class DingTalkDeliverer:
     async def _custom_robot(self, chat_id: str) -> dict[str, str] | None:
         if self.db is None:
             return None
-        async with self.db.session() as session:
-            from sqlalchemy import select
+        from storage.outbox_scope import team_settings_by_chat
 
-            from storage.models import Organisation
-
-            row = (
-                await session.execute(
-                    select(Team.settings)
-                    .join(Organisation, Organisation.id == Team.org_id)
-                    .where(Organisation.platform == PLATFORM, Team.chat_id == chat_id)
-                    .limit(1)
-                )
-            ).scalar_one_or_none()
+        row = await team_settings_by_chat(self.db, PLATFORM, chat_id)
         robot = (row or {}).get("dingtalk_robot")
         return robot if isinstance(robot, dict) and robot.get("webhook") else None
 

@@ -456,6 +456,22 @@ class WeComAdapter:
         corp_id = request.match_info.get("corp_id")
         return self.default if corp_id is None else self.corps.get(corp_id)
 
+    async def _open(
+        self, request: web.Request, envelope: WeComEnvelope, ciphertext_of: Callable[[bytes], Any], shape: str
+    ) -> str:
+        """Signature first, then decrypt, then freshness — the same for the JSON and the XML envelope."""
+        sig, ts, nonce = self._query(request, "msg_signature", "timestamp", "nonce")
+        body = await self._body(request)
+        try:
+            encrypt = ciphertext_of(body)
+            if not isinstance(encrypt, str):
+                raise TypeError
+        except Exception:
+            raise CallbackRejected(f"body is not {shape}", 400) from None
+        plain = envelope.open(sig, ts, nonce, encrypt)
+        self._check_fresh(ts)
+        return plain
+
     # ------------------------------------------------------------------ /wecom/aibot[/{corp_id}]
     async def aibot_get(self, request: web.Request) -> web.Response:
         corp = self._corp(request)
@@ -467,17 +483,7 @@ class WeComAdapter:
         if corp is None or envelope is None:
             return web.Response(status=404)
         try:
-            sig, ts, nonce = self._query(request, "msg_signature", "timestamp", "nonce")
-            body = await self._body(request)
-            try:
-                outer = json.loads(body)
-                encrypt = outer["encrypt"]
-                if not isinstance(encrypt, str):
-                    raise TypeError
-            except (ValueError, KeyError, TypeError):
-                raise CallbackRejected("body is not {\"encrypt\": …}", 400) from None
-            plain = envelope.open(sig, ts, nonce, encrypt)
-            self._check_fresh(ts)
+            plain = await self._open(request, envelope, lambda body: json.loads(body)["encrypt"], '{"encrypt": …}')
             try:
                 payload = json.loads(plain)
                 if not isinstance(payload, dict):
@@ -541,17 +547,12 @@ class WeComAdapter:
         if corp is None or envelope is None:
             return web.Response(status=404)
         try:
-            sig, ts, nonce = self._query(request, "msg_signature", "timestamp", "nonce")
-            body = await self._body(request)
-            try:
-                outer = xmltodict.parse(body, disable_entities=True)["xml"]
-                encrypt = outer["Encrypt"]
-                if not isinstance(encrypt, str):
-                    raise TypeError
-            except Exception:
-                raise CallbackRejected("body is not <xml><Encrypt>…</Encrypt></xml>", 400) from None
-            plain = envelope.open(sig, ts, nonce, encrypt)
-            self._check_fresh(ts)
+            plain = await self._open(
+                request,
+                envelope,
+                lambda body: xmltodict.parse(body, disable_entities=True)["xml"]["Encrypt"],
+                "<xml><Encrypt>…</Encrypt></xml>",
+            )
             try:
                 message = parse_message(plain)
                 data: dict[str, Any] = dict(message._data)

@@ -263,11 +263,9 @@ class WeComDeliverer:
     async def _team_webhook(self, destination: dict[str, Any]) -> dict[str, Any]:
         if self.database is None:
             raise PermanentFailure("team destination needs the database")
-        from storage.models import Team
+        from storage.outbox_scope import team_settings
 
-        async with self.database.transaction() as store:
-            team = await store.session.get(Team, int(destination["team_id"]))
-            key = (team.settings or {}).get(WEBHOOK_SETTING) if team is not None else None
+        key = ((await team_settings(self.database, int(destination["team_id"]))) or {}).get(WEBHOOK_SETTING)
         if not key:
             raise PermanentFailure("team has no group webhook (设置 推送 <webhook地址>)")
         return {"kind": "webhook", "key": key}
