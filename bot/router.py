@@ -8,6 +8,7 @@ logged with an id and the user gets a short apology carrying that id — never a
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import unicodedata
@@ -36,6 +37,12 @@ NO_TEAM_YET = "我还不知道你属于哪个团队。请先在团队群里 @我
 # The outbox uses it to enqueue what must travel later (announcements, direct messages, replies that
 # go back through a response_url), so they commit together with the change that caused them.
 ReplySink = Callable[[Store, IncomingMessage, list[Reply], datetime], Awaitable[list[Reply]]]
+
+
+@functools.cache
+def _option_pattern(key: str) -> re.Pattern[str]:
+    """`阶段:报价` style options; compiled once per option word."""
+    return re.compile(rf"(?:^|\s){re.escape(key)}\s*:\s*(\S+)")
 
 
 def normalise_text(text: str) -> str:
@@ -194,8 +201,7 @@ class Router:
         options: dict[str, str] = {}
         text = rest
         for key in spec.options:
-            pattern = re.compile(rf"(?:^|\s){re.escape(key)}\s*:\s*(\S+)")
-            found = pattern.search(text)
+            found = _option_pattern(key).search(text)
             if found:
                 options[key] = found.group(1)
                 text = (text[: found.start()] + " " + text[found.end() :]).strip()

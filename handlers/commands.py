@@ -132,7 +132,3 @@ class CommandSet:
             return handler
 
         return register
-
-
-def usage_error(spec_usage: str, example: str, problem: str = "格式不对") -> UserError:
-    return UserError(f"{problem}。用法：{spec_usage}", example=example)

@@ -80,9 +80,10 @@ async def resolve_customer(store: Store, query: str, *, example: str) -> Custome
         listed = "\n".join(f"{i}. {c.name}" for i, c in enumerate(candidates[:8], 1))
         more = f"\n……共 {len(candidates)} 个" if len(candidates) > 8 else ""
         raise UserError(f"「{query}」对应多个客户，请写得更完整些：\n{listed}{more}")
-    near = find_near_matches(norm, [(cid, n) for cid, n, _ in await store.all_customer_names()], limit=3)
+    names = await store.all_customer_names()
+    near = find_near_matches(norm, [(cid, n) for cid, n, _ in names], limit=3)
     if near:
-        by_id = {cid: display for cid, _, display in await store.all_customer_names()}
+        by_id = {cid: display for cid, _, display in names}
         hints = "、".join(f"「{by_id[cid]}」" for cid, _ in near)
         raise UserError(f"找不到客户「{query}」。你是不是指：{hints}？")
     raise UserError(f"找不到客户「{query}」。新客户请先认领。", example=f"认领 {query}")

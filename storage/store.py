@@ -371,15 +371,6 @@ class Store:
         return membership
 
     # ---------------------------------------------------------------- members
-    async def team_members(self) -> list[tuple[Member, str]]:
-        rows = await self.session.execute(
-            select(Member, Membership.role)
-            .join(Membership, Membership.member_id == Member.id)
-            .where(Membership.team_id == self.team.id, Member.org_id == self.org.id)
-            .order_by(Member.id)
-        )
-        return [(m, r) for m, r in rows.all()]
-
     async def find_members(self, token: str) -> list[Member]:
         """Members of this organisation whose user id or display name is `token` (team members first)."""
         rows = await self.session.execute(
@@ -396,16 +387,6 @@ class Store:
             select(Member).where(Member.org_id == self.org.id, Member.id.in_(set(ids)))
         )
         return {m.id: m for m in rows.scalars().all()}
-
-    async def member_role(self, member: Member, admin_ids: frozenset[str] = frozenset()) -> Role:
-        if member.is_admin or member.user_id in admin_ids:
-            return "admin"
-        role = (
-            await self.session.execute(
-                select(Membership.role).where(Membership.team_id == self.team.id, Membership.member_id == member.id)
-            )
-        ).scalar_one_or_none()
-        return "lead" if role == "lead" else "rep"
 
     async def set_team_role(self, member: Member, role: Literal["rep", "lead"], now: datetime) -> str | None:
         membership = await self.ensure_membership(self.team, member, now)
@@ -844,14 +825,6 @@ class Store:
         return added
 
     # ------------------------------------------------------------ audit reads
-    async def audit_entries(self, entity: str, entity_id: int) -> list[AuditLog]:
-        rows = await self.session.execute(
-            select(AuditLog)
-            .where(AuditLog.org_id == self.org.id, AuditLog.entity == entity, AuditLog.entity_id == entity_id)
-            .order_by(AuditLog.id)
-        )
-        return list(rows.scalars().all())
-
     async def get_org(self, platform: str, corp_key: str) -> Organisation | None:
         return (
             await self.session.execute(
