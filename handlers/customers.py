@@ -89,7 +89,7 @@ async def _refusal_for_existing(store: Store, customer: Customer, me: Member, no
         if customer.status != "active":
             return Reply(f"「{customer.name}」是你的客户，已{STATUS_NAMES[customer.status]}。")
         return Reply(f"「{customer.name}」已经是你的客户了（{fmt_day(store, customer.claimed_at)} 认领）。")
-    owner = (await store.members_by_id([customer.owner_id])).get(customer.owner_id) if customer.owner_id else None
+    owner = await store.owner_of(customer)
     if customer.status != "active":
         closer = f"，负责人 {who(owner)}" if owner else ""
         return Reply(f"「{customer.name}」已{STATUS_NAMES[customer.status]}{closer}，不能再认领。", names=names_of(owner))
@@ -104,14 +104,12 @@ async def _refusal_for_existing(store: Store, customer: Customer, me: Member, no
 
 async def _ask_confirmation(store: Store, name: str, customer_ids: list[int]) -> Reply:
     lines = []
-    mentioned: list[Member] = []
     for cid in customer_ids:
         customer = await store.customer_by_id(cid)
         if customer is None:
             continue
-        owner = (await store.members_by_id([customer.owner_id])).get(customer.owner_id) if customer.owner_id else None
+        owner = await store.owner_of(customer)
         if owner:
-            mentioned.append(owner)
             state = f"负责人 {owner.name}，{fmt_day(store, customer.claimed_at)} 认领"
         else:
             state = "在公海"
@@ -201,7 +199,7 @@ async def transfer(msg: IncomingMessage, args: Args, store: Store, now: datetime
     if customer.owner_id == target.id:
         raise UserError(f"「{customer.name}」已经由 {target.name} 负责了。")
     await store.ensure_membership(store.team, target, now)
-    previous = (await store.members_by_id([customer.owner_id])).get(customer.owner_id) if customer.owner_id else None
+    previous = await store.owner_of(customer)
     await store.transfer_customer(customer, target, now)
     return Reply(
         f"🔁 「{customer.name}」已从 {who(previous)} 转交给 {who(target)}。",

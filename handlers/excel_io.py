@@ -284,9 +284,7 @@ async def plan_import(store: Store, path: Path, today: date) -> ImportPlan:
         if record.norm in by_norm:
             cid, display = by_norm[record.norm]
             customer = await store.customer_by_id(cid)
-            owner = None
-            if customer is not None and customer.owner_id:
-                owner = (await store.members_by_id([customer.owner_id])).get(customer.owner_id)
+            owner = await store.owner_of(customer) if customer is not None else None
             holder = f"负责人 {owner.name}" if owner else "在公海"
             plan.duplicates.append((record.row, record.name, f"已存在客户「{display}」（{holder}）"))
             continue

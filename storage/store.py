@@ -380,6 +380,12 @@ class Store:
         )
         return list(rows.scalars().all())
 
+    async def owner_of(self, customer: Customer) -> Member | None:
+        """The customer's owner, or None while it sits in the public pool."""
+        if customer.owner_id is None:
+            return None
+        return (await self.members_by_id([customer.owner_id])).get(customer.owner_id)
+
     async def members_by_id(self, ids: Sequence[int]) -> dict[int, Member]:
         if not ids:
             return {}
@@ -537,7 +543,7 @@ class Store:
         if customer.owner_id == me.id:
             return ClaimResult("already_yours", customer, me)
         if customer.status != "active":
-            return ClaimResult("closed", customer, (await self.members_by_id([customer.owner_id or 0])).get(customer.owner_id or 0))
+            return ClaimResult("closed", customer, await self.owner_of(customer))
         if customer.owner_id is None:
             taken = await self.session.execute(
                 update(Customer)
@@ -549,7 +555,7 @@ class Store:
             if taken.rowcount == 1:
                 await self.audit("claim", "customer", customer.id, {"owner": None}, {"owner": me.id}, now)
                 return ClaimResult("from_pool", customer, me)
-        owner = (await self.members_by_id([customer.owner_id])).get(customer.owner_id) if customer.owner_id else None
+        owner = await self.owner_of(customer)
         return ClaimResult("owned_by_other", customer, owner)
 
     async def release_customer(self, customer: Customer, now: datetime, action: str = "release") -> None:
@@ -644,7 +650,7 @@ class Store:
         await self.audit("followup", "customer", customer.id, before, after, now)
 
     async def customer_detail(self, customer: Customer, limit: int = 10) -> CustomerDetail:
-        owner = (await self.members_by_id([customer.owner_id])).get(customer.owner_id) if customer.owner_id else None
+        owner = await self.owner_of(customer)
         rows = await self.session.execute(
             select(FollowUp, Member)
             .join(Member, Member.id == FollowUp.author_id)
