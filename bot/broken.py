@@ -29,7 +29,7 @@ from typing import Any
 
 from bot.delivery import OutgoingMessage, PermanentFailure
 from storage.database import Database
-from storage.push_marks import lock_team, org_admins, team_settings_of_row, teams_with_any_setting
+from storage.push_marks import lock_team, org_admins, teams_with_any_setting
 
 log = logging.getLogger("salesbot.broken")
 
@@ -143,9 +143,6 @@ class BrokenPushes:
     def __init__(self, db: Database, admin_ids: Iterable[str] = ()) -> None:
         self.db = db
         self.admin_ids = tuple(admin_ids)
-
-    async def team_settings(self, row_id: int) -> tuple[int, dict[str, Any]] | None:
-        return await team_settings_of_row(self.db, row_id)
 
     async def mark(
         self, team_id: int, platform: str, destination: dict[str, Any], err: PermanentFailure, now: datetime

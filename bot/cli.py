@@ -528,6 +528,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run(coro: Any, *, service: bool) -> int:
+    """The service runs on uvloop where it is installed (see pyproject); everything else, and any
+    platform without it, on asyncio's own loop."""
+    if service:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return int(uvloop.run(coro))
+    return int(asyncio.run(coro))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -547,7 +560,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         settings = load_settings(config_file=getattr(args, "sub_config", None) or args.config, **overrides)
-        return asyncio.run(COMMANDS[args.command](args, settings))
+        return _run(COMMANDS[args.command](args, settings), service=args.command == "serve")
     except (ConfigError, DatabaseURLError, SchemaNotReady) as err:
         print(str(err), file=sys.stderr)
         return 2

@@ -128,6 +128,7 @@ class OutboxWorker:
         limiter: SlidingWindowLimiter | None = None,
         admin_ids: tuple[str, ...] = (),
         broken_pushes: BrokenPushes | None = None,
+        coalesce_seconds: float = 0.005,
     ) -> None:
         self.db = db
         self.queue = OutboxQueue(db)
@@ -139,6 +140,7 @@ class OutboxWorker:
         # timeout); a lease that expires mid-send lets another replica send the same row again.
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
+        self.coalesce_seconds = coalesce_seconds
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -208,6 +210,10 @@ class OutboxWorker:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except asyncio.TimeoutError:
                 pass
+            else:
+                # Woken by a commit: give the commits right behind it a moment to land, so that under
+                # load one claim takes many rows instead of each commit paying for a claim of its own.
+                await asyncio.sleep(self.coalesce_seconds)
 
     # ----------------------------------------------------------------- delivery
     async def run_once(self) -> int:
@@ -226,10 +232,21 @@ class OutboxWorker:
             if not rows:
                 break
             total += len(rows)
-            await self._deliver_batch(rows)
+            outcome = await self._deliver_batch(rows)
+            if not self._claim_was_full(rows) and not outcome.failures:
+                # Everything claimable was in this batch, and no failure queued a notice meanwhile:
+                # no need for an empty claim to say so.
+                break
         return total
 
-    async def _deliver_batch(self, rows: list[ClaimedRow]) -> None:
+    def _claim_was_full(self, rows: list[ClaimedRow]) -> bool:
+        """Whether a claim may have left claimable rows behind (the batch or a destination's share full)."""
+        if len(rows) >= self.batch_size:
+            return True
+        per_destination = Counter(row.dest_key for row in rows)
+        return max(per_destination.values()) >= self.per_destination
+
+    async def _deliver_batch(self, rows: list[ClaimedRow]) -> Outcome:
         groups: dict[str, list[ClaimedRow]] = {}
         for row in rows:
             groups.setdefault(row.dest_key, []).append(row)
@@ -242,6 +259,7 @@ class OutboxWorker:
             failed = await self.queue.fail_destination(dest_key, reason, now)
             self.stats["failed"] += failed
         self.stats["sent"] += len(outcome.sent)
+        return outcome
 
     async def _deliver_group(
         self, rows: list[ClaimedRow], outcome: Outcome, broken: list[tuple[str, str]]
@@ -257,8 +275,12 @@ class OutboxWorker:
             self._fail(outcome, rows, f"destination broken: {marker[0]}")
             return
         destination = head.destination
-        # The durable broken marks live on the team; one read per destination and batch.
-        team = await self.broken_pushes.team_settings(head.id) if head.platform in ("wecom", "dingtalk") else None
+        # The durable broken marks live on the team, read with the claim.
+        team = (
+            (head.team_id, head.team_settings)
+            if head.platform in ("wecom", "dingtalk") and head.team_id is not None and head.team_settings is not None
+            else None
+        )
         scope = getattr(deliverer, "scope_destination", None)
         if scope is not None:
             # A deliverer serving several tenants (WeCom corps) completes a destination queued without

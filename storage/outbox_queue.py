@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import aliased
 
 from storage.database import Database
-from storage.models import OutboxMessage
+from storage.models import OutboxMessage, Team
 
 ACTIVE = ("pending", "sending")
 
@@ -39,6 +39,10 @@ class ClaimedRow:
     destination: dict[str, Any]
     body: dict[str, Any]
     attempts: int
+    # The team the row was queued for and its settings as claimed: durable "push broken" marks live
+    # there, and reading them with the claim saves a query per destination.
+    team_id: int | None = None
+    team_settings: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,64 @@ def _claimable(row: Any, now: datetime) -> Any:
     )
 
 
+# The claim's statements, built once: the worker claims many times a second under load, and building
+# these (an aliased self-join, correlated EXISTS) cost more than running them. Index [pg]: PostgreSQL
+# locks what it reads (SKIP LOCKED); SQLite's BEGIN IMMEDIATE serialises claims already.
+def _claim_statements() -> tuple[dict[bool, Any], dict[bool, Any], Any, Any]:
+    o = OutboxMessage
+    earlier = aliased(OutboxMessage)
+    later = aliased(OutboxMessage)
+    has_earlier = exists().where(earlier.dest_key == o.dest_key, earlier.id < o.id, earlier.status.in_(ACTIVE))
+    # Whether a head has rows queued behind it: when none has, the followers query is skipped.
+    has_later = exists().where(later.dest_key == o.dest_key, later.id > o.id, later.status.in_(ACTIVE))
+    now = bindparam("now", type_=o.next_attempt_at.type)
+    heads = (
+        select(o.id, o.dest_key, has_later.label("has_later"))
+        .where(o.status.in_(ACTIVE), _claimable(o, now), ~has_earlier)
+        .order_by(o.id)
+        .limit(bindparam("batch"))
+    )
+    followers = (
+        select(o.id, o.dest_key, o.status, o.next_attempt_at, o.lease_until)
+        .where(o.dest_key.in_(bindparam("keys", expanding=True)), o.status.in_(ACTIVE))
+        .order_by(o.dest_key, o.id)
+    )
+    lease = (
+        update(o)
+        .where(o.id.in_(bindparam("ids", expanding=True)))
+        .values(status="sending", lease_until=bindparam("lease_until", type_=o.lease_until.type))
+    )
+    claimed = (
+        select(o.id, o.platform, o.dest_key, o.destination, o.body, o.attempts, Team.id.label("tid"), Team.settings)
+        .outerjoin(Team, Team.id == o.team_id)
+        .where(o.id.in_(bindparam("ids", expanding=True)))
+        .order_by(o.id)
+    )
+    locked = {True: {"skip_locked": True, "of": o}}
+    return (
+        {pg: heads.with_for_update(**locked[pg]) if pg else heads for pg in (False, True)},
+        {pg: followers.with_for_update(**locked[pg]) if pg else followers for pg in (False, True)},
+        lease,
+        claimed,
+    )
+
+
+_HEADS, _FOLLOWERS, _LEASE, _CLAIMED = _claim_statements()
+
+
+def _next_due_statement() -> Any:
+    """Earliest due head and earliest lease expiry, in one round trip."""
+    o = OutboxMessage
+    earlier = aliased(OutboxMessage)
+    has_earlier = exists().where(earlier.dest_key == o.dest_key, earlier.id < o.id, earlier.status.in_(ACTIVE))
+    pending = select(func.min(o.next_attempt_at)).where(o.status == "pending", ~has_earlier).scalar_subquery()
+    leased = select(func.min(o.lease_until)).where(o.status == "sending").scalar_subquery()
+    return select(pending, leased)
+
+
+_NEXT_DUE = _next_due_statement()
+
+
 class OutboxQueue:
     """Claims and settles outbox rows for one worker. Stateless apart from the database handle."""
 
@@ -98,39 +160,20 @@ class OutboxQueue:
         row behind an unsettled head invisible, so a second worker can never start on row N+1.
         Step 2 takes the followers of the heads we locked.
         """
-        o = OutboxMessage
-        earlier = aliased(OutboxMessage)
-        has_earlier = exists().where(
-            earlier.dest_key == o.dest_key, earlier.id < o.id, earlier.status.in_(ACTIVE)
-        )
-        heads_stmt = (
-            select(o.id, o.dest_key)
-            .where(o.status.in_(ACTIVE), _claimable(o, now), ~has_earlier)
-            .order_by(o.id)
-            .limit(batch_size)
-        )
         pg = not self.db.is_sqlite
-        if pg:
-            heads_stmt = heads_stmt.with_for_update(skip_locked=True, of=o)
         lease_until = now + timedelta(seconds=lease_seconds)
         async with self.db.sessions() as session, session.begin():
-            heads = (await session.execute(heads_stmt)).all()
+            heads = (await session.execute(_HEADS[pg], {"now": now, "batch": batch_size})).all()
             if not heads:
                 return []
             ids: list[int] = [h.id for h in heads]
-            if per_destination > 1 and len(ids) < batch_size:
-                head_of = {h.dest_key: h.id for h in heads}
-                followers_stmt = (
-                    select(o.id, o.dest_key, o.status, o.next_attempt_at, o.lease_until)
-                    .where(o.dest_key.in_(list(head_of)), o.status.in_(ACTIVE))
-                    .order_by(o.dest_key, o.id)
-                )
-                if pg:
-                    followers_stmt = followers_stmt.with_for_update(skip_locked=True, of=o)
+            followed = [h for h in heads if h.has_later]
+            if per_destination > 1 and len(ids) < batch_size and followed:
+                head_of = {h.dest_key: h.id for h in followed}
                 taken: dict[str, int] = {}
                 blocked: set[str] = set()
                 room = batch_size - len(ids)
-                for row in (await session.execute(followers_stmt)).all():
+                for row in (await session.execute(_FOLLOWERS[pg], {"keys": list(head_of)})).all():
                     if room <= 0:
                         break
                     if row.id <= head_of[row.dest_key] or row.dest_key in blocked:
@@ -144,17 +187,10 @@ class OutboxQueue:
                     taken[row.dest_key] = taken.get(row.dest_key, 1) + 1
                     ids.append(row.id)
                     room -= 1
-            await session.execute(
-                update(o).where(o.id.in_(ids)).values(status="sending", lease_until=lease_until)
-            )
-            rows = (
-                await session.execute(
-                    select(o.id, o.platform, o.dest_key, o.destination, o.body, o.attempts)
-                    .where(o.id.in_(ids))
-                    .order_by(o.id)
-                )
-            ).all()
-        return [ClaimedRow(r.id, r.platform, r.dest_key, r.destination, r.body, r.attempts) for r in rows]
+            await session.execute(_LEASE, {"ids": ids, "lease_until": lease_until})
+            rows = (await session.execute(_CLAIMED, {"ids": ids})).all()
+        return [ClaimedRow(r.id, r.platform, r.dest_key, r.destination, r.body, r.attempts, r.tid,
+                           dict(r.settings or {}) if r.tid is not None else None) for r in rows]
 
     async def finish(self, outcome: Outcome, now: datetime) -> None:
         """Settle a batch in one transaction: sent, retry later, failed, or handed back untouched.
@@ -210,16 +246,8 @@ class OutboxQueue:
         Only heads count: rows queued behind a busy or backing-off head are "due" but not claimable, and
         waking for them would spin.
         """
-        o = OutboxMessage
-        earlier = aliased(OutboxMessage)
-        has_earlier = exists().where(
-            earlier.dest_key == o.dest_key, earlier.id < o.id, earlier.status.in_(ACTIVE)
-        )
         async with self.db.sessions() as session:
-            pending = await session.scalar(
-                select(func.min(o.next_attempt_at)).where(o.status == "pending", ~has_earlier)
-            )
-            leased = await session.scalar(select(func.min(o.lease_until)).where(o.status == "sending"))
+            pending, leased = (await session.execute(_NEXT_DUE)).one()
         times = [t for t in (pending, leased) if t is not None]
         return min(times) if times else None
 

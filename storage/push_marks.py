@@ -7,26 +7,11 @@ sees it, `设置` changes it in the same row, and no migration is needed. These 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.database import Database
-from storage.models import Member, Organisation, OutboxMessage, Team
-
-
-async def team_settings_of_row(db: Database, row_id: int) -> tuple[int, dict[str, Any]] | None:
-    """(team id, settings) of the team an outbox row was queued for; None for rows without a team."""
-    async with db.session() as session:
-        row = (
-            await session.execute(
-                select(Team.id, Team.settings)
-                .join(OutboxMessage, OutboxMessage.team_id == Team.id)
-                .where(OutboxMessage.id == row_id)
-            )
-        ).first()
-    return (int(row.id), dict(row.settings or {})) if row is not None else None
+from storage.models import Member, Organisation, Team
 
 
 async def lock_team(session: AsyncSession, team_id: int) -> tuple[Organisation, Team] | None:

@@ -183,11 +183,7 @@ class Store:
         """
         row = (
             await self.session.execute(
-                select(Organisation, Team, Member, Membership)
-                .join(Team, and_(Team.org_id == Organisation.id, Team.chat_id == chat_id))
-                .join(Member, and_(Member.org_id == Organisation.id, Member.user_id == user_id))
-                .join(Membership, and_(Membership.team_id == Team.id, Membership.member_id == Member.id))
-                .where(Organisation.platform == platform, Organisation.corp_key == org_key)
+                _BIND_KNOWN, {"platform": platform, "org_key": org_key, "chat_id": chat_id, "user_id": user_id}
             )
         ).first()
         if row is None:
@@ -456,7 +452,8 @@ class Store:
         return select(Customer).where(Customer.org_id == self.org.id, Customer.team_id == self.team.id)
 
     async def customer_by_norm(self, norm_name: str) -> Customer | None:
-        return (await self.session.execute(self._customers().where(Customer.norm_name == norm_name))).scalar_one_or_none()
+        params = {"org_id": self.org.id, "team_id": self.team.id, "norm_name": norm_name}
+        return (await self.session.execute(_CUSTOMER_BY_NORM, params)).scalar_one_or_none()
 
     async def customer_by_id(self, customer_id: int) -> Customer | None:
         return (await self.session.execute(self._customers().where(Customer.id == customer_id))).scalar_one_or_none()
@@ -863,6 +860,20 @@ def _outbox_insert(dialect: str, *, dedup: bool) -> Any:
     return stmt
 
 
+# The hottest reads as statements built once with bind parameters: building an ORM select per call
+# (column comparisons, cache key) cost more than executing it.
+_BIND_KNOWN = (
+    select(Organisation, Team, Member, Membership)
+    .join(Team, and_(Team.org_id == Organisation.id, Team.chat_id == bindparam("chat_id")))
+    .join(Member, and_(Member.org_id == Organisation.id, Member.user_id == bindparam("user_id")))
+    .join(Membership, and_(Membership.team_id == Team.id, Membership.member_id == Member.id))
+    .where(Organisation.platform == bindparam("platform"), Organisation.corp_key == bindparam("org_key"))
+)
+_CUSTOMER_BY_NORM = select(Customer).where(
+    Customer.org_id == bindparam("org_id"),
+    Customer.team_id == bindparam("team_id"),
+    Customer.norm_name == bindparam("norm_name"),
+)
 _AUDIT_INSERT = insert(AuditLog.__table__)
 _FOLLOWUP_INSERT = insert(FollowUp.__table__)
 _INBOUND_INSERTS: dict[str, Any] = {}

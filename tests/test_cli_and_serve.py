@@ -141,6 +141,13 @@ class TcpProxy:
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
+    async def drop_connections(self) -> None:
+        """Close every open connection but keep accepting new ones (a restart, a firewall timeout)."""
+        for writer in self.writers:
+            writer.close()
+        self.writers.clear()
+        await asyncio.sleep(0.05)
+
     async def cut(self) -> None:
         assert self.server is not None
         self.server.close()
@@ -166,6 +173,34 @@ async def test_healthz_answers_503_when_the_database_goes_away(pg_schema: str) -
         response = await client.get("/healthz")
         assert response.status == 503 and (await response.json())["database"] == "unreachable"
     await db.close()
+
+
+@pytest.mark.skipif(not PG_URL, reason="needs SALESBOT_TEST_PG_URL")
+async def test_a_command_after_the_database_dropped_idle_connections_just_works(
+    pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections idle past PING_AFTER_IDLE_S are checked before use, so a restart of PostgreSQL (or a
+    firewall that drops quiet connections) overnight costs the first rep of the morning nothing."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    import storage.engine
+
+    url = make_url(PG_URL)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    port = await proxy.start()
+    proxied = url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    db = Database.from_url(proxied, connect_args={"server_settings": {"search_path": pg_schema}, "timeout": 2})
+    try:
+        async with db.transaction() as store:
+            assert (await store.session.execute(text("SELECT 1"))).scalar() == 1
+        await proxy.drop_connections()
+        monkeypatch.setattr(storage.engine, "PING_AFTER_IDLE_S", 0.0)
+        async with db.transaction() as store:
+            assert (await store.session.execute(text("SELECT 2"))).scalar() == 2
+    finally:
+        await db.close()
+        await proxy.cut()
 
 
 async def test_healthz_reports_the_database(db: Database) -> None:
