@@ -153,6 +153,7 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._deferred = False
 
     # ----------------------------------------------------------------- lifecycle
     def wake(self) -> None:
@@ -192,12 +193,19 @@ class OutboxWorker:
                 pass
 
     async def _run(self) -> None:
+        woken = False
+        due: datetime | None = None
         while not self._stopping:
             self._wake.clear()
             timeout = self.poll_interval
             try:
+                self._deferred = False
                 await self.run_once()
-                due = await self.queue.next_due()
+                # When the next row falls due is read after a pass that put rows off (retries, rate
+                # limits) or that the timer started (backoffs and leases of other workers). A pass a
+                # commit woke, that sent all it claimed, changed nothing due later: keep the last answer.
+                if self._deferred or not woken:
+                    due = await self.queue.next_due()
                 if due is not None:
                     timeout = min(max((due - self.clock()).total_seconds(), 0.05), self.poll_interval)
             except asyncio.CancelledError:
@@ -208,8 +216,9 @@ class OutboxWorker:
                 break
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
+                woken = True
             except asyncio.TimeoutError:
-                pass
+                woken = False
             else:
                 # Woken by a commit: give the commits right behind it a moment to land, so that under
                 # load one claim takes many rows instead of each commit paying for a claim of its own.
@@ -233,6 +242,7 @@ class OutboxWorker:
                 break
             total += len(rows)
             outcome = await self._deliver_batch(rows)
+            self._deferred = self._deferred or bool(outcome.retries or outcome.released)
             if not self._claim_was_full(rows) and not outcome.failures:
                 # Everything claimable was in this batch, and no failure queued a notice meanwhile:
                 # no need for an empty claim to say so.

@@ -139,34 +139,71 @@ class Router:
             log.exception("command failed error_id=%s platform=%s msg_id=%s", error_id, msg.platform, msg.msg_id)
             return [Reply(f"抱歉，处理这条消息时出错了（错误编号 {error_id}）。请稍后再试，或把编号告诉管理员。")]
 
+    async def handle_queued(self, msgs: Sequence[IncomingMessage]) -> list[list[Reply]]:
+        """Run several recorded (queued) messages in one transaction: group commit under load.
+
+        Each message still has all of its effects or none. They run one after another in one
+        transaction; when one of them is refused or fails, the whole transaction rolls back, the ones
+        before it run again as a batch, it runs alone through `handle` (refusal recorded, or apology),
+        and the ones after it go on as a batch. So the cost of a refusal is one replay of the
+        messages ahead of it, while a batch that goes through pays for one BEGIN/COMMIT instead of one
+        per message, and the outbox wakes once for all of their replies.
+        """
+        if len(msgs) <= 1:
+            return [await self.handle(msg, queued=True) for msg in msgs]
+        done = 0
+        try:
+            async with self.db.transaction() as store:
+                results: list[list[Reply]] = []
+                for msg in msgs:
+                    results.append(await self._attempt_in(store, msg, self.clock(), True))
+                    done += 1
+            return results
+        except Exception as err:
+            if done >= len(msgs):  # the COMMIT itself failed (e.g. a deadlock with another replica)
+                log.info("batch of %d rolled back at commit (%s); running them one by one", len(msgs), type(err).__name__)
+                return [await self.handle(msg, queued=True) for msg in msgs]
+            if not isinstance(err, _Refused):
+                log.info("batch of %d rolled back at message %d (%s)", len(msgs), done + 1, type(err).__name__)
+            before = await self.handle_queued(msgs[:done])
+            alone = await self.handle(msgs[done], queued=True)
+            return [*before, alone, *(await self.handle_queued(msgs[done + 1 :]))]
+
     async def _attempt(self, msg: IncomingMessage, now: datetime, queued: bool, refusal: Reply | None = None) -> list[Reply]:
         async with self.db.transaction() as store:
-            if queued:
-                first = await store.finish_inbound(msg.platform, msg.msg_id, now)
-            else:
-                first = await store.record_inbound(msg.platform, msg.msg_id, msg.org_key, now)
-            if not first:
-                log.info("duplicate delivery ignored platform=%s msg_id=%s", msg.platform, msg.msg_id)
-                return []
-            try:
-                await store.bind(
-                    platform=msg.platform,
-                    org_key=msg.org_key,
-                    chat_id=msg.chat_id,
-                    chat_title=msg.chat_title,
-                    user_id=msg.user_id,
-                    user_name=msg.user_name,
-                    now=now,
-                    admin_ids=self.admin_ids,
-                    msg_id=msg.msg_id,
-                    private=msg.chat_type == "single",
-                )
-            except NoTeamYet:
-                return [Reply(NO_TEAM_YET)]
-            replies = [refusal] if refusal is not None else await self._run(store, msg, now)
-            if self.reply_sink is not None:
-                replies = await self.reply_sink(store, msg, replies, now)
-            return replies
+            return await self._attempt_in(store, msg, now, queued, refusal)
+
+    async def _attempt_in(
+        self, store: Store, msg: IncomingMessage, now: datetime, queued: bool, refusal: Reply | None = None
+    ) -> list[Reply]:
+        """One message inside an open transaction; `store` is (re)bound to its org, team and sender."""
+        store.unbind()  # nothing of the previous message of a batch carries over
+        if queued:
+            first = await store.finish_inbound(msg.platform, msg.msg_id, now)
+        else:
+            first = await store.record_inbound(msg.platform, msg.msg_id, msg.org_key, now)
+        if not first:
+            log.info("duplicate delivery ignored platform=%s msg_id=%s", msg.platform, msg.msg_id)
+            return []
+        try:
+            await store.bind(
+                platform=msg.platform,
+                org_key=msg.org_key,
+                chat_id=msg.chat_id,
+                chat_title=msg.chat_title,
+                user_id=msg.user_id,
+                user_name=msg.user_name,
+                now=now,
+                admin_ids=self.admin_ids,
+                msg_id=msg.msg_id,
+                private=msg.chat_type == "single",
+            )
+        except NoTeamYet:
+            return [Reply(NO_TEAM_YET)]
+        replies = [refusal] if refusal is not None else await self._run(store, msg, now)
+        if self.reply_sink is not None:
+            replies = await self.reply_sink(store, msg, replies, now)
+        return replies
 
     async def _run(self, store: Store, msg: IncomingMessage, now: datetime) -> list[Reply]:
         if len(msg.text) > MAX_TEXT_CHARS:

@@ -60,7 +60,7 @@ def is_sqlite(engine_or_url: AsyncEngine | str) -> bool:
     return name == "sqlite"
 
 
-def create_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 20, **kwargs: Any) -> AsyncEngine:
     url = async_url(url)
     if make_url(url).get_backend_name() == "sqlite":
         if make_url(url).database not in (None, "", ":memory:"):
@@ -69,7 +69,11 @@ def create_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngin
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         _tune_sqlite(engine)
         return engine
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, **kwargs)
+    # Connections beyond pool_size ("overflow") are closed as soon as they are returned, so a pool
+    # too small for the usual concurrency (callbacks being acknowledged, queue workers, the outbox)
+    # opens and closes a connection per request under load; 20 covers that, 10 more absorb peaks.
+    kwargs.setdefault("max_overflow", 10)
+    engine = create_async_engine(url, pool_size=pool_size, **kwargs)
     _ping_when_idle(engine)
     return engine
 

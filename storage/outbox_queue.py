@@ -120,15 +120,41 @@ def _claim_statements() -> tuple[dict[bool, Any], dict[bool, Any], Any, Any]:
         .order_by(o.id)
     )
     locked = {True: {"skip_locked": True, "of": o}}
+    # PostgreSQL: lease the heads and return them in one statement (UPDATE … WHERE id IN (SELECT …
+    # FOR UPDATE SKIP LOCKED) RETURNING …), the team's settings read by a subquery.
+    head_ids = (
+        select(o.id)
+        .where(o.status.in_(ACTIVE), _claimable(o, now), ~has_earlier)
+        .order_by(o.id)
+        .limit(bindparam("batch"))
+        .with_for_update(skip_locked=True)
+    )
+    lease_heads_pg = (
+        update(o)
+        .where(o.id.in_(head_ids.scalar_subquery()))
+        .values(status="sending", lease_until=bindparam("lease_until", type_=o.lease_until.type))
+        .returning(
+            o.id, o.platform, o.dest_key, o.destination, o.body, o.attempts, o.team_id.label("tid"),
+            select(Team.settings).where(Team.id == o.team_id).scalar_subquery().label("settings"),
+            has_later.label("has_later"),
+        )
+    )
     return (
         {pg: heads.with_for_update(**locked[pg]) if pg else heads for pg in (False, True)},
         {pg: followers.with_for_update(**locked[pg]) if pg else followers for pg in (False, True)},
         lease,
         claimed,
+        lease_heads_pg,
     )
 
 
-_HEADS, _FOLLOWERS, _LEASE, _CLAIMED = _claim_statements()
+_HEADS, _FOLLOWERS, _LEASE, _CLAIMED, _LEASE_HEADS_PG = _claim_statements()
+_MARK_SENT = (
+    update(OutboxMessage)
+    .where(OutboxMessage.id.in_(bindparam("ids", expanding=True)), OutboxMessage.status == "sending")
+    .values(status="sent", sent_at=bindparam("now", type_=OutboxMessage.sent_at.type), lease_until=None,
+            attempts=OutboxMessage.attempts + 1)
+)
 
 
 def _next_due_statement() -> Any:
@@ -142,6 +168,31 @@ def _next_due_statement() -> Any:
 
 
 _NEXT_DUE = _next_due_statement()
+
+
+async def _followers(
+    session: Any, heads: Sequence[Any], now: datetime, room: int, per_destination: int, pg: bool
+) -> list[int]:
+    """Ids of the due rows right behind `heads` (contiguous, at most `per_destination` per destination)."""
+    head_of = {h.dest_key: h.id for h in heads}
+    taken: dict[str, int] = {}
+    blocked: set[str] = set()
+    ids: list[int] = []
+    for row in (await session.execute(_FOLLOWERS[pg], {"keys": list(head_of)})).all():
+        if room <= 0:
+            break
+        if row.id <= head_of[row.dest_key] or row.dest_key in blocked:
+            continue
+        due = (row.status == "pending" and row.next_attempt_at <= now) or (
+            row.status == "sending" and row.lease_until is not None and row.lease_until <= now
+        )
+        if not due or taken.get(row.dest_key, 1) >= per_destination:
+            blocked.add(row.dest_key)  # keep each destination's claim contiguous
+            continue
+        taken[row.dest_key] = taken.get(row.dest_key, 1) + 1
+        ids.append(row.id)
+        room -= 1
+    return ids
 
 
 class OutboxQueue:
@@ -162,33 +213,35 @@ class OutboxQueue:
         """
         pg = not self.db.is_sqlite
         lease_until = now + timedelta(seconds=lease_seconds)
-        async with self.db.sessions() as session, session.begin():
-            heads = (await session.execute(_HEADS[pg], {"now": now, "batch": batch_size})).all()
-            if not heads:
+        if pg:
+            # One autocommitted statement leases the heads and returns them: heads are usually all
+            # there is (one reply per chat), and five round trips become one. Their followers cannot
+            # be taken by anyone else meanwhile (their head is active), so they come in a second step.
+            async with self.db.engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                params = {"now": now, "batch": batch_size, "lease_until": lease_until}
+                rows = list((await conn.execute(_LEASE_HEADS_PG, params)).all())
+            if not rows:
                 return []
-            ids: list[int] = [h.id for h in heads]
-            followed = [h for h in heads if h.has_later]
-            if per_destination > 1 and len(ids) < batch_size and followed:
-                head_of = {h.dest_key: h.id for h in followed}
-                taken: dict[str, int] = {}
-                blocked: set[str] = set()
-                room = batch_size - len(ids)
-                for row in (await session.execute(_FOLLOWERS[pg], {"keys": list(head_of)})).all():
-                    if room <= 0:
-                        break
-                    if row.id <= head_of[row.dest_key] or row.dest_key in blocked:
-                        continue
-                    due = (row.status == "pending" and row.next_attempt_at <= now) or (
-                        row.status == "sending" and row.lease_until is not None and row.lease_until <= now
-                    )
-                    if not due or taken.get(row.dest_key, 1) >= per_destination:
-                        blocked.add(row.dest_key)  # keep each destination's claim contiguous
-                        continue
-                    taken[row.dest_key] = taken.get(row.dest_key, 1) + 1
-                    ids.append(row.id)
-                    room -= 1
-            await session.execute(_LEASE, {"ids": ids, "lease_until": lease_until})
-            rows = (await session.execute(_CLAIMED, {"ids": ids})).all()
+            followed = [h for h in rows if h.has_later]
+            if per_destination > 1 and len(rows) < batch_size and followed:
+                async with self.db.sessions() as session, session.begin():
+                    ids = await _followers(session, followed, now, batch_size - len(rows), per_destination, pg)
+                    if ids:
+                        await session.execute(_LEASE, {"ids": ids, "lease_until": lease_until})
+                        rows += (await session.execute(_CLAIMED, {"ids": ids})).all()
+            rows.sort(key=lambda r: r.id)
+        else:
+            async with self.db.sessions() as session, session.begin():
+                heads = (await session.execute(_HEADS[pg], {"now": now, "batch": batch_size})).all()
+                if not heads:
+                    return []
+                ids = [h.id for h in heads]
+                followed = [h for h in heads if h.has_later]
+                if per_destination > 1 and len(ids) < batch_size and followed:
+                    ids += await _followers(session, followed, now, batch_size - len(ids), per_destination, pg)
+                await session.execute(_LEASE, {"ids": ids, "lease_until": lease_until})
+                rows = list((await session.execute(_CLAIMED, {"ids": ids})).all())
         return [ClaimedRow(r.id, r.platform, r.dest_key, r.destination, r.body, r.attempts, r.tid,
                            dict(r.settings or {}) if r.tid is not None else None) for r in rows]
 
@@ -199,35 +252,39 @@ class OutboxQueue:
         is not overwritten.
         """
         o = OutboxMessage
+        statements: list[tuple[Any, dict[str, Any]]] = []
+        if outcome.sent:
+            statements.append((_MARK_SENT, {"ids": outcome.sent, "now": now}))
+        if outcome.released:
+            statements.append(
+                (update(o).where(o.id.in_(outcome.released), o.status == "sending").values(status="pending", lease_until=None), {})
+            )
+        for retry in outcome.retries:
+            values: dict[str, Any] = {
+                "status": "pending",
+                "lease_until": None,
+                "next_attempt_at": retry.next_attempt_at,
+                "attempts": o.attempts + (1 if retry.count_attempt else 0),
+            }
+            if retry.error is not None:
+                values["last_error"] = retry.error[:2000]
+            statements.append((update(o).where(o.id == retry.id, o.status == "sending").values(**values), {}))
+        for failure in outcome.failures:
+            statements.append((
+                update(o)
+                .where(o.id == failure.id, o.status == "sending")
+                .values(status="failed", lease_until=None, last_error=failure.error[:2000], attempts=o.attempts + 1),
+                {},
+            ))
+        if len(statements) == 1 and not self.db.is_sqlite:
+            # The usual outcome ("all sent") is one statement: autocommit it (one round trip, not three).
+            async with self.db.engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.execute(*statements[0])
+            return
         async with self.db.sessions() as session, session.begin():
-            if outcome.sent:
-                await session.execute(
-                    update(o)
-                    .where(o.id.in_(outcome.sent), o.status == "sending")
-                    .values(status="sent", sent_at=now, lease_until=None, attempts=o.attempts + 1)
-                )
-            if outcome.released:
-                await session.execute(
-                    update(o)
-                    .where(o.id.in_(outcome.released), o.status == "sending")
-                    .values(status="pending", lease_until=None)
-                )
-            for retry in outcome.retries:
-                values: dict[str, Any] = {
-                    "status": "pending",
-                    "lease_until": None,
-                    "next_attempt_at": retry.next_attempt_at,
-                    "attempts": o.attempts + (1 if retry.count_attempt else 0),
-                }
-                if retry.error is not None:
-                    values["last_error"] = retry.error[:2000]
-                await session.execute(update(o).where(o.id == retry.id, o.status == "sending").values(**values))
-            for failure in outcome.failures:
-                await session.execute(
-                    update(o)
-                    .where(o.id == failure.id, o.status == "sending")
-                    .values(status="failed", lease_until=None, last_error=failure.error[:2000], attempts=o.attempts + 1)
-                )
+            for statement, params in statements:
+                await session.execute(statement, params)
 
     async def fail_destination(self, dest_key: str, error: str, now: datetime) -> int:
         """Fail every pending row of a destination the platform called broken (e.g. robot removed)."""

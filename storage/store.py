@@ -194,6 +194,10 @@ class Store:
             member.name = name[:64]
         return org, team, member, membership
 
+    def unbind(self) -> None:
+        """Forget the scope, so the next message of a batch sharing this transaction binds afresh."""
+        self._scope = None
+
     def bind_team(self, org: Organisation, team: Team) -> Scope:
         """Scope to a team with no acting member (scheduled jobs, operator commands)."""
         self._scope = Scope(org=org, team=team, actor=None, role="admin")

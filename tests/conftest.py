@@ -110,7 +110,7 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Pa
     else:
         if not pg_schema:
             pytest.skip("PostgreSQL tests need SALESBOT_TEST_PG_URL")
-        database = Database(pg_engine(pg_schema, pool_size=20))  # 40 connections at most: CI shares the server
+        database = Database(pg_engine(pg_schema, pool_size=20))  # 30 connections at most: CI shares the server
         await _truncate_pg(database)
     try:
         yield database

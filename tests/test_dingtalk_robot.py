@@ -299,3 +299,45 @@ async def test_a_message_waiting_in_a_live_replicas_queue_is_not_recovered_elsew
         assert (await busy.post_robot(*ding.robot_text_callback("认领 京东", "zhangsan", "张三")))[0] == 200
         async with running_bot(dingtalk_settings(ding), db, {"recover_every": None}) as other:
             assert await other.app[DINGTALK_KEY].recover(older_than_s=0) == 0
+
+
+async def test_a_burst_shares_one_transaction_and_a_refusal_inside_it_changes_nothing(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    """Under load the queued commands commit together; each still has all of its effects or none."""
+    from sqlalchemy import select
+
+    from storage.models import AuditLog, FollowUp
+
+    async with running_bot(dingtalk_settings(ding), db) as bot:
+        await say(bot, ding, "认领 北京华为技术有限公司", "zhangsan", "张三")
+        await say(bot, ding, "认领 小米科技", "lisi", "李四")
+    burst = [
+        ("跟进 华为 第一次拜访", "zhangsan", "张三"),
+        ("跟进 华为 我也去拜访了", "lisi", "李四"),  # refused: not the owner
+        ("跟进 小米 报价已发", "lisi", "李四"),
+        ("跟进 不存在的客户 随便写写", "zhangsan", "张三"),  # refused: no such customer
+        ("跟进 华为 第二次拜访 阶段:报价", "zhangsan", "张三"),
+    ]
+    callbacks = [ding.robot_text_callback(text, staff, nick) for text, staff, nick in burst]
+    before = len(ding.session_messages())
+    async with running_bot(dingtalk_settings(ding), db, PAUSED) as backed_up:
+        for headers, body in callbacks:
+            assert (await backed_up.post_robot(headers, body))[0] == 200
+        inbound = backed_up.app[DINGTALK_KEY]
+        inbound.start(workers=1, recover_every=None)  # the worker finds all five waiting
+        await backed_up.drain()
+        assert inbound.batch_sizes == {5: 1}
+    # One group, so one outbox destination: the replies arrive in the order the messages were sent.
+    answered = [text_of(r) for r in ding.session_messages()[before:]]
+    assert len(answered) == 5
+    assert "华为" in answered[0] and "阶段" not in answered[0]
+    assert "只有" in answered[1] and "负责人" in answered[1]
+    assert "小米" in answered[2]
+    assert "找不到客户" in answered[3]
+    assert "华为" in answered[4]
+    async with db.session() as s:
+        notes = (await s.execute(select(FollowUp.content).order_by(FollowUp.id))).scalars().all()
+        huawei = (await s.execute(select(Customer).where(Customer.name == "北京华为技术有限公司"))).scalar_one()
+        audits = (await s.execute(select(AuditLog.action).where(AuditLog.action == "followup"))).scalars().all()
+    assert list(notes) == ["第一次拜访", "报价已发", "第二次拜访"]
+    assert huawei.stage == "报价" and len(audits) == 3
+    assert {r.status for r in await inbound_rows(db)} == {"done"}

@@ -32,6 +32,7 @@ import json
 import logging
 import time
 import warnings
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -487,6 +488,8 @@ RECOVER_EVERY_S = 5.0
 RECOVER_LEASE_S = 60.0
 RECOVER_BATCH = 200
 ACK_PRIORITY_S = 0.02
+# Queued commands that share one transaction at most (see Router.handle_queued).
+BATCH_MAX = 32
 
 
 def default_queue_workers(db: Database) -> int:
@@ -512,6 +515,7 @@ class DingTalkInbound:
     recovered_once: asyncio.Event = field(default_factory=asyncio.Event)  # the start-up pass is done
     _acks: int = 0
     _acks_idle: asyncio.Event = field(default_factory=asyncio.Event)
+    batch_sizes: Counter[int] = field(default_factory=Counter)  # how many commands shared a transaction
 
     def __post_init__(self) -> None:
         self._acks_idle.set()
@@ -533,10 +537,12 @@ class DingTalkInbound:
     # ---------------------------------------------------------------- the queue
     def start(self, workers: int | None = None, *, recover_every: float | None = RECOVER_EVERY_S) -> None:
         """Start the queue's workers and (unless `recover_every` is None) the periodic recovery."""
-        self.queue = asyncio.Queue(QUEUE_MAX)
-        self._workers = default_queue_workers(self.db) if workers is None else workers
-        for n in range(self._workers):
+        if self.queue is None:  # a second start() adds workers to the same queue
+            self.queue = asyncio.Queue(QUEUE_MAX)
+        workers = default_queue_workers(self.db) if workers is None else workers
+        for n in range(self._workers, self._workers + workers):
             self._runners.append(asyncio.create_task(self._work(), name=f"dingtalk-inbound-{n}"))
+        self._workers += workers
         if recover_every is not None:
             self._runners.append(asyncio.create_task(self._recover_loop(recover_every), name="dingtalk-recover"))
 
@@ -592,24 +598,36 @@ class DingTalkInbound:
     async def _work(self) -> None:
         assert self.queue is not None
         while True:
-            msg = await self.queue.get()
+            batch = [await self.queue.get()]
             try:
                 if not self._acks_idle.is_set():
                     try:
                         await asyncio.wait_for(self._acks_idle.wait(), ACK_PRIORITY_S)
                     except asyncio.TimeoutError:
                         pass
-                await self.process(msg)
+                # Whatever queued up meanwhile runs in the same transaction (Router.handle_queued):
+                # at low load a batch is one message; under load the commit is shared.
+                while len(batch) < BATCH_MAX and not self.queue.empty():
+                    batch.append(self.queue.get_nowait())
+                self.batch_sizes[len(batch)] += 1
+                await self.process_batch(batch)
             except Exception:
                 # Stays "received": recovery retries it once it is stale.
-                log.exception("dingtalk inbound: processing failed msg_id=%s", msg.msg_id)
+                log.exception("dingtalk inbound: processing failed msg_ids=%s", ",".join(m.msg_id for m in batch))
             finally:
-                self.queued_ids.discard(msg.msg_id)
-                self.queue.task_done()
+                for msg in batch:
+                    self.queued_ids.discard(msg.msg_id)
+                    self.queue.task_done()
 
     async def process(self, msg: IncomingMessage) -> None:
         """Run a recorded command; its transaction marks the inbound row done with its effects."""
-        replies = await self.router.handle(msg, queued=True)
+        await self.process_batch([msg])
+
+    async def process_batch(self, msgs: list[IncomingMessage]) -> None:
+        for msg, replies in zip(msgs, await self.router.handle_queued(msgs)):
+            await self._settle_unanswered(msg, replies)
+
+    async def _settle_unanswered(self, msg: IncomingMessage, replies: list[Reply]) -> None:
         if replies:
             # The router's own apology (its transaction rolled back, the row is still "received") or
             # NO_TEAM_YET (committed): queue it, and settle a failed row so it is not retried.
