@@ -26,6 +26,7 @@ import asyncio
 import json
 import math
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -33,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import aiohttp
 
@@ -102,6 +103,20 @@ def proc_stats(pid: int) -> dict[str, float]:
             elif line.startswith("VmHWM:"):
                 hwm = int(line.split()[1]) / 1024
     return {"cpu_s": cpu, "rss_mb": rss, "peak_rss_mb": hwm}
+
+
+def machine_cpu_s() -> float:
+    """CPU seconds spent by the whole machine (all cores, every process, the kernel) so far."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def self_cpu_s() -> float:
+    """CPU seconds of this process: the load generator and the fake DingTalk."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def wait_up(url: str, timeout: float = 30) -> None:
@@ -220,7 +235,7 @@ async def main() -> None:
         name = f"salesbot_bench_{os.getpid()}"
         await admin.execute(f'CREATE DATABASE "{name}"')
         await admin.close()
-        db_url = base.rsplit("/", 1)[0] + "/" + name
+        db_url = urlunsplit(urlsplit(base)._replace(path="/" + name))  # keeps ?host=/run/postgresql (a socket)
     async with FakeDingTalk() as ding:
         env = {**os.environ, "SALESBOT_DATABASE_URL": db_url, "SALESBOT_DINGTALK_APP_KEY": ding.app_key,
                "SALESBOT_DINGTALK_APP_SECRET": ding.app_secret, "SALESBOT_DINGTALK_OAPI_BASE": ding.oapi_base,
@@ -249,13 +264,22 @@ async def main() -> None:
             idle = tree_stats(server.pid)
             writes = [(f"跟进 客户{reps[i % groups][0]} 第{i}次拜访，客户对报价有兴趣", *reps[i % groups]) for i in range(n)]
             reads = [("我的", *reps[(i + groups // 2) % groups]) for i in range(n)]
-            before = tree_stats(server.pid)
+            before, machine0, self0 = tree_stats(server.pid), machine_cpu_s(), self_cpu_s()
             write = await drive(url, ding, writes, args.concurrency, args.rate)
-            mid = tree_stats(server.pid)
+            mid, machine1, self1 = tree_stats(server.pid), machine_cpu_s(), self_cpu_s()
             read = await drive(url, ding, reads, args.concurrency, args.rate)
-            after = tree_stats(server.pid)
-            write["server_cpu_ms_per_request"] = round((mid["cpu_s"] - before["cpu_s"]) * 1000 / max(write["requests"], 1), 3)
-            read["server_cpu_ms_per_request"] = round((after["cpu_s"] - mid["cpu_s"]) * 1000 / max(read["requests"], 1), 3)
+            after, machine2, self2 = tree_stats(server.pid), machine_cpu_s(), self_cpu_s()
+            # Where the machine's CPU went, per request: the server, this process (load generator and
+            # fake DingTalk), and the rest — PostgreSQL and the kernel, on an otherwise quiet machine.
+            for phase, server_s, own_s, all_s in (
+                (write, mid["cpu_s"] - before["cpu_s"], self1 - self0, machine1 - machine0),
+                (read, after["cpu_s"] - mid["cpu_s"], self2 - self1, machine2 - machine1),
+            ):
+                n = max(phase["requests"], 1)
+                phase["server_cpu_ms_per_request"] = round(server_s * 1000 / n, 3)
+                phase["load_generator_and_fake_cpu_ms_per_request"] = round(own_s * 1000 / n, 3)
+                phase["machine_cpu_ms_per_request"] = round(all_s * 1000 / n, 3)
+                phase["rest_cpu_ms_per_request"] = round((all_s - server_s - own_s) * 1000 / n, 3)
             result: dict[str, Any] = {
                 "database": "sqlite" if args.db == "sqlite" else "postgresql",
                 "mode": f"open loop {args.rate:g} req/s" if args.rate else f"closed loop, concurrency {args.concurrency}",

@@ -154,9 +154,17 @@ class Router:
         done = 0
         try:
             async with self.db.transaction() as store:
+                # Mark the whole batch processed in one statement; a message someone else finished
+                # already (a replica, a recovery pass) is skipped, as in `_attempt_in`.
+                fresh: set[tuple[str, str]] = set()
+                for platform in {m.platform for m in msgs}:
+                    ids = [m.msg_id for m in msgs if m.platform == platform]
+                    fresh |= {(platform, i) for i in await store.finish_inbound_many(platform, ids, self.clock())}
                 results: list[list[Reply]] = []
                 for msg in msgs:
-                    results.append(await self._attempt_in(store, msg, self.clock(), True))
+                    first = (msg.platform, msg.msg_id) in fresh
+                    fresh.discard((msg.platform, msg.msg_id))  # a second copy in the batch is a re-delivery
+                    results.append(await self._attempt_in(store, msg, self.clock(), True, first=first))
                     done += 1
             return results
         except Exception as err:
@@ -174,14 +182,19 @@ class Router:
             return await self._attempt_in(store, msg, now, queued, refusal)
 
     async def _attempt_in(
-        self, store: Store, msg: IncomingMessage, now: datetime, queued: bool, refusal: Reply | None = None
+        self, store: Store, msg: IncomingMessage, now: datetime, queued: bool, refusal: Reply | None = None,
+        *, first: bool | None = None,
     ) -> list[Reply]:
-        """One message inside an open transaction; `store` is (re)bound to its org, team and sender."""
+        """One message inside an open transaction; `store` is (re)bound to its org, team and sender.
+
+        `first`: whether the message is new, when the caller recorded it already (a batch).
+        """
         store.unbind()  # nothing of the previous message of a batch carries over
-        if queued:
-            first = await store.finish_inbound(msg.platform, msg.msg_id, now)
-        else:
-            first = await store.record_inbound(msg.platform, msg.msg_id, msg.org_key, now)
+        if first is None:
+            if queued:
+                first = await store.finish_inbound(msg.platform, msg.msg_id, now)
+            else:
+                first = await store.record_inbound(msg.platform, msg.msg_id, msg.org_key, now)
         if not first:
             log.info("duplicate delivery ignored platform=%s msg_id=%s", msg.platform, msg.msg_id)
             return []

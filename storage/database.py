@@ -6,7 +6,8 @@ half-way leaves nothing behind; the outbox rows it enqueued roll back with it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,56 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.engine import create_engine, is_sqlite
 from storage.migrate import ensure_schema
+from storage.models import InboundMessage
 from storage.store import Store, inbound_insert, inbound_values
+
+_inbound = InboundMessage.__table__
+
+
+class GroupWriter:
+    """Group commit for acknowledgements: rows that arrive while a write is in flight go together
+    in the next one, so a burst of callbacks costs a few INSERTs and commits instead of one each.
+
+    At low load a row waits for nothing and is written alone, as before; under load it waits at most
+    for the write in flight. Each caller learns whether its own row was new — a second copy of a
+    (platform, msg_id) in the same group is a re-delivery like any other.
+    """
+
+    def __init__(self, write: Callable[[list[dict[str, Any]]], Awaitable[set[tuple[str, str]]]]) -> None:
+        self._write = write
+        self._waiting: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
+        self._busy = False
+        self._task: asyncio.Future[None] | None = None  # held: the loop keeps only weak references
+
+    async def add(self, row: dict[str, Any]) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((row, future))
+        if not self._busy:
+            self._busy = True
+            self._task = asyncio.ensure_future(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting, []
+                unique: dict[tuple[str, str], dict[str, Any]] = {}
+                for row, _ in group:
+                    unique.setdefault((row["platform"], row["msg_id"]), row)
+                try:
+                    new = await self._write(list(unique.values()))
+                except Exception as err:
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(err)
+                    continue
+                for row, future in group:
+                    key = (row["platform"], row["msg_id"])
+                    first = unique.get(key) is row
+                    if not future.done():
+                        future.set_result(first and key in new)
+        finally:
+            self._busy = False
 
 
 class Database:
@@ -25,6 +75,7 @@ class Database:
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._after_commit: list[Callable[[Store], None]] = []
         self.default_timezone = "Asia/Shanghai"
+        self._inbound_writer = GroupWriter(self._insert_inbound)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: object) -> "Database":
@@ -57,15 +108,19 @@ class Database:
         """
         values = inbound_values(platform, msg_id, org_key, now, status="received", payload=payload,
                                 lease_until=lease_until)
-        stmt = inbound_insert(self.engine.dialect.name)
+        return await self._inbound_writer.add(values)
+
+    async def _insert_inbound(self, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        """One INSERT for every acknowledgement waiting: (platform, msg_id) of the rows that were new."""
+        stmt = inbound_insert(self.engine.dialect.name).returning(_inbound.c.platform, _inbound.c.msg_id)
         if self.is_sqlite:
             async with self.engine.begin() as conn:
-                result = await conn.execute(stmt, values)
+                result = await conn.execute(stmt, rows)
         else:
             async with self.engine.connect() as conn:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                result = await conn.execute(stmt, values)
-        return bool(result.rowcount)
+                result = await conn.execute(stmt, rows)
+        return {(p, m) for p, m in result.all()}
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

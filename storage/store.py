@@ -18,6 +18,7 @@ from typing import Any, Literal, Sequence
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.models import (
     AuditLog,
@@ -280,6 +281,11 @@ class Store:
             _INBOUND_FINISH, {"p": platform, "m": msg_id, "new_status": status, "done_at": now}
         )
         return bool(result.rowcount)
+
+    async def finish_inbound_many(self, platform: str, msg_ids: Sequence[str], now: datetime) -> set[str]:
+        """`finish_inbound` for a batch of queued messages in one statement: the ids that were waiting."""
+        result = await self.session.execute(_INBOUND_FINISH_MANY, {"p": platform, "ids": list(msg_ids), "done_at": now})
+        return {msg_id for (msg_id,) in result.all()}
 
     async def claim_stale_inbound(
         self, platform: str, *, received_before: datetime, now: datetime, lease_until: datetime, limit: int = 100
@@ -631,17 +637,23 @@ class Store:
                 "created_at": now,
             },
         )
+        changes: dict[str, Any] = {}
         if stage:
-            customer.stage = stage
+            changes["stage"] = stage
         if amount_fen is not None:
-            customer.amount_fen = amount_fen
+            changes["amount_fen"] = amount_fen
         if next_on is not None:
-            customer.next_followup_on = next_on
+            changes["next_followup_on"] = next_on
         if status:
-            customer.status = status
-            customer.closed_at = now if status in ("won", "lost") else None
-        customer.last_activity_at = now
-        await self.session.flush()
+            changes["status"] = status
+            changes["closed_at"] = now if status in ("won", "lost") else None
+        changes["last_activity_at"] = now
+        # A Core UPDATE of just these columns (what the unit of work would write, without a flush of
+        # the whole session); the loaded object is told the new values as already stored.
+        params = {"customer_id": customer.id, **{f"new_{key}": value for key, value in changes.items()}}
+        await self.session.execute(_customer_update(tuple(changes)), params)
+        for key, value in changes.items():
+            set_committed_value(customer, key, value)
         after = {
             "stage": customer.stage,
             "amount_fen": customer.amount_fen,
@@ -878,6 +890,23 @@ _CUSTOMER_BY_NORM = select(Customer).where(
     Customer.team_id == bindparam("team_id"),
     Customer.norm_name == bindparam("norm_name"),
 )
+_CUSTOMER_UPDATES: dict[tuple[str, ...], Any] = {}
+
+
+def _customer_update(columns: tuple[str, ...]) -> Any:
+    """UPDATE customers SET <columns> WHERE id = :customer_id, built once per set of columns."""
+    stmt = _CUSTOMER_UPDATES.get(columns)
+    if stmt is None:
+        table = Customer.__table__
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("customer_id"))
+            .values({name: bindparam(f"new_{name}", type_=table.c[name].type) for name in columns})
+        )
+        _CUSTOMER_UPDATES[columns] = stmt
+    return stmt
+
+
 _AUDIT_INSERT = insert(AuditLog.__table__)
 _FOLLOWUP_INSERT = insert(FollowUp.__table__)
 _INBOUND_INSERTS: dict[str, Any] = {}
@@ -890,6 +919,18 @@ _INBOUND_FINISH = (
         _inbound.c.status == "received",
     )
     .values(status=bindparam("new_status"), processed_at=bindparam("done_at"))
+)
+
+
+_INBOUND_FINISH_MANY = (
+    update(_inbound)
+    .where(
+        _inbound.c.platform == bindparam("p"),
+        _inbound.c.msg_id.in_(bindparam("ids", expanding=True)),
+        _inbound.c.status == "received",
+    )
+    .values(status="done", processed_at=bindparam("done_at", type_=_inbound.c.processed_at.type))
+    .returning(_inbound.c.msg_id)
 )
 
 
