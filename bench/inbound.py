@@ -11,7 +11,8 @@ signature (the floor). Each callback carries a fresh sessionWebhook, so the repl
 posts there is matched to its request: "reply" latency runs from sending the callback to the fake
 receiving the reply. Prints JSON: requests/s, p50/p90/p99 of the HTTP answer and of the reply for a
 writing command (跟进 …) and a reading one (我的), server CPU time per request (outbox work included),
-idle and peak RSS, and the ratio to the bare handler.
+where the rest of the machine's CPU went (this process — load generator and fake — and everything else:
+PostgreSQL and the kernel), idle and peak RSS, and the ratio to the bare handler.
 
 Every rep talks in a group of their own, and there are enough groups that none gets over DingTalk's
 20 robot messages a minute: the outbox honours that limit, and a bench that ignored it would measure the

@@ -152,6 +152,7 @@ class Customer(Base):
 
 class Collaborator(Base):
     __tablename__ = "collaborators"
+    __table_args__ = (Index("ix_collaborators_member_id", "member_id"),)
 
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), primary_key=True)

@@ -674,21 +674,12 @@ class Store:
         return CustomerDetail(customer, owner, await self.collaborators(customer), [(f, m) for f, m in rows.all()])
 
     async def customers_of(self, member: Member, status: str = "active") -> list[Customer]:
-        rows = await self.session.execute(
-            self._customers()
-            .where(Customer.owner_id == member.id, Customer.status == status)
-            .order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on, Customer.last_activity_at.desc())
-        )
-        return list(rows.scalars().all())
+        params = {"org_id": self.org.id, "team_id": self.team.id, "member_id": member.id, "status": status}
+        return list((await self.session.execute(_CUSTOMERS_OF, params)).scalars().all())
 
     async def shared_with(self, member: Member) -> list[Customer]:
-        rows = await self.session.execute(
-            self._customers()
-            .join(Collaborator, Collaborator.customer_id == Customer.id)
-            .where(Collaborator.member_id == member.id, Customer.status == "active")
-            .order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on)
-        )
-        return list(rows.scalars().all())
+        params = {"org_id": self.org.id, "team_id": self.team.id, "member_id": member.id}
+        return list((await self.session.execute(_SHARED_WITH, params)).scalars().all())
 
     async def is_collaborator(self, customer: Customer, member: Member) -> bool:
         row = await self.session.execute(
@@ -885,10 +876,17 @@ _BIND_KNOWN = (
     .join(Membership, and_(Membership.team_id == Team.id, Membership.member_id == Member.id))
     .where(Organisation.platform == bindparam("platform"), Organisation.corp_key == bindparam("org_key"))
 )
-_CUSTOMER_BY_NORM = select(Customer).where(
-    Customer.org_id == bindparam("org_id"),
-    Customer.team_id == bindparam("team_id"),
-    Customer.norm_name == bindparam("norm_name"),
+_TEAM_CUSTOMERS = select(Customer).where(
+    Customer.org_id == bindparam("org_id"), Customer.team_id == bindparam("team_id")
+)
+_CUSTOMER_BY_NORM = _TEAM_CUSTOMERS.where(Customer.norm_name == bindparam("norm_name"))
+_CUSTOMERS_OF = _TEAM_CUSTOMERS.where(
+    Customer.owner_id == bindparam("member_id"), Customer.status == bindparam("status")
+).order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on, Customer.last_activity_at.desc())
+_SHARED_WITH = (
+    _TEAM_CUSTOMERS.join(Collaborator, Collaborator.customer_id == Customer.id)
+    .where(Collaborator.member_id == bindparam("member_id"), Customer.status == "active")
+    .order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on)
 )
 _CUSTOMER_UPDATES: dict[tuple[str, ...], Any] = {}
 
