@@ -100,11 +100,12 @@ class Database:
 
     async def queue_inbound(self, platform: str, msg_id: str, org_key: str, payload: Any, now: datetime,
                             lease_until: datetime | None = None) -> bool:
-        """`Store.queue_inbound` as a unit of work of its own, at the cost of one statement.
+        """`Store.queue_inbound` as a unit of work of its own, shared with the callbacks arriving with it.
 
         The webhook answers as soon as this returns, so it is the whole of an acknowledgement's
         database time: on PostgreSQL one autocommitted INSERT (one round trip instead of BEGIN,
-        INSERT, COMMIT, and no ORM session); on SQLite the usual BEGIN IMMEDIATE transaction.
+        INSERT, COMMIT, and no ORM session); on SQLite the usual BEGIN IMMEDIATE transaction. Rows
+        recorded while another INSERT is in flight go together in the next one (`GroupWriter`).
         """
         values = inbound_values(platform, msg_id, org_key, now, status="received", payload=payload,
                                 lease_until=lease_until)

@@ -341,3 +341,27 @@ async def test_a_burst_shares_one_transaction_and_a_refusal_inside_it_changes_no
     assert list(notes) == ["第一次拜访", "报价已发", "第二次拜访"]
     assert huawei.stage == "报价" and len(audits) == 3
     assert {r.status for r in await inbound_rows(db)} == {"done"}
+
+
+async def test_ten_reps_claiming_one_customer_in_one_burst_get_one_owner_and_nine_refusals(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    """撞单 inside a batch: every claim after the first is refused and names the owner; nothing half-written."""
+    from sqlalchemy import select
+
+    reps = [(f"rep{n}", f"销售{n}") for n in range(10)]
+    async with running_bot(dingtalk_settings(ding), db, PAUSED) as backed_up:
+        for staff, nick in reps:
+            headers, body = ding.robot_text_callback("认领 深圳市大疆创新科技有限公司", staff, nick)
+            assert (await backed_up.post_robot(headers, body))[0] == 200
+        inbound = backed_up.app[DINGTALK_KEY]
+        inbound.start(workers=1, recover_every=None)
+        await backed_up.drain()
+        assert inbound.batch_sizes == {10: 1}
+    answered = [text_of(r) for r in ding.session_messages()]
+    assert len(answered) == 10
+    assert "认领成功" in answered[0] and "@rep0" in answered[0]
+    assert all("撞单" in text and "@rep0" in text for text in answered[1:])
+    async with db.session() as s:
+        customers = (await s.execute(select(Customer))).scalars().all()
+        owner = (await s.execute(select(Member).where(Member.id == customers[0].owner_id))).scalar_one()
+    assert len(customers) == 1 and owner.user_id == "rep0"
+    assert {r.status for r in await inbound_rows(db)} == {"done"}
