@@ -28,8 +28,9 @@ from datetime import datetime
 from typing import Any
 
 from bot.delivery import OutgoingMessage, PermanentFailure
+from bot.settings import admin_ids_for
 from storage.database import Database
-from storage.push_marks import lock_team, org_admins, teams_with_any_setting
+from storage.push_marks import lock_team, org_admins, organisations_on, teams_with_any_setting
 
 log = logging.getLogger("salesbot.broken")
 
@@ -173,8 +174,13 @@ class BrokenPushes:
             store.bind_team(org, team)
             await store.update_team_settings({mark_key: mark, EPISODES_SETTING: episode}, now)
             recipients = [m.user_id for m in await store.team_leads()]
-            recipients += [m.user_id for m in await org_admins(store.session, org.id, self.admin_ids)]
-            recipients += list(self.admin_ids)
+            admin_ids = admin_ids_for(self.admin_ids, org.corp_key)
+            recipients += [m.user_id for m in await org_admins(store.session, org.id, admin_ids)]
+            if await organisations_on(store.session, platform) == 1:
+                # Configured admins who never wrote to the bot are told too — when the platform has one
+                # organisation. With several (WeCom corps, DingTalk tenants) a bare id may name someone
+                # else in another one, so only this organisation's members count.
+                recipients += sorted(admin_ids)
             user_ids = list(dict.fromkeys(u for u in recipients if u))
             log.warning("outbox: team %d %s marked broken (episode %d): %s", team.id, push.name, episode, category)
             if not user_ids:

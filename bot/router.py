@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from rapidfuzz import fuzz, process
 
 from bot.messages import IncomingMessage, Reply
+from bot.settings import admin_ids_for
 from handlers.commands import ROLE_RANK, Args, CommandSpec, UserError, role_refusal
 from storage.database import Database
 from storage.models import Member
@@ -78,7 +79,8 @@ class Router:
     ) -> None:
         self.db = db
         self.commands = list(commands)
-        self.admin_ids = frozenset(admin_ids)
+        self.admin_ids = tuple(admin_ids)
+        self._admins_of: dict[str, frozenset[str]] = {}
         self.reply_sink = reply_sink
         self.clock = clock
         self._by_word: list[tuple[str, CommandSpec]] = sorted(
@@ -207,7 +209,7 @@ class Router:
                 user_id=msg.user_id,
                 user_name=msg.user_name,
                 now=now,
-                admin_ids=self.admin_ids,
+                admin_ids=self._admins_in(msg.org_key),
                 msg_id=msg.msg_id,
                 private=msg.chat_type == "single",
             )
@@ -217,6 +219,12 @@ class Router:
         if self.reply_sink is not None:
             replies = await self.reply_sink(store, msg, replies, now)
         return replies
+
+    def _admins_in(self, org_key: str) -> frozenset[str]:
+        found = self._admins_of.get(org_key)
+        if found is None:
+            found = self._admins_of[org_key] = admin_ids_for(self.admin_ids, org_key)
+        return found
 
     async def _run(self, store: Store, msg: IncomingMessage, now: datetime) -> list[Reply]:
         if len(msg.text) > MAX_TEXT_CHARS:

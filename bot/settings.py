@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -275,3 +275,19 @@ def load_settings(
                 message = "未知的设置项"
             problems.append(_error_location(e["loc"], message))
         raise ConfigError("配置错误：\n" + "\n".join(problems)) from None
+
+
+def admin_ids_for(admins: Iterable[str], org_key: str) -> frozenset[str]:
+    """The user ids SALESBOT_ADMINS makes admins of organisation `org_key` (a corp id, "console").
+
+    A bare id counts in every organisation; `<corp id>:<user id>` only in that one. With several
+    corps, user ids are chosen per corp and may collide, hence the qualified form.
+    """
+    ids: set[str] = set()
+    for entry in admins:
+        org, sep, user = entry.partition(":")
+        if not sep:
+            ids.add(entry)
+        elif org == org_key and user:
+            ids.add(user)
+    return frozenset(ids)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Member, Organisation, Team
@@ -32,6 +32,11 @@ async def org_admins(session: AsyncSession, org_id: int, admin_ids: Iterable[str
         select(Member).where(Member.org_id == org_id, Member.active.is_(True), condition).order_by(Member.id)
     )
     return list(rows.scalars().all())
+
+
+async def organisations_on(session: AsyncSession, platform: str) -> int:
+    """How many organisations (corps, tenants) the bot knows on a platform."""
+    return int(await session.scalar(select(func.count()).select_from(Organisation).where(Organisation.platform == platform)) or 0)
 
 
 async def teams_with_any_setting(session: AsyncSession, keys: Iterable[str]) -> list[tuple[Organisation, Team]]:

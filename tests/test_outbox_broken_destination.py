@@ -156,3 +156,33 @@ async def test_dingtalk_keyword_rule_marks_the_custom_robot_broken(db: Database,
         await worker.run_once()
         assert (await rows(db))[-1].status == "sent"
         assert len(ding.work_notifications()) == 1
+
+
+async def test_a_broken_push_in_one_tenant_is_not_reported_to_an_admin_id_of_another(db: Database, http: aiohttp.ClientSession) -> None:
+    """SALESBOT_ADMINS holds bare user ids: with two organisations on DingTalk, "boss" of corp A is not
+    told about corp B's robot (B may have its own "boss", a different person)."""
+    async with FakeDingTalk() as ding:
+        await say(Router(db, all_commands(), admin_ids=("boss",)), "dingtalk", "corpA", "cidA", "你好", "boss", "老板")
+        setup = Router(db, all_commands(), admin_ids=("chief",))  # corp B's own admin sets up its group
+        await say(setup, "dingtalk", "corpB", "cidB", "你好", "lisi", "李四")
+        await say(setup, "dingtalk", "corpB", "cidB", "设置 主管 @李四", "chief", "主任")
+        url = ding.add_custom_robot("robotB", keywords=("销售",))
+        assert "自定义机器人" in await say(setup, "dingtalk", "corpB", "cidB", f"设置 钉钉机器人 {url} SECabcdef0123456789", "chief", "主任")
+        worker = OutboxWorker(db, {"dingtalk": DingTalkDeliverer(dingtalk_settings(ding), http, db=db)}, clock=lambda: NOW,
+                              admin_ids=("boss",))
+        team = {"kind": "team", "chat_id": "cidB"}
+        ding.fail_custom_robot("robotB", 310000, "keywords not in content")
+        await push(db, "dingtalk", "corpB", "cidB", team, ding_dest_key(team), "站会提醒")
+        await worker.run_once()
+        [notice] = ding.work_notifications()
+        assert notice.json["userid_list"].split(",") == ["lisi"]
+
+
+async def test_an_admin_id_qualified_by_corp_is_an_admin_there_only(db: Database) -> None:
+    """SALESBOT_ADMINS=corpA:boss: the same user id in corp B is a rep like any other."""
+    router = Router(db, all_commands(), admin_ids=("corpA:boss",))
+    await say(router, "dingtalk", "corpA", "cidA", "你好", "lisi", "李四")
+    assert "主管" in await say(router, "dingtalk", "corpA", "cidA", "设置 主管 @李四", "boss", "老板")
+    await say(router, "dingtalk", "corpB", "cidB", "你好", "wangwu", "王五")
+    refused = await say(router, "dingtalk", "corpB", "cidB", "设置 主管 @王五", "boss", "另一位老板")
+    assert "只有管理员" in refused
