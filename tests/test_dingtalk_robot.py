@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 
@@ -365,3 +366,38 @@ async def test_ten_reps_claiming_one_customer_in_one_burst_get_one_owner_and_nin
         owner = (await s.execute(select(Member).where(Member.id == customers[0].owner_id))).scalar_one()
     assert len(customers) == 1 and owner.user_id == "rep0"
     assert {r.status for r in await inbound_rows(db)} == {"done"}
+
+
+@pytest.mark.skipif(not os.environ.get("SALESBOT_TEST_PG_URL"), reason="needs SALESBOT_TEST_PG_URL")
+async def test_a_callback_that_cannot_be_recorded_gets_503_and_its_redelivery_runs_once(ding: FakeDingTalk, pg_schema: str) -> None:
+    """The database goes away: DingTalk is told to retry (nothing half-recorded); once it is back, the
+    re-delivery is recorded and runs once."""
+    from sqlalchemy.engine import make_url
+
+    from storage.database import Database
+    from tests.tcp_proxy import TcpProxy
+
+    url = make_url(os.environ["SALESBOT_TEST_PG_URL"])
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    port = await proxy.start()
+    proxied = url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    db = Database.from_url(proxied, connect_args={"server_settings": {"search_path": pg_schema}, "timeout": 2})
+    try:
+        async with running_bot(dingtalk_settings(ding), db, {"recover_every": None}) as bot:
+            assert (await bot.post_robot(*ding.robot_text_callback("认领 断库前科技", "zhangsan", "张三")))[0] == 200
+            await bot.drain()
+            await proxy.cut()
+            headers, body = ding.robot_text_callback("认领 断库中科技", "zhangsan", "张三", msg_id="m-outage")
+            status, text = await bot.post_robot(headers, body)
+            assert status == 503 and "retry" in text
+            await proxy.start(port)
+            status, _ = await bot.post_robot(headers, body)  # DingTalk re-delivers
+            assert status == 200
+            assert (await bot.post_robot(headers, body))[0] == 200  # and once more: still one effect
+            await bot.drain()
+        assert await count(db, Customer, Customer.name.in_(["断库前科技", "断库中科技"])) == 2
+        [reply] = [t for t in (text_of(r) for r in ding.session_messages()) if "断库中" in t]
+        assert "认领成功" in reply
+    finally:
+        await db.close()
+        await proxy.cut()
