@@ -20,7 +20,7 @@ from storage.goals import goal_progress
 from storage.models import Member
 from storage.points import top_helpers
 from storage.reports import ReportStore
-from storage.schedule_store import ScheduleStore
+from storage.schedule_store import ScheduleStore, teams_with_open_help
 from storage.store import Store
 
 log = logging.getLogger("salesbot.jobs")
@@ -245,6 +245,12 @@ async def run_escalation(store: Store, slot: Slot, schedule: TeamSchedule, now: 
         pushes.append(push)
     return pushes
 
+
+# Continuous jobs run every tick; where most teams have nothing for one, one query per tick names the
+# teams that may (instead of a transaction per team and minute — hundreds with hundreds of groups).
+CANDIDATES: dict[str, Callable[[Any], Awaitable[set[int]]]] = {  # (session) -> team ids
+    "escalation": teams_with_open_help,
+}
 
 RUNNERS: dict[str, Runner] = {
     "standup": run_standup,

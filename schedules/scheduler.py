@@ -20,6 +20,7 @@ from aiohttp import web
 
 from schedules.firing import FiringResult, fire
 from schedules.jobs import JOBS, TeamSchedule
+from schedules.runners import CANDIDATES
 from storage.database import Database
 from storage.schedule_store import all_teams, firings_since
 
@@ -66,11 +67,14 @@ class Scheduler:
         fired: list[FiringResult] = []
         async with self.db.session() as session:
             teams = await all_teams(session)
+            candidates = {job: await find(session) for job, find in CANDIDATES.items()}
         for org, team in teams:
             schedule = TeamSchedule.of(team.settings, org.timezone)
             for kind in JOBS.values():
                 try:
                     if kind.continuous:
+                        if kind.name in candidates and team.id not in candidates[kind.name]:
+                            continue
                         result = await fire(self.db, team.id, kind.name, now)
                         if result.pushes:
                             fired.append(result)

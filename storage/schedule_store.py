@@ -46,6 +46,12 @@ async def all_teams(session: AsyncSession, team_id: int | None = None) -> list[t
     return [(o, t) for o, t in rows.all()]
 
 
+async def teams_with_open_help(session: AsyncSession) -> set[int]:
+    """Teams with a help request nobody has taken: the only ones the escalation check can concern."""
+    rows = await session.execute(select(HelpRequest.team_id).where(HelpRequest.status == "open").distinct())
+    return {team_id for (team_id,) in rows.all()}
+
+
 async def find_teams(session: AsyncSession, name_or_chat: str) -> list[tuple[Organisation, Team]]:
     query = (
         select(Organisation, Team)

@@ -82,3 +82,23 @@ async def test_a_taken_request_is_not_escalated(bot, db: Database, clock) -> Non
     await bot.say("接 #1", user="李四")
     clock.set_local("2026-11-27 17:00")
     assert (await run_job(db, "escalation", clock.now)).pushes == []
+
+
+async def test_the_minute_tick_escalates_an_untaken_request(bot, db: Database, clock) -> None:
+    """Through the scheduler's tick (which only looks at teams with an open request), not `run_job`."""
+    from schedules.scheduler import Scheduler
+
+    clock.set_local("2026-11-30 08:00")
+    await bot.say("设置 主管 @李四", user="老板")
+    await bot.say("求助 需要一份报价模板", user="张三")
+    clock.set_local("2026-11-30 12:59")  # the working day starts at 09:00: due at 13:00
+    scheduler = Scheduler(db, clock=lambda: clock.now)
+    assert [f for f in await scheduler.tick() if f.job == "escalation"] == []
+    clock.set_local("2026-11-30 13:00")
+    [fired] = [f for f in await scheduler.tick() if f.job == "escalation"]
+    assert "求助 #1" in fired.pushes[0].message.text
+    clock.set_local("2026-12-01 09:00")
+    await bot.say("求助 客户要一份案例", user="张三")
+    await bot.say("接 2", user="王五")  # taken: nothing open in the team any more
+    clock.set_local("2026-12-01 14:00")
+    assert [f for f in await scheduler.tick() if f.job == "escalation"] == []
