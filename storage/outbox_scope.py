@@ -8,11 +8,11 @@ robot), so an admin's new webhook applies to messages already queued.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
 from storage.database import Database
-from typing import Any
-
 from storage.models import Organisation, OutboxMessage, Team
 
 
@@ -28,11 +28,17 @@ async def org_key_of_row(db: Database, row_id: int, platform: str) -> str | None
         ).scalar_one_or_none()
 
 
-async def team_settings(db: Database, team_id: int) -> dict[str, Any] | None:
-    """The settings of a team by id; None when the team is gone."""
+async def team_push_target(db: Database, team_id: int) -> tuple[str, str, dict[str, Any]] | None:
+    """(corp key of its organisation, group chat id, settings) of a team; None when the team is gone."""
     async with db.session() as session:
-        team = await session.get(Team, team_id)
-        return dict(team.settings or {}) if team is not None else None
+        row = (
+            await session.execute(
+                select(Organisation.corp_key, Team.chat_id, Team.settings)
+                .join(Organisation, Organisation.id == Team.org_id)
+                .where(Team.id == team_id)
+            )
+        ).first()
+    return (row.corp_key, row.chat_id, dict(row.settings or {})) if row is not None else None
 
 
 async def team_settings_by_chat(db: Database, platform: str, chat_id: str) -> dict[str, Any] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy import select
 
 from bot.adapters import wecom_ws
 from bot.delivery import OutgoingMessage
@@ -63,3 +64,28 @@ async def test_reconnects_after_a_drop_and_pushes_to_groups(ws_client: TestClien
     ]
     req = await fake.ws_push_text("帮助", "zhangsan", "grpSales")
     await fake.wait_for(lambda: fake.ws_replies(req))
+
+
+async def test_a_scheduled_push_reaches_a_group_without_a_webhook_over_the_connection(
+    ws_client: TestClient, fake: FakeWeCom, db: Database
+) -> None:
+    """Long-connection mode needs no group robot webhook for stand-up prompts: `aibot_send_msg` to the group."""
+    from datetime import datetime, timezone
+
+    from bot.outbox import OutboxWorker
+    from schedules.firing import fire
+    from storage.models import OutboxMessage, Team
+
+    req = await fake.ws_push_text("认领 北京华为技术有限公司", "zhangsan", "grpSales")
+    await fake.wait_for(lambda: fake.ws_replies(req))
+    async with db.session() as session:
+        team = (await session.execute(select(Team).where(Team.chat_id == "grpSales"))).scalar_one()
+    result = await fire(db, team.id, "standup", datetime.now(timezone.utc), force=True)
+    assert result.pushes
+    ad = adapter(ws_client)
+    await OutboxWorker(db, {"wecom": ad.deliverer}).run_once()
+    [sent] = fake.ws_sent_messages("grpSales")
+    assert sent["msgtype"] == "markdown" and "晨会" in sent["markdown"]["content"]
+    async with db.session() as session:
+        statuses = (await session.execute(select(OutboxMessage.status))).scalars().all()
+    assert "sent" in statuses and "failed" not in statuses

@@ -239,7 +239,11 @@ class WeComDeliverer:
         if kind == "webhook":
             await self.webhook.deliver(destination, message)
         elif kind == "team":
-            await self.webhook.deliver(await self._team_webhook(destination), message)
+            target = await self._team_target(destination)
+            if target["kind"] == "webhook":
+                await self.webhook.deliver(target, message)
+            else:
+                await self._send_ws(target, message)
         elif kind == "member":
             await self._send_app(destination, message)
         elif kind == "response_url":
@@ -260,15 +264,29 @@ class WeComDeliverer:
             self._webhook = WeComWebhookDeliverer(self.session, self.api_base)
         return self._webhook
 
-    async def _team_webhook(self, destination: dict[str, Any]) -> dict[str, Any]:
+    async def _team_target(self, destination: dict[str, Any]) -> dict[str, Any]:
+        """How a push reaches a team's group: its robot webhook (`设置 推送`) when set, else — in
+        long-connection mode, for a group of the corp the connection serves — `aibot_send_msg` to the
+        group's chat id (PLATFORMS.md §1a: the way to push into groups the bot is in)."""
         if self.database is None:
             raise PermanentFailure("team destination needs the database")
-        from storage.outbox_scope import team_settings
+        from storage.outbox_scope import team_push_target
 
-        key = ((await team_settings(self.database, int(destination["team_id"]))) or {}).get(WEBHOOK_SETTING)
-        if not key:
-            raise PermanentFailure("team has no group webhook (设置 推送 <webhook地址>)")
-        return {"kind": "webhook", "key": key}
+        found = await team_push_target(self.database, int(destination["team_id"]))
+        if found is None:
+            raise PermanentFailure("team no longer exists")
+        corp_key, chat_id, settings = found
+        key = settings.get(WEBHOOK_SETTING)
+        if key:
+            return {"kind": "webhook", "key": key}
+        if self.ws is not None and self._served_by_ws(corp_key):
+            return {"kind": "ws_chat", "chatid": chat_id}
+        raise PermanentFailure("team has no group webhook (设置 推送 <webhook地址>)")
+
+    def _served_by_ws(self, corp_key: str) -> bool:
+        """The long connection serves the default corp: keyed by its CorpID, or by the bot id without one."""
+        default = self.default_app.corp_id
+        return corp_key == default if default else corp_key not in self.apps
 
     # ------------------------------------------------------------------ app message/send
     async def _send_app(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
