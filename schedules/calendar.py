@@ -23,6 +23,8 @@ Dates given to these methods are dates *in the organisation's time zone*; :func:
 
 from __future__ import annotations
 
+import functools
+
 import logging
 import math
 import threading
@@ -186,13 +188,24 @@ class ChinaHolidayCalendar(WorkCalendar):
 
     def is_working_day(self, d: date) -> bool:
         d = _as_date(d)
-        try:
-            return bool(chinese_calendar.is_workday(d))
-        except NotImplementedError:
-            # The package signals "year outside my data" with NotImplementedError; its message wording is not
-            # an API, so only the type is relied upon. We pass a plain date, so no other cause applies.
+        known = _china_workday(d)
+        if known is None:
             _warn_fallback_once(d.year)
             return d.weekday() < 5
+        return known
+
+
+@functools.lru_cache(maxsize=4096)
+def _china_workday(d: date) -> bool | None:
+    """The package's answer, or None for a year outside its data. Memoised: the package scans its whole
+    holiday table on every call (to check the year is covered), and the minute tick asks about the same
+    few days once per team and job — with hundreds of teams that was most of the tick."""
+    try:
+        return bool(chinese_calendar.is_workday(d))
+    except NotImplementedError:
+        # The package signals "year outside my data" with NotImplementedError; its message wording is not
+        # an API, so only the type is relied upon. We pass a plain date, so no other cause applies.
+        return None
 
 
 _CALENDARS: dict[str, WorkCalendar] = {
