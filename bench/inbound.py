@@ -269,6 +269,15 @@ async def main() -> None:
             reps = [(f"rep{i:04d}", f"cid-{i:04d}") for i in range(groups)]
             # Warm-up: every rep claims one customer in their group (teams, members, first rows).
             warm = await drive(url, ding, [(f"认领 客户{u}有限公司", u, c) for u, c in reps], 10, None)
+            if args.db != "sqlite":
+                # A fresh database has no planner statistics; autovacuum would gather them within a minute,
+                # but a test machine may run PostgreSQL with autovacuum off. Without them the planner
+                # scans `members` for every command once it has a few hundred rows.
+                import asyncpg
+
+                conn = await asyncpg.connect(db_url)
+                await conn.execute("ANALYZE")
+                await conn.close()
             idle = tree_stats(server.pid)
             writes = [(f"跟进 客户{reps[i % groups][0]} 第{i}次拜访，客户对报价有兴趣", *reps[i % groups]) for i in range(n + w)]
             reads = [("我的", *reps[(i + groups // 2) % groups]) for i in range(n + w)]
