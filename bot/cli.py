@@ -187,6 +187,18 @@ async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
         if args.action == "upgrade":
             await migrate.upgrade(db.engine, args.revision)
             print(f"数据库已升级到 {await migrate.current_revision(db.engine)}")
+        elif args.action == "prune":
+            from datetime import datetime, timezone
+
+            from storage.housekeeping import prune_bookkeeping
+
+            days = args.days if args.days is not None else settings.retention_days
+            if days <= 0:
+                print("保留天数为 0：不清理。用 --days N 指定天数。")
+                return 0
+            removed = await prune_bookkeeping(db, datetime.now(timezone.utc), days)
+            print(f"已清理 {days} 天前已处理完的记录：消息去重 {removed['inbound_messages']} 条，"
+                  f"发送队列 {removed['outbox']} 条（审计日志和业务数据不受影响）。")
         elif args.action == "downgrade":
             await migrate.downgrade(db.engine, args.revision)
             print(f"数据库已降级到 {await migrate.current_revision(db.engine) or '空'}")
@@ -476,8 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--db", dest="sub_db")
 
     db = sub.add_parser("db", help="数据库迁移")
-    db.add_argument("action", choices=["upgrade", "downgrade", "current"])
+    db.add_argument("action", choices=["upgrade", "downgrade", "current", "prune"])
     db.add_argument("revision", nargs="?", default="head")
+    db.add_argument("--days", type=int, default=None, help="prune：保留天数（默认 SALESBOT_RETENTION_DAYS，30）")
     db.add_argument("--db", dest="sub_db")
 
     config = sub.add_parser("config", help="检查配置（密钥会被隐藏）")

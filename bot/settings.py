@@ -95,6 +95,8 @@ class Settings(BaseModel):
     log_level: str = "INFO"
     timezone: str = "Asia/Shanghai"
     reply_budget_ms: int = 1500
+    # Days to keep finished delivery bookkeeping (inbound dedup rows, sent/failed outbox rows); 0 keeps all.
+    retention_days: int = 30
 
     wecom_corp_id: str | None = None
     wecom_aibot_token: str | None = None
@@ -127,6 +129,13 @@ class Settings(BaseModel):
     def _split_admins(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(v.strip() for v in value.replace("，", ",").split(",") if v.strip())
+        return value
+
+    @field_validator("retention_days")
+    @classmethod
+    def _check_retention(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"必须是 0（不清理）或正整数（天数），当前 {value}")
         return value
 
     @field_validator("database_url")

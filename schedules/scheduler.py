@@ -23,6 +23,7 @@ from schedules.firing import FiringResult, fire
 from schedules.jobs import JOBS, TeamSchedule
 from schedules.runners import CANDIDATES
 from storage.database import Database
+from storage.housekeeping import prune_bookkeeping
 from storage.schedule_store import all_teams, firings_since
 
 log = logging.getLogger("salesbot.scheduler")
@@ -32,6 +33,7 @@ TICK_SECONDS = 60
 # Working out every team's due slots is pure computation (~45 µs a team); with hundreds of teams the
 # tick hands the loop back every this many teams so that callbacks and replies never wait long for it.
 YIELD_EVERY_TEAMS = 25
+HOUSEKEEPING_EVERY = timedelta(days=1)
 
 
 def utc_now() -> datetime:
@@ -46,6 +48,7 @@ class Scheduler:
         clock: Callable[[], datetime] = utc_now,
         grace: timedelta = GRACE,
         tick_seconds: int = TICK_SECONDS,
+        retention_days: int = 0,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -55,6 +58,10 @@ class Scheduler:
         # per tick. Only an optimisation — the database decides.
         self._settled: dict[tuple[str, int, str], datetime] = {}
         self._warmed = False
+        # Finished delivery bookkeeping older than this is deleted once a day (0: never); see
+        # storage.housekeeping. Every replica may do it: deleting what is gone already is harmless.
+        self.retention_days = retention_days
+        self._pruned_at: datetime | None = None
         self._aps = None
 
     async def warm_up(self, now: datetime) -> None:
@@ -114,11 +121,26 @@ class Scheduler:
             del self._settled[key]
 
     # ---------------------------------------------------------------- lifecycle
+    async def housekeeping(self, now: datetime | None = None) -> dict[str, int] | None:
+        """Prune finished bookkeeping when the last pass is a day old (or none ran yet); None if not due."""
+        now = now or self.clock()
+        if not self.retention_days or (self._pruned_at is not None and now - self._pruned_at < HOUSEKEEPING_EVERY):
+            return None
+        self._pruned_at = now
+        removed = await prune_bookkeeping(self.db, now, self.retention_days)
+        if any(removed.values()):
+            log.info("housekeeping: removed %s (older than %d days)", removed, self.retention_days)
+        return removed
+
     async def _tick_job(self) -> None:
         try:
             await self.tick()
         except Exception:
             log.exception("scheduler tick failed")
+        try:
+            await self.housekeeping()
+        except Exception:
+            log.exception("housekeeping failed; trying again tomorrow")
 
     def start(self) -> None:
         """Start ticking in the running event loop (the first tick now: catch-up on start)."""
@@ -148,10 +170,10 @@ SCHEDULER_KEY = web.AppKey("scheduler", Scheduler)
 
 def scheduler_component(app: web.Application) -> None:
     """Run the scheduler for the app's lifetime (after the database is open)."""
-    from bot.app import DATABASE_KEY
+    from bot.app import DATABASE_KEY, SETTINGS_KEY
 
     async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
-        scheduler = Scheduler(app[DATABASE_KEY])
+        scheduler = Scheduler(app[DATABASE_KEY], retention_days=app[SETTINGS_KEY].retention_days)
         app[SCHEDULER_KEY] = scheduler
         scheduler.start()
         yield
