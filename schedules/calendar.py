@@ -24,7 +24,6 @@ Dates given to these methods are dates *in the organisation's time zone*; :func:
 from __future__ import annotations
 
 import functools
-
 import logging
 import math
 import threading
