@@ -58,6 +58,11 @@ class WeComCorp(BaseModel):
     agent_id: int | None = None
     # Where this corp's API lives; defaults to SALESBOT_WECOM_API_BASE (a 私有化 deployment has its own host).
     api_base: str | None = None
+    # The AI bot over a long connection instead of HTTP callbacks (no public URL): its Bot ID and Secret.
+    aibot_mode: Literal["http", "websocket"] = "http"
+    aibot_bot_id: str | None = None
+    aibot_secret: str | None = None
+    aibot_ws_url: str | None = None  # defaults to SALESBOT_WECOM_AIBOT_WS_URL
 
     @field_validator("corp_id")
     @classmethod
@@ -80,8 +85,13 @@ class WeComCorp(BaseModel):
                 raise ValueError(f"{missing}: 缺少（与 {present} 配套）")
         if self.app_secret and self.agent_id is None:
             raise ValueError("agent_id: 缺少（发送应用消息需要，与 app_secret 配套）")
-        if not (self.aibot_token or self.app_token or self.app_secret):
-            raise ValueError("aibot_token: 至少需要配置 aibot_token/aibot_aes_key、app_token/app_aes_key 或 app_secret 之一")
+        if self.aibot_mode == "websocket" and not (self.aibot_bot_id and self.aibot_secret):
+            missing = "aibot_secret" if self.aibot_bot_id else "aibot_bot_id"
+            raise ValueError(f"{missing}: 缺少（长连接模式需要 aibot_bot_id 和 aibot_secret）")
+        if not (self.aibot_token or self.app_token or self.app_secret or self.aibot_mode == "websocket"):
+            raise ValueError(
+                "aibot_token: 至少需要配置 aibot_token/aibot_aes_key、app_token/app_aes_key、app_secret 或长连接模式之一"
+            )
         return self
 
 

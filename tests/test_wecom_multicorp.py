@@ -204,3 +204,9 @@ agent_id = 1000002
         load(good.replace('"ww2"', '"ww/2"'))
     with pytest.raises(ConfigError, match=r"wecom\.corps\[0\]\.agnet_id: 未知的设置项"):
         load(good.replace("agent_id", "agnet_id"))
+    long_connection = '\n[[wecom.corps]]\ncorp_id = "ww4"\naibot_mode = "websocket"\naibot_bot_id = "aib4"\n'
+    with pytest.raises(ConfigError, match=r"wecom\.corps\[0\]\.aibot_secret: 缺少（长连接模式"):
+        load(long_connection)
+    ws = load(long_connection + 'aibot_secret = "s4"\n').wecom_corps[0]
+    assert ws.aibot_mode == "websocket" and ws.aibot_bot_id == "aib4"
+    assert load(long_connection + 'aibot_secret = "s4"\n').masked()["wecom_corps"][0]["aibot_secret"] == "******"

@@ -89,3 +89,44 @@ async def test_a_scheduled_push_reaches_a_group_without_a_webhook_over_the_conne
     async with db.session() as session:
         statuses = (await session.execute(select(OutboxMessage.status))).scalars().all()
     assert "sent" in statuses and "failed" not in statuses
+
+
+async def test_each_corp_listed_in_the_file_gets_its_own_long_connection(
+    make_client: MakeClient, fake: FakeWeCom, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two corps without public URLs: each bot subscribes on its own connection, its reps' commands land in
+    its own organisation, and its groups' pushes go back over its own connection."""
+    from datetime import datetime, timezone
+
+    from bot.outbox import OutboxWorker
+    from bot.settings import WeComCorp
+    from schedules.firing import fire
+    from storage.models import Organisation, Team
+
+    monkeypatch.setattr(wecom_ws, "BACKOFF_INITIAL", 0.05)
+    async with FakeWeCom(corp_id="wwother", aibot_id="aibOther", aibot_secret="other-secret") as other:
+        settings = wecom_settings(
+            fake, wecom_aibot_token=None, wecom_aibot_aes_key=None, wecom_aibot_mode="websocket",
+            wecom_aibot_bot_id=fake.aibot_id, wecom_aibot_secret=fake.aibot_secret, wecom_aibot_ws_url=fake.ws_url,
+            wecom_corps=(WeComCorp(corp_id="wwother", aibot_mode="websocket", aibot_bot_id=other.aibot_id,
+                                   aibot_secret=other.aibot_secret, aibot_ws_url=other.ws_url),),
+        )
+        client = await make_client(settings=settings)
+        await fake.wait_for(lambda: fake.ws_connected)
+        await other.wait_for(lambda: other.ws_connected)
+
+        mine = await fake.ws_push_text("认领 北京华为技术有限公司", "zhangsan", "grpSales")
+        theirs = await other.ws_push_text("认领 北京华为技术有限公司", "zhangsan", "grpOther")
+        [a] = await fake.wait_for(lambda: fake.ws_replies(mine))
+        [b] = await other.wait_for(lambda: other.ws_replies(theirs))
+        # Same customer, same user id — two corps, two organisations: no 撞单 between them.
+        assert "认领成功" in a["body"]["stream"]["content"] and "认领成功" in b["body"]["stream"]["content"]
+        async with db.session() as session:
+            orgs = {o.corp_key for o in (await session.execute(select(Organisation))).scalars()}
+            team = (await session.execute(select(Team).where(Team.chat_id == "grpOther"))).scalar_one()
+        assert orgs == {"wwcorp", "wwother"}
+
+        await fire(db, team.id, "standup", datetime.now(timezone.utc), force=True)
+        await OutboxWorker(db, {"wecom": adapter(client).deliverer}).run_once()
+        [pushed] = other.ws_sent_messages("grpOther")
+        assert "晨会" in pushed["markdown"]["content"] and fake.ws_sent_messages() == []

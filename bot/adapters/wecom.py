@@ -230,7 +230,8 @@ class WeComAdapter:
         self.db: Any = None
         self.session: aiohttp.ClientSession | None = None
         self.deliverer: WeComDeliverer | None = None
-        self.ws: Any = None
+        self.ws: Any = None  # the default corp's long connection
+        self.ws_by_corp: dict[str, Any] = {}  # every long connection by the corp key its messages carry
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -242,8 +243,17 @@ class WeComAdapter:
         self.session = aiohttp.ClientSession()
         if s.wecom_aibot_mode == "websocket":
             self.ws = WeComLongConnection(
-                self.session, s.wecom_aibot_ws_url, s.wecom_aibot_bot_id or "", s.wecom_aibot_secret or "", self
+                self.session, s.wecom_aibot_ws_url, s.wecom_aibot_bot_id or "", s.wecom_aibot_secret or "", self,
+                corp=self.default,
             )
+            if s.wecom_corp_id:
+                self.ws_by_corp[s.wecom_corp_id] = self.ws
+        for corp in s.wecom_corps:
+            if corp.aibot_mode == "websocket":
+                self.ws_by_corp[corp.corp_id] = WeComLongConnection(
+                    self.session, corp.aibot_ws_url or s.wecom_aibot_ws_url, corp.aibot_bot_id or "",
+                    corp.aibot_secret or "", self, corp=self.corps[corp.corp_id],
+                )
         self.deliverer = WeComDeliverer(
             self.session,
             api_base=s.wecom_api_base,
@@ -252,14 +262,18 @@ class WeComAdapter:
             agent_id=s.wecom_agent_id,
             database=db,
             ws=self.ws,
+            ws_by_corp=self.ws_by_corp,
             corps=s.wecom_corps,
         )
-        if self.ws is not None:
-            self.ws.start()
+        for connection in self._connections():
+            connection.start()
+
+    def _connections(self) -> list[Any]:
+        return list(dict.fromkeys([c for c in (self.ws, *self.ws_by_corp.values()) if c is not None]))
 
     async def stop(self) -> None:
-        if self.ws is not None:
-            await self.ws.stop()
+        for connection in self._connections():
+            await connection.stop()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.session is not None:

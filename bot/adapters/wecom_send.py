@@ -8,7 +8,8 @@ Destinations (`kind`):
 * ``member``       ``{"kind": "member", "user_ids": [...], "corp_id": …}`` — app ``message/send`` with that
                    corp's cached token and agent id.
 * ``response_url`` ``{"kind": "response_url", "url": …}`` — the AI bot's one-shot reply URL (1 h).
-* ``ws_chat``      ``{"kind": "ws_chat", "chatid": …}`` — ``aibot_send_msg`` over the long connection.
+* ``ws_chat``      ``{"kind": "ws_chat", "chatid": …[, "corp_id": …]}`` — ``aibot_send_msg`` over that corp's long
+  connection (the default corp's without ``corp_id``).
 
 All HTTP goes through one aiohttp session; wechatpy's blocking clients are never used here.
 
@@ -102,7 +103,8 @@ def dest_key(destination: dict[str, Any]) -> str:
     if kind == "response_url":
         return f"wecom:response_url:{hashlib.sha256(str(destination['url']).encode()).hexdigest()[:16]}"
     if kind == "ws_chat":
-        return f"wecom:ws_chat:{destination['chatid']}"
+        corp = destination.get("corp_id")
+        return ("wecom:ws_chat:" if not corp else f"wecom:{corp}:ws_chat:") + str(destination["chatid"])
     return f"wecom:{kind}"
 
 
@@ -161,6 +163,7 @@ class WeComDeliverer:
         database: "Database | None" = None,
         webhook: Deliverer | None = None,
         ws: "WeComLongConnection | None" = None,
+        ws_by_corp: "dict[str, WeComLongConnection] | None" = None,
         tokens: TokenCache | None = None,
         corps: "Iterable[WeComCorp]" = (),
     ) -> None:
@@ -168,6 +171,7 @@ class WeComDeliverer:
         self.api_base = api_base.rstrip("/")
         self.database = database
         self.ws = ws
+        self.ws_by_corp = dict(ws_by_corp or {})
         self._webhook = webhook
         self.default_app = CorpApp(self, corp_id, app_secret, agent_id, tokens)
         # Every corp reachable by id, the default one too when it has an id.
@@ -279,14 +283,19 @@ class WeComDeliverer:
         key = settings.get(WEBHOOK_SETTING)
         if key:
             return {"kind": "webhook", "key": key}
-        if self.ws is not None and self._served_by_ws(corp_key):
-            return {"kind": "ws_chat", "chatid": chat_id}
+        if self._ws_for(corp_key) is not None:
+            return {"kind": "ws_chat", "chatid": chat_id, "corp_id": corp_key}
         raise PermanentFailure("team has no group webhook (设置 推送 <webhook地址>)")
 
-    def _served_by_ws(self, corp_key: str) -> bool:
-        """The long connection serves the default corp: keyed by its CorpID, or by the bot id without one."""
+    def _ws_for(self, corp_key: str | None) -> "WeComLongConnection | None":
+        """The long connection of a corp: its own, or the default corp's (keyed by its CorpID, or — set up
+        without one — by the bot id, which no configured corp has)."""
+        if corp_key and corp_key in self.ws_by_corp:
+            return self.ws_by_corp[corp_key]
         default = self.default_app.corp_id
-        return corp_key == default if default else corp_key not in self.apps
+        if not corp_key or (corp_key == default if default else corp_key not in self.apps):
+            return self.ws
+        return None
 
     # ------------------------------------------------------------------ app message/send
     async def _send_app(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
@@ -340,10 +349,13 @@ class WeComDeliverer:
 
     # ------------------------------------------------------------------ long connection
     async def _send_ws(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
-        if self.ws is None or not self.ws.connected:
+        ws = self._ws_for(destination.get("corp_id"))
+        if ws is None:
+            raise PermanentFailure(f"no long connection for corp {destination.get('corp_id')}")
+        if not ws.connected:
             raise RetryLater("long connection not established")
         content = truncate_bytes(render_markdown(message, native_mentions=True), MARKDOWN_MAX_BYTES)
-        await self.ws.send_markdown(str(destination["chatid"]), content)
+        await ws.send_markdown(str(destination["chatid"]), content)
 
     # ------------------------------------------------------------------ HTTP
     async def _call(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:

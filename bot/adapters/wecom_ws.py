@@ -44,8 +44,10 @@ class WeComLongConnection:
         heartbeat: float | None = None,
         backoff_initial: float | None = None,
         backoff_max: float | None = None,
+        corp: Any = None,
     ) -> None:
         self.session = session
+        self.corp = corp  # the corp whose bot this connection subscribes (its messages belong to it)
         self.url = url
         self.bot_id = bot_id
         self.secret = secret
@@ -63,7 +65,8 @@ class WeComLongConnection:
         return self._ws is not None and not self._ws.closed
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="wecom-long-connection")
+        corp = getattr(self.corp, "corp_id", None) or "default"
+        self._task = asyncio.create_task(self._run(), name=f"wecom-long-connection-{corp}")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -166,12 +169,12 @@ class WeComLongConnection:
 
         adapter = self.adapter
         try:
-            msg = await adapter.aibot_message(body, _Budget(), ws_req_id=req_id)
+            msg = await adapter.aibot_message(body, _Budget(), corp=self.corp, ws_req_id=req_id)
         except CallbackRejected as err:
             log.warning("long connection callback rejected reason=%s", err.reason)
             return
         if msg is None:
-            if await adapter._first_delivery(body):
+            if await adapter._first_delivery(body, self.corp):
                 await self._respond(req_id, UNSUPPORTED)
             return
         replies = await adapter.router.handle(msg)
@@ -185,7 +188,7 @@ class WeComLongConnection:
         if eventtype == "disconnected_event":
             log.warning("long connection replaced by another connection of this bot")
             return
-        if eventtype == "enter_chat" and await self.adapter._first_delivery(body):
+        if eventtype == "enter_chat" and await self.adapter._first_delivery(body, self.corp):
             await self._safe_request(
                 "aibot_respond_welcome_msg", req_id, {"msgtype": "text", "text": {"content": WELCOME}}
             )
