@@ -87,9 +87,10 @@ def _claimable(row: Any, now: datetime) -> Any:
 
 
 # The claim's statements, built once: the worker claims many times a second under load, and building
-# these (an aliased self-join, correlated EXISTS) cost more than running them. Index [pg]: PostgreSQL
-# locks what it reads (SKIP LOCKED); SQLite's BEGIN IMMEDIATE serialises claims already.
-def _claim_statements() -> tuple[dict[bool, Any], dict[bool, Any], Any, Any]:
+# these (an aliased self-join, correlated EXISTS) cost more than running them. PostgreSQL leases its heads
+# in one statement (`_LEASE_HEADS_PG`); SQLite selects them (`_HEADS`), its BEGIN IMMEDIATE serialising
+# claims. Followers are indexed [pg]: PostgreSQL locks what it reads (SKIP LOCKED).
+def _claim_statements() -> tuple[Any, dict[bool, Any], Any, Any, Any]:
     o = OutboxMessage
     earlier = aliased(OutboxMessage)
     later = aliased(OutboxMessage)
@@ -97,9 +98,10 @@ def _claim_statements() -> tuple[dict[bool, Any], dict[bool, Any], Any, Any]:
     # Whether a head has rows queued behind it: when none has, the followers query is skipped.
     has_later = exists().where(later.dest_key == o.dest_key, later.id > o.id, later.status.in_(ACTIVE))
     now = bindparam("now", type_=o.next_attempt_at.type)
+    is_head = (o.status.in_(ACTIVE), _claimable(o, now), ~has_earlier)  # due, nothing unsettled before it
     heads = (
         select(o.id, o.dest_key, has_later.label("has_later"))
-        .where(o.status.in_(ACTIVE), _claimable(o, now), ~has_earlier)
+        .where(*is_head)
         .order_by(o.id)
         .limit(bindparam("batch"))
     )
@@ -119,16 +121,9 @@ def _claim_statements() -> tuple[dict[bool, Any], dict[bool, Any], Any, Any]:
         .where(o.id.in_(bindparam("ids", expanding=True)))
         .order_by(o.id)
     )
-    locked = {True: {"skip_locked": True, "of": o}}
     # PostgreSQL: lease the heads and return them in one statement (UPDATE … WHERE id IN (SELECT …
     # FOR UPDATE SKIP LOCKED) RETURNING …), the team's settings read by a subquery.
-    head_ids = (
-        select(o.id)
-        .where(o.status.in_(ACTIVE), _claimable(o, now), ~has_earlier)
-        .order_by(o.id)
-        .limit(bindparam("batch"))
-        .with_for_update(skip_locked=True)
-    )
+    head_ids = select(o.id).where(*is_head).order_by(o.id).limit(bindparam("batch")).with_for_update(skip_locked=True)
     lease_heads_pg = (
         update(o)
         .where(o.id.in_(head_ids.scalar_subquery()))
@@ -140,8 +135,8 @@ def _claim_statements() -> tuple[dict[bool, Any], dict[bool, Any], Any, Any]:
         )
     )
     return (
-        {pg: heads.with_for_update(**locked[pg]) if pg else heads for pg in (False, True)},
-        {pg: followers.with_for_update(**locked[pg]) if pg else followers for pg in (False, True)},
+        heads,
+        {False: followers, True: followers.with_for_update(skip_locked=True, of=o)},
         lease,
         claimed,
         lease_heads_pg,
@@ -233,7 +228,7 @@ class OutboxQueue:
             rows.sort(key=lambda r: r.id)
         else:
             async with self.db.sessions() as session, session.begin():
-                heads = (await session.execute(_HEADS[pg], {"now": now, "batch": batch_size})).all()
+                heads = (await session.execute(_HEADS, {"now": now, "batch": batch_size})).all()
                 if not heads:
                     return []
                 ids = [h.id for h in heads]

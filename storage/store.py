@@ -79,6 +79,13 @@ class NoTeamYet(LookupError):
     """A private chat from someone who has never spoken in a team's group: we cannot scope them."""
 
 
+def _role_of(actor: Member, membership: Membership, admin_ids: frozenset[str]) -> Role:
+    """Admin by flag or by SALESBOT_ADMINS, else the member's role in this team."""
+    if actor.is_admin or actor.user_id in admin_ids:
+        return "admin"
+    return "lead" if membership.role == "lead" else "rep"
+
+
 class Store:
     def __init__(self, session: AsyncSession, *, default_timezone: str = "Asia/Shanghai") -> None:
         self.session = session
@@ -138,10 +145,7 @@ class Store:
             known = await self._bind_known(platform, org_key, chat_id, user_id, user_name)
             if known is not None:
                 org, team, actor, membership = known
-                if actor.is_admin or user_id in admin_ids:
-                    role = "admin"
-                elif membership.role == "lead":
-                    role = "lead"
+                role = _role_of(actor, membership, admin_ids)
                 self._scope = Scope(org=org, team=team, actor=actor, role=role, msg_id=msg_id)
                 return self._scope
         org = await self.ensure_org(platform, org_key, now)
@@ -166,10 +170,7 @@ class Store:
         if user_id is not None:
             actor = actor or await self.ensure_member(org, user_id, user_name or user_id, now)
             membership = await self.ensure_membership(team, actor, now)
-            if actor.is_admin or user_id in admin_ids:
-                role = "admin"
-            elif membership.role == "lead":
-                role = "lead"
+            role = _role_of(actor, membership, admin_ids)
         self._scope = Scope(org=org, team=team, actor=actor, role=role, msg_id=msg_id)
         return self._scope
 

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.adapters.dingtalk import DELIVERER_KEY, DINGTALK_KEY, DingTalkDeliverer, dingtalk_component
 from bot.app import build_app
@@ -19,6 +19,7 @@ from bot.outbox import OutboxWorker
 from bot.settings import Settings
 from storage.database import Database
 from storage.models import OutboxMessage
+from tests.db_helpers import count  # noqa: F401  (re-exported for the DingTalk tests)
 from tests.fakes.dingtalk import FakeDingTalk
 
 
@@ -94,11 +95,6 @@ async def drain(db: Database, deliverer: DingTalkDeliverer) -> list[OutboxMessag
             await session.execute(select(OutboxMessage).where(OutboxMessage.id.in_(before)).order_by(OutboxMessage.id))
         ).scalars()
         return list(rows)
-
-
-async def count(db: Database, model: type, *where: Any) -> int:
-    async with db.session() as session:
-        return (await session.execute(select(func.count()).select_from(model).where(*where))).scalar_one()
 
 
 async def outbox_rows(db: Database) -> list[OutboxMessage]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.adapters.console import ConsoleDeliverer
 from bot.delivery import OutgoingMessage
@@ -14,6 +14,7 @@ from bot.outbox import OutboxWorker
 from schedules.scheduler import Scheduler
 from storage.database import Database
 from storage.models import AuditLog, Customer, InboundMessage, OutboxMessage, Team
+from tests.db_helpers import count
 
 
 async def _queue(db: Database, platform: str, text: str, now) -> None:  # type: ignore[no-untyped-def]
@@ -24,11 +25,6 @@ async def _queue(db: Database, platform: str, text: str, now) -> None:  # type: 
         store.bind_team(org, team)
         await store.enqueue(platform=platform, destination={"kind": "team", "chat_id": team.chat_id},
                             dest_key=f"{platform}:{text}", body=OutgoingMessage(text).to_json(), now=now)
-
-
-async def _count(db: Database, model: type) -> int:
-    async with db.session() as session:
-        return int((await session.execute(select(func.count()).select_from(model))).scalar_one())
 
 
 async def test_month_old_bookkeeping_goes_and_everything_else_stays(bot, db: Database, clock) -> None:  # type: ignore[no-untyped-def]
@@ -46,7 +42,7 @@ async def test_month_old_bookkeeping_goes_and_everything_else_stays(bot, db: Dat
     await bot.say("跟进 华为 十月拜访", user="张三")
     await _queue(db, "console", "十月的站会提醒", clock.now)
     await worker.run_once()
-    audits, customers = await _count(db, AuditLog), await _count(db, Customer)
+    audits, customers = await count(db, AuditLog), await count(db, Customer)
 
     scheduler = Scheduler(db, clock=lambda: clock.now, retention_days=30)
     removed = await scheduler.housekeeping()
@@ -57,7 +53,7 @@ async def test_month_old_bookkeeping_goes_and_everything_else_stays(bot, db: Dat
         inbound = (await session.execute(select(InboundMessage.received_at))).scalars().all()
     assert left == [("pending", "还没发出的消息"), ("sent", "十月的站会提醒")]
     assert inbound and all(at >= clock.now - timedelta(days=30) for at in inbound)
-    assert (await _count(db, AuditLog), await _count(db, Customer)) == (audits, customers)
+    assert (await count(db, AuditLog), await count(db, Customer)) == (audits, customers)
 
     assert await scheduler.housekeeping() is None  # once a day
     clock.advance(days=1)
@@ -69,10 +65,10 @@ async def test_rows_younger_than_the_retention_are_kept(bot, db: Database, clock
 
     clock.set_local("2026-09-01 10:00")
     await bot.say("我的", user="张三")
-    before = await _count(db, InboundMessage)
+    before = await count(db, InboundMessage)
     assert await prune_bookkeeping(db, clock.now + timedelta(days=10), keep_days=30) == {"outbox": 0, "inbound_messages": 0}
     removed = await prune_bookkeeping(db, clock.now + timedelta(days=31), keep_days=30)
-    assert removed["inbound_messages"] == before and await _count(db, InboundMessage) == 0
+    assert removed["inbound_messages"] == before and await count(db, InboundMessage) == 0
 
 
 def test_salesbot_db_prune_on_the_command_line(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.adapters.wecom import WECOM_KEY, wecom_component
 from bot.app import build_app
 from bot.settings import Settings
 from storage.database import Database
 from storage.models import Customer, InboundMessage, OutboxMessage
+from tests.db_helpers import count
 from tests.fakes.wecom import FakeWeCom
 
 AIBOT_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -82,11 +83,6 @@ async def client(make_client: MakeClient) -> TestClient:
 
 def adapter(client: TestClient) -> Any:
     return client.server.app[WECOM_KEY]
-
-
-async def count(db: Database, model: type) -> int:
-    async with db.transaction() as store:
-        return (await store.session.execute(select(func.count()).select_from(model))).scalar_one()
 
 
 async def outbox_rows(db: Database) -> list[OutboxMessage]:
