@@ -18,7 +18,7 @@ import statistics
 import sys
 import time
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -29,13 +29,13 @@ from storage.database import Database
 from storage.engine import create_engine
 from storage.schedule_store import all_teams
 
-NOW = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)  # 18:00 Asia/Shanghai, a Friday
+NOW = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)  # 18:00 Asia/Shanghai, a Friday
 TEAMS, REPS = 50, 20
 STAGES = ("线索", "初访", "需求确认", "报价", "谈判")
 
 
 def _naive(dt: datetime) -> datetime:
-    return dt.astimezone(timezone.utc).replace(tzinfo=None)
+    return dt.astimezone(UTC).replace(tzinfo=None)
 
 
 async def seed(pg_url: str, schema: str, customers: int, followups: int, history_days: int) -> None:

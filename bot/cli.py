@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC
 from typing import Any
 
 from bot.app import open_database
@@ -188,7 +189,7 @@ async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
             await migrate.upgrade(db.engine, args.revision)
             print(f"数据库已升级到 {await migrate.current_revision(db.engine)}")
         elif args.action == "prune":
-            from datetime import datetime, timezone
+            from datetime import datetime
 
             from storage.housekeeping import prune_bookkeeping
 
@@ -196,7 +197,7 @@ async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
             if days <= 0:
                 print("保留天数为 0：不清理。用 --days N 指定天数。")
                 return 0
-            removed = await prune_bookkeeping(db, datetime.now(timezone.utc), days)
+            removed = await prune_bookkeeping(db, datetime.now(UTC), days)
             print(f"已清理 {days} 天前已处理完的记录：消息去重 {removed['inbound_messages']} 条，"
                   f"发送队列 {removed['outbox']} 条（审计日志和业务数据不受影响）。")
         elif args.action == "downgrade":
@@ -223,10 +224,10 @@ async def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 # ------------------------------------------------------------------ admin
 @command("admin")
 async def cmd_admin(args: argparse.Namespace, settings: Settings) -> int:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     async with prepared_database(settings) as db:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         async with db.transaction() as store:
             org = await store.ensure_org(args.platform, args.org, now)
             member = await store.ensure_member(org, args.user_id, args.name or args.user_id, now)
@@ -240,7 +241,7 @@ async def cmd_admin(args: argparse.Namespace, settings: Settings) -> int:
 @command("team")
 async def cmd_team(args: argparse.Namespace, settings: Settings) -> int:
     """`salesbot team set-webhook <地址> --chat <群 chatid>`: the team's group-robot push (WeCom)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from handlers.admin import mask_key, set_team_webhook, webhook_key_from
     from handlers.commands import UserError
@@ -255,7 +256,7 @@ async def cmd_team(args: argparse.Namespace, settings: Settings) -> int:
         print("请用 --org 指定企业 CorpID（或设置 SALESBOT_WECOM_CORP_ID）", file=sys.stderr)
         return 2
     async with prepared_database(settings) as db:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         async with db.transaction() as store:
             org = await store.ensure_org("wecom", org_key, now)
             team = await store.get_team(org, args.chat)
@@ -273,7 +274,7 @@ async def cmd_team(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
     """Status of the send queue, or requeue failed messages. Never prints webhook keys or tokens:
     rows are shown by id and their non-secret `dest_key`, errors as the deliverers wrote them (masked)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from storage.outbox_queue import OutboxQueue
 
@@ -283,7 +284,7 @@ async def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
             if not args.failed and not args.ids:
                 print("请指定要重发的消息编号，或用 --failed 重发全部失败消息。例如：salesbot outbox retry 42", file=sys.stderr)
                 return 2
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             if args.failed:
                 # --failed means "the cause is fixed": also lift the broken-push marks (bot.broken),
                 # or the requeued rows would fail fast again without being tried.
@@ -308,7 +309,7 @@ async def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
 # ------------------------------------------------------------------- jobs
 @command("jobs")
 async def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from bot.messages import render_mentions
     from schedules.calendar import local_now
@@ -317,7 +318,7 @@ async def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
     from storage.schedule_store import all_teams, find_teams
 
     async with prepared_database(settings) as db:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         async with db.session() as session:
             teams = await (find_teams(session, args.team) if args.team else all_teams(session))
         if not teams:
@@ -395,13 +396,13 @@ class _RollBack(Exception):
 
 async def run_import(db: Database, args: argparse.Namespace, now: Any = None) -> tuple[int, str]:
     """`salesbot import customers …` on an open database: (exit code, report or error line)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
     from pathlib import Path
     from zoneinfo import ZoneInfo
 
     from handlers.excel_io import SheetError, apply_import, import_report, plan_import
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     # One transaction: the good rows all go in together or not at all; a dry run rolls back.
     try:
         async with db.transaction() as store:
@@ -421,12 +422,12 @@ async def run_import(db: Database, args: argparse.Namespace, now: Any = None) ->
 
 async def run_export(db: Database, args: argparse.Namespace, now: Any = None) -> tuple[int, str]:
     """`salesbot export customers|followups|points …` on an open database: (exit code, message)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
     from pathlib import Path
 
     from handlers.excel_io import SheetError, export_rows, write_workbook
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     async with db.transaction() as store:
         team = await _bind_team(store, args, now, create=False)
         if team is None:

@@ -31,11 +31,11 @@ class OutgoingMessage:
         return {"text": self.text, "title": self.title, "names": dict(self.names)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "OutgoingMessage":
+    def from_json(cls, data: dict[str, Any]) -> OutgoingMessage:
         return cls(text=data["text"], title=data.get("title"), names=dict(data.get("names") or {}))
 
     @classmethod
-    def from_reply(cls, reply: Reply) -> "OutgoingMessage":
+    def from_reply(cls, reply: Reply) -> OutgoingMessage:
         return cls(text=reply.text, title=reply.title, names=dict(reply.names))
 
 

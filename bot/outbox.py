@@ -26,7 +26,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -35,7 +35,7 @@ from bot.broken import BrokenPushes, blocked_reason
 from bot.delivery import Deliverer, OutgoingMessage, PermanentFailure, RateLimit, RetryLater, split_text
 from bot.ratelimit import SlidingWindowLimiter
 from storage.database import Database
-from storage.outbox_queue import ClaimedRow, Failure, Outcome, OutboxQueue, Retry
+from storage.outbox_queue import ClaimedRow, Failure, OutboxQueue, Outcome, Retry
 from storage.store import Store
 
 log = logging.getLogger("salesbot.outbox")
@@ -44,7 +44,7 @@ Clock = Callable[[], datetime]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 async def enqueue_message(
@@ -185,7 +185,7 @@ class OutboxWorker:
         self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
+        except (TimeoutError, asyncio.CancelledError):
             task.cancel()
             try:
                 await task
@@ -217,7 +217,7 @@ class OutboxWorker:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
                 woken = True
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 woken = False
             else:
                 # Woken by a commit: give the commits right behind it a moment to land, so that under

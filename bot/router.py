@@ -15,7 +15,7 @@ import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from rapidfuzz import fuzz, process
 
@@ -75,7 +75,7 @@ class Router:
         *,
         admin_ids: Iterable[str] = (),
         reply_sink: ReplySink | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.db = db
         self.commands = list(commands)

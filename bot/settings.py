@@ -78,7 +78,7 @@ class WeComCorp(BaseModel):
         return _aes_key(value, "")  # the location already names the key
 
     @model_validator(mode="after")
-    def _check_groups(self) -> "WeComCorp":
+    def _check_groups(self) -> WeComCorp:
         for a, b in (("aibot_token", "aibot_aes_key"), ("app_token", "app_aes_key")):
             if bool(getattr(self, a)) != bool(getattr(self, b)):
                 missing, present = (b, a) if getattr(self, a) else (a, b)
@@ -172,7 +172,7 @@ class Settings(BaseModel):
         return _aes_key(value, ENV_PREFIX + info.field_name.upper())
 
     @model_validator(mode="after")
-    def _check_groups(self) -> "Settings":
+    def _check_groups(self) -> Settings:
         pairs = [
             ("wecom_aibot_token", "wecom_aibot_aes_key"),
             ("wecom_app_token", "wecom_app_aes_key"),

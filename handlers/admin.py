@@ -232,5 +232,6 @@ async def configure(msg: IncomingMessage, args: Args, store: Store, now: datetim
 
 # Platform-specific settings register themselves in SETTINGS on import.
 from handlers import dingtalk_robot as _dingtalk_robot  # noqa: E402,F401
+
 # Schedule settings (晨会, 总结, 日报, 复盘, 公海, 点名, 日历, 升级) register themselves on import.
 from handlers import standup as _standup  # noqa: E402,F401

@@ -58,7 +58,7 @@ class Args:
     text: str
     raw: str
     options: dict[str, str] = field(default_factory=dict)
-    mentions: list["Member"] = field(default_factory=list)
+    mentions: list[Member] = field(default_factory=list)
 
     @property
     def words(self) -> list[str]:

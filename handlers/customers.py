@@ -22,8 +22,8 @@ from handlers.common import (
     local_today,
     names_of,
     resolve_customer,
-    yuan,
     who,
+    yuan,
 )
 from handlers.dates import format_date
 from handlers.names import find_near_matches, normalise_company_name

@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.messages import IncomingMessage, Reply
-from handlers.amounts import AmountError, format_amount, parse_amount
 from handlers import points
+from handlers.amounts import AmountError, format_amount, parse_amount
 from handlers.commands import Args, CommandSet, UserError
 from handlers.common import (
     OPEN_STAGES,

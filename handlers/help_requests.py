@@ -10,8 +10,8 @@ import re
 from datetime import datetime
 
 from bot.messages import IncomingMessage, Reply
-from handlers.commands import Args, CommandSet, UserError
 from handlers import points
+from handlers.commands import Args, CommandSet, UserError
 from handlers.common import days_ago_text, names_of, resolve_customer, who
 from storage.models import Customer
 from storage.store import HelpView, Store

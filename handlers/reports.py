@@ -7,10 +7,11 @@ numbers. Text is light markdown that reads well on a phone (short lines, one fac
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from bot.delivery import OutgoingMessage
 from bot.messages import mention

@@ -12,12 +12,12 @@ wall clock of the organisation's time zone; working days come from the team's ca
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from schedules.calendar import at_local, calendar_for, local_now
 
-_UTC = timezone.utc
+_UTC = UTC
 
 WEEKDAY_NAMES = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
 
@@ -59,7 +59,7 @@ class TeamSchedule:
     tz: str
 
     @classmethod
-    def of(cls, settings: dict[str, Any] | None, tz: str) -> "TeamSchedule":
+    def of(cls, settings: dict[str, Any] | None, tz: str) -> TeamSchedule:
         merged = {**DEFAULTS, **(settings or {})}
         calendar = merged["calendar"] if merged["calendar"] in ("cn", "weekdays") else "cn"
         return cls(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -50,8 +50,8 @@ Runner = Callable[[Store, Slot, TeamSchedule, datetime], Awaitable[list[Push]]]
 
 
 def _utc_day(day: date, tz: str) -> tuple[datetime, datetime]:
-    start = at_local(day, time(0), tz).astimezone(timezone.utc)
-    end = at_local(day + timedelta(days=1), time(0), tz).astimezone(timezone.utc)
+    start = at_local(day, time(0), tz).astimezone(UTC)
+    end = at_local(day + timedelta(days=1), time(0), tz).astimezone(UTC)
     return start, end
 
 

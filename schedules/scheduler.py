@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
@@ -37,7 +37,7 @@ HOUSEKEEPING_EVERY = timedelta(days=1)
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Scheduler:
@@ -146,7 +146,7 @@ class Scheduler:
         """Start ticking in the running event loop (the first tick now: catch-up on start)."""
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-        self._aps = AsyncIOScheduler(timezone=timezone.utc)
+        self._aps = AsyncIOScheduler(timezone=UTC)
         self._aps.add_job(
             self._tick_job,
             "interval",

@@ -78,7 +78,7 @@ class Database:
         self._inbound_writer = GroupWriter(self._insert_inbound)
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: object) -> "Database":
+    def from_url(cls, url: str, **kwargs: object) -> Database:
         return cls(create_engine(url, **kwargs))  # type: ignore[arg-type]
 
     @property

@@ -69,7 +69,7 @@ class Outcome:
     released: list[int]
 
     @classmethod
-    def empty(cls) -> "Outcome":
+    def empty(cls) -> Outcome:
         return cls([], [], [], [])
 
 

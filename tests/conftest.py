@@ -9,7 +9,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,7 @@ DATABASES = ["sqlite", "postgresql"]
 class FakeClock:
     """The bot's notion of now; tests move it instead of sleeping."""
 
-    now: datetime = field(default_factory=lambda: datetime(2026, 11, 27, 2, 0, tzinfo=timezone.utc))
+    now: datetime = field(default_factory=lambda: datetime(2026, 11, 27, 2, 0, tzinfo=UTC))
 
     def __call__(self) -> datetime:
         return self.now
@@ -43,7 +43,7 @@ class FakeClock:
     def set_local(self, text_: str, tz: str = "Asia/Shanghai") -> datetime:
         from zoneinfo import ZoneInfo
 
-        self.now = datetime.fromisoformat(text_).replace(tzinfo=ZoneInfo(tz)).astimezone(timezone.utc)
+        self.now = datetime.fromisoformat(text_).replace(tzinfo=ZoneInfo(tz)).astimezone(UTC)
         return self.now
 
 

@@ -6,13 +6,14 @@ import asyncio
 import os
 import subprocess
 import sys
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
 
 from bot.app import build_app
-from sqlalchemy import select
 from bot.settings import ConfigError, load_settings
 from storage.database import Database
 from tests.tcp_proxy import TcpProxy
@@ -170,14 +171,14 @@ async def test_healthz_reports_the_database(db: Database) -> None:
 
 async def test_a_console_teams_scheduled_push_is_printed_by_the_service(db: Database) -> None:
     import io
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from bot.adapters.console import ConsoleDeliverer
     from bot.delivery import OutgoingMessage
     from bot.outbox import OutboxWorker
     from storage.models import OutboxMessage
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with db.transaction() as store:
         org = await store.ensure_org("console", "console", now)
         team = await store.ensure_team(org, "销售一组", "销售一组", now)

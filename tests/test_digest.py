@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from decimal import Decimal
 
 from bot.messages import IncomingMessage
@@ -81,10 +82,10 @@ async def test_on_wecom_each_lead_gets_the_digest_as_a_direct_message(db: Databa
 
 
 def test_goal_progress_is_shown_only_when_goals_exist() -> None:
-    from datetime import date, datetime, timezone
+    from datetime import date, datetime
 
     empty = DigestNumbers({}, [], [], [], {})
-    now = datetime(2026, 11, 27, 10, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 27, 10, tzinfo=UTC)
     assert "目标" not in manager_digest("一组", date(2026, 11, 27), empty, now, pool_days=30).text
     text = manager_digest(
         "一组", date(2026, 11, 27), empty, now, pool_days=30,

@@ -143,9 +143,10 @@ async def test_admins_configure_point_values(bot, db) -> None:
 
 
 async def test_top_helpers_for_the_weekly_retro(bot, db, clock) -> None:
+    from datetime import date
+
     from storage.goals import local_bounds
     from storage.points import top_helpers
-    from datetime import date
 
     for i in range(1, 4):
         await bot.say(f"求助 问题{i}", user="张三")

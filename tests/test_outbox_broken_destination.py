@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -33,7 +33,7 @@ from tests.wecom_support import fake  # noqa: F401  (fixture)
 
 KEY = "oldkey-0123456789abcdef"
 NEW_KEY = "newkey-0123456789abcdef"
-NOW = datetime(2025, 3, 3, 1, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
 _ids = itertools.count(1)
 
 

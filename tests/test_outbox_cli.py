@@ -11,7 +11,7 @@ import pytest
 from bot import cli
 from bot.outbox import utcnow
 from storage.database import Database
-from storage.outbox_queue import Failure, Outcome, OutboxQueue
+from storage.outbox_queue import Failure, OutboxQueue, Outcome
 from tests.outbox_helpers import enqueue_texts
 
 KEY = "cli-robot-key-very-secret"

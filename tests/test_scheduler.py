@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -15,7 +15,7 @@ from storage.database import Database
 from tests.conftest import PG_URL, pg_engine
 from tests.schedule_helpers import outbox, plain, run_job
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def cn(**settings) -> TeamSchedule:  # type: ignore[no-untyped-def]

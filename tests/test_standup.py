@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from storage.database import Database
 from tests.schedule_helpers import run_job, texts
 

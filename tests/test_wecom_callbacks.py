@@ -13,12 +13,37 @@ from bot.delivery import OutgoingMessage, PermanentFailure
 from storage.database import Database
 from tests.fakes.wecom import FakeWeCom, WeComCrypto
 from tests.test_fake_wecom import (
-    V1_CORP, V1_GET, V1_KEY, V1_POST_ENCRYPT, V1_POST_NONCE, V1_POST_SIG, V1_POST_TS, V1_TOKEN,
-    V3_CORP, V3_DECRYPT_ENCRYPT, V3_ECHOSTR, V3_KEY, V3_TOKEN,
+    V1_CORP,
+    V1_GET,
+    V1_KEY,
+    V1_POST_ENCRYPT,
+    V1_POST_NONCE,
+    V1_POST_SIG,
+    V1_POST_TS,
+    V1_TOKEN,
+    V3_CORP,
+    V3_DECRYPT_ENCRYPT,
+    V3_ECHOSTR,
+    V3_KEY,
+    V3_TOKEN,
 )
 from tests.wecom_support import (  # noqa: F401  (fixtures)
-    AIBOT_KEY, WALL, Customer, InboundMessage, MakeClient, OutboxMessage, adapter, client, count, fake,
-    make_client, outbox_rows, post_aibot, post_app, say, wecom_settings,
+    AIBOT_KEY,
+    WALL,
+    Customer,
+    InboundMessage,
+    MakeClient,
+    OutboxMessage,
+    adapter,
+    client,
+    count,
+    fake,
+    make_client,
+    outbox_rows,
+    post_aibot,
+    post_app,
+    say,
+    wecom_settings,
 )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -39,7 +39,7 @@ def test_cli_sets_the_team_webhook(tmp_path: Path, capsys: pytest.CaptureFixture
         await db.prepare()
         async with db.transaction() as store:
             await store.bind(platform="wecom", org_key="wwcorp", chat_id="grp1", chat_title="一组", user_id=None,
-                             user_name=None, now=datetime.now(timezone.utc))
+                             user_name=None, now=datetime.now(UTC))
         await db.close()
 
     async def team_settings() -> dict:

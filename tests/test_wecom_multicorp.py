@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -133,7 +133,7 @@ async def test_late_app_reply_is_queued_for_its_corp(
 
 async def test_direct_messages_go_through_their_corps_app(db: Database, fakes: tuple[FakeWeCom, FakeWeCom]) -> None:
     a, b = fakes
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     member = {"kind": "member", "user_ids": ["zhangsan"]}
     for corp, text in (("wwA", "给 A 的张三"), ("wwB", "给 B 的张三")):
         async with db.transaction() as store:  # as a schedule queues it: no corp in the destination

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC
 from typing import Any
 
 import aiohttp
@@ -90,11 +91,11 @@ class RecordingWebhook:
 async def test_webhook_kinds_delegate_to_the_webhook_deliverer(
     session: aiohttp.ClientSession, fake: FakeWeCom, db: Any
 ) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     hook = RecordingWebhook()
     deliverer = WeComDeliverer(session, api_base=fake.base_url, database=db, webhook=hook)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with db.transaction() as store:
         await store.bind(platform="wecom", org_key="wwcorp", chat_id="grp", chat_title="一组", user_id=None,
                          user_name=None, now=now)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
@@ -11,7 +13,13 @@ from bot.delivery import OutgoingMessage
 from storage.database import Database
 from tests.fakes.wecom import FakeWeCom
 from tests.wecom_support import (  # noqa: F401  (fixtures)
-    Customer, MakeClient, adapter, count, fake, make_client, wecom_settings,
+    Customer,
+    MakeClient,
+    adapter,
+    count,
+    fake,
+    make_client,
+    wecom_settings,
 )
 
 
@@ -70,7 +78,7 @@ async def test_a_scheduled_push_reaches_a_group_without_a_webhook_over_the_conne
     ws_client: TestClient, fake: FakeWeCom, db: Database
 ) -> None:
     """Long-connection mode needs no group robot webhook for stand-up prompts: `aibot_send_msg` to the group."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from bot.outbox import OutboxWorker
     from schedules.firing import fire
@@ -80,7 +88,7 @@ async def test_a_scheduled_push_reaches_a_group_without_a_webhook_over_the_conne
     await fake.wait_for(lambda: fake.ws_replies(req))
     async with db.session() as session:
         team = (await session.execute(select(Team).where(Team.chat_id == "grpSales"))).scalar_one()
-    result = await fire(db, team.id, "standup", datetime.now(timezone.utc), force=True)
+    result = await fire(db, team.id, "standup", datetime.now(UTC), force=True)
     assert result.pushes
     ad = adapter(ws_client)
     await OutboxWorker(db, {"wecom": ad.deliverer}).run_once()
@@ -96,7 +104,7 @@ async def test_each_corp_listed_in_the_file_gets_its_own_long_connection(
 ) -> None:
     """Two corps without public URLs: each bot subscribes on its own connection, its reps' commands land in
     its own organisation, and its groups' pushes go back over its own connection."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from bot.outbox import OutboxWorker
     from bot.settings import WeComCorp
@@ -126,7 +134,7 @@ async def test_each_corp_listed_in_the_file_gets_its_own_long_connection(
             team = (await session.execute(select(Team).where(Team.chat_id == "grpOther"))).scalar_one()
         assert orgs == {"wwcorp", "wwother"}
 
-        await fire(db, team.id, "standup", datetime.now(timezone.utc), force=True)
+        await fire(db, team.id, "standup", datetime.now(UTC), force=True)
         await OutboxWorker(db, {"wecom": adapter(client).deliverer}).run_once()
         [pushed] = other.ws_sent_messages("grpOther")
         assert "晨会" in pushed["markdown"]["content"] and fake.ws_sent_messages() == []

@@ -35,7 +35,7 @@ import warnings
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -373,7 +373,7 @@ class DingTalkDeliverer:
             async with self.http.post(f"{self.api}/v1.0/oauth2/accessToken", json=body, timeout=HTTP_TIMEOUT) as resp:
                 data = await resp.json(content_type=None)
                 status = resp.status
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as err:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as err:
             raise RetryLater(f"access token request failed: {type(err).__name__}") from None
         if status >= 500:
             raise RetryLater(f"access token request: HTTP {status}")
@@ -388,7 +388,7 @@ class DingTalkDeliverer:
                 if resp.status >= 500 or resp.status == 429:
                     raise RetryLater(f"HTTP {resp.status}")
                 data = await resp.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+        except (TimeoutError, aiohttp.ClientError) as err:
             raise RetryLater(f"network error: {type(err).__name__}") from None
         except ValueError:
             raise RetryLater("answer is not JSON") from None
@@ -443,7 +443,7 @@ class DingTalkDeliverer:
                         data = await resp.json(content_type=None)
                     except ValueError:
                         data = None
-            except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+            except (TimeoutError, aiohttp.ClientError) as err:
                 raise RetryLater(f"network error: {type(err).__name__}") from None
             if 200 <= status < 300:
                 return data if isinstance(data, dict) else {}
@@ -505,7 +505,7 @@ class DingTalkInbound:
     db: Database
     router: Router
     deliverer_max_bytes: Callable[[dict[str, Any]], int]
-    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     wall_clock: Callable[[], float] = time.time
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     queue: asyncio.Queue[IncomingMessage] | None = None
@@ -551,7 +551,7 @@ class DingTalkInbound:
         if self.queue is not None and self._workers:
             try:
                 await asyncio.wait_for(self.queue.join(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("dingtalk inbound: %d queued messages left for recovery", self.queue.qsize())
         for task in self._runners:
             task.cancel()
@@ -603,7 +603,7 @@ class DingTalkInbound:
                 if not self._acks_idle.is_set():
                     try:
                         await asyncio.wait_for(self._acks_idle.wait(), ACK_PRIORITY_S)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                 # Whatever queued up meanwhile runs in the same transaction (Router.handle_queued):
                 # at low load a batch is one message; under load the commit is shared.
@@ -685,7 +685,7 @@ class DingTalkInbound:
         task.add_done_callback(self._done)
         try:
             await asyncio.wait_for(asyncio.shield(task), budget_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("dingtalk work exceeded %.0f ms, continuing in background", budget_s * 1000)
 
     def _done(self, task: asyncio.Task[Any]) -> None:

@@ -72,7 +72,7 @@ class StreamClient:
             except StreamAuthError as err:
                 log.error("dingtalk stream: %s", err)
                 delay = max(delay, min(self.backoff_max, 30.0))
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError) as err:
+            except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as err:
                 log.warning("dingtalk stream connection failed: %s", type(err).__name__)
             self.connected.clear()
             wait = delay * (0.5 + random.random() / 2)

@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -203,7 +203,7 @@ class CorpEndpoint:
         app_token: str | None,
         app_aes_key: str | None,
         app_secret: str | None,
-    ) -> "CorpEndpoint":
+    ) -> CorpEndpoint:
         aibot = WeComEnvelope(aibot_token, aibot_aes_key, "") if aibot_token and aibot_aes_key else None
         app = WeComEnvelope(app_token, app_aes_key, corp_id) if app_token and app_aes_key and corp_id else None
         return CorpEndpoint(corp_id, aibot, app, bool(app_secret))
@@ -419,7 +419,7 @@ class WeComAdapter:
         replies = await task
         if not replies:
             return
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         async with self.db.transaction() as store:
             await self.enqueue_late(store, msg, replies, now)
 
@@ -529,7 +529,7 @@ class WeComAdapter:
         if not msg_id:
             return True
         async with self.db.transaction() as store:
-            return await store.record_inbound(PLATFORM, msg_id, self.org_key(payload, corp), datetime.now(timezone.utc))
+            return await store.record_inbound(PLATFORM, msg_id, self.org_key(payload, corp), datetime.now(UTC))
 
     async def _aibot_event(self, payload: dict[str, Any], corp: CorpEndpoint) -> web.Response:
         eventtype = (payload.get("event") or {}).get("eventtype")
@@ -580,7 +580,7 @@ class WeComAdapter:
                 # Events carry no MsgId: dedupe on FromUserName + CreateTime (§1b); nothing to answer.
                 key = f"app:{user_id}:{data.get('CreateTime')}:{data.get('Event') or message.type}"
                 async with self.db.transaction() as store:
-                    await store.record_inbound(PLATFORM, key[:128], org_key, datetime.now(timezone.utc))
+                    await store.record_inbound(PLATFORM, key[:128], org_key, datetime.now(UTC))
                 return web.Response()
             msg_id = str(data.get("MsgId") or "")
             if not msg_id:

@@ -116,7 +116,7 @@ class CorpApp:
 
     def __init__(
         self,
-        deliverer: "WeComDeliverer",
+        deliverer: WeComDeliverer,
         corp_id: str | None,
         app_secret: str | None,
         agent_id: int | None,
@@ -160,12 +160,12 @@ class WeComDeliverer:
         corp_id: str | None = None,
         app_secret: str | None = None,
         agent_id: int | None = None,
-        database: "Database | None" = None,
+        database: Database | None = None,
         webhook: Deliverer | None = None,
-        ws: "WeComLongConnection | None" = None,
-        ws_by_corp: "dict[str, WeComLongConnection] | None" = None,
+        ws: WeComLongConnection | None = None,
+        ws_by_corp: dict[str, WeComLongConnection] | None = None,
         tokens: TokenCache | None = None,
-        corps: "Iterable[WeComCorp]" = (),
+        corps: Iterable[WeComCorp] = (),
     ) -> None:
         self.session = session
         self.api_base = api_base.rstrip("/")
@@ -287,7 +287,7 @@ class WeComDeliverer:
             return {"kind": "ws_chat", "chatid": chat_id, "corp_id": corp_key}
         raise PermanentFailure("team has no group webhook (设置 推送 <webhook地址>)")
 
-    def _ws_for(self, corp_key: str | None) -> "WeComLongConnection | None":
+    def _ws_for(self, corp_key: str | None) -> WeComLongConnection | None:
         """The long connection of a corp: its own, or the default corp's (keyed by its CorpID, or — set up
         without one — by the bot id, which no configured corp has)."""
         if corp_key and corp_key in self.ws_by_corp:

@@ -9,7 +9,6 @@ WeCom answers HTTP 200 with an `errcode` for errors too; we classify by errcode,
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from typing import Any
@@ -101,7 +100,7 @@ class WeComWebhookDeliverer:
                 if resp.status >= 400:
                     raise PermanentFailure(f"webhook {masked}: HTTP {resp.status}")
                 data = await resp.json(content_type=None)
-        except (asyncio.TimeoutError, aiohttp.ClientError, ValueError) as err:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as err:
             # ClientError's text can contain the URL, and with it the key: report only the type.
             raise RetryLater(f"webhook {masked}: {type(err).__name__}") from None
         errcode = int(data.get("errcode", -1)) if isinstance(data, dict) else -1

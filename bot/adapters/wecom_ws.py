@@ -39,7 +39,7 @@ class WeComLongConnection:
         url: str,
         bot_id: str,
         secret: str,
-        adapter: "WeComAdapter",
+        adapter: WeComAdapter,
         *,
         heartbeat: float | None = None,
         backoff_initial: float | None = None,
