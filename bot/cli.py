@@ -243,7 +243,7 @@ async def cmd_team(args: argparse.Namespace, settings: Settings) -> int:
     """`salesbot team set-webhook <地址> --chat <群 chatid>`: the team's group-robot push (WeCom)."""
     from datetime import datetime
 
-    from handlers.admin import mask_key, set_team_webhook, webhook_key_from
+    from bot.adapters.wecom_settings import mask_key, set_team_webhook, webhook_key_from
     from handlers.commands import UserError
 
     try:

@@ -21,7 +21,7 @@ from rapidfuzz import fuzz, process
 
 from bot.messages import IncomingMessage, Reply
 from bot.settings import admin_ids_for
-from handlers.commands import ROLE_RANK, Args, CommandSpec, UserError, role_refusal
+from handlers.commands import ROLE_RANK, Args, CommandSpec, SettingsTable, UserError, role_refusal
 from storage.database import Database
 from storage.models import Member
 from storage.store import NoTeamYet, Store
@@ -73,12 +73,15 @@ class Router:
         db: Database,
         commands: Sequence[CommandSpec],
         *,
+        settings_table: SettingsTable | None = None,
         admin_ids: Iterable[str] = (),
         reply_sink: ReplySink | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.db = db
         self.commands = list(commands)
+        # The `设置` rows, assembled by the application with the commands; handed to handlers in `Args`.
+        self.settings_table: SettingsTable = dict(settings_table or {})
         self.admin_ids = tuple(admin_ids)
         self._admins_of: dict[str, frozenset[str]] = {}
         self.reply_sink = reply_sink
@@ -268,7 +271,9 @@ class Router:
         if tokens:
             mentions = await self._resolve_mentions(store, msg, tokens, now)
             text = _MENTION_TOKEN.sub(" ", text)
-        return Args(text=normalise_text(text), raw=rest, options=options, mentions=mentions)
+        return Args(
+            text=normalise_text(text), raw=rest, options=options, mentions=mentions, settings_table=self.settings_table
+        )
 
     async def _resolve_mentions(
         self, store: Store, msg: IncomingMessage, tokens: list[str], now: datetime

@@ -1,44 +1,23 @@
 """Team settings and roles: 设置 <项目> <值>.
 
 Each setting declares who may change it and how its value is read, so a new area (schedules, pushes)
-adds a row to `SETTINGS` instead of a new command word.
+adds a row to its own `SettingSet` instead of a new command word. This module holds the team's own rows
+(roles, claim limits, time zone) and the `设置` command, which works on whatever table the router was
+assembled with (`Args.settings_table`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 from bot.messages import IncomingMessage, Reply
-from handlers.commands import ROLE_RANK, Args, CommandSet, RoleName, UserError, role_refusal
+from handlers.commands import ROLE_RANK, Args, CommandSet, SettingSet, UserError, role_refusal
 from handlers.common import names_of, who
 from storage.store import Store
 
 commands = CommandSet("管理")
-
-SettingApply = Callable[[Args, str, Store, datetime], Awaitable[str]]
-
-
-@dataclass(frozen=True)
-class SettingSpec:
-    name: str
-    role: RoleName
-    usage: str
-    describe: Callable[[Store], str]
-    apply: SettingApply
-
-
-SETTINGS: dict[str, SettingSpec] = {}
-
-
-def setting(name: str, *, role: RoleName, usage: str, describe: Callable[[Store], str]) -> Callable[[SettingApply], SettingApply]:
-    def register(apply: SettingApply) -> SettingApply:
-        SETTINGS[name] = SettingSpec(name, role, usage, describe, apply)
-        return apply
-
-    return register
+settings = SettingSet()
 
 
 def _count(value: str, unit: str, usage: str, *, allow_off: bool = False) -> int | None:
@@ -51,7 +30,7 @@ def _count(value: str, unit: str, usage: str, *, allow_off: bool = False) -> int
     return int(found.group(1))
 
 
-@setting("主管", role="admin", usage="设置 主管 @成员", describe=lambda s: "")
+@settings.row("主管", role="admin", usage="设置 主管 @成员", describe=lambda s: "")
 async def _set_lead(args: Args, value: str, store: Store, now: datetime) -> str:
     if not args.mentions:
         raise UserError("请 @ 要设为主管的成员。", example="设置 主管 @张三")
@@ -89,7 +68,7 @@ async def set_role(msg: IncomingMessage, args: Args, store: Store, now: datetime
     return Reply("✅ " + text, names=names_of(*args.mentions))
 
 
-@setting("成员", role="admin", usage="设置 成员 @成员", describe=lambda s: "")
+@settings.row("成员", role="admin", usage="设置 成员 @成员", describe=lambda s: "")
 async def _set_rep(args: Args, value: str, store: Store, now: datetime) -> str:
     if not args.mentions:
         raise UserError("请 @ 要取消主管身份的成员。", example="设置 成员 @张三")
@@ -98,7 +77,7 @@ async def _set_rep(args: Args, value: str, store: Store, now: datetime) -> str:
     return "、".join(who(m) for m in args.mentions) + " 现在是普通成员。"
 
 
-@setting(
+@settings.row(
     "上限",
     role="admin",
     usage="设置 上限 50",
@@ -112,7 +91,7 @@ async def _set_cap(args: Args, value: str, store: Store, now: datetime) -> str:
     return f"每人跟进中客户上限已设为 {cap} 个（赢单、输单的客户不计入）。"
 
 
-@setting(
+@settings.row(
     "每日认领",
     role="admin",
     usage="设置 每日认领 5（或 不限）",
@@ -124,7 +103,7 @@ async def _set_daily(args: Args, value: str, store: Store, now: datetime) -> str
     return f"每日认领上限已设为 {limit} 个。" if limit else "已取消每日认领上限。"
 
 
-@setting(
+@settings.row(
     "冷却",
     role="admin",
     usage="设置 冷却 7天",
@@ -141,7 +120,7 @@ async def _set_cooldown(args: Args, value: str, store: Store, now: datetime) -> 
 TIMEZONE_ALIASES = {"北京": "Asia/Shanghai", "上海": "Asia/Shanghai", "中国": "Asia/Shanghai", "香港": "Asia/Hong_Kong", "台北": "Asia/Taipei", "新加坡": "Asia/Singapore", "东京": "Asia/Tokyo"}
 
 
-@setting(
+@settings.row(
     "时区",
     role="admin",
     usage="设置 时区 Asia/Shanghai",
@@ -160,45 +139,6 @@ async def _set_timezone(args: Args, value: str, store: Store, now: datetime) -> 
     return f"企业时区已从 {before} 改为 {name}，晨会、日报等推送时间按新时区计算。"
 
 
-_WEBHOOK_KEY = re.compile(r"^[A-Za-z0-9-]{8,128}$")
-PUSH_USAGE = "设置 推送 https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…"
-
-
-def webhook_key_from(value: str) -> str:
-    """The key of a WeCom group-robot webhook URL (or a bare key)."""
-    from urllib.parse import parse_qs, urlsplit
-
-    value = value.strip().strip("<>")
-    if _WEBHOOK_KEY.match(value):
-        return value
-    parts = urlsplit(value)
-    key = parse_qs(parts.query).get("key", [""])[0]
-    if parts.scheme not in ("http", "https") or not parts.path.endswith("/cgi-bin/webhook/send") or not _WEBHOOK_KEY.match(key):
-        raise UserError("这不是企业微信群机器人的 Webhook 地址。请在群设置 → 消息推送（群机器人）里复制完整地址。", example=PUSH_USAGE)
-    return key
-
-
-def mask_key(key: str) -> str:
-    return f"{key[:4]}…{key[-4:]}" if len(key) > 10 else "****"
-
-
-def _describe_push(store: Store) -> str:
-    key = (store.team.settings or {}).get("wecom_webhook_key")
-    return f"群推送（企业微信群机器人）：{'已设置 ' + mask_key(key) if key else '未设置'}"
-
-
-async def set_team_webhook(store: Store, key: str, now: datetime) -> None:
-    """A new webhook replaces the old one and lifts any broken mark (chat and `salesbot team`)."""
-    await store.update_team_settings({"wecom_webhook_key": key, "wecom_webhook_broken": None}, now)
-
-
-@setting("推送", role="admin", usage=PUSH_USAGE, describe=_describe_push)
-async def _set_push(args: Args, value: str, store: Store, now: datetime) -> str:
-    key = webhook_key_from(args.raw.partition(" ")[2] or value)
-    await set_team_webhook(store, key, now)
-    return f"本组的群推送已设为机器人 {mask_key(key)}。站会提醒、日报和求助公告会发到这个群。"
-
-
 @commands.command(
     "设置",
     "/config",
@@ -211,16 +151,17 @@ async def _set_push(args: Args, value: str, store: Store, now: datetime) -> str:
 async def configure(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
     """不带参数时列出本组设置；主管/管理员可以修改。"""
     name, _, value = args.text.partition(" ")
+    table = args.settings_table
     if not name:
         lines = [f"⚙️ 「{store.team.name}」的设置："]
-        lines += [f"· {text}" for spec in SETTINGS.values() if (text := spec.describe(store))]
+        lines += [f"· {text}" for spec in table.values() if (text := spec.describe(store))]
         leads = await store.team_leads()
         lines.append(f"· 主管：{'、'.join(m.name for m in leads) or '未设置'}")
-        lines.append("修改示例：" + "；".join(spec.usage for spec in list(SETTINGS.values())[:4]))
+        lines.append("修改示例：" + "；".join(spec.usage for spec in list(table.values())[:4]))
         return Reply("\n".join(lines))
-    spec = SETTINGS.get(name)
+    spec = table.get(name)
     if spec is None:
-        known = "、".join(SETTINGS)
+        known = "、".join(table)
         raise UserError(f"没有「{name}」这项设置。可设置：{known}。", example="设置 上限 50")
     if ROLE_RANK[store.role] < ROLE_RANK[spec.role]:
         raise UserError(role_refusal(f"设置 {name}", spec.role, store.role))
@@ -229,9 +170,3 @@ async def configure(msg: IncomingMessage, args: Args, store: Store, now: datetim
     text = await spec.apply(args, value.strip(), store, now)
     return Reply("✅ " + text, names=names_of(*args.mentions))
 
-
-# Platform-specific settings register themselves in SETTINGS on import.
-from handlers import dingtalk_robot as _dingtalk_robot  # noqa: E402,F401
-
-# Schedule settings (晨会, 总结, 日报, 复盘, 公海, 点名, 日历, 升级) register themselves on import.
-from handlers import standup as _standup  # noqa: E402,F401

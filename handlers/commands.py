@@ -1,13 +1,18 @@
-"""How a handler module declares its commands, and what a handler receives.
+"""How a handler module declares its commands and `设置` rows, and what a handler receives.
 
 A handler is a plain async function `(msg, args, store, now) -> Reply | list[Reply]`. It declares its
 Chinese command word, its English `/alias`, a usage line and an example next to its code, so the help
 text can never drift from what the router accepts.
+
+A `设置` row (a team setting) is declared the same way, in a `SettingSet` next to the code it configures
+(handlers for business rules, adapters for a platform's push). Nothing registers itself on import: the
+application lists the sets it wants, `settings_table` joins them, and the router hands the table to the
+`设置` command through `Args.settings_table`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Union
@@ -59,6 +64,8 @@ class Args:
     raw: str
     options: dict[str, str] = field(default_factory=dict)
     mentions: list[Member] = field(default_factory=list)
+    # The `设置` rows of the router that parsed the command (see `settings_table`).
+    settings_table: SettingsTable = field(default_factory=dict)
 
     @property
     def words(self) -> list[str]:
@@ -132,3 +139,52 @@ class CommandSet:
             return handler
 
         return register
+
+
+SettingApply = Callable[[Args, str, "Store", datetime], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One `设置 <name> <值>` row: who may change it, how it reads in the listing, how a value is applied.
+
+    `describe` returns the row's line in the `设置` listing ("" leaves it out); `apply` returns the
+    confirmation text, or raises UserError.
+    """
+
+    name: str
+    role: RoleName
+    usage: str
+    describe: Callable[[Store], str]
+    apply: SettingApply
+
+
+# Row name → spec, in the order `设置` lists them.
+SettingsTable = Mapping[str, SettingSpec]
+
+
+class SettingSet:
+    """The `设置` rows of one area, collected by decorator (as `CommandSet` collects commands)."""
+
+    def __init__(self) -> None:
+        self.specs: list[SettingSpec] = []
+
+    def row(
+        self, name: str, *, role: RoleName, usage: str, describe: Callable[[Store], str]
+    ) -> Callable[[SettingApply], SettingApply]:
+        def register(apply: SettingApply) -> SettingApply:
+            self.specs.append(SettingSpec(name, role, usage, describe, apply))
+            return apply
+
+        return register
+
+
+def settings_table(*sets: SettingSet) -> SettingsTable:
+    """The rows of `sets`, in order; two areas claiming one row name is a programming error."""
+    table: dict[str, SettingSpec] = {}
+    for setting_set in sets:
+        for spec in setting_set.specs:
+            if spec.name in table:
+                raise ValueError(f"setting 「{spec.name}」 is declared twice")
+            table[spec.name] = spec
+    return table

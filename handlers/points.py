@@ -17,8 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bot.messages import IncomingMessage, Reply
-from handlers.admin import setting
-from handlers.commands import Args, CommandSet, UserError
+from handlers.commands import Args, CommandSet, SettingSet, UserError
 from handlers.common import local_today
 from storage import points as ledger
 from storage.goals import local_bounds
@@ -26,6 +25,7 @@ from storage.models import Customer, HelpRequest, Member
 from storage.store import Store
 
 commands = CommandSet("协作")
+settings = SettingSet()
 
 # Rule key → (Chinese name used in 设置 积分, default points, ledger reason).
 RULES: dict[str, tuple[str, int]] = {
@@ -92,7 +92,7 @@ def _describe(store: Store) -> str:
     return "协作积分：" + "，".join(f"{name} {rule_points(store, key)}" for key, (name, _) in RULES.items())
 
 
-@setting("积分", role="admin", usage="设置 积分 解决 3（可设：接单、解决、协作赢单；0 为不计分）", describe=_describe)
+@settings.row("积分", role="admin", usage="设置 积分 解决 3（可设：接单、解决、协作赢单；0 为不计分）", describe=_describe)
 async def _set_points(args: Args, value: str, store: Store, now: datetime) -> str:
     example = "设置 积分 解决 3"
     name, _, number = value.partition(" ")

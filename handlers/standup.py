@@ -10,8 +10,7 @@ import re
 from datetime import date, datetime, timedelta
 
 from bot.messages import IncomingMessage, Reply
-from handlers.admin import setting
-from handlers.commands import Args, CommandSet, UserError
+from handlers.commands import Args, CommandSet, SettingSet, UserError
 from handlers.common import local_today
 from handlers.dates import DateError, format_date, parse_date
 from schedules.calendar import CALENDAR_KINDS
@@ -21,6 +20,7 @@ from storage.schedule_store import ScheduleStore
 from storage.store import Store
 
 commands = CommandSet("晨会")
+settings = SettingSet()  # the schedule rows: 晨会, 总结, 日报, 复盘, 公海, 点名, 日历, 升级
 
 STANDUP_EXAMPLE = "晨会 拜访华为，整理腾讯报价 阻碍:报价审批慢"
 AWAY_EXAMPLE = "请假 到 周五"
@@ -135,7 +135,7 @@ def _daily_time_setting(name: str, key: str, what: str) -> None:
         await store.update_team_settings({key: hhmm}, now)
         return f"{what}时间已设为每个工作日 {hhmm}（{store.org.timezone}）。"
 
-    setting(name, role="lead", usage=example, describe=lambda s: f"{what}：工作日 {getattr(_sched(s), key):%H:%M}")(apply)
+    settings.row(name, role="lead", usage=example, describe=lambda s: f"{what}：工作日 {getattr(_sched(s), key):%H:%M}")(apply)
 
 
 _daily_time_setting("晨会", "standup_time", "晨会提醒")
@@ -143,7 +143,7 @@ _daily_time_setting("总结", "summary_time", "晨会总结")
 _daily_time_setting("日报", "digest_time", "主管日报")
 
 
-@setting(
+@settings.row(
     "复盘",
     role="lead",
     usage="设置 复盘 周五 17:00",
@@ -160,7 +160,7 @@ async def _set_retro(args: Args, value: str, store: Store, now: datetime) -> str
     return f"每周复盘已设为{WEEKDAY_NAMES[weekday]} {hhmm}。"
 
 
-@setting("公海", role="lead", usage="设置 公海 30天", describe=lambda s: f"公海回收：{_sched(s).pool_days} 天无跟进退回公海（提前 3 天提醒）")
+@settings.row("公海", role="lead", usage="设置 公海 30天", describe=lambda s: f"公海回收：{_sched(s).pool_days} 天无跟进退回公海（提前 3 天提醒）")
 async def _set_pool(args: Args, value: str, store: Store, now: datetime) -> str:
     found = re.fullmatch(r"(\d{1,3})\s*天?", value.strip())
     if not found or not 4 <= int(found.group(1)) <= 365:
@@ -174,7 +174,7 @@ _ON = ("开", "开启", "打开", "on", "是")
 _OFF = ("关", "关闭", "off", "否")
 
 
-@setting("点名", role="lead", usage="设置 点名 开", describe=lambda s: f"晨会总结 @未回复成员：{'开' if _sched(s).standup_mention else '关'}")
+@settings.row("点名", role="lead", usage="设置 点名 开", describe=lambda s: f"晨会总结 @未回复成员：{'开' if _sched(s).standup_mention else '关'}")
 async def _set_mention(args: Args, value: str, store: Store, now: datetime) -> str:
     if value.lower() not in _ON + _OFF:
         raise UserError("请写「开」或「关」。", example="设置 点名 开")
@@ -186,7 +186,7 @@ async def _set_mention(args: Args, value: str, store: Store, now: datetime) -> s
 _CALENDAR_WORDS = {"cn": "cn", "中国": "cn", "法定": "cn", "weekdays": "weekdays", "周一到周五": "weekdays", "工作日": "weekdays"}
 
 
-@setting(
+@settings.row(
     "日历",
     role="lead",
     usage="设置 日历 cn（或 weekdays）",
@@ -200,7 +200,7 @@ async def _set_calendar(args: Args, value: str, store: Store, now: datetime) -> 
     return "工作日历已设为" + ("中国法定节假日（含调休上班日）。" if kind == "cn" else "周一到周五（不看节假日）。")
 
 
-@setting("升级", role="lead", usage="设置 升级 4小时", describe=lambda s: f"求助升级：{_sched(s).escalate_hours:g} 个工作小时无人接则提醒主管")
+@settings.row("升级", role="lead", usage="设置 升级 4小时", describe=lambda s: f"求助升级：{_sched(s).escalate_hours:g} 个工作小时无人接则提醒主管")
 async def _set_escalation(args: Args, value: str, store: Store, now: datetime) -> str:
     found = re.fullmatch(r"(\d{1,2})\s*(?:小时|个小时|h)?", value.strip())
     if not found or not 1 <= int(found.group(1)) <= 72:

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.adapters.console import ConsoleChat
+from bot.app import all_settings
 from bot.router import Router
 from handlers import all_commands
 from storage import migrate
@@ -130,7 +131,7 @@ class Harness(ConsoleChat):
 @pytest.fixture
 def make_bot(db: Database, clock: FakeClock):  # type: ignore[no-untyped-def]
     def make(team: str = "销售一组", admins: tuple[str, ...] = ("老板",), org: str = "console") -> Harness:
-        router = Router(db, all_commands(), admin_ids=admins, clock=clock)
+        router = Router(db, all_commands(), settings_table=all_settings(), admin_ids=admins, clock=clock)
         return Harness(router=router, team=team, user="张三", org=org)
 
     return make

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 from decimal import Decimal
 
+from bot.app import all_settings
 from bot.messages import IncomingMessage
 from bot.router import Router
 from handlers import all_commands
@@ -56,7 +57,7 @@ async def test_on_the_console_the_digest_goes_to_the_group(bot, db: Database, cl
 
 
 async def test_on_wecom_each_lead_gets_the_digest_as_a_direct_message(db: Database, clock) -> None:
-    router = Router(db, all_commands(), admin_ids=("boss",), clock=clock)
+    router = Router(db, all_commands(), settings_table=all_settings(), admin_ids=("boss",), clock=clock)
 
     async def say(text: str, user: str) -> None:
         await router.handle(

@@ -3,6 +3,9 @@
 A DingTalk group can have a 自定义机器人 with 加签 security; once set, announcements to the team go
 through its webhook instead of the app robot. The secret is stored with the team and never echoed
 back in full — replies and the audit log show it masked.
+
+Plain parsing and store calls: importing this module loads no HTTP client and no DingTalk SDK, so the
+application offers the row on every platform (the console too), whether DingTalk is configured or not.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import re
 from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
-from handlers.admin import setting
-from handlers.commands import Args, UserError
+from handlers.commands import Args, SettingSet, UserError
 from storage.store import Store
+
+settings = SettingSet()
 
 SETTING_KEY = "dingtalk_robot"
 BROKEN_KEY = "dingtalk_robot_broken"  # set by the outbox (bot.broken); a new robot starts a clean slate
@@ -38,14 +42,14 @@ def _describe(store: Store) -> str:
     return f"钉钉自定义机器人：{masked_webhook(robot['webhook'])}（加签 {mask(robot.get('secret') or '', 5)}）"
 
 
-@setting("钉钉机器人", role="admin", usage=USAGE, describe=_describe)
+@settings.row("钉钉机器人", role="admin", usage=USAGE, describe=_describe)
 async def _set_custom_robot(args: Args, value: str, store: Store, now: datetime) -> str:
     before = (store.team.settings or {}).get(SETTING_KEY)
     if value in ("关闭", "取消", "无"):
-        settings = dict(store.team.settings or {})
-        settings.pop(SETTING_KEY, None)
-        settings.pop(BROKEN_KEY, None)
-        store.team.settings = settings
+        values = dict(store.team.settings or {})
+        values.pop(SETTING_KEY, None)
+        values.pop(BROKEN_KEY, None)
+        store.team.settings = values
         await store.audit("configure", "team", store.team.id, {SETTING_KEY: _masked(before)}, {SETTING_KEY: None}, now)
         return "已停用钉钉自定义机器人，群推送改用应用机器人发送。"
     parts = value.split()
@@ -59,10 +63,10 @@ async def _set_custom_robot(args: Args, value: str, store: Store, now: datetime)
     if not _SECRET.match(secret):
         raise UserError("加签密钥应以 SEC 开头（机器人安全设置 → 加签）。", example=USAGE)
     robot = {"webhook": f"{split.scheme}://{split.netloc}{split.path}?access_token={token}", "secret": secret}
-    settings = dict(store.team.settings or {})
-    settings[SETTING_KEY] = robot
-    settings.pop(BROKEN_KEY, None)
-    store.team.settings = settings
+    values = dict(store.team.settings or {})
+    values[SETTING_KEY] = robot
+    values.pop(BROKEN_KEY, None)
+    store.team.settings = values
     await store.audit("configure", "team", store.team.id, {SETTING_KEY: _masked(before)}, {SETTING_KEY: _masked(robot)}, now)
     return f"本组群推送将通过钉钉自定义机器人发送：{masked_webhook(robot['webhook'])}（加签 {mask(secret, 5)}）。"
 
