@@ -9,34 +9,11 @@ and a neutral `body` (`OutgoingMessage.to_json()`). At send time the worker hand
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.messages import Reply, mentioned_ids
-
-
-@dataclass(frozen=True)
-class OutgoingMessage:
-    """Platform-neutral body: light markdown with `<@user_id>` mention markers."""
-
-    text: str
-    title: str | None = None
-    names: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def mention_ids(self) -> list[str]:
-        return list(dict.fromkeys(mentioned_ids(self.text)))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "title": self.title, "names": dict(self.names)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> OutgoingMessage:
-        return cls(text=data["text"], title=data.get("title"), names=dict(data.get("names") or {}))
-
-    @classmethod
-    def from_reply(cls, reply: Reply) -> OutgoingMessage:
-        return cls(text=reply.text, title=reply.title, names=dict(reply.names))
+# Re-exported: the adapters and the outbox import the body type from here, next to the deliverer contract.
+from bot.messages import OutgoingMessage
 
 
 class DeliveryError(Exception):

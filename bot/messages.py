@@ -69,6 +69,30 @@ class Reply:
         return render_mentions(self.text, lambda uid: f"@{self.names.get(uid, uid)}")
 
 
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """Platform-neutral body: light markdown with `<@user_id>` mention markers."""
+
+    text: str
+    title: str | None = None
+    names: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def mention_ids(self) -> list[str]:
+        return list(dict.fromkeys(mentioned_ids(self.text)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "title": self.title, "names": dict(self.names)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OutgoingMessage:
+        return cls(text=data["text"], title=data.get("title"), names=dict(data.get("names") or {}))
+
+    @classmethod
+    def from_reply(cls, reply: Reply) -> OutgoingMessage:
+        return cls(text=reply.text, title=reply.title, names=dict(reply.names))
+
+
 def mention(user_id: str) -> str:
     """The in-text marker for a mention; adapters render it per platform."""
     return f"<@{user_id}>"

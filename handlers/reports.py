@@ -13,8 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Protocol
 
-from bot.delivery import OutgoingMessage
-from bot.messages import mention
+from bot.messages import OutgoingMessage, mention
 from handlers.amounts import format_amount
 from handlers.dates import weekday_name
 from storage.reports import DigestNumbers, WeekNumbers

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from bot.delivery import OutgoingMessage
+from bot.messages import OutgoingMessage
 from handlers import reports
 from schedules.calendar import at_local, calendar_for, local_now
 from schedules.jobs import Slot, TeamSchedule
