@@ -174,7 +174,9 @@ class Router:
             return results
         except Exception as err:
             if done >= len(msgs):  # the COMMIT itself failed (e.g. a deadlock with another replica)
-                log.info("batch of %d rolled back at commit (%s); running them one by one", len(msgs), type(err).__name__)
+                log.info(
+                    "batch of %d rolled back at commit (%s); running them one by one", len(msgs), type(err).__name__
+                )
                 return [await self.handle(msg, queued=True) for msg in msgs]
             if not isinstance(err, _Refused):
                 log.info("batch of %d rolled back at message %d (%s)", len(msgs), done + 1, type(err).__name__)
@@ -182,7 +184,9 @@ class Router:
             alone = await self.handle(msgs[done], queued=True)
             return [*before, alone, *(await self.handle_queued(msgs[done + 1 :]))]
 
-    async def _attempt(self, msg: IncomingMessage, now: datetime, queued: bool, refusal: Reply | None = None) -> list[Reply]:
+    async def _attempt(
+        self, msg: IncomingMessage, now: datetime, queued: bool, refusal: Reply | None = None
+    ) -> list[Reply]:
         async with self.db.transaction() as store:
             return await self._attempt_in(store, msg, now, queued, refusal)
 

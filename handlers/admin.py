@@ -62,7 +62,9 @@ async def set_role(msg: IncomingMessage, args: Args, store: Store, now: datetime
     wanted = args.words[0].lower() if args.words else "lead"
     role = ROLE_WORDS.get(wanted)
     if role is None:
-        raise UserError(f"「{args.words[0]}」不是可用的身份，只能是 lead（主管）或 rep（成员）。", example="/role @王五 rep")
+        raise UserError(
+            f"「{args.words[0]}」不是可用的身份，只能是 lead（主管）或 rep（成员）。", example="/role @王五 rep"
+        )
     apply = _set_lead if role == "lead" else _set_rep
     text = await apply(args, "", store, now)
     return Reply("✅ " + text, names=names_of(*args.mentions))
@@ -117,7 +119,15 @@ async def _set_cooldown(args: Args, value: str, store: Store, now: datetime) -> 
     return f"冷却期已设为 {days} 天。" if days else "已取消冷却期。"
 
 
-TIMEZONE_ALIASES = {"北京": "Asia/Shanghai", "上海": "Asia/Shanghai", "中国": "Asia/Shanghai", "香港": "Asia/Hong_Kong", "台北": "Asia/Taipei", "新加坡": "Asia/Singapore", "东京": "Asia/Tokyo"}
+TIMEZONE_ALIASES = {
+    "北京": "Asia/Shanghai",
+    "上海": "Asia/Shanghai",
+    "中国": "Asia/Shanghai",
+    "香港": "Asia/Hong_Kong",
+    "台北": "Asia/Taipei",
+    "新加坡": "Asia/Singapore",
+    "东京": "Asia/Tokyo",
+}
 
 
 @settings.row(

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, Union
+from typing import TYPE_CHECKING, Literal
 
 from bot.messages import IncomingMessage, Reply
 
@@ -72,7 +72,7 @@ class Args:
         return self.text.split()
 
 
-HandlerResult = Union[Reply, list[Reply], None]
+HandlerResult = Reply | list[Reply] | None
 Handler = Callable[[IncomingMessage, Args, "Store", datetime], Awaitable[HandlerResult]]
 
 

@@ -92,7 +92,9 @@ def _describe(store: Store) -> str:
     return "协作积分：" + "，".join(f"{name} {rule_points(store, key)}" for key, (name, _) in RULES.items())
 
 
-@settings.row("积分", role="admin", usage="设置 积分 解决 3（可设：接单、解决、协作赢单；0 为不计分）", describe=_describe)
+@settings.row(
+    "积分", role="admin", usage="设置 积分 解决 3（可设：接单、解决、协作赢单；0 为不计分）", describe=_describe
+)
 async def _set_points(args: Args, value: str, store: Store, now: datetime) -> str:
     example = "设置 积分 解决 3"
     name, _, number = value.partition(" ")

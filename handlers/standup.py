@@ -135,7 +135,10 @@ def _daily_time_setting(name: str, key: str, what: str) -> None:
         await store.update_team_settings({key: hhmm}, now)
         return f"{what}时间已设为每个工作日 {hhmm}（{store.org.timezone}）。"
 
-    settings.row(name, role="lead", usage=example, describe=lambda s: f"{what}：工作日 {getattr(_sched(s), key):%H:%M}")(apply)
+    def describe(store: Store) -> str:
+        return f"{what}：工作日 {getattr(_sched(store), key):%H:%M}"
+
+    settings.row(name, role="lead", usage=example, describe=describe)(apply)
 
 
 _daily_time_setting("晨会", "standup_time", "晨会提醒")
@@ -154,13 +157,19 @@ async def _set_retro(args: Args, value: str, store: Store, now: datetime) -> str
     found = re.match(r"^(?:周|星期|礼拜)([一二三四五六日天1-7])\s*(.*)$", value.strip())
     if not found:
         raise UserError("请写上星期几和时间。", example=example)
-    weekday = "一二三四五六".find(found.group(1)) if found.group(1) in "一二三四五六" else (6 if found.group(1) in "日天" else int(found.group(1)) - 1)
+    day = found.group(1)
+    weekday = "一二三四五六".find(day) if day in "一二三四五六" else (6 if day in "日天" else int(day) - 1)
     hhmm = _hhmm(found.group(2) or DEFAULTS["retro_time"], example)
     await store.update_team_settings({"retro_weekday": weekday, "retro_time": hhmm}, now)
     return f"每周复盘已设为{WEEKDAY_NAMES[weekday]} {hhmm}。"
 
 
-@settings.row("公海", role="lead", usage="设置 公海 30天", describe=lambda s: f"公海回收：{_sched(s).pool_days} 天无跟进退回公海（提前 3 天提醒）")
+@settings.row(
+    "公海",
+    role="lead",
+    usage="设置 公海 30天",
+    describe=lambda s: f"公海回收：{_sched(s).pool_days} 天无跟进退回公海（提前 3 天提醒）",
+)
 async def _set_pool(args: Args, value: str, store: Store, now: datetime) -> str:
     found = re.fullmatch(r"(\d{1,3})\s*天?", value.strip())
     if not found or not 4 <= int(found.group(1)) <= 365:
@@ -174,7 +183,12 @@ _ON = ("开", "开启", "打开", "on", "是")
 _OFF = ("关", "关闭", "off", "否")
 
 
-@settings.row("点名", role="lead", usage="设置 点名 开", describe=lambda s: f"晨会总结 @未回复成员：{'开' if _sched(s).standup_mention else '关'}")
+@settings.row(
+    "点名",
+    role="lead",
+    usage="设置 点名 开",
+    describe=lambda s: f"晨会总结 @未回复成员：{'开' if _sched(s).standup_mention else '关'}",
+)
 async def _set_mention(args: Args, value: str, store: Store, now: datetime) -> str:
     if value.lower() not in _ON + _OFF:
         raise UserError("请写「开」或「关」。", example="设置 点名 开")
@@ -183,7 +197,9 @@ async def _set_mention(args: Args, value: str, store: Store, now: datetime) -> s
     return "晨会总结会 @ 未回复的成员。" if on else "晨会总结只列出未回复成员的名字，不再 @。"
 
 
-_CALENDAR_WORDS = {"cn": "cn", "中国": "cn", "法定": "cn", "weekdays": "weekdays", "周一到周五": "weekdays", "工作日": "weekdays"}
+_CALENDAR_WORDS = {
+    "cn": "cn", "中国": "cn", "法定": "cn", "weekdays": "weekdays", "周一到周五": "weekdays", "工作日": "weekdays"
+}
 
 
 @settings.row(
@@ -195,12 +211,19 @@ _CALENDAR_WORDS = {"cn": "cn", "中国": "cn", "法定": "cn", "weekdays": "week
 async def _set_calendar(args: Args, value: str, store: Store, now: datetime) -> str:
     kind = _CALENDAR_WORDS.get(value.lower())
     if kind not in CALENDAR_KINDS:
-        raise UserError("日历可选 cn（中国法定节假日，含调休）或 weekdays（周一到周五）。", example="设置 日历 weekdays")
+        raise UserError(
+            "日历可选 cn（中国法定节假日，含调休）或 weekdays（周一到周五）。", example="设置 日历 weekdays"
+        )
     await store.update_team_settings({"calendar": kind}, now)
     return "工作日历已设为" + ("中国法定节假日（含调休上班日）。" if kind == "cn" else "周一到周五（不看节假日）。")
 
 
-@settings.row("升级", role="lead", usage="设置 升级 4小时", describe=lambda s: f"求助升级：{_sched(s).escalate_hours:g} 个工作小时无人接则提醒主管")
+@settings.row(
+    "升级",
+    role="lead",
+    usage="设置 升级 4小时",
+    describe=lambda s: f"求助升级：{_sched(s).escalate_hours:g} 个工作小时无人接则提醒主管",
+)
 async def _set_escalation(args: Args, value: str, store: Store, now: datetime) -> str:
     found = re.fullmatch(r"(\d{1,2})\s*(?:小时|个小时|h)?", value.strip())
     if not found or not 1 <= int(found.group(1)) <= 72:

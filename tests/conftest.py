@@ -101,7 +101,9 @@ async def _truncate_pg(db: Database) -> None:
 
 
 @pytest.fixture(params=DATABASES)
-async def db(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path, pg_schema: str | None) -> AsyncIterator[Database]:
+async def db(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path, pg_schema: str | None
+) -> AsyncIterator[Database]:
     """A migrated, empty database: a SQLite file, or PostgreSQL when SALESBOT_TEST_PG_URL is set."""
     if request.param == "sqlite":
         path = tmp_path / "salesbot.db"

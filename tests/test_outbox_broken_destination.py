@@ -53,6 +53,10 @@ async def say(router: Router, platform: str, org: str, chat: str, text: str, use
     return "\n".join(r.text for r in replies)
 
 
+def make_router(db: Database, *admins: str) -> Router:
+    return Router(db, all_commands(), settings_table=all_settings(), admin_ids=admins)
+
+
 async def push(db: Database, platform: str, org: str, chat: str, destination: dict[str, Any], key: str, text: str) -> None:
     async with db.transaction() as store:
         await store.bind(platform=platform, org_key=org, chat_id=chat, chat_title="销售一组", user_id=None,
@@ -72,7 +76,7 @@ def webhook_calls(wecom: FakeWeCom, key: str) -> int:
 async def test_removed_wecom_webhook_is_marked_broken_and_the_lead_told_once(
     db: Database, fake: FakeWeCom, http: aiohttp.ClientSession  # noqa: F811
 ) -> None:
-    router = Router(db, all_commands(), settings_table=all_settings(), admin_ids=("boss",))
+    router = make_router(db, "boss")
     await say(router, "wecom", "wwcorp", "grpSales", "你好", "lisi", "李四")
     assert "主管" in await say(router, "wecom", "wwcorp", "grpSales", "设置 主管 @李四", "boss", "老板")
     fake.add_webhook_key(KEY)
@@ -124,7 +128,7 @@ async def test_removed_wecom_webhook_is_marked_broken_and_the_lead_told_once(
 
 async def test_dingtalk_keyword_rule_marks_the_custom_robot_broken(db: Database, http: aiohttp.ClientSession) -> None:
     async with FakeDingTalk() as ding:
-        router = Router(db, all_commands(), settings_table=all_settings(), admin_ids=("boss",))
+        router = make_router(db, "boss")
         await say(router, "dingtalk", "dingcorp", "cidSales", "你好", "lisi", "李四")
         await say(router, "dingtalk", "dingcorp", "cidSales", "设置 主管 @李四", "boss", "老板")
         url = ding.add_custom_robot("robotK", keywords=("销售",))
@@ -163,8 +167,8 @@ async def test_a_broken_push_in_one_tenant_is_not_reported_to_an_admin_id_of_ano
     """SALESBOT_ADMINS holds bare user ids: with two organisations on DingTalk, "boss" of corp A is not
     told about corp B's robot (B may have its own "boss", a different person)."""
     async with FakeDingTalk() as ding:
-        await say(Router(db, all_commands(), settings_table=all_settings(), admin_ids=("boss",)), "dingtalk", "corpA", "cidA", "你好", "boss", "老板")
-        setup = Router(db, all_commands(), settings_table=all_settings(), admin_ids=("chief",))  # corp B's own admin sets up its group
+        await say(make_router(db, "boss"), "dingtalk", "corpA", "cidA", "你好", "boss", "老板")
+        setup = make_router(db, "chief")  # corp B's own admin sets up its group
         await say(setup, "dingtalk", "corpB", "cidB", "你好", "lisi", "李四")
         await say(setup, "dingtalk", "corpB", "cidB", "设置 主管 @李四", "chief", "主任")
         url = ding.add_custom_robot("robotB", keywords=("销售",))
@@ -181,7 +185,7 @@ async def test_a_broken_push_in_one_tenant_is_not_reported_to_an_admin_id_of_ano
 
 async def test_an_admin_id_qualified_by_corp_is_an_admin_there_only(db: Database) -> None:
     """SALESBOT_ADMINS=corpA:boss: the same user id in corp B is a rep like any other."""
-    router = Router(db, all_commands(), settings_table=all_settings(), admin_ids=("corpA:boss",))
+    router = make_router(db, "corpA:boss")
     await say(router, "dingtalk", "corpA", "cidA", "你好", "lisi", "李四")
     assert "主管" in await say(router, "dingtalk", "corpA", "cidA", "设置 主管 @李四", "boss", "老板")
     await say(router, "dingtalk", "corpB", "cidB", "你好", "wangwu", "王五")

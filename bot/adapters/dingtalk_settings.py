@@ -67,7 +67,9 @@ async def _set_custom_robot(args: Args, value: str, store: Store, now: datetime)
     values[SETTING_KEY] = robot
     values.pop(BROKEN_KEY, None)
     store.team.settings = values
-    await store.audit("configure", "team", store.team.id, {SETTING_KEY: _masked(before)}, {SETTING_KEY: _masked(robot)}, now)
+    await store.audit(
+        "configure", "team", store.team.id, {SETTING_KEY: _masked(before)}, {SETTING_KEY: _masked(robot)}, now
+    )
     return f"本组群推送将通过钉钉自定义机器人发送：{masked_webhook(robot['webhook'])}（加签 {mask(secret, 5)}）。"
 
 

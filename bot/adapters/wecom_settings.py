@@ -28,8 +28,12 @@ def webhook_key_from(value: str) -> str:
         return value
     parts = urlsplit(value)
     key = parse_qs(parts.query).get("key", [""])[0]
-    if parts.scheme not in ("http", "https") or not parts.path.endswith("/cgi-bin/webhook/send") or not _WEBHOOK_KEY.match(key):
-        raise UserError("这不是企业微信群机器人的 Webhook 地址。请在群设置 → 消息推送（群机器人）里复制完整地址。", example=PUSH_USAGE)
+    is_webhook = parts.scheme in ("http", "https") and parts.path.endswith("/cgi-bin/webhook/send")
+    if not is_webhook or not _WEBHOOK_KEY.match(key):
+        raise UserError(
+            "这不是企业微信群机器人的 Webhook 地址。请在群设置 → 消息推送（群机器人）里复制完整地址。",
+            example=PUSH_USAGE,
+        )
     return key
 
 
