@@ -16,6 +16,7 @@ its event handler (org events that are not commands).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -102,7 +103,8 @@ class Inbound:
             self._runners.append(asyncio.create_task(self._work(), name=f"{self.platform}-inbound-{n}"))
         self._workers += workers
         if recover_every is not None:
-            self._runners.append(asyncio.create_task(self._recover_loop(recover_every), name=f"{self.platform}-recover"))
+            recover = self._recover_loop(recover_every)
+            self._runners.append(asyncio.create_task(recover, name=f"{self.platform}-recover"))
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Finish what is queued (up to `timeout`; the rest stays recorded for recovery), then stop."""
@@ -157,10 +159,8 @@ class Inbound:
             batch = [await self.queue.get()]
             try:
                 if not self._acks_idle.is_set():
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._acks_idle.wait(), ACK_PRIORITY_S)
-                    except TimeoutError:
-                        pass
                 # Whatever queued up meanwhile runs in the same transaction (Router.handle_queued):
                 # at low load a batch is one message; under load the commit is shared.
                 while len(batch) < BATCH_MAX and not self.queue.empty():
@@ -209,7 +209,8 @@ class Inbound:
             try:
                 msg = self.parse(payload)
             except Rejected as err:
-                self.log.error("%s inbound: unreadable recorded payload msg_id=%s: %s", self.platform, msg_id, err.reason)
+                self.log.error("%s inbound: unreadable recorded payload msg_id=%s: %s",
+                               self.platform, msg_id, err.reason)
                 continue
             self.log.warning("%s inbound: recovering msg_id=%s", self.platform, msg_id)
             self._submit(msg)

@@ -74,7 +74,8 @@ class DingTalkEvents:
 
     async def _announce_handover(self, store: Store, handover: TeamHandover, now: datetime) -> None:
         names = "、".join(c.name for c in handover.customers[:20])
-        more = f" 等 {len(handover.customers)} 个" if len(handover.customers) > 20 else f"（共 {len(handover.customers)} 个）"
+        count = len(handover.customers)
+        more = f" 等 {count} 个" if count > 20 else f"（共 {count} 个）"
         departed = handover.departed.name
         store.bind_team(store.org, handover.team)
         if handover.heir is not None:
@@ -83,7 +84,8 @@ class DingTalkEvents:
             message = OutgoingMessage(text=text, title="离职继承")
             destination = {"kind": "member", "user_ids": [handover.heir.user_id]}
         else:
-            text = f"📋 离职继承：{departed} 已离职，本组未设主管，其客户已放入公海：{names}{more}。发送「公海」查看并认领。"
+            text = (f"📋 离职继承：{departed} 已离职，本组未设主管，其客户已放入公海：{names}{more}。"
+                    f"发送「公海」查看并认领。")
             message = OutgoingMessage(text=text, title="离职继承")
             destination = {"kind": "team", "chat_id": handover.team.chat_id}
         await enqueue_reply(store, destination, message, now, self.max_bytes(destination))

@@ -104,7 +104,8 @@ def parse_robot_message(payload: Any, settings: Settings) -> IncomingMessage:
         platform=PLATFORM,
         org_key=str(payload.get("senderCorpId") or payload.get("chatbotCorpId") or settings.dingtalk_app_key),
         chat_id=conversation_id,
-        chat_title=payload.get("conversationTitle") or (f"{payload.get('senderNick') or sender} 的私聊" if single else None),
+        chat_title=payload.get("conversationTitle")
+        or (f"{payload.get('senderNick') or sender} 的私聊" if single else None),
         chat_type="single" if single else "group",
         user_id=sender,
         user_name=payload.get("senderNick"),

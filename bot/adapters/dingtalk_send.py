@@ -49,6 +49,8 @@ DESTINATION_GONE = {400013: "群已解散", 400101: "机器人 access_token 不�
                     400106: "机器人不存在", 300005: "机器人 access_token 不存在"}
 TOKEN_INVALID = {"33001", "40001", "40014", "42001", "40000", "41001"}
 SESSION_GONE = 300001
+# New-API error codes that name a destination which no longer works.
+API_DESTINATION_GONE = ("group.disbanded", "bot.stopped", "robotCode", "openConversationId", "robot.notExist")
 
 
 # ---------------------------------------------------------------------------------------------- signing
@@ -83,7 +85,8 @@ def _first_line(message: OutgoingMessage) -> str:
 def robot_markdown_body(message: OutgoingMessage) -> dict[str, Any]:
     """Body for sessionWebhook and custom robot webhooks."""
     r = render(message)
-    return {"msgtype": "markdown", "markdown": {"title": r.title, "text": r.text}, "at": {"atUserIds": r.at_user_ids, "isAtAll": False}}
+    return {"msgtype": "markdown", "markdown": {"title": r.title, "text": r.text},
+            "at": {"atUserIds": r.at_user_ids, "isAtAll": False}}
 
 
 # ---------------------------------------------------------------------------------------------- enqueue
@@ -111,7 +114,8 @@ def dest_key(destination: dict[str, Any]) -> str:
 
 async def enqueue_reply(store: Store, destination: dict[str, Any], reply_or_message: Reply | OutgoingMessage,
                         now: datetime, max_bytes: int) -> None:
-    message = reply_or_message if isinstance(reply_or_message, OutgoingMessage) else OutgoingMessage.from_reply(reply_or_message)
+    message = (reply_or_message if isinstance(reply_or_message, OutgoingMessage)
+               else OutgoingMessage.from_reply(reply_or_message))
     await enqueue_split(store, PLATFORM, destination, dest_key(destination), message, now, max_bytes,
                         title_on_every_part=True)
 
@@ -240,7 +244,8 @@ class DingTalkDeliverer:
     async def _deliver_custom_robot(self, robot: dict[str, str], message: OutgoingMessage) -> None:
         webhook = robot["webhook"]
         if not self._trusted_webhook(webhook):
-            raise PermanentFailure("custom robot webhook is not on the configured DingTalk host", destination_broken=True)
+            raise PermanentFailure("custom robot webhook is not on the configured DingTalk host",
+                                   destination_broken=True)
         params: dict[str, str] = {}
         if robot.get("secret"):
             ts = str(int(self.wall_clock() * 1000))  # fresh per request: DingTalk rejects > 1 h old
@@ -285,7 +290,8 @@ class DingTalkDeliverer:
             raise PermanentFailure(f"access token refused: HTTP {status} {code}", destination_broken=True)
         return str(data["accessToken"]), float(data.get("expireIn") or 7200)
 
-    async def _post_legacy(self, url: str, body: dict[str, Any], params: dict[str, str] | None = None) -> dict[str, Any]:
+    async def _post_legacy(self, url: str, body: dict[str, Any],
+                           params: dict[str, str] | None = None) -> dict[str, Any]:
         try:
             async with self.http.post(url, json=body, params=params, timeout=HTTP_TIMEOUT) as resp:
                 if resp.status >= 500 or resp.status == 429:
@@ -346,7 +352,7 @@ class DingTalkDeliverer:
         code = _api_code(data)
         if status >= 500 or status == 429 or "flowcontrol" in code.lower() or "throttl" in code.lower():
             raise RetryLater(f"{path}: HTTP {status} {code}", after=60 if status == 429 else None)
-        broken = any(k in code for k in ("group.disbanded", "bot.stopped", "robotCode", "openConversationId", "robot.notExist"))
+        broken = any(k in code for k in API_DESTINATION_GONE)
         raise PermanentFailure(f"{path}: HTTP {status} {code}", destination_broken=broken)
 
 

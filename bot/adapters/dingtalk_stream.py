@@ -155,7 +155,8 @@ class StreamClient:
             return  # no ack: the gateway re-delivers, and dedup keeps it to one effect
         await self.ack(ws, message_id, data)
 
-    async def _event(self, ws: aiohttp.ClientWebSocketResponse, message_id: str, headers: dict[str, Any], data: str) -> None:
+    async def _event(self, ws: aiohttp.ClientWebSocketResponse, message_id: str, headers: dict[str, Any],
+                     data: str) -> None:
         try:
             payload = json.loads(data)
             if not isinstance(payload, dict):
