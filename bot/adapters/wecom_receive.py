@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-import xmltodict
 from aiohttp import web
 
 from bot.adapters.common import Rejected, read_body, rejection
@@ -335,6 +334,8 @@ class WeComCallbacks:
         envelope = corp.app if corp else None
         if corp is None or envelope is None:
             return web.Response(status=404)
+        import xmltodict  # the app's XML envelope only: a process without the app never loads it
+
         try:
             plain = await self._open(
                 request,
