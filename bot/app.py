@@ -63,10 +63,13 @@ def build_router(db: Database, settings: Settings, **kwargs: Any) -> Router:
 async def healthz(request: web.Request) -> web.Response:
     db = request.app[DATABASE_KEY]
     ok = await db.ping()
-    return web.json_response({"status": "ok" if ok else "degraded", "database": "ok" if ok else "unreachable"}, status=200 if ok else 503)
+    body = {"status": "ok" if ok else "degraded", "database": "ok" if ok else "unreachable"}
+    return web.json_response(body, status=200 if ok else 503)
 
 
-def build_app(settings: Settings, *, components: list[Component] | None = None, database: Database | None = None) -> web.Application:
+def build_app(
+    settings: Settings, *, components: list[Component] | None = None, database: Database | None = None
+) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[SETTINGS_KEY] = settings
 

@@ -129,7 +129,7 @@ def member_destination(platform: str, user_ids: list[str], corp_key: str | None 
 def member_dest_key(platform: str, user_ids: list[str], corp_key: str | None = None) -> str:
     """The adapters' own dest_key for a direct message, so a notice orders with other direct messages."""
     if platform == "dingtalk":
-        from bot.adapters.dingtalk import dest_key as dingtalk_dest_key
+        from bot.adapters.dingtalk_send import dest_key as dingtalk_dest_key
 
         return dingtalk_dest_key({"kind": "member", "user_ids": user_ids})
     from bot.adapters.wecom_send import dest_key as wecom_dest_key

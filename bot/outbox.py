@@ -22,6 +22,7 @@ settling re-sends at most that batch (README, "Delivery guarantees").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections import Counter
@@ -187,10 +188,8 @@ class OutboxWorker:
             await asyncio.wait_for(asyncio.shield(task), timeout)
         except (TimeoutError, asyncio.CancelledError):
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
 
     async def _run(self) -> None:
         woken = False
@@ -276,38 +275,16 @@ class OutboxWorker:
     ) -> None:
         """Send one destination's rows strictly in order; stop at the first row that must wait."""
         head = rows[0]
-        deliverer = self.deliverers.get(head.platform)
-        if deliverer is None:
-            self._fail(outcome, rows, f"no deliverer configured for platform {head.platform!r}")
+        prepared = await self._prepare_group(rows, outcome)
+        if prepared is None:
             return
-        marker = self._broken.get(head.dest_key)
-        if marker is not None and marker[1] > self.clock():
-            self._fail(outcome, rows, f"destination broken: {marker[0]}")
-            return
-        destination = head.destination
+        deliverer, destination, limit, limit_key = prepared
         # The durable broken marks live on the team, read with the claim.
         team = (
             (head.team_id, head.team_settings)
             if head.platform in ("wecom", "dingtalk") and head.team_id is not None and head.team_settings is not None
             else None
         )
-        scope = getattr(deliverer, "scope_destination", None)
-        if scope is not None:
-            # A deliverer serving several tenants (WeCom corps) completes a destination queued without
-            # its tenant from the row's organisation; rows of one dest_key share it.
-            try:
-                destination = await scope(head.id, destination)
-            except Exception as err:
-                log.exception("outbox: could not scope the destination of message %d", head.id)
-                self._retry(outcome, head, f"unexpected {type(err).__name__}", None)
-                outcome.released.extend(r.id for r in rows[1:])
-                return
-        try:
-            limit = deliverer.rate_limit(destination)
-            limit_key = deliverer.limit_key(destination)
-        except PermanentFailure as err:
-            self._fail(outcome, rows, err.reason)
-            return
         for index, row in enumerate(rows):
             rest = [r.id for r in rows[index + 1 :]]
             now = self.clock()
@@ -352,6 +329,38 @@ class OutboxWorker:
                 outcome.released.extend(rest)
                 return
             outcome.sent.append(row.id)
+
+    async def _prepare_group(
+        self, rows: list[ClaimedRow], outcome: Outcome
+    ) -> tuple[Deliverer, dict[str, Any], RateLimit | None, str] | None:
+        """The deliverer, (scoped) destination and rate limit of one group; None when the whole group
+        is settled without sending (no deliverer, destination known broken, scope or limit failed)."""
+        head = rows[0]
+        deliverer = self.deliverers.get(head.platform)
+        if deliverer is None:
+            self._fail(outcome, rows, f"no deliverer configured for platform {head.platform!r}")
+            return None
+        marker = self._broken.get(head.dest_key)
+        if marker is not None and marker[1] > self.clock():
+            self._fail(outcome, rows, f"destination broken: {marker[0]}")
+            return None
+        destination = head.destination
+        scope = getattr(deliverer, "scope_destination", None)
+        if scope is not None:
+            # A deliverer serving several tenants (WeCom corps) completes a destination queued without
+            # its tenant from the row's organisation; rows of one dest_key share it.
+            try:
+                destination = await scope(head.id, destination)
+            except Exception as err:
+                log.exception("outbox: could not scope the destination of message %d", head.id)
+                self._retry(outcome, head, f"unexpected {type(err).__name__}", None)
+                outcome.released.extend(r.id for r in rows[1:])
+                return None
+        try:
+            return deliverer, destination, deliverer.rate_limit(destination), deliverer.limit_key(destination)
+        except PermanentFailure as err:
+            self._fail(outcome, rows, err.reason)
+            return None
 
     async def _mark_push_broken(
         self, team_id: int, row: ClaimedRow, err: PermanentFailure, now: datetime
@@ -409,7 +418,7 @@ def build_deliverers(app: web.Application) -> dict[str, Deliverer]:
     if "wecom" not in deliverers:
         session = app[HTTP_SESSION_KEY]
         webhook = WeComWebhookDeliverer(session, api_base=app[SETTINGS_KEY].wecom_api_base)
-        deliverers["wecom"] = DeliverersByKind("wecom", {"webhook": webhook})  # type: ignore[assignment]
+        deliverers["wecom"] = DeliverersByKind("wecom", {"webhook": webhook})
     return deliverers
 
 

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from bot.masking import MASK, mask_secret
 from storage.engine import DEFAULT_DATABASE_URL, DatabaseURLError, async_url
 
 ENV_PREFIX = "SALESBOT_"
@@ -224,7 +225,7 @@ class Settings(BaseModel):
 
 def _mask_secrets(values: dict[str, Any]) -> dict[str, Any]:
     return {
-        name: "******" if value and any(marker in name for marker in SECRET_MARKERS) else value
+        name: mask_secret(str(value), keep=0) if value and any(marker in name for marker in SECRET_MARKERS) else value
         for name, value in values.items()
     }
 
@@ -235,7 +236,7 @@ def _mask_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
-        return "******"
+        return MASK
 
 
 def _from_toml(path: Path) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
-from bot.adapters.dingtalk import DELIVERER_KEY, DINGTALK_KEY, DingTalkDeliverer, dingtalk_component
+from bot.adapters.dingtalk import DELIVERER_KEY, DINGTALK_KEY, dingtalk_component
+from bot.adapters.dingtalk_send import DingTalkDeliverer
 from bot.app import build_app
 from bot.outbox import OutboxWorker
 from bot.settings import Settings

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.adapters.dingtalk import sign
+from bot.adapters.dingtalk_send import sign
 from storage.models import Customer, InboundMessage, Member, OutboxMessage, Team
 from tests.dingtalk_support import DINGTALK_KEY, RunningBot, count, dingtalk_settings, outbox_rows, running_bot, text_of
 from tests.fakes.dingtalk import FakeDingTalk
@@ -197,9 +197,9 @@ PAUSED = {"workers": 0, "recover_every": None}  # answers and records, never pro
 @pytest.fixture(autouse=True)
 def short_accept_lease(monkeypatch: pytest.MonkeyPatch) -> None:
     """A dead process's lease lapses at once here (30 s in production)."""
-    import bot.adapters.dingtalk as dingtalk
+    import bot.inbound as inbound_frame
 
-    monkeypatch.setattr(dingtalk, "ACCEPT_LEASE_S", 0.0)
+    monkeypatch.setattr(inbound_frame, "ACCEPT_LEASE_S", 0.0)
 
 
 async def inbound_rows(db) -> list[InboundMessage]:  # type: ignore[no-untyped-def]
@@ -244,12 +244,12 @@ async def test_a_crash_before_processing_loses_nothing_and_runs_once_after_resta
 
 
 async def test_recovery_on_start_picks_up_stale_messages(ding: FakeDingTalk, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import bot.adapters.dingtalk as dingtalk
+    import bot.inbound as inbound_frame
 
     async with running_bot(dingtalk_settings(ding), db, PAUSED) as doomed:
         for n in range(3):
             assert (await doomed.post_robot(*ding.robot_text_callback(f"认领 客户{n}", "zhangsan", "张三")))[0] == 200
-    monkeypatch.setattr(dingtalk, "RECOVER_AFTER_S", 0.0)
+    monkeypatch.setattr(inbound_frame, "RECOVER_AFTER_S", 0.0)
     async with running_bot(dingtalk_settings(ding), db) as restarted:  # the periodic pass runs at start
         await restarted.app[DINGTALK_KEY].recovered_once.wait()
         await restarted.drain()
@@ -271,9 +271,9 @@ async def test_redeliveries_during_processing_and_two_replicas_recovering_have_o
         assert sorted(results[:2]) == [0, 1]
         assert [r[0] for r in results[2:]] == [200, 200]
         # Even if both replicas ran the command (a lease lapsed mid-command), the row allows one effect.
-        from bot.adapters.dingtalk import parse_robot_message
+        from bot.adapters.dingtalk_receive import parse_robot_message
 
-        msg = parse_robot_message(json.loads(body), ia.settings)
+        msg = parse_robot_message(json.loads(body), dingtalk_settings(ding))
         await asyncio.gather(ia.process(msg), ib.process(msg))
         await a.drain()
         await b.drain()
@@ -293,9 +293,9 @@ async def test_concurrent_redeliveries_of_a_new_message_have_one_effect(bot: Run
 
 
 async def test_a_message_waiting_in_a_live_replicas_queue_is_not_recovered_elsewhere(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
-    import bot.adapters.dingtalk as dingtalk
+    import bot.inbound as inbound_frame
 
-    dingtalk.ACCEPT_LEASE_S = 30.0  # restored by the autouse fixture's monkeypatch
+    inbound_frame.ACCEPT_LEASE_S = 30.0  # restored by the autouse fixture's monkeypatch
     async with running_bot(dingtalk_settings(ding), db, PAUSED) as busy:  # backed up: nothing processed yet
         assert (await busy.post_robot(*ding.robot_text_callback("认领 京东", "zhangsan", "张三")))[0] == 200
         async with running_bot(dingtalk_settings(ding), db, {"recover_every": None}) as other:

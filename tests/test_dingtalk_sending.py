@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from bot.adapters.dingtalk import DingTalkDeliverer, render
+from bot.adapters.dingtalk_send import DingTalkDeliverer, render
 from bot.delivery import OutgoingMessage, PermanentFailure, RateLimit, RetryLater
 from tests.dingtalk_support import dingtalk_settings
 from tests.fakes.dingtalk import FakeDingTalk

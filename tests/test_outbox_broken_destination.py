@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
-from bot.adapters.dingtalk import DingTalkDeliverer
-from bot.adapters.dingtalk import dest_key as ding_dest_key
+from bot.adapters.dingtalk_send import DingTalkDeliverer
+from bot.adapters.dingtalk_send import dest_key as ding_dest_key
 from bot.adapters.wecom_send import WeComDeliverer
 from bot.adapters.wecom_send import dest_key as wecom_dest_key
 from bot.app import all_settings

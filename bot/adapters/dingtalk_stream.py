@@ -4,7 +4,7 @@ open (`/v1.0/gateway/connections/open`, app key + secret, subscriptions) → con
 endpoint with the one-shot ticket → read frames. Every frame is acknowledged with code 200 and its
 own messageId, echoing its data as the official SDK does; a robot message is acknowledged once it is
 durably recorded (its inbound row, payload included, has committed) and its command runs after, from
-DingTalkInbound's queue — so a frame is never lost between ack and commit, and the ack never waits on it.
+the inbound queue (bot.inbound) — so a frame is never lost between ack and commit, and the ack never waits on it.
 SYSTEM `ping` frames are keep-alives; `disconnect` and a closed socket mean reconnect, with
 exponential backoff and a new ticket each time.
 """
@@ -21,7 +21,9 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from bot.adapters.dingtalk import PLATFORM, DingTalkInbound, Rejected
+from bot.adapters.common import Rejected
+from bot.adapters.dingtalk_send import PLATFORM
+from bot.inbound import Inbound
 from bot.settings import Settings
 
 log = logging.getLogger("salesbot.dingtalk.stream")
@@ -42,7 +44,7 @@ class StreamClient:
         self,
         settings: Settings,
         http: aiohttp.ClientSession,
-        inbound: DingTalkInbound,
+        inbound: Inbound,
         *,
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
@@ -153,7 +155,8 @@ class StreamClient:
             return  # no ack: the gateway re-delivers, and dedup keeps it to one effect
         await self.ack(ws, message_id, data)
 
-    async def _event(self, ws: aiohttp.ClientWebSocketResponse, message_id: str, headers: dict[str, Any], data: str) -> None:
+    async def _event(self, ws: aiohttp.ClientWebSocketResponse, message_id: str, headers: dict[str, Any],
+                     data: str) -> None:
         try:
             payload = json.loads(data)
             if not isinstance(payload, dict):

@@ -1,212 +1,56 @@
-"""WeCom (企业微信) adapter: receive callbacks, answer inside the platform's deadline, send the rest later.
+"""WeCom (企业微信) adapter core: one organisation per corp, the reply sink, the reply budget, the component.
 
-Two ways in (PLATFORMS.md §1):
-
-* ``/wecom/aibot`` — the 智能机器人 in API mode, the only way to receive @-mentions from group chats.
-  JSON envelope, receiveid ``""``; a command finished within ``reply_budget_ms`` is answered as a passive
-  encrypted ``stream`` (finish: true); otherwise the HTTP answer is empty at once and the reply goes
-  through the one-shot ``response_url`` via the outbox.
-* ``/wecom/app`` — the self-built app, 1:1 only. XML envelope, receiveid = CorpID; passive XML text
-  reply or 200 empty + ``message/send`` later.
-
-(Long-connection mode lives in `bot.adapters.wecom_ws` and reuses the parsing and sink here; it serves
-the default corp only — one WebSocket per bot id, configured by the SALESBOT_WECOM_AIBOT_* settings.)
+Two ways in (PLATFORMS.md §1), both received in `bot.adapters.wecom_receive`: ``/wecom/aibot`` (the
+智能机器人, group @-mentions, passive encrypted ``stream`` answers or the one-shot ``response_url``) and
+``/wecom/app`` (the self-built app, 1:1 only). Long-connection mode lives in `bot.adapters.wecom_ws`
+and reuses the parsing and sink here. Sending is `bot.adapters.wecom_send`.
 
 Several corps (`[[wecom.corps]]` in the TOML file) are served at ``/wecom/aibot/<corp_id>`` and
 ``/wecom/app/<corp_id>``: the AI bot's receiveid is "" so nothing in the payload tells the corp — the URL
 configured in each corp's admin console does. Each corp has its own envelopes, token cache and agent id,
 and is its own organisation (org_key = its CorpID). The SALESBOT_WECOM_* settings are the default corp,
 also reachable at the plain ``/wecom/aibot`` and ``/wecom/app``. An unknown corp in the URL is a 404.
-
-wechatpy does the envelope crypto and XML parsing/rendering (pure CPU); all HTTP is aiohttp.
-
-Every rejected callback (bad signature, stale timestamp, undecryptable, wrong receiveid, malformed,
-over 64 KB) answers 4xx, stores nothing and logs one line without secrets.
+Each corp in long-connection mode has its own WebSocket (one per bot id).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hmac
-import json
 import logging
-import re
-import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-import xmltodict
 from aiohttp import web
-from wechatpy.crypto import PrpCrypto, _get_signature
-from wechatpy.enterprise import create_reply, parse_message
-from wechatpy.exceptions import InvalidAppIdException
 
+from bot.adapters.common import Rejected, enqueue_split
+from bot.adapters.wecom_receive import (
+    CorpEndpoint,
+    ReplyBudget,
+    WeComCallbacks,
+    WeComEnvelope,
+    aibot_text,
+    combine,
+    strip_bot_mention,
+)
 from bot.adapters.wecom_send import (
     MARKDOWN_MAX_BYTES,
     PLATFORM,
-    STREAM_MAX_BYTES,
-    TEXT_MAX_BYTES,
     WEBHOOK_SETTING,
     WeComDeliverer,
     dest_key,
-    render_markdown,
-    render_plain,
     truncate_bytes,
 )
-from bot.delivery import OutgoingMessage, split_text
+from bot.adapters.wecom_ws import WeComLongConnection
+from bot.delivery import OutgoingMessage
 from bot.messages import IncomingMessage, Reply
 from bot.settings import Settings
+from storage.database import Database
 from storage.store import Store
 
 log = logging.getLogger("salesbot.wecom")
-
-MAX_BODY_BYTES = 64 * 1024
-# A callback whose timestamp is further than this from our clock is refused as stale/replayed.
-MAX_CLOCK_SKEW = 900.0
-
-# ---------------------------------------------------------------------------------------------------
-# User-facing text (all Chinese wording of this adapter in one place)
-# ---------------------------------------------------------------------------------------------------
-WELCOME = (
-    "你好，我是销售助手 👋\n"
-    "在群里 @我 发指令即可，例如：@销售助手 认领 北京华为技术有限公司\n"
-    "发送「帮助」查看全部命令。"
-)
-UNSUPPORTED = "暂时只能识别文字指令。发送「帮助」查看全部命令。"
-
-
-# ---------------------------------------------------------------------------------------------------
-# Envelope (PLATFORMS.md §0)
-# ---------------------------------------------------------------------------------------------------
-class CallbackRejected(Exception):
-    """A callback we refuse; `reason` goes to the log and never carries secrets or payloads."""
-
-    def __init__(self, reason: str, status: int) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-
-
-class WeComEnvelope:
-    """The WXBizMsgCrypt envelope for one receiveid, on top of wechatpy's `PrpCrypto`.
-
-    Signature first (constant-time), then decrypt; the receiveid check is wechatpy's.
-    """
-
-    def __init__(self, token: str, encoding_aes_key: str, receive_id: str) -> None:
-        key = base64.b64decode(encoding_aes_key + "=")
-        if len(key) != 32:
-            raise ValueError("EncodingAESKey must decode to 32 bytes")
-        self.token = token
-        self.receive_id = receive_id
-        self._key = key
-
-    def signature(self, timestamp: str, nonce: str, encrypt: str) -> str:
-        return _get_signature(self.token, timestamp, nonce, encrypt)
-
-    def open(self, signature: str, timestamp: str, nonce: str, encrypt: str) -> str:
-        expected = self.signature(timestamp, nonce, encrypt)
-        if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
-            raise CallbackRejected("bad signature", 403)
-        try:
-            raw = base64.b64decode(encrypt, validate=True)
-        except (binascii.Error, ValueError):
-            raise CallbackRejected("ciphertext is not base64", 400) from None
-        if not raw or len(raw) % 16:
-            raise CallbackRejected("ciphertext length is not a multiple of 16", 400)
-        try:
-            return PrpCrypto(self._key).decrypt(encrypt, self.receive_id)
-        except InvalidAppIdException:
-            raise CallbackRejected("receiveid does not match", 400) from None
-        except Exception:
-            raise CallbackRejected("ciphertext does not decrypt", 400) from None
-
-    def seal(self, plaintext: str, timestamp: str, nonce: str) -> tuple[str, str]:
-        """Encrypt a reply; returns (encrypt, signature)."""
-        encrypt = PrpCrypto(self._key).encrypt(plaintext, self.receive_id)
-        encrypt = encrypt.decode("ascii") if isinstance(encrypt, bytes) else str(encrypt)
-        return encrypt, self.signature(timestamp, nonce, encrypt)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Parsing helpers
-# ---------------------------------------------------------------------------------------------------
-_LEADING_AT = re.compile(r"^\s*@\S+[\s\u3000]*")
-
-
-def strip_bot_mention(text: str) -> str:
-    """Group messages arrive as "@销售助手 认领 华为" — drop the leading @bot token."""
-    return _LEADING_AT.sub("", text, count=1).strip()
-
-
-def aibot_text(payload: dict[str, Any]) -> str | None:
-    msgtype = payload.get("msgtype")
-    if msgtype == "text":
-        content = (payload.get("text") or {}).get("content")
-        return content if isinstance(content, str) else None
-    if msgtype == "mixed":
-        items = (payload.get("mixed") or {}).get("msg_item") or []
-        parts = [
-            i["text"]["content"]
-            for i in items
-            if isinstance(i, dict) and i.get("msgtype") == "text" and isinstance((i.get("text") or {}).get("content"), str)
-        ]
-        return " ".join(parts) if parts else None
-    return None
-
-
-def combine(replies: list[Reply]) -> OutgoingMessage:
-    """Several chat replies to one message (one passive reply / one response_url post)."""
-    names: dict[str, str] = {}
-    texts: list[str] = []
-    for reply in replies:
-        names.update(reply.names)
-        texts.append(f"**{reply.title}**\n{reply.text}" if reply.title else reply.text)
-    return OutgoingMessage(text="\n\n".join(texts), names=names)
-
-
-# ---------------------------------------------------------------------------------------------------
-# The adapter
-# ---------------------------------------------------------------------------------------------------
-@dataclass
-class _Budget:
-    """Shared between the HTTP handler and the reply sink of one callback (see `_run_with_budget`)."""
-
-    late: bool = False
-    inline: bool = False
-
-
-@dataclass(frozen=True)
-class CorpEndpoint:
-    """What one corp's callbacks need: its envelopes and whether its app can send direct messages.
-
-    `corp_id` is None only for a default corp configured without SALESBOT_WECOM_CORP_ID (AI bot only).
-    """
-
-    corp_id: str | None
-    aibot: WeComEnvelope | None
-    app: WeComEnvelope | None
-    can_send_direct: bool
-
-    @staticmethod
-    def build(
-        corp_id: str | None,
-        aibot_token: str | None,
-        aibot_aes_key: str | None,
-        app_token: str | None,
-        app_aes_key: str | None,
-        app_secret: str | None,
-    ) -> CorpEndpoint:
-        aibot = WeComEnvelope(aibot_token, aibot_aes_key, "") if aibot_token and aibot_aes_key else None
-        app = WeComEnvelope(app_token, app_aes_key, corp_id) if app_token and app_aes_key and corp_id else None
-        return CorpEndpoint(corp_id, aibot, app, bool(app_secret))
 
 
 class WeComAdapter:
@@ -235,15 +79,14 @@ class WeComAdapter:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self, db: Any, router: Any) -> None:
-        from bot.adapters.wecom_ws import WeComLongConnection
-
+    async def start(self, db: Database, router: Any, session: aiohttp.ClientSession) -> None:
+        """Open the long connections and the deliverer on the process's HTTP session (the app owns it)."""
         s = self.settings
         self.db, self.router = db, router
-        self.session = aiohttp.ClientSession()
+        self.session = session
         if s.wecom_aibot_mode == "websocket":
             self.ws = WeComLongConnection(
-                self.session, s.wecom_aibot_ws_url, s.wecom_aibot_bot_id or "", s.wecom_aibot_secret or "", self,
+                session, s.wecom_aibot_ws_url, s.wecom_aibot_bot_id or "", s.wecom_aibot_secret or "", self,
                 corp=self.default,
             )
             if s.wecom_corp_id:
@@ -251,11 +94,11 @@ class WeComAdapter:
         for corp in s.wecom_corps:
             if corp.aibot_mode == "websocket":
                 self.ws_by_corp[corp.corp_id] = WeComLongConnection(
-                    self.session, corp.aibot_ws_url or s.wecom_aibot_ws_url, corp.aibot_bot_id or "",
+                    session, corp.aibot_ws_url or s.wecom_aibot_ws_url, corp.aibot_bot_id or "",
                     corp.aibot_secret or "", self, corp=self.corps[corp.corp_id],
                 )
         self.deliverer = WeComDeliverer(
-            self.session,
+            session,
             api_base=s.wecom_api_base,
             corp_id=s.wecom_corp_id,
             app_secret=s.wecom_app_secret,
@@ -276,8 +119,6 @@ class WeComAdapter:
             await connection.stop()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.session is not None:
-            await self.session.close()
 
     def _track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
@@ -293,7 +134,7 @@ class WeComAdapter:
         return self.corps.get(str(msg.reply_context.get("corp_id") or "")) or self.default
 
     async def aibot_message(
-        self, payload: dict[str, Any], budget: _Budget, corp: CorpEndpoint | None = None, **context: Any
+        self, payload: dict[str, Any], budget: ReplyBudget, corp: CorpEndpoint | None = None, **context: Any
     ) -> IncomingMessage | None:
         """An AI-bot callback body (HTTP or long connection) as an IncomingMessage; None if not text.
 
@@ -302,7 +143,7 @@ class WeComAdapter:
         msg_id = payload.get("msgid")
         user_id = (payload.get("from") or {}).get("userid")
         if not isinstance(msg_id, str) or not msg_id or not isinstance(user_id, str) or not user_id:
-            raise CallbackRejected("callback lacks msgid or from.userid", 400)
+            raise Rejected(400, "callback lacks msgid or from.userid")
         text = aibot_text(payload)
         if text is None:
             return None
@@ -327,7 +168,7 @@ class WeComAdapter:
     # ------------------------------------------------------------------ reply sink
     async def reply_sink(self, store: Store, msg: IncomingMessage, replies: list[Reply], now: datetime) -> list[Reply]:
         """Inside the command's transaction: queue what must travel later, return what to answer inline."""
-        budget: _Budget = msg.reply_context.get("budget") or _Budget()
+        budget: ReplyBudget = msg.reply_context.get("budget") or ReplyBudget()
         corp = self.corp_of(msg)
         inline: list[Reply] = []
         for reply in replies:
@@ -336,18 +177,21 @@ class WeComAdapter:
                 # group itself the answer is inline — same chat, no webhook quota spent.
                 key = (store.team.settings or {}).get(WEBHOOK_SETTING)
                 destination = (
-                    {"kind": "webhook", "key": key} if key else self._with_corp({"kind": "team", "team_id": store.team.id}, corp)
+                    {"kind": "webhook", "key": key}
+                    if key
+                    else self._with_corp({"kind": "team", "team_id": store.team.id}, corp)
                 )
                 await self.enqueue(store, destination, OutgoingMessage.from_reply(reply), now)
                 continue
-            elif reply.audience == "direct":
-                if not (msg.chat_type == "single" and set(reply.user_ids) <= {msg.user_id}):
-                    if corp.can_send_direct:
-                        destination = self._with_corp({"kind": "member", "user_ids": list(reply.user_ids)}, corp)
-                        await self.enqueue(store, destination, OutgoingMessage.from_reply(reply), now)
-                    else:
-                        log.warning("direct message dropped: no app secret for corp %s msg_id=%s", corp.corp_id, msg.msg_id)
-                    continue
+            elif reply.audience == "direct" and not self._to_sender_only(msg, reply):
+                # To someone else than the member talking 1:1 with the bot: the app's message/send.
+                if corp.can_send_direct:
+                    destination = self._with_corp({"kind": "member", "user_ids": list(reply.user_ids)}, corp)
+                    await self.enqueue(store, destination, OutgoingMessage.from_reply(reply), now)
+                else:
+                    log.warning("direct message dropped: no app secret for corp %s msg_id=%s",
+                                corp.corp_id, msg.msg_id)
+                continue
             inline.append(reply)
         if inline and budget.late:
             await self.enqueue_late(store, msg, inline, now)
@@ -356,26 +200,29 @@ class WeComAdapter:
         return inline
 
     @staticmethod
+    def _to_sender_only(msg: IncomingMessage, reply: Reply) -> bool:
+        """A direct reply only to the member talking 1:1 with the bot is answered inline."""
+        return msg.chat_type == "single" and set(reply.user_ids) <= {msg.user_id}
+
+    @staticmethod
     def _with_corp(destination: dict[str, Any], corp: CorpEndpoint) -> dict[str, Any]:
         """Name the corp whose app must send this (tokens, agent ids and user ids are per corp)."""
         return {**destination, "corp_id": corp.corp_id} if corp.corp_id else destination
 
     async def enqueue(
-        self, store: Store, destination: dict[str, Any], message: OutgoingMessage, now: datetime, *, dedup: str | None = None
+        self,
+        store: Store,
+        destination: dict[str, Any],
+        message: OutgoingMessage,
+        now: datetime,
+        *,
+        dedup: str | None = None,
     ) -> None:
         limit = (self.deliverer.max_bytes(destination) if self.deliverer else MARKDOWN_MAX_BYTES) - 64
         if message.title:
             limit -= len(message.title.encode("utf-8"))
-        for index, part in enumerate(split_text(message.text, limit)):
-            body = OutgoingMessage(part, message.title if index == 0 else None, message.names).to_json()
-            await store.enqueue(
-                platform=PLATFORM,
-                destination=destination,
-                dest_key=dest_key(destination),
-                body=body,
-                now=now,
-                dedup_key=f"{dedup}:{index}" if dedup else None,
-            )
+        await enqueue_split(store, PLATFORM, destination, dest_key(destination), message, now, limit,
+                            title_on_every_part=False, dedup=dedup)
 
     async def enqueue_late(self, store: Store, msg: IncomingMessage, replies: list[Reply], now: datetime) -> None:
         """Replies that missed the passive-reply window: response_url (one shot) or message/send."""
@@ -394,14 +241,14 @@ class WeComAdapter:
             log.warning("late reply dropped: no response_url and no app secret msg_id=%s", msg.msg_id)
 
     # ------------------------------------------------------------------ running a command
-    async def _run_with_budget(self, msg: IncomingMessage) -> list[Reply] | None:
+    async def run_with_budget(self, msg: IncomingMessage) -> list[Reply] | None:
         """Run the command; its replies if done within the budget, else None (they go via the outbox).
 
         The task is never cancelled: the database decides the command's effect whether or not we
         answer in time. If the sink already handed replies back inline when time ran out (commit was
         slow), `_finish_late` queues them in a fresh transaction.
         """
-        budget: _Budget = msg.reply_context["budget"]
+        budget: ReplyBudget = msg.reply_context["budget"]
         task = asyncio.create_task(self.router.handle(msg))
         try:
             done, _ = await asyncio.wait({task}, timeout=self.settings.reply_budget_ms / 1000)
@@ -424,106 +271,7 @@ class WeComAdapter:
             await self.enqueue_late(store, msg, replies, now)
 
     # ------------------------------------------------------------------ request plumbing
-    def _reject(self, route: str, err: CallbackRejected) -> web.Response:
-        log.warning("wecom %s callback rejected status=%d reason=%s", route, err.status, err.reason)
-        return web.Response(status=err.status, text=err.reason)
-
-    def _query(self, request: web.Request, *names: str) -> list[str]:
-        values = [request.query.get(n, "") for n in names]
-        if not all(values):
-            raise CallbackRejected("missing query parameters", 400)
-        return values
-
-    def _check_fresh(self, timestamp: str) -> None:
-        try:
-            ts = int(timestamp)
-        except ValueError:
-            raise CallbackRejected("timestamp is not a number", 400) from None
-        if abs(self.wall_clock() - ts) > MAX_CLOCK_SKEW:
-            raise CallbackRejected("stale timestamp", 403)
-
-    async def _body(self, request: web.Request) -> bytes:
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            raise CallbackRejected("body over 64 KB", 413)
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise CallbackRejected("body over 64 KB", 413) from None
-        if len(body) > MAX_BODY_BYTES:
-            raise CallbackRejected("body over 64 KB", 413)
-        return body
-
-    async def _verify_url(self, request: web.Request, envelope: WeComEnvelope | None, route: str) -> web.Response:
-        """GET URL verification: the decrypted echostr as the raw body (must answer within 1 s)."""
-        if envelope is None:
-            return web.Response(status=404)
-        try:
-            sig, ts, nonce, echostr = self._query(request, "msg_signature", "timestamp", "nonce", "echostr")
-            plain = envelope.open(sig, ts, nonce, echostr)
-            self._check_fresh(ts)
-        except CallbackRejected as err:
-            return self._reject(route, err)
-        return web.Response(body=plain.encode("utf-8"), content_type="text/plain")
-
-    def _corp(self, request: web.Request) -> CorpEndpoint | None:
-        """The corp a callback URL names (`/wecom/…/{corp_id}`), the default corp without one; None → 404."""
-        corp_id = request.match_info.get("corp_id")
-        return self.default if corp_id is None else self.corps.get(corp_id)
-
-    async def _open(
-        self, request: web.Request, envelope: WeComEnvelope, ciphertext_of: Callable[[bytes], Any], shape: str
-    ) -> str:
-        """Signature first, then decrypt, then freshness — the same for the JSON and the XML envelope."""
-        sig, ts, nonce = self._query(request, "msg_signature", "timestamp", "nonce")
-        body = await self._body(request)
-        try:
-            encrypt = ciphertext_of(body)
-            if not isinstance(encrypt, str):
-                raise TypeError
-        except Exception:
-            raise CallbackRejected(f"body is not {shape}", 400) from None
-        plain = envelope.open(sig, ts, nonce, encrypt)
-        self._check_fresh(ts)
-        return plain
-
-    # ------------------------------------------------------------------ /wecom/aibot[/{corp_id}]
-    async def aibot_get(self, request: web.Request) -> web.Response:
-        corp = self._corp(request)
-        return await self._verify_url(request, corp.aibot if corp else None, "aibot")
-
-    async def aibot_post(self, request: web.Request) -> web.Response:
-        corp = self._corp(request)
-        envelope = corp.aibot if corp else None
-        if corp is None or envelope is None:
-            return web.Response(status=404)
-        try:
-            plain = await self._open(request, envelope, lambda body: json.loads(body)["encrypt"], '{"encrypt": …}')
-            try:
-                payload = json.loads(plain)
-                if not isinstance(payload, dict):
-                    raise ValueError
-            except ValueError:
-                raise CallbackRejected("decrypted callback is not a JSON object", 400) from None
-            msgtype = payload.get("msgtype")
-            if msgtype == "event":
-                return await self._aibot_event(payload, corp)
-            if msgtype == "stream":
-                return web.Response()  # our streams always finish at once; nothing to refresh
-            budget = _Budget()
-            msg = await self.aibot_message(payload, budget, corp, response_url=payload.get("response_url"))
-        except CallbackRejected as err:
-            return self._reject("aibot", err)
-        if msg is None:
-            if not await self._first_delivery(payload, corp):
-                return web.Response()
-            return self._aibot_stream(UNSUPPORTED, envelope)
-        replies = await self._run_with_budget(msg)
-        if not replies:
-            return web.Response()  # duplicate, or the reply will come through response_url
-        content = render_markdown(combine(replies), native_mentions=False)
-        return self._aibot_stream(content, envelope)
-
-    async def _first_delivery(self, payload: dict[str, Any], corp: CorpEndpoint | None = None) -> bool:
+    async def first_delivery(self, payload: dict[str, Any], corp: CorpEndpoint | None = None) -> bool:
         """Record a non-command callback's msgid so that WeCom's re-delivery has no second effect."""
         msg_id = str(payload.get("msgid") or "")
         if not msg_id:
@@ -531,106 +279,22 @@ class WeComAdapter:
         async with self.db.transaction() as store:
             return await store.record_inbound(PLATFORM, msg_id, self.org_key(payload, corp), datetime.now(UTC))
 
-    async def _aibot_event(self, payload: dict[str, Any], corp: CorpEndpoint) -> web.Response:
-        eventtype = (payload.get("event") or {}).get("eventtype")
-        if eventtype != "enter_chat" or not await self._first_delivery(payload, corp):
-            return web.Response()
-        # A plain `text` passive reply is allowed only for the enter_chat welcome (Doc 101031).
-        assert corp.aibot is not None
-        return self._aibot_sealed({"msgtype": "text", "text": {"content": WELCOME}}, corp.aibot)
-
-    def _aibot_stream(self, content: str, envelope: WeComEnvelope) -> web.Response:
-        stream = {"id": uuid.uuid4().hex, "finish": True, "content": truncate_bytes(content, STREAM_MAX_BYTES)}
-        return self._aibot_sealed({"msgtype": "stream", "stream": stream}, envelope)
-
-    def _aibot_sealed(self, reply: dict[str, Any], envelope: WeComEnvelope) -> web.Response:
-        """Passive replies are sealed with the envelope of the corp the callback came from."""
-        ts, nonce = str(int(self.wall_clock())), str(secrets.randbelow(9 * 10**9) + 10**9)
-        encrypt, signature = envelope.seal(json.dumps(reply, ensure_ascii=False), ts, nonce)
-        envelope = {"encrypt": encrypt, "msgsignature": signature, "timestamp": ts, "nonce": nonce}
-        return web.json_response(envelope)
-
-    # ------------------------------------------------------------------ /wecom/app[/{corp_id}]
-    async def app_get(self, request: web.Request) -> web.Response:
-        corp = self._corp(request)
-        return await self._verify_url(request, corp.app if corp else None, "app")
-
-    async def app_post(self, request: web.Request) -> web.Response:
-        corp = self._corp(request)
-        envelope = corp.app if corp else None
-        if corp is None or envelope is None:
-            return web.Response(status=404)
-        try:
-            plain = await self._open(
-                request,
-                envelope,
-                lambda body: xmltodict.parse(body, disable_entities=True)["xml"]["Encrypt"],
-                "<xml><Encrypt>…</Encrypt></xml>",
-            )
-            try:
-                message = parse_message(plain)
-                data: dict[str, Any] = dict(message._data)
-                user_id = data.get("FromUserName")
-                if not isinstance(user_id, str) or not user_id:
-                    raise ValueError
-            except Exception:
-                raise CallbackRejected("decrypted callback is not a valid message", 400) from None
-            org_key = str(corp.corp_id)  # an app envelope exists only with a CorpID (its receiveid)
-            if message.type != "text":
-                # Events carry no MsgId: dedupe on FromUserName + CreateTime (§1b); nothing to answer.
-                key = f"app:{user_id}:{data.get('CreateTime')}:{data.get('Event') or message.type}"
-                async with self.db.transaction() as store:
-                    await store.record_inbound(PLATFORM, key[:128], org_key, datetime.now(UTC))
-                return web.Response()
-            msg_id = str(data.get("MsgId") or "")
-            if not msg_id:
-                raise CallbackRejected("text message without MsgId", 400)
-            chat_id = f"direct:{user_id}"  # the router scopes a 1:1 chat to the member's team
-        except CallbackRejected as err:
-            return self._reject("app", err)
-        msg = IncomingMessage(
-            platform=PLATFORM,
-            org_key=org_key,
-            chat_id=chat_id,
-            user_id=user_id,
-            text=str(data.get("Content") or ""),
-            msg_id=f"app:{msg_id}",
-            chat_type="single",
-            reply_context={"source": "app", "budget": _Budget(), "corp_id": corp.corp_id},
-        )
-        replies = await self._run_with_budget(msg)
-        if not replies:
-            return web.Response()  # 200 empty: the answer (if any) comes through message/send
-        text = truncate_bytes(render_plain(combine(replies)), TEXT_MAX_BYTES).replace("]]>", "] ]>")
-        reply_xml = create_reply(text, message).render()
-        ts_out, nonce_out = str(int(self.wall_clock())), str(secrets.randbelow(9 * 10**9) + 10**9)
-        encrypt, signature = envelope.seal(reply_xml, ts_out, nonce_out)
-        xml = (
-            f"<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt><MsgSignature><![CDATA[{signature}]]></MsgSignature>"
-            f"<TimeStamp>{ts_out}</TimeStamp><Nonce><![CDATA[{nonce_out}]]></Nonce></xml>"
-        )
-        return web.Response(text=xml, content_type="application/xml")
-
 
 WECOM_KEY = web.AppKey("wecom", WeComAdapter)
 
 
 def wecom_component(app: web.Application, *, wall_clock: Callable[[], float] = time.time) -> None:
     """Routes, reply sink and lifecycle of the WeCom adapter (added when `settings.wecom_enabled`)."""
-    from bot.app import DATABASE_KEY, DELIVERERS_KEY, REPLY_SINKS_KEY, ROUTER_KEY, SETTINGS_KEY
+    from bot.app import DATABASE_KEY, DELIVERERS_KEY, HTTP_SESSION_KEY, REPLY_SINKS_KEY, ROUTER_KEY, SETTINGS_KEY
 
     adapter = WeComAdapter(app[SETTINGS_KEY], wall_clock=wall_clock)
     app[WECOM_KEY] = adapter
     app[REPLY_SINKS_KEY][PLATFORM] = adapter.reply_sink
-    for path in ("/wecom/aibot", "/wecom/aibot/{corp_id}"):
-        app.router.add_get(path, adapter.aibot_get)
-        app.router.add_post(path, adapter.aibot_post)
-    for path in ("/wecom/app", "/wecom/app/{corp_id}"):
-        app.router.add_get(path, adapter.app_get)
-        app.router.add_post(path, adapter.app_post)
+    WeComCallbacks(adapter).routes(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        await adapter.start(app[DATABASE_KEY], app[ROUTER_KEY])
+        # The process's session outlives this context (its cleanup context was registered first).
+        await adapter.start(app[DATABASE_KEY], app[ROUTER_KEY], app[HTTP_SESSION_KEY])
         app[DELIVERERS_KEY][PLATFORM] = adapter.deliverer
         yield
         await adapter.stop()

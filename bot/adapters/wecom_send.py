@@ -24,18 +24,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
 
+from bot.adapters.common import with_fresh_token
 from bot.adapters.tokens import TokenCache
 from bot.delivery import Deliverer, OutgoingMessage, PermanentFailure, RateLimit, RetryLater
 from bot.messages import render_mentions
 
 if TYPE_CHECKING:
-    from bot.adapters.wecom_ws import WeComLongConnection
     from bot.settings import WeComCorp
     from storage.database import Database
 
@@ -86,10 +86,6 @@ def key_fingerprint(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
-def mask_key(key: str) -> str:
-    return f"{key[:4]}…{key[-4:]}" if len(key) > 10 else "****"
-
-
 def dest_key(destination: dict[str, Any]) -> str:
     kind = destination.get("kind")
     if kind == "webhook":
@@ -106,6 +102,15 @@ def dest_key(destination: dict[str, Any]) -> str:
         corp = destination.get("corp_id")
         return ("wecom:ws_chat:" if not corp else f"wecom:{corp}:ws_chat:") + str(destination["chatid"])
     return f"wecom:{kind}"
+
+
+class LongConnection(Protocol):
+    """What sending needs of a long connection (`bot.adapters.wecom_ws.LongConnection`)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def send_markdown(self, chatid: str, content: str) -> None: ...
 
 
 class CorpApp:
@@ -162,8 +167,8 @@ class WeComDeliverer:
         agent_id: int | None = None,
         database: Database | None = None,
         webhook: Deliverer | None = None,
-        ws: WeComLongConnection | None = None,
-        ws_by_corp: dict[str, WeComLongConnection] | None = None,
+        ws: LongConnection | None = None,
+        ws_by_corp: dict[str, LongConnection] | None = None,
         tokens: TokenCache | None = None,
         corps: Iterable[WeComCorp] = (),
     ) -> None:
@@ -177,7 +182,9 @@ class WeComDeliverer:
         # Every corp reachable by id, the default one too when it has an id.
         self.apps: dict[str, CorpApp] = {corp_id: self.default_app} if corp_id else {}
         for corp in corps:
-            self.apps[corp.corp_id] = CorpApp(self, corp.corp_id, corp.app_secret, corp.agent_id, api_base=corp.api_base)
+            self.apps[corp.corp_id] = CorpApp(
+                self, corp.corp_id, corp.app_secret, corp.agent_id, api_base=corp.api_base
+            )
 
     # The default corp's values, as before several corps existed.
     @property
@@ -262,7 +269,7 @@ class WeComDeliverer:
     def webhook(self) -> Deliverer:
         if self._webhook is None:
             try:
-                from bot.adapters.wecom_webhook import WeComWebhookDeliverer  # type: ignore[import-not-found]
+                from bot.adapters.wecom_webhook import WeComWebhookDeliverer
             except ImportError:
                 raise RetryLater("group webhook deliverer not installed") from None
             self._webhook = WeComWebhookDeliverer(self.session, self.api_base)
@@ -287,7 +294,7 @@ class WeComDeliverer:
             return {"kind": "ws_chat", "chatid": chat_id, "corp_id": corp_key}
         raise PermanentFailure("team has no group webhook (设置 推送 <webhook地址>)")
 
-    def _ws_for(self, corp_key: str | None) -> WeComLongConnection | None:
+    def _ws_for(self, corp_key: str | None) -> LongConnection | None:
         """The long connection of a corp: its own, or the default corp's (keyed by its CorpID, or — set up
         without one — by the bot id, which no configured corp has)."""
         if corp_key and corp_key in self.ws_by_corp:
@@ -311,17 +318,14 @@ class WeComDeliverer:
             "agentid": app.agent_id,
             "markdown": {"content": truncate_bytes(render_markdown(message, native_mentions=False), APP_MAX_BYTES)},
         }
-        for attempt in (1, 2):
-            token = await app.tokens.get()
-            data = await self._call(
-                "POST", f"{app.api_base}/cgi-bin/message/send", params={"access_token": token}, json=body
-            )
-            errcode = data.get("errcode", 0)
-            if errcode in TOKEN_INVALID and attempt == 1:
-                # WeCom may revoke a token before expires_in; refresh once and resend.
-                app.tokens.invalidate(token)
-                continue
-            break
+
+        async def send(token: str) -> dict[str, Any]:
+            url = f"{app.api_base}/cgi-bin/message/send"
+            return await self._call("POST", url, params={"access_token": token}, json=body)
+
+        # WeCom may revoke a token before expires_in; refresh once and resend.
+        data = await with_fresh_token(app.tokens, send, lambda answer: answer.get("errcode", 0) in TOKEN_INVALID)
+        errcode = data.get("errcode", 0)
         if errcode == 0:
             if data.get("invaliduser"):
                 log.warning("message/send: some recipients invalid count=%d", len(str(data["invaliduser"]).split("|")))
@@ -337,10 +341,8 @@ class WeComDeliverer:
         # The URL came in a callback; never let it make the bot post to an arbitrary host.
         if (target.scheme, target.netloc) != (base.scheme, base.netloc):
             raise PermanentFailure("response_url host does not match SALESBOT_WECOM_API_BASE")
-        body = {
-            "msgtype": "markdown",
-            "markdown": {"content": truncate_bytes(render_markdown(message, native_mentions=False), MARKDOWN_MAX_BYTES)},
-        }
+        content = truncate_bytes(render_markdown(message, native_mentions=False), MARKDOWN_MAX_BYTES)
+        body = {"msgtype": "markdown", "markdown": {"content": content}}
         data = await self._call("POST", url, json=body)
         errcode = data.get("errcode", 0)
         if errcode != 0:
@@ -374,5 +376,3 @@ class WeComDeliverer:
             raise RetryLater("response is not a JSON object")
         return data
 
-
-TokenFetch = Callable[[], Awaitable[tuple[str, float]]]

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 
 from bot.delivery import OutgoingMessage, PermanentFailure, RateLimit, RetryLater
+from bot.masking import mask_secret
 from bot.messages import render_mentions
 
 log = logging.getLogger("salesbot.wecom.webhook")
@@ -35,11 +36,6 @@ BROKEN_CATEGORY = {
     93008: "群机器人已不在群里",
 }
 WEBHOOK_RATE_LIMIT = RateLimit(count=20, per_seconds=60.0)
-
-
-def mask_key(key: str) -> str:
-    """First 4 characters and stars: enough to tell robots apart in a log, useless to an attacker."""
-    return f"{key[:4]}***"
 
 
 def webhook_dest_key(key: str) -> str:
@@ -86,7 +82,7 @@ class WeComWebhookDeliverer:
 
     async def deliver(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
         key = self._key(destination)
-        masked = mask_key(key)
+        masked = mask_secret(key)  # enough to tell robots apart in a log, useless to an attacker
         content = render_markdown(message)
         size = len(content.encode("utf-8"))
         if size > MARKDOWN_MAX_BYTES:

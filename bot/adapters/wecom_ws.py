@@ -6,23 +6,24 @@ secret, ping every ~30 s, answer ``aibot_msg_callback`` with ``aibot_respond_msg
 true) on the callback's req_id, welcome ``enter_chat`` with ``aibot_respond_welcome_msg``, and push to
 groups with ``aibot_send_msg``. A dropped connection is re-opened with exponential backoff.
 
-Only framing lives here; parsing, routing and the reply sink are the HTTP adapter's.
+Only framing lives here; parsing, routing and the reply sink are the adapter core's (its `Host`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 
+from bot.adapters.common import Rejected
+from bot.adapters.wecom_receive import UNSUPPORTED, WELCOME, CorpEndpoint, Host, ReplyBudget, combine
+from bot.adapters.wecom_send import STREAM_MAX_BYTES, render_markdown, truncate_bytes
 from bot.delivery import PermanentFailure, RetryLater
-
-if TYPE_CHECKING:
-    from bot.adapters.wecom import WeComAdapter
 
 log = logging.getLogger("salesbot.wecom.ws")
 
@@ -39,12 +40,12 @@ class WeComLongConnection:
         url: str,
         bot_id: str,
         secret: str,
-        adapter: WeComAdapter,
+        adapter: Host,
         *,
         heartbeat: float | None = None,
         backoff_initial: float | None = None,
         backoff_max: float | None = None,
-        corp: Any = None,
+        corp: CorpEndpoint | None = None,
     ) -> None:
         self.session = session
         self.corp = corp  # the corp whose bot this connection subscribes (its messages belong to it)
@@ -71,10 +72,8 @@ class WeComLongConnection:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         if self._handlers:
             await asyncio.gather(*self._handlers, return_exceptions=True)
 
@@ -105,10 +104,12 @@ class WeComLongConnection:
 
     async def _subscribe(self, ws: aiohttp.ClientWebSocketResponse) -> bool:
         req_id = f"aibot_subscribe_{uuid.uuid4().hex}"
-        await ws.send_json({"cmd": "aibot_subscribe", "headers": {"req_id": req_id}, "body": {"bot_id": self.bot_id, "secret": self.secret}})
+        body = {"bot_id": self.bot_id, "secret": self.secret}
+        await ws.send_json({"cmd": "aibot_subscribe", "headers": {"req_id": req_id}, "body": body})
         ack = await ws.receive_json(timeout=ACK_TIMEOUT)
         if ack.get("errcode") != 0:
-            log.error("aibot_subscribe refused errcode=%s (check SALESBOT_WECOM_AIBOT_BOT_ID/SECRET)", ack.get("errcode"))
+            log.error("aibot_subscribe refused errcode=%s (check SALESBOT_WECOM_AIBOT_BOT_ID/SECRET)",
+                      ack.get("errcode"))
             return False
         log.info("long connection subscribed")
         return True
@@ -143,9 +144,9 @@ class WeComLongConnection:
     # ------------------------------------------------------------------ frames
     def _on_frame(self, frame: dict[str, Any]) -> None:
         cmd = frame.get("cmd")
-        headers = frame.get("headers") if isinstance(frame.get("headers"), dict) else {}
+        headers = _object(frame.get("headers"))
         req_id = str(headers.get("req_id") or "")
-        body = frame.get("body") if isinstance(frame.get("body"), dict) else {}
+        body = _object(frame.get("body"))
         if not cmd:
             future = self._pending.pop(req_id, None)
             if future is not None and not future.done():
@@ -164,17 +165,14 @@ class WeComLongConnection:
         task.add_done_callback(self._handlers.discard)
 
     async def _on_message(self, req_id: str, body: dict[str, Any]) -> None:
-        from bot.adapters.wecom import UNSUPPORTED, CallbackRejected, _Budget, combine
-        from bot.adapters.wecom_send import render_markdown
-
         adapter = self.adapter
         try:
-            msg = await adapter.aibot_message(body, _Budget(), corp=self.corp, ws_req_id=req_id)
-        except CallbackRejected as err:
+            msg = await adapter.aibot_message(body, ReplyBudget(), corp=self.corp, ws_req_id=req_id)
+        except Rejected as err:
             log.warning("long connection callback rejected reason=%s", err.reason)
             return
         if msg is None:
-            if await adapter._first_delivery(body, self.corp):
+            if await adapter.first_delivery(body, self.corp):
                 await self._respond(req_id, UNSUPPORTED)
             return
         replies = await adapter.router.handle(msg)
@@ -182,20 +180,16 @@ class WeComLongConnection:
             await self._respond(req_id, render_markdown(combine(replies), native_mentions=False))
 
     async def _on_event(self, req_id: str, body: dict[str, Any]) -> None:
-        from bot.adapters.wecom import WELCOME
-
         eventtype = (body.get("event") or {}).get("eventtype")
         if eventtype == "disconnected_event":
             log.warning("long connection replaced by another connection of this bot")
             return
-        if eventtype == "enter_chat" and await self.adapter._first_delivery(body, self.corp):
+        if eventtype == "enter_chat" and await self.adapter.first_delivery(body, self.corp):
             await self._safe_request(
                 "aibot_respond_welcome_msg", req_id, {"msgtype": "text", "text": {"content": WELCOME}}
             )
 
     async def _respond(self, req_id: str, content: str) -> None:
-        from bot.adapters.wecom_send import STREAM_MAX_BYTES, truncate_bytes
-
         stream = {"id": uuid.uuid4().hex, "finish": True, "content": truncate_bytes(content, STREAM_MAX_BYTES)}
         await self._safe_request("aibot_respond_msg", req_id, {"msgtype": "stream", "stream": stream})
 
@@ -236,3 +230,8 @@ class WeComLongConnection:
         """Push into a group the bot is in (``aibot_send_msg``)."""
         body = {"chatid": chatid, "msgtype": "markdown", "markdown": {"content": content}}
         await self.request("aibot_send_msg", f"aibot_send_msg_{uuid.uuid4().hex}", body)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A frame's field that must be a JSON object; anything else reads as empty."""
+    return value if isinstance(value, dict) else {}
