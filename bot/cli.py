@@ -243,7 +243,8 @@ async def cmd_team(args: argparse.Namespace, settings: Settings) -> int:
     """`salesbot team set-webhook <地址> --chat <群 chatid>`: the team's group-robot push (WeCom)."""
     from datetime import datetime
 
-    from bot.adapters.wecom_settings import mask_key, set_team_webhook, webhook_key_from
+    from bot.adapters.wecom_settings import set_team_webhook, webhook_key_from
+    from bot.masking import mask_secret
     from handlers.commands import UserError
 
     try:
@@ -265,7 +266,7 @@ async def cmd_team(args: argparse.Namespace, settings: Settings) -> int:
                 return 1
             store.bind_team(org, team)
             await set_team_webhook(store, key, now)
-        print(f"已为团队「{team.name}」设置群推送机器人 {mask_key(key)}")
+        print(f"已为团队「{team.name}」设置群推送机器人 {mask_secret(key)}")
         return 0
 
 

@@ -14,6 +14,7 @@ import re
 from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
+from bot.masking import mask_secret
 from handlers.commands import Args, SettingSet, UserError
 from storage.store import Store
 
@@ -25,21 +26,17 @@ USAGE = "设置 钉钉机器人 https://oapi.dingtalk.com/robot/send?access_toke
 _SECRET = re.compile(r"^SEC[0-9A-Za-z]{8,128}$")
 
 
-def mask(value: str, keep: int = 4) -> str:
-    return value[:keep] + "****" if len(value) > keep else "****"
-
-
 def masked_webhook(url: str) -> str:
     parts = urlsplit(url)
     token = parse_qs(parts.query).get("access_token", [""])[0]
-    return f"{parts.scheme}://{parts.netloc}{parts.path}?access_token={mask(token, 6)}"
+    return f"{parts.scheme}://{parts.netloc}{parts.path}?access_token={mask_secret(token, 6)}"
 
 
 def _describe(store: Store) -> str:
     robot = (store.team.settings or {}).get(SETTING_KEY)
     if not robot:
         return ""
-    return f"钉钉自定义机器人：{masked_webhook(robot['webhook'])}（加签 {mask(robot.get('secret') or '', 5)}）"
+    return f"钉钉自定义机器人：{masked_webhook(robot['webhook'])}（加签 {mask_secret(robot.get('secret') or '', 5)}）"
 
 
 @settings.row("钉钉机器人", role="admin", usage=USAGE, describe=_describe)
@@ -70,10 +67,10 @@ async def _set_custom_robot(args: Args, value: str, store: Store, now: datetime)
     await store.audit(
         "configure", "team", store.team.id, {SETTING_KEY: _masked(before)}, {SETTING_KEY: _masked(robot)}, now
     )
-    return f"本组群推送将通过钉钉自定义机器人发送：{masked_webhook(robot['webhook'])}（加签 {mask(secret, 5)}）。"
+    return f"本组群推送将通过钉钉自定义机器人发送：{masked_webhook(robot['webhook'])}（加签 {mask_secret(secret, 5)}）。"
 
 
 def _masked(robot: dict[str, str] | None) -> dict[str, str] | None:
     if not robot:
         return None
-    return {"webhook": masked_webhook(robot["webhook"]), "secret": mask(robot.get("secret") or "", 5)}
+    return {"webhook": masked_webhook(robot["webhook"]), "secret": mask_secret(robot.get("secret") or "", 5)}

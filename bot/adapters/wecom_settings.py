@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
+from bot.masking import mask_secret
 from handlers.commands import Args, SettingSet, UserError
 from storage.store import Store
 
@@ -37,13 +38,9 @@ def webhook_key_from(value: str) -> str:
     return key
 
 
-def mask_key(key: str) -> str:
-    return f"{key[:4]}…{key[-4:]}" if len(key) > 10 else "****"
-
-
 def _describe_push(store: Store) -> str:
     key = (store.team.settings or {}).get("wecom_webhook_key")
-    return f"群推送（企业微信群机器人）：{'已设置 ' + mask_key(key) if key else '未设置'}"
+    return f"群推送（企业微信群机器人）：{'已设置 ' + mask_secret(key) if key else '未设置'}"
 
 
 async def set_team_webhook(store: Store, key: str, now: datetime) -> None:
@@ -55,4 +52,4 @@ async def set_team_webhook(store: Store, key: str, now: datetime) -> None:
 async def _set_push(args: Args, value: str, store: Store, now: datetime) -> str:
     key = webhook_key_from(args.raw.partition(" ")[2] or value)
     await set_team_webhook(store, key, now)
-    return f"本组的群推送已设为机器人 {mask_key(key)}。站会提醒、日报和求助公告会发到这个群。"
+    return f"本组的群推送已设为机器人 {mask_secret(key)}。站会提醒、日报和求助公告会发到这个群。"
