@@ -211,7 +211,9 @@ async def drive(url: str, ding: FakeDingTalk | None, texts: list[tuple[str, str,
             await ding.wait_for(lambda: len(ding.session_messages()) >= want, timeout=120)
         except TimeoutError:
             result["replies_missing"] = want - len(ding.session_messages())
-        reply = [r.time - sent_at[r.query["session"]] for r in ding.session_messages() if r.query.get("session") in sent_at]
+        reply = [
+            r.time - sent_at[r.query["session"]] for r in ding.session_messages() if r.query.get("session") in sent_at
+        ]
         result.update({"replies": len(reply), "reply_p50_ms": pct(reply, 50), "reply_p90_ms": pct(reply, 90),
                        "reply_p99_ms": pct(reply, 99),
                        "commands_with_reply_per_s": round(len(reply) / (time.monotonic() - start), 1)})
@@ -279,7 +281,10 @@ async def main() -> None:
                 await conn.execute("ANALYZE")
                 await conn.close()
             idle = tree_stats(server.pid)
-            writes = [(f"跟进 客户{reps[i % groups][0]} 第{i}次拜访，客户对报价有兴趣", *reps[i % groups]) for i in range(n + w)]
+            writes = [
+                (f"跟进 客户{reps[i % groups][0]} 第{i}次拜访，客户对报价有兴趣", *reps[i % groups])
+                for i in range(n + w)
+            ]
             reads = [("我的", *reps[(i + groups // 2) % groups]) for i in range(n + w)]
             # Each phase starts with `w` requests of its own kind, not measured: the first use of a
             # statement on each pooled connection prepares it, which is start-up, not steady state.
@@ -306,7 +311,9 @@ async def main() -> None:
                 phase["rest_cpu_ms_per_request"] = round((all_s - server_s - own_s) * 1000 / n, 3)
             result: dict[str, Any] = {
                 "database": "sqlite" if args.db == "sqlite" else "postgresql",
-                "mode": f"open loop {args.rate:g} req/s" if args.rate else f"closed loop, concurrency {args.concurrency}",
+                "mode": (
+                    f"open loop {args.rate:g} req/s" if args.rate else f"closed loop, concurrency {args.concurrency}"
+                ),
                 "groups": groups, "warm_up_errors": warm["errors"],
                 "write_跟进": write, "read_我的": read,
             }

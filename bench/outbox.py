@@ -92,14 +92,20 @@ async def deliveries(db: Database) -> dict[str, float]:
     async with db.transaction() as store:
         for i in range(PER_WEBHOOK):
             for key in keys:
-                await store.enqueue(platform="wecom", destination=webhook_destination(key), dest_key=webhook_dest_key(key),
-                                    body=OutgoingMessage(f"日报 {key} #{i}").to_json(), now=now)
+                await store.enqueue(
+                    platform="wecom",
+                    destination=webhook_destination(key),
+                    dest_key=webhook_dest_key(key),
+                    body=OutgoingMessage(f"日报 {key} #{i}").to_json(),
+                    now=now,
+                )
     total = WEBHOOKS * PER_WEBHOOK
     async with FakeWeCom(webhook_keys=keys) as wecom, aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=200)
     ) as http:
         deliverer = WeComWebhookDeliverer(http, api_base=wecom.base_url)
-        worker = OutboxWorker(db, {"wecom": DeliverersByKind("wecom", {"webhook": deliverer})}, batch_size=500, per_destination=10)  # type: ignore[dict-item]
+        by_kind = DeliverersByKind("wecom", {"webhook": deliverer})  # type: ignore[dict-item]
+        worker = OutboxWorker(db, {"wecom": by_kind}, batch_size=500, per_destination=10)
         start = time.perf_counter()
         await worker.start()
         await wecom.wait_for(lambda: sum(1 for r in wecom.received if r.errcode == 0) >= total, timeout=120)
@@ -115,7 +121,11 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db, drop = await open_db(pg_url, Path(tmp))
         try:
-            result = {"database": "postgresql" if pg_url else "sqlite", **await deliveries(db), **await enqueue_cost(db)}
+            result = {
+                "database": "postgresql" if pg_url else "sqlite",
+                **await deliveries(db),
+                **await enqueue_cost(db),
+            }
         finally:
             await db.close()
             if drop:

@@ -55,13 +55,21 @@ async def seed(pg_url: str, schema: str, customers: int, followups: int, history
         await conn.copy_records_to_table(
             "teams",
             records=[(t, 1, f"chat-{t}", f"团队{t}", 0, 50, 7, "{}", t0) for t in range(1, TEAMS + 1)],
-            columns=["id", "org_id", "chat_id", "name", "help_seq", "max_active_customers", "cooldown_days", "settings", "created_at"],
+            columns=[
+                "id", "org_id", "chat_id", "name", "help_seq", "max_active_customers", "cooldown_days", "settings",
+                "created_at",
+            ],
         )
         members = [(m, 1, f"u{m}", f"成员{m}", False, True, t0) for m in range(1, TEAMS * REPS + 1)]
-        await conn.copy_records_to_table("members", records=members, columns=["id", "org_id", "user_id", "name", "is_admin", "active", "created_at"])
+        await conn.copy_records_to_table(
+            "members", records=members, columns=["id", "org_id", "user_id", "name", "is_admin", "active", "created_at"]
+        )
         await conn.copy_records_to_table(
             "memberships",
-            records=[((m - 1) // REPS + 1, m, "lead" if (m - 1) % REPS == 0 else "rep", t0) for m in range(1, TEAMS * REPS + 1)],
+            records=[
+                ((m - 1) // REPS + 1, m, "lead" if (m - 1) % REPS == 0 else "rep", t0)
+                for m in range(1, TEAMS * REPS + 1)
+            ],
             columns=["team_id", "member_id", "role", "joined_at"],
         )
         cust_team: list[int] = []
@@ -76,17 +84,27 @@ async def seed(pg_url: str, schema: str, customers: int, followups: int, history
             last = max(created, _naive(NOW) - timedelta(days=rnd.expovariate(1 / 12)))
             status = "won" if rnd.random() < 0.05 else "active"
             held = owner if last > _naive(NOW) - timedelta(days=30) else None
-            rows.append((c, 1, team, f"客户{c}", f"客户{c}", held, rnd.choice(STAGES), None, status, created, last, None, created))
+            name = f"客户{c}"
+            rows.append((c, 1, team, name, name, held, rnd.choice(STAGES), None, status, created, last, None, created))
             audit.append((c, 1, team, owner, "claim", "customer", c, created))
             cust_team.append(team)
         await conn.copy_records_to_table(
             "customers", records=rows,
-            columns=["id", "org_id", "team_id", "name", "norm_name", "owner_id", "stage", "amount_fen", "status", "claimed_at", "last_activity_at", "next_followup_on", "created_at"],
+            columns=[
+                "id", "org_id", "team_id", "name", "norm_name", "owner_id", "stage", "amount_fen", "status",
+                "claimed_at", "last_activity_at", "next_followup_on", "created_at",
+            ],
         )
         await conn.copy_records_to_table(
-            "audit_log", records=audit, columns=["id", "org_id", "team_id", "actor_id", "action", "entity", "entity_id", "created_at"]
+            "audit_log",
+            records=audit,
+            columns=["id", "org_id", "team_id", "actor_id", "action", "entity", "entity_id", "created_at"],
         )
         del rows, audit
+        followup_columns = [
+            "id", "org_id", "team_id", "customer_id", "author_id", "content", "stage_before", "stage_after",
+            "amount_fen", "created_at",
+        ]
         batch: list[tuple] = []
         for f in range(1, followups + 1):
             created_f = t0 + timedelta(seconds=span * (f - 1) / followups)
@@ -98,16 +116,10 @@ async def seed(pg_url: str, schema: str, customers: int, followups: int, history
             amount = rnd.randrange(1, 500) * 1_000_000 if after == "赢单" else None
             batch.append((f, 1, team, c, author, "跟进", "线索" if after else None, after, amount, created_f))
             if len(batch) >= 200_000:
-                await conn.copy_records_to_table(
-                    "followups", records=batch,
-                    columns=["id", "org_id", "team_id", "customer_id", "author_id", "content", "stage_before", "stage_after", "amount_fen", "created_at"],
-                )
+                await conn.copy_records_to_table("followups", records=batch, columns=followup_columns)
                 batch = []
         if batch:
-            await conn.copy_records_to_table(
-                "followups", records=batch,
-                columns=["id", "org_id", "team_id", "customer_id", "author_id", "content", "stage_before", "stage_after", "amount_fen", "created_at"],
-            )
+            await conn.copy_records_to_table("followups", records=batch, columns=followup_columns)
         helps = []
         for team in range(1, TEAMS + 1):
             for n in range(1, max(history_days // 7, 2) + 1):
@@ -115,14 +127,18 @@ async def seed(pg_url: str, schema: str, customers: int, followups: int, history
                 taken = created + timedelta(hours=rnd.random() * 8) if rnd.random() < 0.8 else None
                 if created < _naive(NOW) - timedelta(days=14):  # old requests were dealt with long ago
                     taken = taken or created + timedelta(hours=2)
-                resolved = taken + timedelta(hours=rnd.random() * 24) if taken and (rnd.random() < 0.7 or created < _naive(NOW) - timedelta(days=14)) else None
+                settled = taken and (rnd.random() < 0.7 or created < _naive(NOW) - timedelta(days=14))
+                resolved = taken + timedelta(hours=rnd.random() * 24) if settled else None
                 status = "resolved" if resolved else ("taken" if taken else "open")
                 requester = (team - 1) * REPS + rnd.randrange(REPS) + 1
                 helper = (team - 1) * REPS + rnd.randrange(REPS) + 1 if taken else None
                 helps.append((1, team, n, requester, helper, "求助", status, created, taken, resolved))
         await conn.copy_records_to_table(
             "help_requests", records=helps,
-            columns=["org_id", "team_id", "number", "requester_id", "helper_id", "content", "status", "created_at", "taken_at", "resolved_at"],
+            columns=[
+                "org_id", "team_id", "number", "requester_id", "helper_id", "content", "status", "created_at",
+                "taken_at", "resolved_at",
+            ],
         )
         for table in ("customers", "followups", "audit_log", "help_requests", "members", "memberships", "teams"):
             await conn.execute(f"ANALYZE {table}")
@@ -166,7 +182,13 @@ async def run_scale(url: str, name: str, customers: int, followups: int, history
             figures = await measure(db, team_id=7)
         finally:
             await db.close()
-        return {"customers": customers, "followups": followups, "history_days": history_days, "seed_s": round(seeded, 1), **figures}
+        return {
+            "customers": customers,
+            "followups": followups,
+            "history_days": history_days,
+            "seed_s": round(seeded, 1),
+            **figures,
+        }
     finally:
         await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await admin.close()

@@ -78,7 +78,9 @@ async def claim(msg: IncomingMessage, args: Args, store: Store, now: datetime) -
     if result.outcome == "created":
         return Reply(f"✅ 认领成功：{customer.name}\n负责人：{who(me)} · 阶段：{customer.stage}", names=names_of(me))
     if result.outcome == "from_pool":
-        return Reply(f"✅ 已从公海领回：{customer.name}\n负责人：{who(me)} · 阶段：{customer.stage}", names=names_of(me))
+        return Reply(
+            f"✅ 已从公海领回：{customer.name}\n负责人：{who(me)} · 阶段：{customer.stage}", names=names_of(me)
+        )
     refusal = await _refusal_for_existing(store, customer, me, now)
     assert refusal is not None
     return refusal
@@ -92,10 +94,13 @@ async def _refusal_for_existing(store: Store, customer: Customer, me: Member, no
     owner = await store.owner_of(customer)
     if customer.status != "active":
         closer = f"，负责人 {who(owner)}" if owner else ""
-        return Reply(f"「{customer.name}」已{STATUS_NAMES[customer.status]}{closer}，不能再认领。", names=names_of(owner))
+        return Reply(
+            f"「{customer.name}」已{STATUS_NAMES[customer.status]}{closer}，不能再认领。", names=names_of(owner)
+        )
     if owner is not None:
         return Reply(
-            f"⛔ 撞单提醒：「{customer.name}」已由 {who(owner)} 于 {fmt_day(store, customer.claimed_at)} 认领，不能重复认领。\n"
+            f"⛔ 撞单提醒：「{customer.name}」已由 {who(owner)} 于 {fmt_day(store, customer.claimed_at)} 认领，"
+            "不能重复认领。\n"
             f"如需一起跟进，请联系 {owner.name} 发送：协作 {customer.name} @{me.name}",
             names=names_of(owner),
         )
@@ -109,10 +114,7 @@ async def _ask_confirmation(store: Store, name: str, customer_ids: list[int]) ->
         if customer is None:
             continue
         owner = await store.owner_of(customer)
-        if owner:
-            state = f"负责人 {owner.name}，{fmt_day(store, customer.claimed_at)} 认领"
-        else:
-            state = "在公海"
+        state = f"负责人 {owner.name}，{fmt_day(store, customer.claimed_at)} 认领" if owner else "在公海"
         lines.append(f"· {customer.name}（{state}）")
     listing = "\n".join(lines)
     return Reply(
@@ -126,7 +128,8 @@ async def _check_pool_rules(store: Store, me: Member, existing: Customer | None,
     active = await store.count_active_owned(me)
     if active >= team.max_active_customers:
         raise UserError(
-            f"认领失败：你跟进中的客户已有 {active} 个，达到本组上限 {team.max_active_customers} 个（规则：客户数上限）。"
+            f"认领失败：你跟进中的客户已有 {active} 个，"
+            f"达到本组上限 {team.max_active_customers} 个（规则：客户数上限）。"
             "释放或结束一些客户后即可再认领，发送「我的」查看。"
         )
     if team.daily_claim_limit:
@@ -134,7 +137,8 @@ async def _check_pool_rules(store: Store, me: Member, existing: Customer | None,
         today_count = await store.count_claims_since(me, start)
         if today_count >= team.daily_claim_limit:
             raise UserError(
-                f"认领失败：你今天已认领 {today_count} 个客户，达到每日上限 {team.daily_claim_limit} 个（规则：每日认领上限）。"
+                f"认领失败：你今天已认领 {today_count} 个客户，"
+                f"达到每日上限 {team.daily_claim_limit} 个（规则：每日认领上限）。"
                 "明天 0 点后可以继续认领。"
             )
     if (
@@ -261,7 +265,8 @@ async def customer_card(msg: IncomingMessage, args: Args, store: Store, now: dat
     lines = [
         f"📇 **{customer.name}**",
         f"负责人：{owner} · 协作：{collaborators}",
-        f"阶段：{customer.stage} · 状态：{STATUS_NAMES[customer.status]} · 金额：{format_amount(yuan(customer.amount_fen))}",
+        f"阶段：{customer.stage} · 状态：{STATUS_NAMES[customer.status]}"
+        f" · 金额：{format_amount(yuan(customer.amount_fen))}",
         f"下次跟进：{next_on} · 最近动态：{days_ago_text(now, customer.last_activity_at)}",
     ]
     if detail.followups:

@@ -48,7 +48,10 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
         "客户名称", "客户名", "客户", "客户全称", "公司名称", "公司名", "公司", "企业名称", "单位名称", "名称",
         "customername", "customer", "company", "companyname", "name", "account", "accountname",
     ),
-    "owner": ("负责人", "负责人姓名", "销售", "销售员", "业务员", "跟进人", "归属人", "owner", "ownername", "salesrep", "rep"),
+    "owner": (
+        "负责人", "负责人姓名", "销售", "销售员", "业务员", "跟进人", "归属人",
+        "owner", "ownername", "salesrep", "rep",
+    ),
     "owner_id": ("负责人id", "负责人账号", "负责人userid", "ownerid", "userid", "owneruserid"),
     "stage": ("阶段", "销售阶段", "客户阶段", "商机阶段", "stage", "salesstage"),
     "amount": ("金额", "预计金额", "合同金额", "成交金额", "商机金额", "amount", "dealamount", "value"),
@@ -65,7 +68,10 @@ EXPORT_ONLY = {"状态", "协作人", "status"}
 _ALIAS_TO_FIELD = {alias: f for f, aliases in HEADER_ALIASES.items() for alias in aliases}
 _BRACKETS = re.compile(r"[(（\[【]([^)）\]】]*)[)）\]】]")
 
-CUSTOMER_HEADERS = ("客户名称", "负责人", "负责人ID", "阶段", "金额（元）", "最近跟进", "下次跟进", "备注", "状态", "协作人", "认领日期")
+CUSTOMER_HEADERS = (
+    "客户名称", "负责人", "负责人ID", "阶段", "金额（元）", "最近跟进",
+    "下次跟进", "备注", "状态", "协作人", "认领日期",
+)  # fmt: skip
 
 
 class SheetError(Exception):
@@ -182,7 +188,7 @@ def parse_sheet(rows: list[tuple[int, list[Any]]], today: date) -> ImportPlan:
     plan.total_rows = len(rows) - 1
     for number, row in rows[1:]:
 
-        def cell(key: str) -> Any:
+        def cell(key: str, row: list[Any] = row) -> Any:
             index = columns.get(key)
             return row[index] if index is not None and index < len(row) else None
 
@@ -267,7 +273,9 @@ def _parse_date_cell(value: Any, today: date, label: str) -> date | None:
     head = re.split(r"[\sT]", text, maxsplit=1)[0]
     candidate = re.sub(r"[/.]", "-", head)
     try:
-        return date.fromisoformat(candidate) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", candidate) else parse_date(candidate, today)
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", candidate):
+            return date.fromisoformat(candidate)
+        return parse_date(candidate, today)
     except (ValueError, DateError):
         raise _RowError(f"{label}日期「{text[:20]}」看不懂（可写 2026-11-20）") from None
 
@@ -295,7 +303,8 @@ async def plan_import(store: Store, path: Path, today: date) -> ImportPlan:
         seen[record.norm] = record
         near = find_near_matches(record.norm, [(cid, n) for cid, n, _ in existing], limit=1)
         if near:
-            plan.warnings.append((record.row, f"「{record.name}」与已有客户「{by_norm_display(existing, near[0][0])}」相似，已导入，请核对"))
+            similar = by_norm_display(existing, near[0][0])
+            plan.warnings.append((record.row, f"「{record.name}」与已有客户「{similar}」相似，已导入，请核对"))
         await _resolve_owner(store, record, plan)
         good.append(record)
     plan.records = good
@@ -382,7 +391,8 @@ def import_report(team_name: str, plan: ImportPlan, result: ImportResult | None)
         lines.append(f"✅ 已导入 {result.imported} 个客户（其中 {result.to_pool} 个进公海）")
         if result.members_created:
             lines.append(f"新建成员：{'、'.join(dict.fromkeys(result.members_created))}")
-    duplicates = list(plan.duplicates) + [(row, name, "导入时已被他人添加") for row, name in (result.raced if result else [])]
+    raced = [(row, name, "导入时已被他人添加") for row, name in (result.raced if result else [])]
+    duplicates = list(plan.duplicates) + raced
     if duplicates:
         lines.append(f"⚠️ 重复 {len(duplicates)} 行（未导入）：")
         lines += [f"  第 {row} 行 {name}：{why}" for row, name, why in duplicates]

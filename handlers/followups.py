@@ -39,7 +39,10 @@ async def _writable_customer(store: Store, query: str, example: str) -> Customer
     if customer.owner_id is None:
         raise UserError(f"「{customer.name}」在公海里，请先认领再跟进。", example=f"认领 {customer.name}")
     if customer.owner_id != store.actor.id and not await store.is_collaborator(customer, store.actor):
-        raise UserError(f"只有「{customer.name}」的负责人和协作人可以提交跟进。如需参与，请负责人发送：协作 {customer.name} @{store.actor.name}")
+        raise UserError(
+            f"只有「{customer.name}」的负责人和协作人可以提交跟进。"
+            f"如需参与，请负责人发送：协作 {customer.name} @{store.actor.name}"
+        )
     if customer.status != "active":
         raise UserError(f"「{customer.name}」已{STATUS_NAMES[customer.status]}，不能再提交跟进。")
     return customer
@@ -48,7 +51,9 @@ async def _writable_customer(store: Store, query: str, example: str) -> Customer
 def _parse_stage(value: str) -> str:
     stage = STAGE_ALIASES.get(value, value)
     if stage not in STAGES:
-        raise UserError(f"阶段「{value}」不认识。可选：{' → '.join(OPEN_STAGES)}，或 赢单/输单。", example=PROGRESS_EXAMPLE)
+        raise UserError(
+            f"阶段「{value}」不认识。可选：{' → '.join(OPEN_STAGES)}，或 赢单/输单。", example=PROGRESS_EXAMPLE
+        )
     return stage
 
 
@@ -89,7 +94,9 @@ async def progress(msg: IncomingMessage, args: Args, store: Store, now: datetime
         except DateError as err:
             raise UserError(str(err)) from None
         if next_on < today:
-            raise UserError(f"下次跟进日期 {next_on.isoformat()} 已经过去了，请写今天或以后的日期。", example=PROGRESS_EXAMPLE)
+            raise UserError(
+                f"下次跟进日期 {next_on.isoformat()} 已经过去了，请写今天或以后的日期。", example=PROGRESS_EXAMPLE
+            )
     status = {"赢单": "won", "输单": "lost"}.get(stage or "")
     old_stage = customer.stage
     if not content:

@@ -59,10 +59,8 @@ def parse_month(text: str, today: date, example: str = GOAL_EXAMPLE) -> str:
     month = int(found.group(2))
     if not 1 <= month <= 12:
         raise UserError(f"月份「{text}」不存在。", example=example)
-    if found.group(1):
-        year = int(found.group(1))
-    else:
-        year = today.year + (1 if month < today.month - 6 else 0)
+    # Without a year, a month more than half a year back means next year's.
+    year = int(found.group(1)) if found.group(1) else today.year + (1 if month < today.month - 6 else 0)
     return f"{year:04d}-{month:02d}"
 
 
@@ -199,7 +197,8 @@ async def board(msg: IncomingMessage, args: Args, store: Store, now: datetime) -
     lines.append(f"团队 {progress_bar(team_row.ratio)}")
     target = ""
     if team_row.target_fen:
-        target = f" / {format_amount(yuan(team_row.target_fen))}" + ("（个人目标合计）" if team_row.target_is_sum else "")
+        summed = "（个人目标合计）" if team_row.target_is_sum else ""
+        target = f" / {format_amount(yuan(team_row.target_fen))}{summed}"
     lines.append(f"· 赢单 {format_amount(yuan(team_row.won_fen)) if team_row.won_fen else '0'}{target}")
     if team_row.new_target is not None or team_row.new_customers:
         goal = f" / {team_row.new_target}" if team_row.new_target is not None else ""

@@ -75,7 +75,9 @@ async def ask(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> 
     )
 
 
-@commands.command("接", "/take", summary="接下同事的求助", usage="接 #编号", example=TAKE_EXAMPLE, extra_words=("接单",))
+@commands.command(
+    "接", "/take", summary="接下同事的求助", usage="接 #编号", example=TAKE_EXAMPLE, extra_words=("接单",)
+)
 async def take(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
     """接下一个待处理的求助，求助人会收到提醒。"""
     number, _ = _number(args.text, TAKE_EXAMPLE)
@@ -93,7 +95,8 @@ async def take(msg: IncomingMessage, args: Args, store: Store, now: datetime) ->
     earned = await points.on_help_taken(store, view.request, me, now)
     bonus = f"（协作积分 {points.points_text(earned)}）" if earned else ""
     return Reply(
-        f"👍 {who(me)} 接下了 {who(view.requester)} 的求助 #{number}{bonus}：{view.request.content}\n完成后发送「解决 #{number}」",
+        f"👍 {who(me)} 接下了 {who(view.requester)} 的求助 #{number}{bonus}：{view.request.content}\n"
+        f"完成后发送「解决 #{number}」",
         names=names_of(me, view.requester),
     )
 
@@ -157,5 +160,6 @@ async def asks(msg: IncomingMessage, args: Args, store: Store, now: datetime) ->
     for v in views:
         helper = f" · {v.helper.name} 处理中" if v.helper else " · 待接"
         about = f"【{v.customer.name}】" if v.customer else ""
-        lines.append(f"#{v.request.number} {about}{v.request.content} — {v.requester.name} · {days_ago_text(now, v.request.created_at)}{helper}")
+        since = days_ago_text(now, v.request.created_at)
+        lines.append(f"#{v.request.number} {about}{v.request.content} — {v.requester.name} · {since}{helper}")
     return Reply("\n".join(lines))

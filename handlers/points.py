@@ -100,7 +100,8 @@ async def _set_points(args: Args, value: str, store: Store, now: datetime) -> st
     name, _, number = value.partition(" ")
     key = RULE_BY_NAME.get(name.strip())
     if key is None:
-        raise UserError(f"没有「{name}」这项积分规则。可设：{'、'.join(n for n, _ in RULES.values())}。", example=example)
+        choices = "、".join(n for n, _ in RULES.values())
+        raise UserError(f"没有「{name}」这项积分规则。可设：{choices}。", example=example)
     number = number.strip()
     if not number.lstrip("-").isdigit() or not 0 <= int(number) <= 100:
         raise UserError("积分要写 0 到 100 之间的整数。", example=example)

@@ -74,7 +74,9 @@ def _names(people: dict[str, str], *persons: Person | None) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------ stand-up
-def standup_prompt(team: str, day: date, entries: Sequence[PromptEntry], on_leave: Sequence[Person] = ()) -> OutgoingMessage:
+def standup_prompt(
+    team: str, day: date, entries: Sequence[PromptEntry], on_leave: Sequence[Person] = ()
+) -> OutgoingMessage:
     lines = [f"☀️ 早上好，{team}！今天是{_day(day)}，晨会开始～", ""]
     for entry in entries:
         parts = []
@@ -158,7 +160,9 @@ def pool_reclaimed(days: int, per_owner: Sequence[tuple[Person, Sequence[str]]])
 
 
 # ---------------------------------------------------------------- escalation
-def help_escalation(number: int, content: str, requester: Person, leads: Sequence[Person], hours: float) -> OutgoingMessage:
+def help_escalation(
+    number: int, content: str, requester: Person, leads: Sequence[Person], hours: float
+) -> OutgoingMessage:
     names = _names({}, requester, *leads)
     to = " ".join(mention(p.user_id) for p in leads) or "主管"
     text = (
@@ -214,7 +218,10 @@ def manager_digest(
     if goals:
         lines += ["", "**🎯 本月目标**"]
         for g in goals:
-            shown = f"{format_amount(Decimal(g.done))}/{format_amount(Decimal(g.target))}" if g.unit == "元" else f"{g.done}/{g.target}{g.unit}"
+            if g.unit == "元":
+                shown = f"{format_amount(Decimal(g.done))}/{format_amount(Decimal(g.target))}"
+            else:
+                shown = f"{g.done}/{g.target}{g.unit}"
             lines.append(f"· {g.label} {progress_bar(float(g.done), float(g.target))} {shown}")
     return OutgoingMessage("\n".join(lines), title=f"{team} 日报")
 
@@ -259,7 +266,9 @@ def weekly_retro(
             lines.append(f"· {name(member_id)}：{count} 次{_delta(count, before)}")
     lines += ["", "**🤝 协作**"]
     median = "—" if this.median_take_hours is None else f"{this.median_take_hours:.1f} 小时"
-    lines.append(f"求助 发起 {this.help_raised} · 被接 {this.help_taken} · 解决 {this.help_resolved}；接单中位用时 {median}")
+    lines.append(
+        f"求助 发起 {this.help_raised} · 被接 {this.help_taken} · 解决 {this.help_resolved}；接单中位用时 {median}"
+    )
     if this.top_helpers:
         stars = "、".join(f"{name(m)}（{c} 分）" for m, c in this.top_helpers)
         lines.append(f"⭐ 协作之星：{stars}")
@@ -268,7 +277,10 @@ def weekly_retro(
         rate_delta = f"（上周 {_rate(participation_last)}）"
     lines.append(f"🗣 晨会参与率：{_rate(participation)}{rate_delta}")
     lines += ["", "**🧊 风险**"]
-    idle = f"：{'、'.join(this.went_idle)}" + (" 等" if this.went_idle_count > len(this.went_idle) else "") if this.went_idle else ""
+    idle = ""
+    if this.went_idle:
+        more = " 等" if this.went_idle_count > len(this.went_idle) else ""
+        idle = f"：{'、'.join(this.went_idle)}{more}"
     lines.append(f"本周变为沉默（14 天无跟进）的客户 {this.went_idle_count} 个{idle}")
     lines.append(f"退回公海 {this.reclaimed} 个{_delta(this.reclaimed, last.reclaimed)}")
     return OutgoingMessage("\n".join(lines), title=f"{team} 周复盘")

@@ -146,8 +146,8 @@ class Scheduler:
         """Start ticking in the running event loop (the first tick now: catch-up on start)."""
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-        self._aps = AsyncIOScheduler(timezone=UTC)
-        self._aps.add_job(
+        aps = AsyncIOScheduler(timezone=UTC)
+        aps.add_job(
             self._tick_job,
             "interval",
             seconds=self.tick_seconds,
@@ -157,7 +157,8 @@ class Scheduler:
             max_instances=1,
             misfire_grace_time=self.tick_seconds,
         )
-        self._aps.start()
+        aps.start()
+        self._aps = aps
 
     def stop(self) -> None:
         if self._aps is not None:

@@ -23,9 +23,12 @@ async def outbox(db: Database) -> list[OutboxMessage]:
         return list((await s.execute(select(OutboxMessage).order_by(OutboxMessage.id))).scalars().all())
 
 
-def plain(body: dict) -> str:
-    message = OutgoingMessage.from_json(body)
+def _rendered(message: OutgoingMessage) -> str:
     return render_mentions(message.text, lambda uid: f"@{message.names.get(uid, uid)}")
+
+
+def plain(body: dict) -> str:
+    return _rendered(OutgoingMessage.from_json(body))
 
 
 async def run_job(db: Database, job: str, now: datetime, team: str = "销售一组", **kwargs) -> FiringResult:  # type: ignore[no-untyped-def]
@@ -33,8 +36,4 @@ async def run_job(db: Database, job: str, now: datetime, team: str = "销售一�
 
 
 def texts(result: FiringResult) -> list[str]:
-    out = []
-    for push in result.pushes:
-        names = push.message.names
-        out.append(render_mentions(push.message.text, lambda uid: f"@{names.get(uid, uid)}"))
-    return out
+    return [_rendered(push.message) for push in result.pushes]

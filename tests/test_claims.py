@@ -47,7 +47,9 @@ async def test_fifty_concurrent_claims_leave_exactly_one_owner(make_bot, db) -> 
     assert len(refusals) == 49 and all(f"@{owner}" in r for r in refusals)
     async with db.session() as s:
         assert (await s.execute(select(func.count()).select_from(Customer))).scalar_one() == 1
-        claims = (await s.execute(select(func.count()).select_from(AuditLog).where(AuditLog.action == "claim"))).scalar_one()
+        claims = (
+            await s.execute(select(func.count()).select_from(AuditLog).where(AuditLog.action == "claim"))
+        ).scalar_one()
         assert claims == 1
 
 

@@ -21,7 +21,9 @@ from tests.tcp_proxy import TcpProxy
 PG_URL = os.environ.get("SALESBOT_TEST_PG_URL")
 
 
-def run_cli(*args: str, stdin: str = "", env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SALESBOT_")}
     full_env.update(env or {})
     return subprocess.run(
@@ -184,7 +186,13 @@ async def test_a_console_teams_scheduled_push_is_printed_by_the_service(db: Data
         team = await store.ensure_team(org, "销售一组", "销售一组", now)
         store.bind_team(org, team)
         body = OutgoingMessage("☀️ 早上好 <@张三>", names={"张三": "张三"}).to_json()
-        await store.enqueue(platform="console", destination={"kind": "team", "chat_id": "销售一组"}, dest_key="team:1", body=body, now=now)
+        await store.enqueue(
+            platform="console",
+            destination={"kind": "team", "chat_id": "销售一组"},
+            dest_key="team:1",
+            body=body,
+            now=now,
+        )
     out = io.StringIO()
     await OutboxWorker(db, {"console": ConsoleDeliverer(out)}).run_once()
     assert out.getvalue() == "[销售一组] ☀️ 早上好 @张三\n"

@@ -90,7 +90,14 @@ def test_goal_progress_is_shown_only_when_goals_exist() -> None:
     assert "目标" not in manager_digest("一组", date(2026, 11, 27), empty, now, pool_days=30).text
     text = manager_digest(
         "一组", date(2026, 11, 27), empty, now, pool_days=30,
-        goals=[GoalProgress("张三 成交额", Decimal(600000), Decimal(1000000), "元"), GoalProgress("新客户", 3, 12, "个")],
+        goals=[
+            GoalProgress("张三 成交额", Decimal(600000), Decimal(1000000), "元"),
+            GoalProgress("新客户", 3, 12, "个"),
+        ],
     ).text
-    assert "🎯 本月目标" in text and "张三 成交额 ▓▓▓▓▓▓░░░░ 60% 60万/100万" in text and "新客户 ▓▓░░░░░░░░ 25% 3/12个" in text
+    assert (
+        "🎯 本月目标" in text
+        and "张三 成交额 ▓▓▓▓▓▓░░░░ 60% 60万/100万" in text
+        and "新客户 ▓▓░░░░░░░░ 25% 3/12个" in text
+    )
     assert progress_bar(5, 0) == "░░░░░░░░░░ 0%" and progress_bar(15, 10) == "▓▓▓▓▓▓▓▓▓▓ 150%"

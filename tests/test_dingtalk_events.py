@@ -28,7 +28,9 @@ async def post_event(bot: RunningBot, query: dict[str, str], body: bytes) -> tup
 
 @pytest.mark.parametrize("vector", [V4, V5], ids=["V4-official", "V5-dingtalk-sdk"])
 async def test_official_vectors_pass_through_the_events_path(vector: dict[str, str], db) -> None:  # type: ignore[no-untyped-def]
-    async with FakeDingTalk(event_token=vector["token"], event_aes_key=vector["aes_key"], event_owner_key=vector["key"]) as ding:
+    async with FakeDingTalk(
+        event_token=vector["token"], event_aes_key=vector["aes_key"], event_owner_key=vector["key"]
+    ) as ding:
         settings = dingtalk_settings(ding, dingtalk_app_key=vector["key"])
         async with running_bot(settings, db) as bot:
             query = {"signature": vector["signature"], "timestamp": vector["timestamp"], "nonce": vector["nonce"]}
@@ -56,8 +58,12 @@ async def test_bad_event_requests_are_refused(ding: FakeDingTalk, db) -> None:  
 
 async def test_user_leave_org_hands_customers_to_the_lead_or_the_pool(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
     async with running_bot(dingtalk_settings(ding), db) as bot:
-        async def say(text: str, staff: str, nick: str, cid: str = "cid123", title: str = "销售一组", **kw: object) -> None:
-            headers, body = ding.robot_text_callback(text, staff, nick, conversation_id=cid, conversation_title=title, **kw)  # type: ignore[arg-type]
+        async def say(
+            text: str, staff: str, nick: str, cid: str = "cid123", title: str = "销售一组", **kw: object
+        ) -> None:
+            headers, body = ding.robot_text_callback(
+                text, staff, nick, conversation_id=cid, conversation_title=title, **kw  # type: ignore[arg-type]
+            )
             assert (await bot.post_robot(headers, body))[0] == 200
 
         await say("设置 主管 @lisi", "boss", "老板", at_users=("lisi",))
@@ -68,7 +74,12 @@ async def test_user_leave_org_hands_customers_to_the_lead_or_the_pool(ding: Fake
         sent_before = len(ding.received)
 
         query, body = ding.event_callback(
-            {"EventType": "user_leave_org", "UserId": ["zhangsan"], "CorpId": ding.corp_id, "TimeStamp": "1700000000000"}
+            {
+                "EventType": "user_leave_org",
+                "UserId": ["zhangsan"],
+                "CorpId": ding.corp_id,
+                "TimeStamp": "1700000000000",
+            }
         )
         started = time.monotonic()
         status, answer = await post_event(bot, query, body)
@@ -81,7 +92,11 @@ async def test_user_leave_org_hands_customers_to_the_lead_or_the_pool(ding: Fake
 
         async with db.session() as s:
             owners = dict(
-                (await s.execute(select(Customer.name, Member.user_id).outerjoin(Member, Member.id == Customer.owner_id))).all()
+                (
+                    await s.execute(
+                        select(Customer.name, Member.user_id).outerjoin(Member, Member.id == Customer.owner_id)
+                    )
+                ).all()
             )
             audits = list((await s.execute(select(AuditLog).where(AuditLog.action == "offboard"))).scalars())
             departed = (await s.execute(select(Member).where(Member.user_id == "zhangsan"))).scalar_one()

@@ -114,7 +114,9 @@ async def test_a_callback_delivered_three_times_has_one_effect(bot: RunningBot, 
     [("forged", 401), ("missing", 401), ("stale", 403), ("future", 403), ("malformed", 400), ("not_object", 400),
      ("oversized", 413)],
 )
-async def test_bad_callbacks_change_nothing(bot: RunningBot, ding: FakeDingTalk, db, caplog, case: str, status: int) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_callbacks_change_nothing(  # type: ignore[no-untyped-def]
+    bot: RunningBot, ding: FakeDingTalk, db, caplog, case: str, status: int
+) -> None:
     now_ms = int(time.time() * 1000)
     headers, body = ding.robot_text_callback("认领 字节跳动", "zhangsan", "张三")
     if case == "forged":
@@ -258,12 +260,17 @@ async def test_recovery_on_start_picks_up_stale_messages(ding: FakeDingTalk, db,
     assert len(ding.session_messages()) == 3
 
 
-async def test_redeliveries_during_processing_and_two_replicas_recovering_have_one_effect(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+async def test_redeliveries_during_processing_and_two_replicas_recovering_have_one_effect(  # type: ignore[no-untyped-def]
+    ding: FakeDingTalk, db
+) -> None:
     headers, body = ding.robot_text_callback("认领 字节跳动", "zhangsan", "张三", msg_id="m-race")
     async with running_bot(dingtalk_settings(ding), db, PAUSED) as doomed:
         assert (await doomed.post_robot(headers, body))[0] == 200
     options = {"recover_every": None}
-    async with running_bot(dingtalk_settings(ding), db, options) as a, running_bot(dingtalk_settings(ding), db, options) as b:
+    async with (
+        running_bot(dingtalk_settings(ding), db, options) as a,
+        running_bot(dingtalk_settings(ding), db, options) as b,
+    ):
         ia, ib = a.app[DINGTALK_KEY], b.app[DINGTALK_KEY]
         # Both replicas recover at once while DingTalk re-delivers to both: one claim, one command.
         results = await asyncio.gather(ia.recover(older_than_s=0), ib.recover(older_than_s=0),
@@ -283,7 +290,9 @@ async def test_redeliveries_during_processing_and_two_replicas_recovering_have_o
     assert row.status == "done"
 
 
-async def test_concurrent_redeliveries_of_a_new_message_have_one_effect(bot: RunningBot, ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+async def test_concurrent_redeliveries_of_a_new_message_have_one_effect(  # type: ignore[no-untyped-def]
+    bot: RunningBot, ding: FakeDingTalk, db
+) -> None:
     headers, body = ding.robot_text_callback("认领 百度在线", "zhangsan", "张三", msg_id="m-burst")
     statuses = await asyncio.gather(*(bot.post_robot(headers, body) for _ in range(5)))
     assert [s for s, _ in statuses] == [200] * 5
@@ -344,7 +353,9 @@ async def test_a_burst_shares_one_transaction_and_a_refusal_inside_it_changes_no
     assert {r.status for r in await inbound_rows(db)} == {"done"}
 
 
-async def test_ten_reps_claiming_one_customer_in_one_burst_get_one_owner_and_nine_refusals(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+async def test_ten_reps_claiming_one_customer_in_one_burst_get_one_owner_and_nine_refusals(  # type: ignore[no-untyped-def]
+    ding: FakeDingTalk, db
+) -> None:
     """撞单 inside a batch: every claim after the first is refused and names the owner; nothing half-written."""
     from sqlalchemy import select
 
@@ -369,7 +380,9 @@ async def test_ten_reps_claiming_one_customer_in_one_burst_get_one_owner_and_nin
 
 
 @pytest.mark.skipif(not os.environ.get("SALESBOT_TEST_PG_URL"), reason="needs SALESBOT_TEST_PG_URL")
-async def test_a_callback_that_cannot_be_recorded_gets_503_and_its_redelivery_runs_once(ding: FakeDingTalk, pg_schema: str) -> None:
+async def test_a_callback_that_cannot_be_recorded_gets_503_and_its_redelivery_runs_once(
+    ding: FakeDingTalk, pg_schema: str
+) -> None:
     """The database goes away: DingTalk is told to retry (nothing half-recorded); once it is back, the
     re-delivery is recorded and runs once."""
     from sqlalchemy.engine import make_url

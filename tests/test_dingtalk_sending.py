@@ -61,11 +61,16 @@ def test_limits(deliverer: DingTalkDeliverer) -> None:
 async def test_session_webhook_markdown_with_at(deliverer: DingTalkDeliverer, ding: FakeDingTalk) -> None:
     await deliverer.deliver(session_dest(ding), MSG)
     [rec] = ding.session_messages()
-    assert rec.json == {"msgtype": "markdown", "markdown": {"title": "今日站会", "text": "## 今日站会\n@zhangsan 请更新进度"},
-                        "at": {"atUserIds": ["zhangsan"], "isAtAll": False}}
+    assert rec.json == {
+        "msgtype": "markdown",
+        "markdown": {"title": "今日站会", "text": "## 今日站会\n@zhangsan 请更新进度"},
+        "at": {"atUserIds": ["zhangsan"], "isAtAll": False},
+    }
 
 
-async def test_session_webhook_on_a_foreign_host_is_never_posted(deliverer: DingTalkDeliverer, ding: FakeDingTalk) -> None:
+async def test_session_webhook_on_a_foreign_host_is_never_posted(
+    deliverer: DingTalkDeliverer, ding: FakeDingTalk
+) -> None:
     for url in ("http://evil.example/robot/sendBySession?session=x",
                 ding.api_base + "/robot/sendBySession?session=x",
                 ding.oapi_base.replace("http://", "https://") + "/robot/sendBySession?session=x"):
@@ -74,13 +79,16 @@ async def test_session_webhook_on_a_foreign_host_is_never_posted(deliverer: Ding
     assert ding.received == []
 
 
-async def test_expired_session_falls_back_to_group_api_and_token_is_cached(deliverer: DingTalkDeliverer, ding: FakeDingTalk) -> None:
+async def test_expired_session_falls_back_to_group_api_and_token_is_cached(
+    deliverer: DingTalkDeliverer, ding: FakeDingTalk
+) -> None:
     await deliverer.deliver(session_dest(ding, expires_in_s=-1), MSG)  # expired by its own timestamp
     dest = session_dest(ding)
     ding.expire_session_webhooks()  # expired according to DingTalk (300001)
     await deliverer.deliver(dest, MSG)
     groups = ding.group_messages("cid123")
-    assert len(groups) == 2 and groups[0].msg_param == {"title": "今日站会", "text": "## 今日站会\n@zhangsan 请更新进度"}
+    assert len(groups) == 2
+    assert groups[0].msg_param == {"title": "今日站会", "text": "## 今日站会\n@zhangsan 请更新进度"}
     assert groups[0].json["robotCode"] == ding.app_key
     assert ding.oauth2_token_requests == 1
 
@@ -96,7 +104,9 @@ async def test_expired_token_is_refreshed_once(deliverer: DingTalkDeliverer, din
     assert ding.oauth2_token_requests == 3
 
 
-async def test_direct_messages_use_work_notifications_or_the_1to1_api(ding: FakeDingTalk, http: aiohttp.ClientSession) -> None:
+async def test_direct_messages_use_work_notifications_or_the_1to1_api(
+    ding: FakeDingTalk, http: aiohttp.ClientSession
+) -> None:
     work = DingTalkDeliverer(dingtalk_settings(ding), http)
     await work.deliver({"kind": "member", "user_ids": ["lisi", "wangwu"]}, OutgoingMessage(text="日报", title="日报"))
     [notice] = ding.work_notifications()
@@ -109,7 +119,9 @@ async def test_direct_messages_use_work_notifications_or_the_1to1_api(ding: Fake
     assert [len(c.json["userIds"]) for c in calls] == [20, 5] and calls[0].json["msgKey"] == "sampleMarkdown"
 
 
-async def test_custom_robot_signs_each_request_and_maps_errors(deliverer: DingTalkDeliverer, ding: FakeDingTalk) -> None:
+async def test_custom_robot_signs_each_request_and_maps_errors(
+    deliverer: DingTalkDeliverer, ding: FakeDingTalk
+) -> None:
     secret = "SECabcdef0123456789"
     url = ding.add_custom_robot("robotA", secret)
     dest = {"kind": "team", "chat_id": "cidX", "custom_robot": {"webhook": url, "secret": secret}}
@@ -122,7 +134,9 @@ async def test_custom_robot_signs_each_request_and_maps_errors(deliverer: DingTa
 
     url_b = ding.add_custom_robot("robotB", "SECtherealsecret000")
     with pytest.raises(PermanentFailure) as bad_sign:
-        await deliverer.deliver({"kind": "team", "chat_id": "c", "custom_robot": {"webhook": url_b, "secret": secret}}, MSG)
+        await deliverer.deliver(
+            {"kind": "team", "chat_id": "c", "custom_robot": {"webhook": url_b, "secret": secret}}, MSG
+        )
     assert bad_sign.value.destination_broken and "加签" in bad_sign.value.reason and secret not in bad_sign.value.reason
 
     url_c = ding.add_custom_robot("robotC", keywords=("日报",))
@@ -130,7 +144,12 @@ async def test_custom_robot_signs_each_request_and_maps_errors(deliverer: DingTa
         await deliverer.deliver({"kind": "team", "chat_id": "c", "custom_robot": {"webhook": url_c}}, MSG)
     assert keyword.value.destination_broken
 
-    for code, msg in [(400102, "机器人已停用"), (400106, "机器人不存在"), (400013, "群已解散"), (400101, "access_token不存在")]:
+    for code, msg in [
+        (400102, "机器人已停用"),
+        (400106, "机器人不存在"),
+        (400013, "群已解散"),
+        (400101, "access_token不存在"),
+    ]:
         ding.fail_custom_robot("robotA", code, msg)
         with pytest.raises(PermanentFailure) as gone:
             await deliverer.deliver(dest, MSG)
@@ -141,7 +160,9 @@ async def test_custom_robot_signs_each_request_and_maps_errors(deliverer: DingTa
 
 
 async def test_group_api_errors(deliverer: DingTalkDeliverer, ding: FakeDingTalk) -> None:
-    ding.fail_next("/v1.0/robot/groupMessages/send", status=400, body={"code": "group.disbanded", "message": "群已解散"})
+    ding.fail_next(
+        "/v1.0/robot/groupMessages/send", status=400, body={"code": "group.disbanded", "message": "群已解散"}
+    )
     with pytest.raises(PermanentFailure) as gone:
         await deliverer.deliver({"kind": "team", "chat_id": "cid123"}, MSG)
     assert gone.value.destination_broken

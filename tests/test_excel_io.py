@@ -80,7 +80,9 @@ async def test_import_reports_duplicates_and_bad_rows_and_imports_the_good_ones(
     assert "未使用的列：来源" in report
     by_name = {c[0]: c for c in await _customers(db)}
     assert set(by_name) == {"北京华为技术有限公司", "深圳市腾讯计算机系统有限公司", "大疆创新", "美团"}
-    assert by_name["深圳市腾讯计算机系统有限公司"][1:8] == ("张三", "报价", "active", 50_000_000, date(2026, 11, 20), None, "老客户")
+    assert by_name["深圳市腾讯计算机系统有限公司"][1:8] == (
+        "张三", "报价", "active", 50_000_000, date(2026, 11, 20), None, "老客户"
+    )
     assert by_name["大疆创新"][1:5] == (None, "初访", "active", 12_000_000)
     assert by_name["美团"][2:5] == ("赢单", "won", 30_000_000)
     # Imported customers obey the same 撞单 rules as claimed ones.
@@ -94,7 +96,8 @@ async def test_a_dry_run_shows_what_would_happen_and_writes_nothing(bot, db, clo
     await bot.say("认领 北京华为技术有限公司", user="张三")
     sheet = _xlsx(tmp_path / "a.xlsx", ODD_SHEET)
     before = await _count(db)
-    code, report = await cli.run_import(db, _args("import", "customers", str(sheet), "--team", "销售一组", "--dry-run"), clock.now)
+    args = _args("import", "customers", str(sheet), "--team", "销售一组", "--dry-run")
+    code, report = await cli.run_import(db, args, clock.now)
     assert code == 0 and "预演" in report and "将导入 3 个客户" in report
     assert await _count(db) == before
 
@@ -113,7 +116,8 @@ async def test_a_sheet_without_a_customer_column_is_refused(db, clock, tmp_path)
     sheet = _xlsx(tmp_path / "x.xlsx", [["姓名", "电话"], ["张三", "138"]])
     code, text = await cli.run_import(db, _args("import", "customers", str(sheet), "--team", "销售一组"), clock.now)
     assert code == 1 and "找不到「客户名称」列" in text
-    code, text = await cli.run_import(db, _args("import", "customers", str(tmp_path / "none.xlsx"), "--team", "t"), clock.now)
+    missing = _args("import", "customers", str(tmp_path / "none.xlsx"), "--team", "t")
+    code, text = await cli.run_import(db, missing, clock.now)
     assert code == 1 and "找不到文件" in text
 
 
@@ -136,7 +140,8 @@ async def test_export_then_import_into_an_empty_database_gives_the_same_customer
     await bot.say("认领 美团点评", user="张三")
     before = await _customers(db)
     out = tmp_path / "customers.xlsx"
-    code, text = await cli.run_export(db, _args("export", "customers", "--team", "销售一组", "--out", str(out)), clock.now)
+    args = _args("export", "customers", "--team", "销售一组", "--out", str(out))
+    code, text = await cli.run_export(db, args, clock.now)
     assert code == 0 and "5 行" in text
     sheet = load_workbook(out).active
     assert [c.value for c in sheet[1]][:6] == ["客户名称", "负责人", "负责人ID", "阶段", "金额（元）", "最近跟进"]
@@ -156,11 +161,14 @@ async def test_followups_and_points_export_as_workbooks(bot, db, clock, tmp_path
     await bot.say("求助 华为 需要报价模板", user="张三")
     await bot.say("接 #1", user="李四")
     out = tmp_path / "f.xlsx"
-    assert (await cli.run_export(db, _args("export", "followups", "--team", "销售一组", "--out", str(out)), clock.now))[0] == 0
+    args = _args("export", "followups", "--team", "销售一组", "--out", str(out))
+    assert (await cli.run_export(db, args, clock.now))[0] == 0
     rows = list(load_workbook(out).active.iter_rows(values_only=True))
-    assert rows[0][:4] == ("时间", "客户", "记录人", "内容") and rows[1][1:5] == ("华为", "张三", "初次拜访", "线索 → 初访")
+    assert rows[0][:4] == ("时间", "客户", "记录人", "内容")
+    assert rows[1][1:5] == ("华为", "张三", "初次拜访", "线索 → 初访")
     out = tmp_path / "p.xlsx"
-    assert (await cli.run_export(db, _args("export", "points", "--team", "销售一组", "--out", str(out)), clock.now))[0] == 0
+    args = _args("export", "points", "--team", "销售一组", "--out", str(out))
+    assert (await cli.run_export(db, args, clock.now))[0] == 0
     rows = list(load_workbook(out).active.iter_rows(values_only=True))
     assert rows[1][1:5] == ("李四", 1, "接下求助", "#1 需要报价模板")
     code, _ = await cli.run_export(db, _args("export", "points", "--team", "没有这个组", "--out", str(out)), clock.now)

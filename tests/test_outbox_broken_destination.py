@@ -30,7 +30,6 @@ from storage.models import AuditLog, OutboxMessage
 from tests.dingtalk_support import dingtalk_settings
 from tests.fakes.dingtalk import FakeDingTalk
 from tests.fakes.wecom import WEBHOOK_PATH, FakeWeCom
-from tests.wecom_support import fake  # noqa: F401  (fixture)
 
 KEY = "oldkey-0123456789abcdef"
 NEW_KEY = "newkey-0123456789abcdef"
@@ -57,7 +56,9 @@ def make_router(db: Database, *admins: str) -> Router:
     return Router(db, all_commands(), settings_table=all_settings(), admin_ids=admins)
 
 
-async def push(db: Database, platform: str, org: str, chat: str, destination: dict[str, Any], key: str, text: str) -> None:
+async def push(
+    db: Database, platform: str, org: str, chat: str, destination: dict[str, Any], key: str, text: str
+) -> None:
     async with db.transaction() as store:
         await store.bind(platform=platform, org_key=org, chat_id=chat, chat_title="销售一组", user_id=None,
                          user_name=None, now=NOW)
@@ -74,15 +75,18 @@ def webhook_calls(wecom: FakeWeCom, key: str) -> int:
 
 
 async def test_removed_wecom_webhook_is_marked_broken_and_the_lead_told_once(
-    db: Database, fake: FakeWeCom, http: aiohttp.ClientSession  # noqa: F811
+    db: Database, fake: FakeWeCom, http: aiohttp.ClientSession
 ) -> None:
     router = make_router(db, "boss")
     await say(router, "wecom", "wwcorp", "grpSales", "你好", "lisi", "李四")
     assert "主管" in await say(router, "wecom", "wwcorp", "grpSales", "设置 主管 @李四", "boss", "老板")
     fake.add_webhook_key(KEY)
     fake.add_webhook_key(NEW_KEY)
-    assert "已设为机器人" in await say(router, "wecom", "wwcorp", "grpSales", f"设置 推送 {fake.webhook_url(KEY)}", "boss", "老板")
-    deliverer = WeComDeliverer(http, api_base=fake.base_url, corp_id="wwcorp", app_secret="sec", agent_id=1000002, database=db)
+    reply = await say(router, "wecom", "wwcorp", "grpSales", f"设置 推送 {fake.webhook_url(KEY)}", "boss", "老板")
+    assert "已设为机器人" in reply
+    deliverer = WeComDeliverer(
+        http, api_base=fake.base_url, corp_id="wwcorp", app_secret="sec", agent_id=1000002, database=db
+    )
     worker = OutboxWorker(db, {"wecom": deliverer}, clock=lambda: NOW, admin_ids=("boss",))
     webhook = {"kind": "webhook", "key": KEY}
     team = {"kind": "team", "team_id": 1}
@@ -96,7 +100,8 @@ async def test_removed_wecom_webhook_is_marked_broken_and_the_lead_told_once(
     assert first.status == "failed" and "93000" in first.last_error
     assert second.status == "failed" and "destination broken" in second.last_error and "设置 推送" in second.last_error
     assert webhook_calls(fake, KEY) == 1  # the second message never reached the platform
-    assert notice.status == "sent" and notice.destination == {"kind": "member", "user_ids": ["lisi", "boss"], "corp_id": "wwcorp"}
+    assert notice.status == "sent"
+    assert notice.destination == {"kind": "member", "user_ids": ["lisi", "boss"], "corp_id": "wwcorp"}
     [to_lead] = fake.delivered_to("lisi")
     text = to_lead["markdown"]["content"]
     assert "销售一组" in text and "Webhook 地址无效或已被删除" in text and "设置 推送 <新地址>" in text
@@ -135,8 +140,8 @@ async def test_dingtalk_keyword_rule_marks_the_custom_robot_broken(db: Database,
         secret = "SECabcdef0123456789"
         reply = await say(router, "dingtalk", "dingcorp", "cidSales", f"设置 钉钉机器人 {url} {secret}", "boss", "老板")
         assert "自定义机器人" in reply
-        worker = OutboxWorker(db, {"dingtalk": DingTalkDeliverer(dingtalk_settings(ding), http, db=db)}, clock=lambda: NOW,
-                              admin_ids=("boss",))
+        deliverer = DingTalkDeliverer(dingtalk_settings(ding), http, db=db)
+        worker = OutboxWorker(db, {"dingtalk": deliverer}, clock=lambda: NOW, admin_ids=("boss",))
         team = {"kind": "team", "chat_id": "cidSales"}
         ding.fail_custom_robot("robotK", 310000, "keywords not in content")
         for text in ("站会提醒", "日报"):
@@ -163,7 +168,9 @@ async def test_dingtalk_keyword_rule_marks_the_custom_robot_broken(db: Database,
         assert len(ding.work_notifications()) == 1
 
 
-async def test_a_broken_push_in_one_tenant_is_not_reported_to_an_admin_id_of_another(db: Database, http: aiohttp.ClientSession) -> None:
+async def test_a_broken_push_in_one_tenant_is_not_reported_to_an_admin_id_of_another(
+    db: Database, http: aiohttp.ClientSession
+) -> None:
     """SALESBOT_ADMINS holds bare user ids: with two organisations on DingTalk, "boss" of corp A is not
     told about corp B's robot (B may have its own "boss", a different person)."""
     async with FakeDingTalk() as ding:
@@ -172,9 +179,11 @@ async def test_a_broken_push_in_one_tenant_is_not_reported_to_an_admin_id_of_ano
         await say(setup, "dingtalk", "corpB", "cidB", "你好", "lisi", "李四")
         await say(setup, "dingtalk", "corpB", "cidB", "设置 主管 @李四", "chief", "主任")
         url = ding.add_custom_robot("robotB", keywords=("销售",))
-        assert "自定义机器人" in await say(setup, "dingtalk", "corpB", "cidB", f"设置 钉钉机器人 {url} SECabcdef0123456789", "chief", "主任")
-        worker = OutboxWorker(db, {"dingtalk": DingTalkDeliverer(dingtalk_settings(ding), http, db=db)}, clock=lambda: NOW,
-                              admin_ids=("boss",))
+        command = f"设置 钉钉机器人 {url} SECabcdef0123456789"
+        reply = await say(setup, "dingtalk", "corpB", "cidB", command, "chief", "主任")
+        assert "自定义机器人" in reply
+        deliverer = DingTalkDeliverer(dingtalk_settings(ding), http, db=db)
+        worker = OutboxWorker(db, {"dingtalk": deliverer}, clock=lambda: NOW, admin_ids=("boss",))
         team = {"kind": "team", "chat_id": "cidB"}
         ding.fail_custom_robot("robotB", 310000, "keywords not in content")
         await push(db, "dingtalk", "corpB", "cidB", team, ding_dest_key(team), "站会提醒")

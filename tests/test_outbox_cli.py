@@ -24,7 +24,8 @@ def _prepare(url: str) -> None:
         await enqueue_texts(db, KEY, ["一", "二", "三"], utcnow())
         queue = OutboxQueue(db)
         claimed = await queue.claim(utcnow(), lease_seconds=60, batch_size=1, per_destination=1)
-        await queue.finish(Outcome([], [], [Failure(claimed[0].id, "webhook cli-***: errcode 93000 invalid webhook url")], []), utcnow())
+        failure = Failure(claimed[0].id, "webhook cli-***: errcode 93000 invalid webhook url")
+        await queue.finish(Outcome([], [], [failure], []), utcnow())
         await db.close()
 
     asyncio.run(run())
@@ -62,7 +63,9 @@ def test_retry_failed_also_lifts_broken_push_marks(tmp_path: Path, capsys: pytes
         async with db.transaction() as store:
             await store.bind(platform="wecom", org_key="wwcorp", chat_id="grp", chat_title="一组", user_id=None,
                              user_name=None, now=utcnow())
-            await store.update_team_settings({"wecom_webhook_key": KEY, "wecom_webhook_broken": {"fingerprint": "x"}}, utcnow())
+            await store.update_team_settings(
+                {"wecom_webhook_key": KEY, "wecom_webhook_broken": {"fingerprint": "x"}}, utcnow()
+            )
         await db.close()
 
     async def settings() -> dict[str, object]:

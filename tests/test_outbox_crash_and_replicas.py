@@ -57,7 +57,9 @@ async def test_sigkill_with_500_pending_then_restart_delivers_all(db: Database, 
 
         second = await start_runner(db_url, wecom.base_url, schema)
         try:
-            await wecom.wait_for(lambda: all(set(received_texts(wecom, k)) == set(expected[k]) for k in keys), timeout=30)
+            await wecom.wait_for(
+                lambda: all(set(received_texts(wecom, k)) == set(expected[k]) for k in keys), timeout=30
+            )
         finally:
             second.kill()
             await second.wait()
@@ -73,7 +75,9 @@ async def test_sigkill_with_500_pending_then_restart_delivers_all(db: Database, 
 
 
 @pytest.mark.parametrize("db", ["postgresql"], indirect=True)
-async def test_two_workers_on_one_postgresql_deliver_1000_messages_each_exactly_once(db: Database, pg_schema: str | None) -> None:
+async def test_two_workers_on_one_postgresql_deliver_1000_messages_each_exactly_once(
+    db: Database, pg_schema: str | None
+) -> None:
     assert pg_schema
     keys = [f"replica-robot-{n:03d}" for n in range(100)]
     expected = {key: [f"{key} #{i}" for i in range(10)] for key in keys}

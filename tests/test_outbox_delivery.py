@@ -66,7 +66,7 @@ async def test_a_committed_reply_reaches_the_group_within_tens_of_milliseconds(d
             for n in range(5):
                 started = time.perf_counter()
                 await enqueue_texts(db, KEY, [f"认领成功 {n}"], utcnow())
-                await wecom.wait_for(lambda: len(received_texts(wecom, KEY)) == n + 1, timeout=5)
+                await wecom.wait_for(lambda sent=n + 1: len(received_texts(wecom, KEY)) == sent, timeout=5)
                 latencies.append(time.perf_counter() - started)
         finally:
             await worker.stop()
@@ -82,7 +82,9 @@ async def test_a_command_that_fails_leaves_no_message_behind(db: Database, clock
     db.on_commit(lambda store: woken.append(store.enqueued))
     with pytest.raises(RuntimeError):
         async with db.transaction() as store:
-            await enqueue_message(store, "wecom", webhook_destination(KEY), webhook_dest_key(KEY), OutgoingMessage("认领成功"), clock.now)
+            await enqueue_message(
+                store, "wecom", webhook_destination(KEY), webhook_dest_key(KEY), OutgoingMessage("认领成功"), clock.now
+            )
             raise RuntimeError("handler failed after enqueueing")
     assert await outbox_statuses(db) == {}
     assert woken == []
@@ -123,7 +125,9 @@ async def test_45009_for_a_minute_loses_nothing_and_keeps_order(db: Database, ht
     assert await outbox_statuses(db) == {"sent": 30}
 
 
-async def test_40_messages_to_one_robot_within_a_minute_never_hit_its_rate_limit(db: Database, http, wecom, clock) -> None:
+async def test_40_messages_to_one_robot_within_a_minute_never_hit_its_rate_limit(
+    db: Database, http, wecom, clock
+) -> None:
     texts = [f"日报 {n}" for n in range(40)]
     await enqueue_texts(db, KEY, texts, clock.now)
     worker = make_worker(db, http, wecom, clock=clock)

@@ -60,7 +60,9 @@ async def test_the_pool_period_is_a_team_setting(bot, db: Database, clock) -> No
     assert "超过 10 天" in text and (await _customer(db, "华为")).owner_id is None
 
 
-async def test_a_help_request_nobody_takes_is_raised_to_the_lead_after_four_working_hours(bot, db: Database, clock) -> None:
+async def test_a_help_request_nobody_takes_is_raised_to_the_lead_after_four_working_hours(
+    bot, db: Database, clock
+) -> None:
     clock.set_local("2026-11-27 08:00")
     await bot.say("设置 主管 @李四", user="老板")
     clock.set_local("2026-11-27 16:00")  # Friday afternoon

@@ -15,7 +15,9 @@ async def test_progress_records_stage_amount_and_next_date(bot, db) -> None:
     assert "线索 → 初访" in reply and "50万" in reply and "11-30" in reply
     async with db.session() as s:
         customer = (await s.execute(select(Customer))).scalar_one()
-        assert (customer.stage, customer.amount_fen, str(customer.next_followup_on)) == ("初访", 50_000_000, "2026-11-30")
+        assert (customer.stage, customer.amount_fen, str(customer.next_followup_on)) == (
+            "初访", 50_000_000, "2026-11-30"
+        )
         record = (await s.execute(select(FollowUp))).scalar_one()
         assert (record.stage_before, record.stage_after, record.content) == ("线索", "初访", "已约下周拜访")
 

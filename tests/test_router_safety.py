@@ -21,7 +21,9 @@ async def test_an_unknown_command_suggests_the_nearest_one(bot) -> None:
 
 async def test_help_lists_every_command_and_explains_one(bot) -> None:
     [listing] = await bot.say("帮助", user="张三")
-    for word in ("认领", "释放", "转交", "协作", "跟进", "赢单", "输单", "客户", "我的", "公海", "求助", "接", "解决", "求助列表"):
+    for word in (
+        "认领", "释放", "转交", "协作", "跟进", "赢单", "输单", "客户", "我的", "公海", "求助", "接", "解决", "求助列表"
+    ):
         assert f"· {word}（" in listing
     [detail] = await bot.say("/help 认领", user="张三")
     assert "用法：认领 <客户名>" in detail and "示例" in detail
@@ -99,7 +101,10 @@ async def test_teams_of_one_organisation_keep_their_own_customers(make_bot) -> N
 
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=st.text(max_size=80) | st.from_regex(r"(认领|跟进|求助|接|解决|设置|转交|/claim|/take) ?[#@:：\w ]{0,30}", fullmatch=True))
+@given(
+    text=st.text(max_size=80)
+    | st.from_regex(r"(认领|跟进|求助|接|解决|设置|转交|/claim|/take) ?[#@:：\w ]{0,30}", fullmatch=True)
+)
 async def test_no_input_text_makes_the_router_raise(bot, text: str) -> None:
     replies = await bot.say(text, user="张三")
     for reply in replies:

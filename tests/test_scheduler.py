@@ -40,7 +40,8 @@ def test_firing_times_are_in_the_organisations_zone_even_on_a_utc_server(monkeyp
         slot = JOBS["standup"].next_slot(datetime(2026, 11, 26, 12, 0, tzinfo=UTC), cn())
         assert slot is not None and slot.key == "2026-11-27"
         assert slot.due_at == datetime(2026, 11, 27, 1, 0, tzinfo=UTC)  # 09:00 Asia/Shanghai
-        ny = JOBS["digest"].next_slot(datetime(2026, 11, 26, 12, 0, tzinfo=UTC), TeamSchedule.of({}, "America/New_York"))
+        new_york = TeamSchedule.of({}, "America/New_York")
+        ny = JOBS["digest"].next_slot(datetime(2026, 11, 26, 12, 0, tzinfo=UTC), new_york)
         assert ny is not None and ny.due_at == datetime(2026, 11, 26, 23, 0, tzinfo=UTC)  # 18:00 EST
     finally:
         monkeypatch.delenv("TZ")
@@ -145,7 +146,9 @@ async def test_print_preview_sends_and_changes_nothing(bot, db: Database, clock)
 
 
 @pytest.mark.skipif(not PG_URL, reason="PostgreSQL tests need SALESBOT_TEST_PG_URL")
-async def test_two_schedulers_on_one_postgresql_database_push_once(bot, db: Database, clock, pg_schema, request) -> None:
+async def test_two_schedulers_on_one_postgresql_database_push_once(
+    bot, db: Database, clock, pg_schema, request
+) -> None:
     if request.node.callspec.params.get("db") != "postgresql":
         pytest.skip("needs two processes' worth of connections on PostgreSQL")
     await bot.say("认领 华为", user="张三")

@@ -17,7 +17,9 @@ async def test_an_answer_is_recorded_and_a_second_one_replaces_it(bot, db: Datab
     assert "🚧" in summary and "张三：报价审批慢" in summary
 
 
-async def test_the_summary_lists_who_has_not_answered_and_mentions_only_when_turned_on(bot, db: Database, clock) -> None:
+async def test_the_summary_lists_who_has_not_answered_and_mentions_only_when_turned_on(
+    bot, db: Database, clock
+) -> None:
     clock.set_local("2026-11-27 09:10")
     await bot.say("晨会 打电话", user="张三")
     await bot.say("认领 腾讯", user="李四")

@@ -27,7 +27,7 @@ from tests.test_fake_wecom import (
     V3_KEY,
     V3_TOKEN,
 )
-from tests.wecom_support import (  # noqa: F401  (fixtures)
+from tests.wecom_support import (
     AIBOT_KEY,
     WALL,
     Customer,
@@ -35,15 +35,11 @@ from tests.wecom_support import (  # noqa: F401  (fixtures)
     MakeClient,
     OutboxMessage,
     adapter,
-    client,
     count,
-    fake,
-    make_client,
     outbox_rows,
     post_aibot,
     post_app,
     say,
-    wecom_settings,
 )
 
 
@@ -56,7 +52,10 @@ async def test_v1_vector_through_app_routes(make_client: MakeClient, fake: FakeW
     async with client.get("/wecom/app", params=V1_GET) as resp:
         assert resp.status == 200
         assert await resp.read() == b"1616140317555161061"
-    envelope = f"<xml><ToUserName><![CDATA[{V1_CORP}]]></ToUserName><Encrypt><![CDATA[{V1_POST_ENCRYPT}]]></Encrypt></xml>"
+    envelope = (
+        f"<xml><ToUserName><![CDATA[{V1_CORP}]]></ToUserName>"
+        f"<Encrypt><![CDATA[{V1_POST_ENCRYPT}]]></Encrypt></xml>"
+    )
     query = {"msg_signature": V1_POST_SIG, "timestamp": V1_POST_TS, "nonce": V1_POST_NONCE}
     async with client.post("/wecom/app", params=query, data=envelope.encode()) as resp:
         assert resp.status == 200
@@ -92,7 +91,11 @@ async def test_v3_vector_through_app_routes(make_client: MakeClient, db: Databas
         wecom_corp_id=V3_CORP, wecom_app_token=V3_TOKEN, wecom_app_aes_key=V3_KEY, wecom_app_secret=None,
     )
     envelope = f"<xml><Encrypt><![CDATA[{V3_DECRYPT_ENCRYPT}]]></Encrypt></xml>"
-    query = {"msg_signature": "74d92dfeb87ba7c714f89d98870ae5eb62dff26d", "timestamp": "1411525903", "nonce": "461056294"}
+    query = {
+        "msg_signature": "74d92dfeb87ba7c714f89d98870ae5eb62dff26d",
+        "timestamp": "1411525903",
+        "nonce": "461056294",
+    }
     async with late.post("/wecom/app", params=query, data=envelope.encode()) as resp:
         assert resp.status == 200 and b"<Encrypt>" in await resp.read()
     assert await count(db, InboundMessage) == 1
@@ -158,7 +161,8 @@ async def test_forged_stale_truncated_oversized_change_nothing(
     assert (await post_aibot(client, (query, body[: len(body) // 2])))[0] == 400  # truncated JSON
 
     signed_garbage = encrypt[:-12] + "AAAAAAAAAAA="
-    assert (await post_aibot(client, (_sign(fake, signed_garbage), json.dumps({"encrypt": signed_garbage}).encode())))[0] == 400
+    garbage_body = json.dumps({"encrypt": signed_garbage}).encode()
+    assert (await post_aibot(client, (_sign(fake, signed_garbage), garbage_body)))[0] == 400
 
     other = WeComCrypto("T", AIBOT_KEY, "wrong-receiveid").encrypt(json.dumps({"msgid": "x"}))
     assert (await post_aibot(client, (_sign(fake, other), json.dumps({"encrypt": other}).encode())))[0] == 400
@@ -241,7 +245,8 @@ async def test_app_one_to_one_acts_in_the_members_team(client: TestClient, fake:
 async def test_app_rejects_bad_xml_and_signature(client: TestClient, fake: FakeWeCom, db: Database) -> None:
     query, body = fake.app_text_callback("我的", "zhangsan")
     assert (await post_app(client, (query, b"<xml><Encrypt>")))[0] == 400
-    assert (await post_app(client, (query, b'<!DOCTYPE x [<!ENTITY a "b">]><xml><Encrypt>&a;</Encrypt></xml>')))[0] == 400
+    entity = b'<!DOCTYPE x [<!ENTITY a "b">]><xml><Encrypt>&a;</Encrypt></xml>'
+    assert (await post_app(client, (query, entity)))[0] == 400
     assert (await post_app(client, ({**query, "msg_signature": "f" * 40}, body)))[0] == 403
     assert (await post_app(client, (query, b"<xml>" + b"x" * 70000 + b"</xml>")))[0] == 413
     assert await count(db, InboundMessage) == 0

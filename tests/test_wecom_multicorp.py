@@ -83,7 +83,9 @@ async def say(client: TestClient, fake: FakeWeCom, path: str, text: str, user: s
     return fake.decrypt_aibot_passive_reply(body)["stream"]["content"]
 
 
-async def test_each_corp_is_its_own_organisation(client: TestClient, fakes: tuple[FakeWeCom, FakeWeCom], db: Database) -> None:
+async def test_each_corp_is_its_own_organisation(
+    client: TestClient, fakes: tuple[FakeWeCom, FakeWeCom], db: Database
+) -> None:
     a, b = fakes
     # Same chat id, same user id, same customer: different corps, so no conflict.
     assert "认领成功" in await say(client, a, "/wecom/aibot", "认领 华为", "zhangsan")
@@ -96,7 +98,9 @@ async def test_each_corp_is_its_own_organisation(client: TestClient, fakes: tupl
     assert sorted(owners) == ["wwA", "wwB"]
 
 
-async def test_callback_for_another_corp_is_refused(client: TestClient, fakes: tuple[FakeWeCom, FakeWeCom], db: Database) -> None:
+async def test_callback_for_another_corp_is_refused(
+    client: TestClient, fakes: tuple[FakeWeCom, FakeWeCom], db: Database
+) -> None:
     a, b = fakes
     # Signed with corp A's token, posted to corp B's URL: the signature does not check.
     assert (await post(client, "/wecom/aibot/wwB", a.aibot_text_callback("认领 华为", "zhangsan", "grp")))[0] == 403
@@ -143,7 +147,13 @@ async def test_direct_messages_go_through_their_corps_app(db: Database, fakes: t
                                 body={"text": text}, now=now)
     async with aiohttp.ClientSession() as session:
         deliverer = WeComDeliverer(
-            session, api_base=a.base_url, corp_id="wwA", app_secret="secA", agent_id=AGENT, database=db, corps=[corp_b(b)]
+            session,
+            api_base=a.base_url,
+            corp_id="wwA",
+            app_secret="secA",
+            agent_id=AGENT,
+            database=db,
+            corps=[corp_b(b)],
         )
         assert deliverer.limit_key(member | {"corp_id": "wwA"}) != deliverer.limit_key(member | {"corp_id": "wwB"})
         worker = OutboxWorker(db, {"wecom": deliverer}, clock=lambda: now)

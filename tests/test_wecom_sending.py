@@ -14,7 +14,6 @@ from bot.adapters.tokens import TokenCache
 from bot.adapters.wecom_send import WeComDeliverer, dest_key, render_markdown
 from bot.delivery import OutgoingMessage, PermanentFailure, RetryLater
 from tests.fakes.wecom import APP_SEND_PATH, ERR_BUSY, ERR_FREQ_LIMIT, FakeWeCom
-from tests.wecom_support import fake  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -56,7 +55,9 @@ async def test_rate_limit_and_errors(deliverer: WeComDeliverer, fake: FakeWeCom)
         await deliverer.deliver(MEMBER, OutgoingMessage("x"))
     with pytest.raises(PermanentFailure):
         await deliverer.deliver({"kind": "member", "user_ids": []}, OutgoingMessage("x"))
-    bad = WeComDeliverer(deliverer.session, api_base=fake.base_url, corp_id="wwcorp", app_secret="wrong", agent_id=1000002)
+    bad = WeComDeliverer(
+        deliverer.session, api_base=fake.base_url, corp_id="wwcorp", app_secret="wrong", agent_id=1000002
+    )
     with pytest.raises(PermanentFailure) as err:
         await bad.deliver(MEMBER, OutgoingMessage("x"))
     assert "wrong" not in err.value.reason

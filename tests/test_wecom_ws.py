@@ -12,13 +12,11 @@ from bot.adapters import wecom_ws
 from bot.delivery import OutgoingMessage
 from storage.database import Database
 from tests.fakes.wecom import FakeWeCom
-from tests.wecom_support import (  # noqa: F401  (fixtures)
+from tests.wecom_support import (
     Customer,
     MakeClient,
     adapter,
     count,
-    fake,
-    make_client,
     wecom_settings,
 )
 

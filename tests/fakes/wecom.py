@@ -708,6 +708,29 @@ class FakeWeCom:
         body = rec.json
         if not isinstance(body, dict):
             return _Answer(ERR_INVALID_PARAMETER, "invalid json body. invalid Request Parameter")
+        rejected = self._app_body_error(body)
+        if rejected:
+            return rejected
+
+        valid, invalid = self._app_recipients(body)
+        has_party_or_tag = bool(body.get("toparty")) or bool(body.get("totag"))
+        if not valid and not has_party_or_tag:
+            return _Answer(ERR_ALL_RECIPIENTS_INVALID, extra={"invaliduser": "|".join(invalid)})
+        self._app_deliver(valid, body)
+
+        extra: dict[str, Any] = {
+            "invaliduser": "|".join(invalid),
+            "invalidparty": "",
+            "invalidtag": "",
+            "unlicenseduser": "",
+            "msgid": secrets.token_urlsafe(16),
+        }
+        if body.get("msgtype") == "template_card":
+            extra["response_code"] = secrets.token_urlsafe(16)
+        return _Answer(ERR_OK, extra=extra)
+
+    def _app_body_error(self, body: dict[str, Any]) -> _Answer | None:
+        """The error WeCom answers for a malformed message body, checked in its order: agent, type, content."""
         if body.get("agentid") in (None, ""):
             return _Answer(ERR_MISSING_AGENTID)
         try:
@@ -728,20 +751,22 @@ class FakeWeCom:
                 return _Answer(ERR_EMPTY_CONTENT)
             if _utf8_len(content) > self.APP_CONTENT_MAX_BYTES:
                 return _Answer(ERR_CONTENT_TOO_LARGE)
+        return None
 
+    def _app_recipients(self, body: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """`touser` split into the users WeCom would deliver to and the ones it reports as `invaliduser`."""
         users = [u for u in str(body.get("touser") or "").split("|") if u]
-        has_party_or_tag = bool(body.get("toparty")) or bool(body.get("totag"))
         if "@all" in users:
-            valid, invalid = ["@all"], []
-        else:
-            known = self.known_users
-            valid = [u for u in users if known is None or u in known]
-            invalid = [u for u in users if known is not None and u not in known]
-        if not valid and not has_party_or_tag:
-            return _Answer(ERR_ALL_RECIPIENTS_INVALID, extra={"invaliduser": "|".join(invalid)})
+            return ["@all"], []
+        known = self.known_users
+        valid = [u for u in users if known is None or u in known]
+        invalid = [u for u in users if known is not None and u not in known]
+        return valid, invalid
 
+    def _app_deliver(self, users: list[str], body: dict[str, Any]) -> None:
+        """Deliver to each member within the per-member minute/hour limits; the excess is silently dropped (§2c)."""
         now = self._clock()
-        for user in valid:
+        for user in users:
             sends = self._member_sends.setdefault(user, deque())
             while sends and sends[0] <= now - 3600.0:
                 sends.popleft()
@@ -751,17 +776,6 @@ class FakeWeCom:
                 continue
             sends.append(now)
             self._deliveries.setdefault(user, []).append(body)
-
-        extra: dict[str, Any] = {
-            "invaliduser": "|".join(invalid),
-            "invalidparty": "",
-            "invalidtag": "",
-            "unlicenseduser": "",
-            "msgid": secrets.token_urlsafe(16),
-        }
-        if msgtype == "template_card":
-            extra["response_code"] = secrets.token_urlsafe(16)
-        return _Answer(ERR_OK, extra=extra)
 
     # ------------------------------------------------------------------ POST /cgi-bin/webhook/send
     async def _h_webhook(self, request: web.Request) -> web.Response:
