@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from storage.engine import create_engine, is_sqlite
 from storage.migrate import ensure_schema
 from storage.models import InboundMessage
-from storage.store import Store, inbound_insert, inbound_values
+from storage.inbound import inbound_insert, inbound_values
+from storage.store import Store
 
 _inbound = InboundMessage.__table__
 

@@ -95,7 +95,7 @@ class ScheduleStore:
         On PostgreSQL a second replica's insert waits on the unique index until the first commits (then
         does nothing) or rolls back (then takes the key) — so the key and the outbox rows go together.
         """
-        return await self.store._insert_if_absent(
+        return await self.store.insert_if_absent(
             JobFiring,
             {
                 "org_id": self.org.id,
@@ -124,7 +124,7 @@ class ScheduleStore:
         ).scalar_one_or_none()
 
     async def add_notice(self, kind: str, entity_id: int, ref: str, now: datetime) -> bool:
-        return await self.store._insert_if_absent(
+        return await self.store.insert_if_absent(
             Notice,
             {"org_id": self.org.id, "team_id": self.team.id, "kind": kind, "entity_id": entity_id, "ref": ref, "created_at": now},
             ("kind", "entity_id", "ref"),
@@ -153,7 +153,7 @@ class ScheduleStore:
         if existing is not None:
             existing.plan, existing.blockers, existing.updated_at = plan, blockers, now
             return True
-        inserted = await self.store._insert_if_absent(
+        inserted = await self.store.insert_if_absent(
             StandupAnswer,
             {
                 "org_id": self.org.id,
