@@ -155,7 +155,7 @@ class BrokenPushes:
         so the caller falls back to its in-process handling.
         """
         async with self.db.transaction() as store:
-            found = await lock_team(store.session, team_id)
+            found = await lock_team(store, team_id)
             if found is None:
                 return None
             org, team = found
@@ -175,8 +175,8 @@ class BrokenPushes:
             await store.update_team_settings({mark_key: mark, EPISODES_SETTING: episode}, now)
             recipients = [m.user_id for m in await store.team_leads()]
             admin_ids = admin_ids_for(self.admin_ids, org.corp_key)
-            recipients += [m.user_id for m in await org_admins(store.session, org.id, admin_ids)]
-            if await organisations_on(store.session, platform) == 1:
+            recipients += [m.user_id for m in await org_admins(store, org.id, admin_ids)]
+            if await organisations_on(store, platform) == 1:
                 # Configured admins who never wrote to the bot are told too — when the platform has one
                 # organisation. With several (WeCom corps, DingTalk tenants) a bare id may name someone
                 # else in another one, so only this organisation's members count.
@@ -202,7 +202,7 @@ async def clear_all_marks(db: Database, now: datetime) -> int:
     """`salesbot outbox retry --failed`: the operator says the pushes were fixed; clear every mark (audited)."""
     cleared = 0
     async with db.transaction() as store:
-        for org, team in await teams_with_any_setting(store.session, MARK_SETTING.values()):
+        for org, team in await teams_with_any_setting(store, MARK_SETTING.values()):
             store.bind_team(org, team)
             settings = team.settings or {}
             await store.update_team_settings({k: None for k in MARK_SETTING.values() if settings.get(k)}, now)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import and_, delete, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
     Customer,
@@ -37,22 +36,22 @@ class TeamMember:
     joined_at: datetime
 
 
-async def all_teams(session: AsyncSession, team_id: int | None = None) -> list[tuple[Organisation, Team]]:
+async def all_teams(store: Store, team_id: int | None = None) -> list[tuple[Organisation, Team]]:
     """Every team with its organisation (the scheduler's work list), or just one."""
     query = select(Organisation, Team).join(Team, Team.org_id == Organisation.id).order_by(Team.id)
     if team_id is not None:
         query = query.where(Team.id == team_id)
-    rows = await session.execute(query)
+    rows = await store.session.execute(query)
     return [(o, t) for o, t in rows.all()]
 
 
-async def teams_with_open_help(session: AsyncSession) -> set[int]:
+async def teams_with_open_help(store: Store) -> set[int]:
     """Teams with a help request nobody has taken: the only ones the escalation check can concern."""
-    rows = await session.execute(select(HelpRequest.team_id).where(HelpRequest.status == "open").distinct())
+    rows = await store.session.execute(select(HelpRequest.team_id).where(HelpRequest.status == "open").distinct())
     return {team_id for (team_id,) in rows.all()}
 
 
-async def find_teams(session: AsyncSession, name_or_chat: str) -> list[tuple[Organisation, Team]]:
+async def find_teams(store: Store, name_or_chat: str) -> list[tuple[Organisation, Team]]:
     query = (
         select(Organisation, Team)
         .join(Team, Team.org_id == Organisation.id)
@@ -66,12 +65,12 @@ async def find_teams(session: AsyncSession, name_or_chat: str) -> list[tuple[Org
             .where(or_(Team.id == int(name_or_chat), Team.name == name_or_chat, Team.chat_id == name_or_chat))
             .order_by(Team.id)
         )
-    return [(o, t) for o, t in (await session.execute(query)).all()]
+    return [(o, t) for o, t in (await store.session.execute(query)).all()]
 
 
-async def firings_since(session: AsyncSession, since: datetime) -> set[tuple[str, int, str]]:
+async def firings_since(store: Store, since: datetime) -> set[tuple[str, int, str]]:
     """(job, team_id, slot) of every firing whose slot was due since `since` — a cache warm-up only."""
-    rows = await session.execute(select(JobFiring.job, JobFiring.team_id, JobFiring.slot).where(JobFiring.due_at >= since))
+    rows = await store.session.execute(select(JobFiring.job, JobFiring.team_id, JobFiring.slot).where(JobFiring.due_at >= since))
     return {(j, t, s) for j, t, s in rows.all()}
 
 

@@ -314,9 +314,7 @@ class DingTalkDeliverer:
     async def _custom_robot(self, chat_id: str) -> dict[str, str] | None:
         if self.db is None:
             return None
-        from storage.outbox_scope import team_settings_by_chat
-
-        row = await team_settings_by_chat(self.db, PLATFORM, chat_id)
+        row = await self.db.outbox.team_settings_by_chat(PLATFORM, chat_id)
         robot = (row or {}).get("dingtalk_robot")
         return robot if isinstance(robot, dict) and robot.get("webhook") else None
 

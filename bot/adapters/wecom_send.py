@@ -213,9 +213,7 @@ class WeComDeliverer:
             return destination
         if all(app is self.default_app for app in self.apps.values()):
             return destination  # one corp: nothing to choose, no query
-        from storage.outbox_scope import org_key_of_row
-
-        corp = await org_key_of_row(self.database, row_id, PLATFORM)
+        corp = await self.database.outbox.org_key_of_row(row_id, PLATFORM)
         if corp is not None and corp in self.apps:
             return {**destination, "corp_id": corp}
         return destination
@@ -274,9 +272,7 @@ class WeComDeliverer:
         group's chat id (PLATFORMS.md §1a: the way to push into groups the bot is in)."""
         if self.database is None:
             raise PermanentFailure("team destination needs the database")
-        from storage.outbox_scope import team_push_target
-
-        found = await team_push_target(self.database, int(destination["team_id"]))
+        found = await self.database.outbox.team_push_target(int(destination["team_id"]))
         if found is None:
             raise PermanentFailure("team no longer exists")
         corp_key, chat_id, settings = found
