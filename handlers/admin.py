@@ -15,6 +15,7 @@ from bot.messages import IncomingMessage, Reply
 from handlers.commands import ROLE_RANK, Args, CommandSet, RoleName, UserError, role_refusal
 from handlers.common import names_of, who
 from storage.store import Store
+from storage.team_settings import WECOM_WEBHOOK_BROKEN, WECOM_WEBHOOK_KEY, webhook_key
 
 commands = CommandSet("管理")
 
@@ -183,13 +184,13 @@ def mask_key(key: str) -> str:
 
 
 def _describe_push(store: Store) -> str:
-    key = (store.team.settings or {}).get("wecom_webhook_key")
+    key = webhook_key(store.team.settings)
     return f"群推送（企业微信群机器人）：{'已设置 ' + mask_key(key) if key else '未设置'}"
 
 
 async def set_team_webhook(store: Store, key: str, now: datetime) -> None:
     """A new webhook replaces the old one and lifts any broken mark (chat and `salesbot team`)."""
-    await store.update_team_settings({"wecom_webhook_key": key, "wecom_webhook_broken": None}, now)
+    await store.update_team_settings({WECOM_WEBHOOK_KEY: key, WECOM_WEBHOOK_BROKEN: None}, now)
 
 
 @setting("推送", role="admin", usage=PUSH_USAGE, describe=_describe_push)

@@ -17,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage import housekeeping
 from storage.engine import create_engine, is_sqlite
+from storage.inbound import inbound_insert, inbound_values
 from storage.migrate import ensure_schema
 from storage.models import InboundMessage
 from storage.outbox_queue import OutboxQueue
-from storage.inbound import inbound_insert, inbound_values
 from storage.sql import table_of
 from storage.store import Store
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import func, or_, select
+
 from storage.models import Member, Organisation, Team
 from storage.store import Store
 

@@ -50,6 +50,7 @@ from bot.settings import Settings
 from storage.database import Database
 from storage.offboarding import TeamHandover, hand_over_departed
 from storage.store import Store
+from storage.team_settings import dingtalk_robot
 
 with warnings.catch_warnings():
     # dingtalk-sdk 1.3.8: invalid escape sequences in dingtalk/client/api/taobao.py, compiled even by
@@ -315,8 +316,7 @@ class DingTalkDeliverer:
         if self.db is None:
             return None
         row = await self.db.outbox.team_settings_by_chat(PLATFORM, chat_id)
-        robot = (row or {}).get("dingtalk_robot")
-        return robot if isinstance(robot, dict) and robot.get("webhook") else None
+        return dingtalk_robot(row)
 
     async def _deliver_team(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
         chat_id = str(destination.get("chat_id") or "")

@@ -53,7 +53,6 @@ from bot.adapters.wecom_send import (
     PLATFORM,
     STREAM_MAX_BYTES,
     TEXT_MAX_BYTES,
-    WEBHOOK_SETTING,
     WeComDeliverer,
     dest_key,
     render_markdown,
@@ -64,6 +63,7 @@ from bot.delivery import OutgoingMessage, split_text
 from bot.messages import IncomingMessage, Reply
 from bot.settings import Settings
 from storage.store import Store
+from storage.team_settings import webhook_key
 
 log = logging.getLogger("salesbot.wecom")
 
@@ -334,7 +334,7 @@ class WeComAdapter:
             if reply.audience == "team" and msg.chat_type != "group":
                 # From a 1:1 chat: announce in the team's group through its robot webhook. From the
                 # group itself the answer is inline — same chat, no webhook quota spent.
-                key = (store.team.settings or {}).get(WEBHOOK_SETTING)
+                key = webhook_key(store.team.settings)
                 destination = (
                     {"kind": "webhook", "key": key} if key else self._with_corp({"kind": "team", "team_id": store.team.id}, corp)
                 )

@@ -33,6 +33,7 @@ import aiohttp
 from bot.adapters.tokens import TokenCache
 from bot.delivery import Deliverer, OutgoingMessage, PermanentFailure, RateLimit, RetryLater
 from bot.messages import render_mentions
+from storage.team_settings import webhook_key
 
 if TYPE_CHECKING:
     from bot.adapters.wecom_ws import WeComLongConnection
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("salesbot.wecom.send")
 
 PLATFORM = "wecom"
-WEBHOOK_SETTING = "wecom_webhook_key"
 
 MARKDOWN_MAX_BYTES = 4096  # webhook markdown, response_url (§2a, §1a)
 APP_MAX_BYTES = 2048  # message/send text and markdown (§2c)
@@ -276,7 +276,7 @@ class WeComDeliverer:
         if found is None:
             raise PermanentFailure("team no longer exists")
         corp_key, chat_id, settings = found
-        key = settings.get(WEBHOOK_SETTING)
+        key = webhook_key(settings)
         if key:
             return {"kind": "webhook", "key": key}
         if self._ws_for(corp_key) is not None:
