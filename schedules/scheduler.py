@@ -145,8 +145,8 @@ class Scheduler:
         """Start ticking in the running event loop (the first tick now: catch-up on start)."""
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-        self._aps = AsyncIOScheduler(timezone=UTC)
-        self._aps.add_job(
+        self._aps = aps = AsyncIOScheduler(timezone=UTC)
+        aps.add_job(
             self._tick_job,
             "interval",
             seconds=self.tick_seconds,
@@ -156,7 +156,7 @@ class Scheduler:
             max_instances=1,
             misfire_grace_time=self.tick_seconds,
         )
-        self._aps.start()
+        aps.start()
 
     def stop(self) -> None:
         if self._aps is not None:

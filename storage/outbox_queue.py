@@ -81,7 +81,7 @@ class OutboxStatus:
     recent_errors: list[tuple[int, str, str, int, datetime | None, str]]  # id, status, dest_key, attempts, when, error
 
 
-def _claimable(row: Any, now: datetime) -> Any:
+def _claimable(row: Any, now: Any) -> Any:
     return or_(
         and_(row.status == "pending", row.next_attempt_at <= now),
         and_(row.status == "sending", row.lease_until <= now),
@@ -257,7 +257,12 @@ class OutboxQueue:
             statements.append((_MARK_SENT, {"ids": outcome.sent, "now": now}))
         if outcome.released:
             statements.append(
-                (update(o).where(o.id.in_(outcome.released), o.status == "sending").values(status="pending", lease_until=None), {})
+                (
+                    update(o)
+                    .where(o.id.in_(outcome.released), o.status == "sending")
+                    .values(status="pending", lease_until=None),
+                    {},
+                )
             )
         for retry in outcome.retries:
             values: dict[str, Any] = {
