@@ -150,7 +150,7 @@ async def measure(db: Database, team_id: int, runs: int = 7) -> dict[str, float]
     timings: dict[str, list[float]] = {"digest_ms": [], "retro_ms": []}
     for i in range(runs + 1):
         async with db.transaction() as store:
-            [(org, team)] = await all_teams(store.session, team_id)
+            [(org, team)] = await all_teams(store, team_id)
             store.bind_team(org, team)
             schedule = TeamSchedule.of(team.settings, org.timezone)
             today = schedule.today(NOW)

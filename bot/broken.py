@@ -31,13 +31,19 @@ from bot.delivery import OutgoingMessage, PermanentFailure
 from bot.settings import admin_ids_for
 from storage.database import Database
 from storage.push_marks import lock_team, org_admins, organisations_on, teams_with_any_setting
+from storage.team_settings import (
+    DINGTALK_ROBOT_BROKEN,
+    PUSH_BROKEN_EPISODES,
+    WECOM_WEBHOOK_BROKEN,
+    dingtalk_robot,
+    webhook_key,
+)
 
 log = logging.getLogger("salesbot.broken")
 
 WECOM_WEBHOOK = "wecom_webhook"
 DINGTALK_ROBOT = "dingtalk_robot"
-MARK_SETTING = {WECOM_WEBHOOK: "wecom_webhook_broken", DINGTALK_ROBOT: "dingtalk_robot_broken"}
-EPISODES_SETTING = "push_broken_episodes"
+MARK_SETTING = {WECOM_WEBHOOK: WECOM_WEBHOOK_BROKEN, DINGTALK_ROBOT: DINGTALK_ROBOT_BROKEN}
 
 # ------------------------------------------------------------------ wording (all admin-facing text here)
 PUSH_NAME = {WECOM_WEBHOOK: "企业微信群机器人（群推送）", DINGTALK_ROBOT: "钉钉自定义机器人（群推送）"}
@@ -92,10 +98,10 @@ def push_of(platform: str, destination: dict[str, Any], settings: dict[str, Any]
     """The team push a destination goes through, or None (direct messages, reply URLs, app robot)."""
     kind = destination.get("kind")
     if platform == "wecom":
-        key = destination.get("key") if kind == "webhook" else settings.get("wecom_webhook_key") if kind == "team" else None
+        key = destination.get("key") if kind == "webhook" else webhook_key(settings) if kind == "team" else None
         return Push(WECOM_WEBHOOK, fingerprint(str(key))) if key else None
     if platform == "dingtalk" and kind == "team":
-        robot = destination.get("custom_robot") or settings.get("dingtalk_robot")
+        robot = destination.get("custom_robot") or dingtalk_robot(settings)
         if isinstance(robot, dict) and robot.get("webhook"):
             return Push(DINGTALK_ROBOT, fingerprint(str(robot["webhook"])))
     return None
@@ -155,7 +161,7 @@ class BrokenPushes:
         so the caller falls back to its in-process handling.
         """
         async with self.db.transaction() as store:
-            found = await lock_team(store.session, team_id)
+            found = await lock_team(store, team_id)
             if found is None:
                 return None
             org, team = found
@@ -167,16 +173,16 @@ class BrokenPushes:
             current = settings.get(mark_key)
             if isinstance(current, dict) and current.get("fingerprint") == push.fingerprint:
                 return settings  # this episode is known (another row or replica got here first)
-            episode = int(settings.get(EPISODES_SETTING) or 0) + 1
+            episode = int(settings.get(PUSH_BROKEN_EPISODES) or 0) + 1
             category = err.category or "平台拒绝了这个机器人"
             mark = {"fingerprint": push.fingerprint, "category": category, "since": now.isoformat(),
                     "reason": err.reason[:300], "episode": episode}
             store.bind_team(org, team)
-            await store.update_team_settings({mark_key: mark, EPISODES_SETTING: episode}, now)
+            await store.update_team_settings({mark_key: mark, PUSH_BROKEN_EPISODES: episode}, now)
             recipients = [m.user_id for m in await store.team_leads()]
             admin_ids = admin_ids_for(self.admin_ids, org.corp_key)
-            recipients += [m.user_id for m in await org_admins(store.session, org.id, admin_ids)]
-            if await organisations_on(store.session, platform) == 1:
+            recipients += [m.user_id for m in await org_admins(store, org.id, admin_ids)]
+            if await organisations_on(store, platform) == 1:
                 # Configured admins who never wrote to the bot are told too — when the platform has one
                 # organisation. With several (WeCom corps, DingTalk tenants) a bare id may name someone
                 # else in another one, so only this organisation's members count.
@@ -202,7 +208,7 @@ async def clear_all_marks(db: Database, now: datetime) -> int:
     """`salesbot outbox retry --failed`: the operator says the pushes were fixed; clear every mark (audited)."""
     cleared = 0
     async with db.transaction() as store:
-        for org, team in await teams_with_any_setting(store.session, MARK_SETTING.values()):
+        for org, team in await teams_with_any_setting(store, MARK_SETTING.values()):
             store.bind_team(org, team)
             settings = team.settings or {}
             await store.update_team_settings({k: None for k in MARK_SETTING.values() if settings.get(k)}, now)

@@ -191,13 +191,11 @@ async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
         elif args.action == "prune":
             from datetime import datetime
 
-            from storage.housekeeping import prune_bookkeeping
-
             days = args.days if args.days is not None else settings.retention_days
             if days <= 0:
                 print("保留天数为 0：不清理。用 --days N 指定天数。")
                 return 0
-            removed = await prune_bookkeeping(db, datetime.now(UTC), days)
+            removed = await db.prune_bookkeeping(datetime.now(UTC), days)
             print(f"已清理 {days} 天前已处理完的记录：消息去重 {removed['inbound_messages']} 条，"
                   f"发送队列 {removed['outbox']} 条（审计日志和业务数据不受影响）。")
         elif args.action == "downgrade":
@@ -277,10 +275,8 @@ async def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
     rows are shown by id and their non-secret `dest_key`, errors as the deliverers wrote them (masked)."""
     from datetime import datetime
 
-    from storage.outbox_queue import OutboxQueue
-
     async with prepared_database(settings) as db:
-        queue = OutboxQueue(db)
+        queue = db.outbox
         if args.action == "retry":
             if not args.failed and not args.ids:
                 print("请指定要重发的消息编号，或用 --failed 重发全部失败消息。例如：salesbot outbox retry 42", file=sys.stderr)
@@ -320,8 +316,8 @@ async def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
 
     async with prepared_database(settings) as db:
         now = datetime.now(UTC)
-        async with db.session() as session:
-            teams = await (find_teams(session, args.team) if args.team else all_teams(session))
+        async with db.transaction() as store:
+            teams = await (find_teams(store, args.team) if args.team else all_teams(store))
         if not teams:
             print(f"找不到团队：{args.team}" if args.team else "还没有任何团队。", file=sys.stderr)
             return 1

@@ -36,7 +36,7 @@ from bot.broken import BrokenPushes, blocked_reason
 from bot.delivery import Deliverer, OutgoingMessage, PermanentFailure, RateLimit, RetryLater, split_text
 from bot.ratelimit import SlidingWindowLimiter
 from storage.database import Database
-from storage.outbox_queue import ClaimedRow, Failure, OutboxQueue, Outcome, Retry
+from storage.outbox_queue import ClaimedRow, Failure, Outcome, Retry
 from storage.store import Store
 
 log = logging.getLogger("salesbot.outbox")
@@ -132,7 +132,7 @@ class OutboxWorker:
         coalesce_seconds: float = 0.005,
     ) -> None:
         self.db = db
-        self.queue = OutboxQueue(db)
+        self.queue = db.outbox
         self.deliverers = deliverers
         self.clock = clock
         self.batch_size = batch_size

@@ -58,7 +58,7 @@ async def fire(
     result: FiringResult | None = None
     try:
         async with db.transaction() as store:
-            [(org, team)] = await all_teams(store.session, team_id)
+            [(org, team)] = await all_teams(store, team_id)
             store.bind_team(org, team)
             schedule = TeamSchedule.of(team.settings, org.timezone)
             slot = slot or kind.slot_for_run(now, schedule)

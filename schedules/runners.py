@@ -248,7 +248,7 @@ async def run_escalation(store: Store, slot: Slot, schedule: TeamSchedule, now: 
 
 # Continuous jobs run every tick; where most teams have nothing for one, one query per tick names the
 # teams that may (instead of a transaction per team and minute — hundreds with hundreds of groups).
-CANDIDATES: dict[str, Callable[[Any], Awaitable[set[int]]]] = {  # (session) -> team ids
+CANDIDATES: dict[str, Callable[[Store], Awaitable[set[int]]]] = {  # (unbound store) -> team ids
     "escalation": teams_with_open_help,
 }
 

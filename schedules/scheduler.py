@@ -23,7 +23,6 @@ from schedules.firing import FiringResult, fire
 from schedules.jobs import JOBS, TeamSchedule
 from schedules.runners import CANDIDATES
 from storage.database import Database
-from storage.housekeeping import prune_bookkeeping
 from storage.schedule_store import all_teams, firings_since
 
 log = logging.getLogger("salesbot.scheduler")
@@ -65,8 +64,8 @@ class Scheduler:
         self._aps = None
 
     async def warm_up(self, now: datetime) -> None:
-        async with self.db.session() as session:
-            for key in await firings_since(session, now - timedelta(days=3)):
+        async with self.db.transaction() as store:
+            for key in await firings_since(store, now - timedelta(days=3)):
                 self._settled[key] = now
         self._warmed = True
 
@@ -76,9 +75,9 @@ class Scheduler:
         if not self._warmed:
             await self.warm_up(now)
         fired: list[FiringResult] = []
-        async with self.db.session() as session:
-            teams = await all_teams(session)
-            candidates = {job: await find(session) for job, find in CANDIDATES.items()}
+        async with self.db.transaction() as store:
+            teams = await all_teams(store)
+            candidates = {job: await find(store) for job, find in CANDIDATES.items()}
         for index, (org, team) in enumerate(teams):
             if index and index % YIELD_EVERY_TEAMS == 0:
                 await asyncio.sleep(0)  # the tick shares the loop with callbacks: let them in between teams
@@ -127,7 +126,7 @@ class Scheduler:
         if not self.retention_days or (self._pruned_at is not None and now - self._pruned_at < HOUSEKEEPING_EVERY):
             return None
         self._pruned_at = now
-        removed = await prune_bookkeeping(self.db, now, self.retention_days)
+        removed = await self.db.prune_bookkeeping(now, self.retention_days)
         if any(removed.values()):
             log.info("housekeeping: removed %s (older than %d days)", removed, self.retention_days)
         return removed

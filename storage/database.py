@@ -9,18 +9,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from storage import housekeeping
 from storage.engine import create_engine, is_sqlite
+from storage.inbound import inbound_insert, inbound_values
 from storage.migrate import ensure_schema
 from storage.models import InboundMessage
-from storage.store import Store, inbound_insert, inbound_values
+from storage.outbox_queue import OutboxQueue
+from storage.sql import table_of
+from storage.store import Store
 
-_inbound = InboundMessage.__table__
+_inbound = table_of(InboundMessage)
 
 
 class GroupWriter:
@@ -76,6 +80,9 @@ class Database:
         self._after_commit: list[Callable[[Store], None]] = []
         self.default_timezone = "Asia/Shanghai"
         self._inbound_writer = GroupWriter(self._insert_inbound)
+        # The outbox as a queue (claims, settles, send-time lookups): its own short transactions and
+        # autocommitted statements, outside any unit of work.
+        self.outbox = OutboxQueue(engine, self.sessions)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: object) -> Database:
@@ -123,8 +130,24 @@ class Database:
                 result = await conn.execute(stmt, rows)
         return {(p, m) for p, m in result.all()}
 
+    async def prune_bookkeeping(self, now: datetime, keep_days: int) -> dict[str, int]:
+        """Delete finished outbox rows (sent, failed) and finished inbound rows (done, failed) whose last
+        activity is more than `keep_days` old, a chunk per transaction; return how many of each went."""
+        cutoff = now - timedelta(days=keep_days)
+        removed: dict[str, int] = {}
+        for name in housekeeping.TABLES:
+            removed[name] = 0
+            while True:
+                async with self.transaction() as store:
+                    count = await housekeeping.prune_chunk(store, name, cutoff)
+                removed[name] += count
+                if count < housekeeping.CHUNK:
+                    break
+        return removed
+
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
+        """A bare session outside any unit of work (tests and inspection)."""
         async with self.sessions() as session:
             yield session
 

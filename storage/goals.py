@@ -103,7 +103,7 @@ async def won_amounts(store: Store, start: datetime, end: datetime) -> dict[int,
         )
         .group_by(Customer.owner_id)
     )
-    return {m: int(total) for m, total in rows.all()}
+    return {m: int(total or 0) for m, total in rows.all() if m is not None}  # owned ones, by the query
 
 
 async def new_customer_counts(store: Store, start: datetime, end: datetime) -> dict[int, int]:
@@ -120,7 +120,7 @@ async def new_customer_counts(store: Store, start: datetime, end: datetime) -> d
         )
         .group_by(AuditLog.actor_id)
     )
-    counts = {m: int(n) for m, n in claims.all()}
+    counts = {m: int(n) for m, n in claims.all() if m is not None}  # members' claims, by the query
     return counts
 
 
@@ -138,7 +138,8 @@ async def active_by_stage(store: Store) -> dict[int, dict[str, int]]:
     )
     result: dict[int, dict[str, int]] = {}
     for owner, stage, n in rows.all():
-        result.setdefault(owner, {})[stage] = int(n)
+        if owner is not None:  # owned ones, by the query
+            result.setdefault(owner, {})[stage] = int(n)
     return result
 
 

@@ -14,7 +14,8 @@ from datetime import datetime
 from sqlalchemy import and_, or_, select
 
 from storage.models import Member, Team, Tip
-from storage.store import Store, _escape_like
+from storage.sql import escape_like
+from storage.store import Store
 
 
 async def add_tip(store: Store, title: str, content: str, tags: list[str], now: datetime) -> Tip:
@@ -37,10 +38,10 @@ async def search_tips(
     store: Store, keywords: list[str], limit: int = 10
 ) -> list[tuple[Tip, Member, Team]]:
     """Tips of the organisation containing every keyword (in title, content or tags), newest first."""
-    postgres = store.session.bind is not None and store.session.bind.dialect.name == "postgresql"
+    postgres = store.dialect == "postgresql"
     conditions = []
     for word in keywords:
-        pattern = f"%{_escape_like(word)}%"
+        pattern = f"%{escape_like(word)}%"
         alternatives = [
             column.ilike(pattern, escape="\\") if postgres else column.like(pattern, escape="\\")
             for column in (Tip.title, Tip.content, Tip.tags)

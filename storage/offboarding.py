@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from storage.models import Collaborator, Customer, Member, Membership, Organisation, Team
+from storage.sql import table_of
 from storage.store import Store
 
 
@@ -81,7 +82,7 @@ async def hand_over_departed(
                     customer.owner_id = heir.id
                     customer.claimed_at = now
                     await session.execute(
-                        Collaborator.__table__.delete().where(
+                        table_of(Collaborator).delete().where(
                             Collaborator.customer_id == customer.id, Collaborator.member_id == heir.id
                         )
                     )
@@ -93,14 +94,15 @@ async def hand_over_departed(
                 await store.audit("offboard", "customer", customer.id, before, after, now)
             handovers.append(TeamHandover(team=team, departed=member, heir=heir, customers=owned))
         await session.execute(
-            Collaborator.__table__.delete().where(Collaborator.member_id == member.id)
+            table_of(Collaborator).delete().where(Collaborator.member_id == member.id)
         )
         if member.active:
             member.active = False
             if not by_team:
                 # Still leave a trace of the departure for the organisation.
-                team = (await session.execute(select(Team).where(Team.org_id == org.id).order_by(Team.id).limit(1))).scalar_one_or_none()
-                if team is not None:
-                    store.bind_team(org, team)
+                first = select(Team).where(Team.org_id == org.id).order_by(Team.id).limit(1)
+                any_team = (await session.execute(first)).scalar_one_or_none()
+                if any_team is not None:
+                    store.bind_team(org, any_team)
                     await store.audit("offboard", "member", member.id, {"active": True}, {"active": False}, now)
     return handovers

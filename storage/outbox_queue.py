@@ -21,10 +21,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
-from storage.database import Database
-from storage.models import OutboxMessage, Team
+from storage.engine import is_sqlite
+from storage.models import Organisation, OutboxMessage, Team
+from storage.sql import rowcount
 
 ACTIVE = ("pending", "sending")
 
@@ -79,7 +81,7 @@ class OutboxStatus:
     recent_errors: list[tuple[int, str, str, int, datetime | None, str]]  # id, status, dest_key, attempts, when, error
 
 
-def _claimable(row: Any, now: datetime) -> Any:
+def _claimable(row: Any, now: Any) -> Any:
     return or_(
         and_(row.status == "pending", row.next_attempt_at <= now),
         and_(row.status == "sending", row.lease_until <= now),
@@ -191,10 +193,13 @@ async def _followers(
 
 
 class OutboxQueue:
-    """Claims and settles outbox rows for one worker. Stateless apart from the database handle."""
+    """Claims and settles outbox rows, and answers a deliverer's send-time lookups. Stateless apart from
+    the engine; `Database.outbox` is the process's one instance."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.engine = engine
+        self.sessions = sessions
+        self.is_sqlite = is_sqlite(engine)
 
     async def claim(
         self, now: datetime, *, lease_seconds: float, batch_size: int, per_destination: int
@@ -206,13 +211,13 @@ class OutboxQueue:
         row behind an unsettled head invisible, so a second worker can never start on row N+1.
         Step 2 takes the followers of the heads we locked.
         """
-        pg = not self.db.is_sqlite
+        pg = not self.is_sqlite
         lease_until = now + timedelta(seconds=lease_seconds)
         if pg:
             # One autocommitted statement leases the heads and returns them: heads are usually all
             # there is (one reply per chat), and five round trips become one. Their followers cannot
             # be taken by anyone else meanwhile (their head is active), so they come in a second step.
-            async with self.db.engine.connect() as conn:
+            async with self.engine.connect() as conn:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 params = {"now": now, "batch": batch_size, "lease_until": lease_until}
                 rows = list((await conn.execute(_LEASE_HEADS_PG, params)).all())
@@ -220,14 +225,14 @@ class OutboxQueue:
                 return []
             followed = [h for h in rows if h.has_later]
             if per_destination > 1 and len(rows) < batch_size and followed:
-                async with self.db.sessions() as session, session.begin():
+                async with self.sessions() as session, session.begin():
                     ids = await _followers(session, followed, now, batch_size - len(rows), per_destination, pg)
                     if ids:
                         await session.execute(_LEASE, {"ids": ids, "lease_until": lease_until})
                         rows += (await session.execute(_CLAIMED, {"ids": ids})).all()
             rows.sort(key=lambda r: r.id)
         else:
-            async with self.db.sessions() as session, session.begin():
+            async with self.sessions() as session, session.begin():
                 heads = (await session.execute(_HEADS, {"now": now, "batch": batch_size})).all()
                 if not heads:
                     return []
@@ -252,7 +257,12 @@ class OutboxQueue:
             statements.append((_MARK_SENT, {"ids": outcome.sent, "now": now}))
         if outcome.released:
             statements.append(
-                (update(o).where(o.id.in_(outcome.released), o.status == "sending").values(status="pending", lease_until=None), {})
+                (
+                    update(o)
+                    .where(o.id.in_(outcome.released), o.status == "sending")
+                    .values(status="pending", lease_until=None),
+                    {},
+                )
             )
         for retry in outcome.retries:
             values: dict[str, Any] = {
@@ -271,26 +281,26 @@ class OutboxQueue:
                 .values(status="failed", lease_until=None, last_error=failure.error[:2000], attempts=o.attempts + 1),
                 {},
             ))
-        if len(statements) == 1 and not self.db.is_sqlite:
+        if len(statements) == 1 and not self.is_sqlite:
             # The usual outcome ("all sent") is one statement: autocommit it (one round trip, not three).
-            async with self.db.engine.connect() as conn:
+            async with self.engine.connect() as conn:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 await conn.execute(*statements[0])
             return
-        async with self.db.sessions() as session, session.begin():
+        async with self.sessions() as session, session.begin():
             for statement, params in statements:
                 await session.execute(statement, params)
 
     async def fail_destination(self, dest_key: str, error: str, now: datetime) -> int:
         """Fail every pending row of a destination the platform called broken (e.g. robot removed)."""
         o = OutboxMessage
-        async with self.db.sessions() as session, session.begin():
+        async with self.sessions() as session, session.begin():
             result = await session.execute(
                 update(o)
                 .where(o.dest_key == dest_key, o.status == "pending")
                 .values(status="failed", last_error=error[:2000])
             )
-            return int(result.rowcount or 0)
+            return rowcount(result)
 
     async def next_due(self) -> datetime | None:
         """When the earliest destination head becomes due or the earliest lease expires.
@@ -298,7 +308,7 @@ class OutboxQueue:
         Only heads count: rows queued behind a busy or backing-off head are "due" but not claimable, and
         waking for them would spin.
         """
-        async with self.db.sessions() as session:
+        async with self.sessions() as session:
             pending, leased = (await session.execute(_NEXT_DUE)).one()
         times = [t for t in (pending, leased) if t is not None]
         return min(times) if times else None
@@ -306,15 +316,15 @@ class OutboxQueue:
     async def reclaim_all_leases(self) -> int:
         """Hand every `sending` row back — only safe when this is the sole worker (SQLite, at start-up)."""
         o = OutboxMessage
-        async with self.db.sessions() as session, session.begin():
+        async with self.sessions() as session, session.begin():
             result = await session.execute(
                 update(o).where(o.status == "sending").values(status="pending", lease_until=None)
             )
-            return int(result.rowcount or 0)
+            return rowcount(result)
 
     async def status(self, errors: int = 10) -> OutboxStatus:
         o = OutboxMessage
-        async with self.db.sessions() as session:
+        async with self.sessions() as session:
             counts = {s: 0 for s in ("pending", "sending", "sent", "failed")}
             for status, count in (await session.execute(select(o.status, func.count()).group_by(o.status))).all():
                 counts[status] = int(count)
@@ -337,16 +347,57 @@ class OutboxQueue:
             if not id_list:
                 return 0
             condition = and_(o.id.in_(id_list), o.status.in_(("failed", "pending")))
-        async with self.db.sessions() as session, session.begin():
+        async with self.sessions() as session, session.begin():
             result = await session.execute(
                 update(o)
                 .where(condition)
                 .values(status="pending", attempts=0, next_attempt_at=now, lease_until=None)
             )
-            return int(result.rowcount or 0)
+            return rowcount(result)
 
     async def statuses(self) -> dict[int, str]:
         """id → status of every row; for tests and the benchmark."""
         o = OutboxMessage
-        async with self.db.sessions() as session:
+        async with self.sessions() as session:
             return {r.id: r.status for r in (await session.execute(select(o.id, o.status))).all()}
+
+    # ------------------------------------------------------------ send-time lookups
+    # A WeCom process may serve several corps; a row queued without a corp in its destination (schedules,
+    # notices, rows from before multi-corp) is sent through the corp of the organisation it was queued for.
+    # A "team" destination is resolved through the team's current settings (its group webhook or custom
+    # robot), so an admin's new webhook applies to messages already queued.
+    async def org_key_of_row(self, row_id: int, platform: str) -> str | None:
+        """The corp key (WeCom CorpID, DingTalk corp id …) of the row's organisation; None without one."""
+        async with self.sessions() as session:
+            return (
+                await session.execute(
+                    select(Organisation.corp_key)
+                    .join(OutboxMessage, OutboxMessage.org_id == Organisation.id)
+                    .where(OutboxMessage.id == row_id, Organisation.platform == platform)
+                )
+            ).scalar_one_or_none()
+
+    async def team_push_target(self, team_id: int) -> tuple[str, str, dict[str, Any]] | None:
+        """(corp key of its organisation, group chat id, settings) of a team; None when the team is gone."""
+        async with self.sessions() as session:
+            row = (
+                await session.execute(
+                    select(Organisation.corp_key, Team.chat_id, Team.settings)
+                    .join(Organisation, Organisation.id == Team.org_id)
+                    .where(Team.id == team_id)
+                )
+            ).first()
+        return (row.corp_key, row.chat_id, dict(row.settings or {})) if row is not None else None
+
+    async def team_settings_by_chat(self, platform: str, chat_id: str) -> dict[str, Any] | None:
+        """The settings of the team bound to a group chat on a platform; None when there is none."""
+        async with self.sessions() as session:
+            row = (
+                await session.execute(
+                    select(Team.settings)
+                    .join(Organisation, Organisation.id == Team.org_id)
+                    .where(Organisation.platform == platform, Team.chat_id == chat_id)
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+        return dict(row) if row else None

@@ -91,7 +91,9 @@ class ReportStore:
         return self.store.team.id
 
     # ------------------------------------------------------------------ digest
-    async def digest_numbers(self, start: datetime, end: datetime, now: datetime, pool_days: int, warn_days: int = 3) -> DigestNumbers:
+    async def digest_numbers(
+        self, start: datetime, end: datetime, now: datetime, pool_days: int, warn_days: int = 3
+    ) -> DigestNumbers:
         team_id = self.team_id
         reps: dict[int, RepDay] = {}
 
@@ -100,7 +102,12 @@ class ReportStore:
 
         claims = await self.session.execute(
             select(AuditLog.actor_id, func.count())
-            .where(AuditLog.team_id == team_id, AuditLog.action == "claim", AuditLog.created_at >= start, AuditLog.created_at < end)
+            .where(
+                AuditLog.team_id == team_id,
+                AuditLog.action == "claim",
+                AuditLog.created_at >= start,
+                AuditLog.created_at < end,
+            )
             .group_by(AuditLog.actor_id)
         )
         for actor_id, count in claims.all():
@@ -114,7 +121,13 @@ class ReportStore:
         for author_id, count in counts.all():
             rep(author_id).followups = count
         changes = await self.session.execute(
-            select(FollowUp.author_id, Customer.name, FollowUp.stage_before, FollowUp.stage_after, func.coalesce(FollowUp.amount_fen, Customer.amount_fen))
+            select(
+                FollowUp.author_id,
+                Customer.name,
+                FollowUp.stage_before,
+                FollowUp.stage_after,
+                func.coalesce(FollowUp.amount_fen, Customer.amount_fen),
+            )
             .join(Customer, Customer.id == FollowUp.customer_id)
             .where(
                 FollowUp.team_id == team_id,
@@ -126,6 +139,8 @@ class ReportStore:
         )
         won: list[WonDeal] = []
         for author_id, name, before, after, amount in changes.all():
+            if after is None:  # excluded by the query; narrows the type
+                continue
             rep(author_id).stage_changes.append((name, before, after))
             if after == WON_STAGE:
                 won.append(WonDeal(name, author_id, amount))
@@ -138,7 +153,9 @@ class ReportStore:
             )
             .order_by(HelpRequest.number)
         )
-        stale_help = [StaleHelp(r.number, r.content, r.requester_id, r.created_at, r.status) for r in stale.scalars().all()]
+        stale_help = [
+            StaleHelp(r.number, r.content, r.requester_id, r.created_at, r.status) for r in stale.scalars().all()
+        ]
         soon = await self.session.execute(
             select(Customer.name, Customer.owner_id, Customer.last_activity_at)
             .where(
@@ -150,8 +167,9 @@ class ReportStore:
             )
             .order_by(Customer.last_activity_at)
         )
-        pool_soon = [PoolSoon(n, o, t) for n, o, t in soon.all()]
-        ids = set(reps) | {w.member_id for w in won} | {h.requester_id for h in stale_help} | {p.owner_id for p in pool_soon}
+        pool_soon = [PoolSoon(n, o, t) for n, o, t in soon.all() if o is not None]  # owned ones, by the query
+        ids = set(reps) | {w.member_id for w in won} | {h.requester_id for h in stale_help}
+        ids |= {p.owner_id for p in pool_soon}
         members = await self.store.members_by_id(list(ids))
         return DigestNumbers(reps, won, stale_help, pool_soon, members)
 
@@ -169,14 +187,20 @@ class ReportStore:
         week.won_count, won_fen = won.one()
         week.won_fen = int(won_fen or 0)
         moves = await self.session.execute(
-            select(FollowUp.stage_after, func.count()).where(*in_range, FollowUp.stage_after.is_not(None)).group_by(FollowUp.stage_after)
+            select(FollowUp.stage_after, func.count())
+            .where(*in_range, FollowUp.stage_after.is_not(None))
+            .group_by(FollowUp.stage_after)
         )
-        week.stage_moves = {stage: count for stage, count in moves.all()}
-        by_rep = await self.session.execute(select(FollowUp.author_id, func.count()).where(*in_range).group_by(FollowUp.author_id))
+        week.stage_moves = {stage: count for stage, count in moves.all() if stage is not None}
+        by_rep = await self.session.execute(
+            select(FollowUp.author_id, func.count()).where(*in_range).group_by(FollowUp.author_id)
+        )
         week.followups_by_rep = {a: c for a, c in by_rep.all()}
         week.new_customers = (
             await self.session.execute(
-                select(func.count()).select_from(Customer).where(Customer.team_id == team_id, Customer.created_at >= start, Customer.created_at < end)
+                select(func.count())
+                .select_from(Customer)
+                .where(Customer.team_id == team_id, Customer.created_at >= start, Customer.created_at < end)
             )
         ).scalar_one()
         week.help_raised = (
@@ -193,8 +217,9 @@ class ReportStore:
         )
         taken_rows = taken.all()
         week.help_taken = len(taken_rows)
-        if taken_rows:
-            week.median_take_hours = statistics.median((t - c).total_seconds() / 3600 for _, c, t in taken_rows)
+        take_hours = [(t - c).total_seconds() / 3600 for _, c, t in taken_rows if t is not None]
+        if take_hours:
+            week.median_take_hours = statistics.median(take_hours)
         week.help_resolved = (
             await self.session.execute(
                 select(func.count()).select_from(HelpRequest).where(
@@ -215,13 +240,20 @@ class ReportStore:
             Customer.last_activity_at < end - timedelta(days=idle_days),
             Customer.owner_id.is_not(None),
         )
-        week.went_idle_count = (await self.session.execute(select(func.count()).select_from(Customer).where(*idle_where))).scalar_one()
-        names = await self.session.execute(select(Customer.name).where(*idle_where).order_by(Customer.last_activity_at).limit(idle_names))
+        week.went_idle_count = (
+            await self.session.execute(select(func.count()).select_from(Customer).where(*idle_where))
+        ).scalar_one()
+        names = await self.session.execute(
+            select(Customer.name).where(*idle_where).order_by(Customer.last_activity_at).limit(idle_names)
+        )
         week.went_idle = [n for (n,) in names.all()]
         week.reclaimed = (
             await self.session.execute(
                 select(func.count()).select_from(AuditLog).where(
-                    AuditLog.team_id == team_id, AuditLog.action == "reclaim", AuditLog.created_at >= start, AuditLog.created_at < end
+                    AuditLog.team_id == team_id,
+                    AuditLog.action == "reclaim",
+                    AuditLog.created_at >= start,
+                    AuditLog.created_at < end,
                 )
             )
         ).scalar_one()

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import and_, delete, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
+    Collaborator,
     Customer,
     HelpRequest,
     JobFiring,
@@ -27,6 +27,7 @@ from storage.models import (
     StandupAnswer,
     Team,
 )
+from storage.sql import rowcount
 from storage.store import Store
 
 
@@ -37,22 +38,22 @@ class TeamMember:
     joined_at: datetime
 
 
-async def all_teams(session: AsyncSession, team_id: int | None = None) -> list[tuple[Organisation, Team]]:
+async def all_teams(store: Store, team_id: int | None = None) -> list[tuple[Organisation, Team]]:
     """Every team with its organisation (the scheduler's work list), or just one."""
     query = select(Organisation, Team).join(Team, Team.org_id == Organisation.id).order_by(Team.id)
     if team_id is not None:
         query = query.where(Team.id == team_id)
-    rows = await session.execute(query)
+    rows = await store.session.execute(query)
     return [(o, t) for o, t in rows.all()]
 
 
-async def teams_with_open_help(session: AsyncSession) -> set[int]:
+async def teams_with_open_help(store: Store) -> set[int]:
     """Teams with a help request nobody has taken: the only ones the escalation check can concern."""
-    rows = await session.execute(select(HelpRequest.team_id).where(HelpRequest.status == "open").distinct())
+    rows = await store.session.execute(select(HelpRequest.team_id).where(HelpRequest.status == "open").distinct())
     return {team_id for (team_id,) in rows.all()}
 
 
-async def find_teams(session: AsyncSession, name_or_chat: str) -> list[tuple[Organisation, Team]]:
+async def find_teams(store: Store, name_or_chat: str) -> list[tuple[Organisation, Team]]:
     query = (
         select(Organisation, Team)
         .join(Team, Team.org_id == Organisation.id)
@@ -66,12 +67,13 @@ async def find_teams(session: AsyncSession, name_or_chat: str) -> list[tuple[Org
             .where(or_(Team.id == int(name_or_chat), Team.name == name_or_chat, Team.chat_id == name_or_chat))
             .order_by(Team.id)
         )
-    return [(o, t) for o, t in (await session.execute(query)).all()]
+    return [(o, t) for o, t in (await store.session.execute(query)).all()]
 
 
-async def firings_since(session: AsyncSession, since: datetime) -> set[tuple[str, int, str]]:
+async def firings_since(store: Store, since: datetime) -> set[tuple[str, int, str]]:
     """(job, team_id, slot) of every firing whose slot was due since `since` — a cache warm-up only."""
-    rows = await session.execute(select(JobFiring.job, JobFiring.team_id, JobFiring.slot).where(JobFiring.due_at >= since))
+    query = select(JobFiring.job, JobFiring.team_id, JobFiring.slot).where(JobFiring.due_at >= since)
+    rows = await store.session.execute(query)
     return {(j, t, s) for j, t, s in rows.all()}
 
 
@@ -95,7 +97,7 @@ class ScheduleStore:
         On PostgreSQL a second replica's insert waits on the unique index until the first commits (then
         does nothing) or rolls back (then takes the key) — so the key and the outbox rows go together.
         """
-        return await self.store._insert_if_absent(
+        return await self.store.insert_if_absent(
             JobFiring,
             {
                 "org_id": self.org.id,
@@ -124,9 +126,10 @@ class ScheduleStore:
         ).scalar_one_or_none()
 
     async def add_notice(self, kind: str, entity_id: int, ref: str, now: datetime) -> bool:
-        return await self.store._insert_if_absent(
+        return await self.store.insert_if_absent(
             Notice,
-            {"org_id": self.org.id, "team_id": self.team.id, "kind": kind, "entity_id": entity_id, "ref": ref, "created_at": now},
+            {"org_id": self.org.id, "team_id": self.team.id, "kind": kind, "entity_id": entity_id, "ref": ref,
+             "created_at": now},
             ("kind", "entity_id", "ref"),
         )
 
@@ -141,19 +144,17 @@ class ScheduleStore:
         return [TeamMember(m, r, j) for m, r, j in rows.all()]
 
     # ---------------------------------------------------------------- stand-up
-    async def save_standup_answer(self, member: Member, day: date, plan: str, blockers: str | None, now: datetime) -> bool:
+    async def save_standup_answer(
+        self, member: Member, day: date, plan: str, blockers: str | None, now: datetime
+    ) -> bool:
         """Store today's answer; True when it replaced an earlier one."""
-        existing = (
-            await self.session.execute(
-                select(StandupAnswer).where(
-                    StandupAnswer.team_id == self.team.id, StandupAnswer.member_id == member.id, StandupAnswer.day == day
-                )
-            )
-        ).scalar_one_or_none()
+        mine = StandupAnswer.team_id == self.team.id, StandupAnswer.member_id == member.id
+        answer_of = (*mine, StandupAnswer.day == day)
+        existing = (await self.session.execute(select(StandupAnswer).where(*answer_of))).scalar_one_or_none()
         if existing is not None:
             existing.plan, existing.blockers, existing.updated_at = plan, blockers, now
             return True
-        inserted = await self.store._insert_if_absent(
+        inserted = await self.store.insert_if_absent(
             StandupAnswer,
             {
                 "org_id": self.org.id,
@@ -170,7 +171,7 @@ class ScheduleStore:
         if not inserted:  # a concurrent first answer from the same member: the later one wins
             await self.session.execute(
                 update(StandupAnswer)
-                .where(StandupAnswer.team_id == self.team.id, StandupAnswer.member_id == member.id, StandupAnswer.day == day)
+                .where(*answer_of)
                 .values(plan=plan, blockers=blockers, updated_at=now)
             )
         return not inserted
@@ -196,9 +197,11 @@ class ScheduleStore:
     async def start_leave(self, member: Member, starts_on: date, ends_on: date | None, now: datetime) -> None:
         await self._end_leaves(member, starts_on)
         self.session.add(
-            Leave(org_id=self.org.id, team_id=self.team.id, member_id=member.id, starts_on=starts_on, ends_on=ends_on, created_at=now)
+            Leave(org_id=self.org.id, team_id=self.team.id, member_id=member.id, starts_on=starts_on, ends_on=ends_on,
+                  created_at=now)
         )
-        await self.store.audit("leave", "member", member.id, None, {"until": ends_on.isoformat() if ends_on else None}, now)
+        until = {"until": ends_on.isoformat() if ends_on else None}
+        await self.store.audit("leave", "member", member.id, None, until, now)
 
     async def end_leave(self, member: Member, today: date, now: datetime) -> bool:
         """Back from leave today; False when the member was not on leave."""
@@ -233,7 +236,9 @@ class ScheduleStore:
         """Leaves overlapping [start, end)."""
         rows = await self.session.execute(
             select(Leave).where(
-                Leave.team_id == self.team.id, Leave.starts_on < end, or_(Leave.ends_on.is_(None), Leave.ends_on >= start)
+                Leave.team_id == self.team.id,
+                Leave.starts_on < end,
+                or_(Leave.ends_on.is_(None), Leave.ends_on >= start),
             )
         )
         return list(rows.scalars().all())
@@ -292,10 +297,8 @@ class ScheduleStore:
             .values(owner_id=None, released_by_id=owner, released_at=now)
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount != 1:
+        if rowcount(result) != 1:
             return False
-        from storage.models import Collaborator
-
         await self.session.execute(delete(Collaborator).where(Collaborator.customer_id == customer.id))
         await self.store.audit(
             "reclaim",

@@ -66,7 +66,7 @@ async def insert_imported_customer(
     claimed_at: datetime | None = None,
 ) -> Customer | None:
     """Insert one customer; None when the team already has that normalised name (the database decides)."""
-    created = await store._insert_if_absent(
+    created = await store.insert_if_absent(
         Customer,
         {
             "org_id": store.org.id,

@@ -61,14 +61,11 @@ async def test_month_old_bookkeeping_goes_and_everything_else_stays(bot, db: Dat
 
 
 async def test_rows_younger_than_the_retention_are_kept(bot, db: Database, clock) -> None:  # type: ignore[no-untyped-def]
-    from storage.housekeeping import prune_bookkeeping
-
     clock.set_local("2026-09-01 10:00")
     await bot.say("我的", user="张三")
     before = await count(db, InboundMessage)
-    removed = await prune_bookkeeping(db, clock.now + timedelta(days=10), keep_days=30)
-    assert removed == {"outbox": 0, "inbound_messages": 0}
-    removed = await prune_bookkeeping(db, clock.now + timedelta(days=31), keep_days=30)
+    assert await db.prune_bookkeeping(clock.now + timedelta(days=10), keep_days=30) == {"outbox": 0, "inbound_messages": 0}
+    removed = await db.prune_bookkeeping(clock.now + timedelta(days=31), keep_days=30)
     assert removed["inbound_messages"] == before and await count(db, InboundMessage) == 0
 
 

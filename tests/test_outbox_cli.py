@@ -11,7 +11,7 @@ import pytest
 from bot import cli
 from bot.outbox import utcnow
 from storage.database import Database
-from storage.outbox_queue import Failure, OutboxQueue, Outcome
+from storage.outbox_queue import Failure, Outcome
 from tests.outbox_helpers import enqueue_texts
 
 KEY = "cli-robot-key-very-secret"
@@ -22,7 +22,7 @@ def _prepare(url: str) -> None:
         db = Database.from_url(url)
         await db.prepare()
         await enqueue_texts(db, KEY, ["一", "二", "三"], utcnow())
-        queue = OutboxQueue(db)
+        queue = db.outbox
         claimed = await queue.claim(utcnow(), lease_seconds=60, batch_size=1, per_destination=1)
         failure = Failure(claimed[0].id, "webhook cli-***: errcode 93000 invalid webhook url")
         await queue.finish(Outcome([], [], [failure], []), utcnow())

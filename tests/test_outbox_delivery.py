@@ -15,7 +15,6 @@ from bot.delivery import OutgoingMessage, PermanentFailure, RetryLater
 from bot.outbox import DeliverersByKind, OutboxWorker, enqueue_message, utcnow
 from storage.database import Database
 from storage.models import OutboxMessage
-from storage.outbox_queue import OutboxQueue
 from tests.conftest import FakeClock
 from tests.fakes.wecom import ERR_FREQ_LIMIT, FakeWeCom
 from tests.outbox_helpers import enqueue_texts, rate_limit_answers, received_texts
@@ -158,14 +157,14 @@ async def test_a_removed_robot_fails_its_messages_fast_and_says_why(db: Database
     await worker.run_once()
     assert await outbox_statuses(db) == {"failed": 6}
     assert len(wecom.received) == 1  # one request told us; the rest failed without a call
-    status = await OutboxQueue(db).status()
+    status = await db.outbox.status()
     assert all("93000" in error for *_, error in status.recent_errors)
     assert all(KEY not in error and KEY[:8] not in error for *_, error in status.recent_errors)
 
 
 async def test_a_crashed_workers_lease_expires_and_another_delivers(db: Database, http, wecom, clock) -> None:
     await enqueue_texts(db, KEY, ["客户已认领"], clock.now)
-    claimed = await OutboxQueue(db).claim(clock.now, lease_seconds=60, batch_size=10, per_destination=5)
+    claimed = await db.outbox.claim(clock.now, lease_seconds=60, batch_size=10, per_destination=5)
     assert len(claimed) == 1  # ... and then that worker died without settling
     worker = make_worker(db, http, wecom, clock=clock)
     assert await worker.run_once() == 0  # the lease still holds

@@ -27,6 +27,7 @@ from bot.adapters.tokens import TokenCache
 from bot.delivery import OutgoingMessage, PermanentFailure, RateLimit, RetryLater
 from bot.messages import IncomingMessage, Reply, render_mentions
 from bot.settings import Settings
+from storage.team_settings import dingtalk_robot
 
 if TYPE_CHECKING:
     from storage.database import Database
@@ -221,11 +222,8 @@ class DingTalkDeliverer:
     async def _custom_robot(self, chat_id: str) -> dict[str, str] | None:
         if self.db is None:
             return None
-        from storage.outbox_scope import team_settings_by_chat
-
-        row = await team_settings_by_chat(self.db, PLATFORM, chat_id)
-        robot = (row or {}).get("dingtalk_robot")
-        return robot if isinstance(robot, dict) and robot.get("webhook") else None
+        row = await self.db.outbox.team_settings_by_chat(PLATFORM, chat_id)
+        return dingtalk_robot(row)
 
     async def _deliver_team(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
         chat_id = str(destination.get("chat_id") or "")

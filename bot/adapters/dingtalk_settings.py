@@ -17,11 +17,12 @@ from urllib.parse import parse_qs, urlsplit
 from bot.masking import mask_secret
 from handlers.commands import Args, SettingSet, UserError
 from storage.store import Store
+from storage.team_settings import DINGTALK_ROBOT, DINGTALK_ROBOT_BROKEN
 
 settings = SettingSet()
 
-SETTING_KEY = "dingtalk_robot"
-BROKEN_KEY = "dingtalk_robot_broken"  # set by the outbox (bot.broken); a new robot starts a clean slate
+SETTING_KEY = DINGTALK_ROBOT
+BROKEN_KEY = DINGTALK_ROBOT_BROKEN  # set by the outbox (bot.broken); a new robot starts a clean slate
 USAGE = "设置 钉钉机器人 https://oapi.dingtalk.com/robot/send?access_token=xxx SECxxxx（或 关闭）"
 _SECRET = re.compile(r"^SEC[0-9A-Za-z]{8,128}$")
 

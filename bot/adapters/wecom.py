@@ -38,7 +38,6 @@ from bot.adapters.wecom_receive import (
 from bot.adapters.wecom_send import (
     MARKDOWN_MAX_BYTES,
     PLATFORM,
-    WEBHOOK_SETTING,
     WeComDeliverer,
     dest_key,
     truncate_bytes,
@@ -49,6 +48,7 @@ from bot.messages import IncomingMessage, Reply
 from bot.settings import Settings
 from storage.database import Database
 from storage.store import Store
+from storage.team_settings import webhook_key
 
 log = logging.getLogger("salesbot.wecom")
 
@@ -175,7 +175,7 @@ class WeComAdapter:
             if reply.audience == "team" and msg.chat_type != "group":
                 # From a 1:1 chat: announce in the team's group through its robot webhook. From the
                 # group itself the answer is inline — same chat, no webhook quota spent.
-                key = (store.team.settings or {}).get(WEBHOOK_SETTING)
+                key = webhook_key(store.team.settings)
                 destination = (
                     {"kind": "webhook", "key": key}
                     if key

@@ -34,6 +34,7 @@ from bot.adapters.common import with_fresh_token
 from bot.adapters.tokens import TokenCache
 from bot.delivery import Deliverer, OutgoingMessage, PermanentFailure, RateLimit, RetryLater
 from bot.messages import render_mentions
+from storage.team_settings import webhook_key
 
 if TYPE_CHECKING:
     from bot.settings import WeComCorp
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("salesbot.wecom.send")
 
 PLATFORM = "wecom"
-WEBHOOK_SETTING = "wecom_webhook_key"
 
 MARKDOWN_MAX_BYTES = 4096  # webhook markdown, response_url (§2a, §1a)
 APP_MAX_BYTES = 2048  # message/send text and markdown (§2c)
@@ -220,9 +220,7 @@ class WeComDeliverer:
             return destination
         if all(app is self.default_app for app in self.apps.values()):
             return destination  # one corp: nothing to choose, no query
-        from storage.outbox_scope import org_key_of_row
-
-        corp = await org_key_of_row(self.database, row_id, PLATFORM)
+        corp = await self.database.outbox.org_key_of_row(row_id, PLATFORM)
         if corp is not None and corp in self.apps:
             return {**destination, "corp_id": corp}
         return destination
@@ -281,13 +279,11 @@ class WeComDeliverer:
         group's chat id (PLATFORMS.md §1a: the way to push into groups the bot is in)."""
         if self.database is None:
             raise PermanentFailure("team destination needs the database")
-        from storage.outbox_scope import team_push_target
-
-        found = await team_push_target(self.database, int(destination["team_id"]))
+        found = await self.database.outbox.team_push_target(int(destination["team_id"]))
         if found is None:
             raise PermanentFailure("team no longer exists")
         corp_key, chat_id, settings = found
-        key = settings.get(WEBHOOK_SETTING)
+        key = webhook_key(settings)
         if key:
             return {"kind": "webhook", "key": key}
         if self._ws_for(corp_key) is not None:

@@ -13,6 +13,7 @@ from datetime import datetime
 from bot.masking import mask_secret
 from handlers.commands import Args, SettingSet, UserError
 from storage.store import Store
+from storage.team_settings import WECOM_WEBHOOK_BROKEN, WECOM_WEBHOOK_KEY, webhook_key
 
 settings = SettingSet()
 
@@ -39,13 +40,13 @@ def webhook_key_from(value: str) -> str:
 
 
 def _describe_push(store: Store) -> str:
-    key = (store.team.settings or {}).get("wecom_webhook_key")
+    key = webhook_key(store.team.settings)
     return f"群推送（企业微信群机器人）：{'已设置 ' + mask_secret(key) if key else '未设置'}"
 
 
 async def set_team_webhook(store: Store, key: str, now: datetime) -> None:
     """A new webhook replaces the old one and lifts any broken mark (chat and `salesbot team`)."""
-    await store.update_team_settings({"wecom_webhook_key": key, "wecom_webhook_broken": None}, now)
+    await store.update_team_settings({WECOM_WEBHOOK_KEY: key, WECOM_WEBHOOK_BROKEN: None}, now)
 
 
 @settings.row("推送", role="admin", usage=PUSH_USAGE, describe=_describe_push)

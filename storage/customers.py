@@ -1,0 +1,251 @@
+"""Customers: claiming (new or from the pool), releasing, transferring, collaborators, search, the
+public pool and a customer's detail.
+
+Two reps claiming one customer at once are decided by the unique (team_id, norm_name) key and by
+conditional UPDATEs, never by Python-side locks: several bot replicas may share one database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import and_, bindparam, false, func, or_, select, update
+
+from storage.models import AuditLog, Collaborator, Customer, FollowUp, Member
+from storage.scope import StoreBase
+from storage.sql import escape_like, rowcount, table_of
+
+ClaimOutcome = Literal["created", "from_pool", "already_yours", "owned_by_other", "closed"]
+
+
+@dataclass
+class ClaimResult:
+    outcome: ClaimOutcome
+    customer: Customer
+    owner: Member | None = None
+
+
+@dataclass
+class CustomerDetail:
+    customer: Customer
+    owner: Member | None
+    collaborators: list[Member]
+    followups: list[tuple[FollowUp, Member]]
+
+
+class CustomerQueries(StoreBase):
+    async def customer_by_norm(self, norm_name: str) -> Customer | None:
+        params = {"org_id": self.org.id, "team_id": self.team.id, "norm_name": norm_name}
+        return (await self.session.execute(_CUSTOMER_BY_NORM, params)).scalar_one_or_none()
+
+    async def customer_by_id(self, customer_id: int) -> Customer | None:
+        return (
+            await self.session.execute(self.team_customers().where(Customer.id == customer_id))
+        ).scalar_one_or_none()
+
+    async def search_customers(self, norm_query: str, raw_query: str, limit: int = 20) -> list[Customer]:
+        """Customers whose normalised or display name contains the query (exact matches first)."""
+        pattern_norm = f"%{escape_like(norm_query)}%"
+        pattern_raw = f"%{escape_like(raw_query)}%"
+        rows = await self.session.execute(
+            self.team_customers()
+            .where(
+                or_(
+                    Customer.norm_name.like(pattern_norm, escape="\\") if norm_query else false(),
+                    Customer.name.like(pattern_raw, escape="\\") if raw_query else false(),
+                )
+            )
+            .order_by(Customer.norm_name != norm_query, func.length(Customer.norm_name), Customer.id)
+            .limit(limit)
+        )
+        return list(rows.scalars().all())
+
+    async def all_customer_names(self) -> list[tuple[int, str, str]]:
+        rows = await self.session.execute(
+            select(Customer.id, Customer.norm_name, Customer.name).where(
+                Customer.org_id == self.org.id, Customer.team_id == self.team.id
+            )
+        )
+        return [(i, n, d) for i, n, d in rows.all()]
+
+    async def count_active_owned(self, member: Member) -> int:
+        return (
+            await self.session.execute(
+                select(func.count())
+                .select_from(Customer)
+                .where(
+                    Customer.org_id == self.org.id,
+                    Customer.team_id == self.team.id,
+                    Customer.owner_id == member.id,
+                    Customer.status == "active",
+                )
+            )
+        ).scalar_one()
+
+    async def count_claims_since(self, member: Member, since: datetime) -> int:
+        return (
+            await self.session.execute(
+                select(func.count())
+                .select_from(AuditLog)
+                .where(
+                    AuditLog.org_id == self.org.id,
+                    AuditLog.team_id == self.team.id,
+                    AuditLog.actor_id == member.id,
+                    AuditLog.action == "claim",
+                    AuditLog.created_at >= since,
+                )
+            )
+        ).scalar_one()
+
+    async def claim_customer(self, name: str, norm_name: str, now: datetime) -> ClaimResult:
+        """Claim a new customer or take one from the pool; the database decides concurrent claims."""
+        me = self.actor
+        created = await self.insert_if_absent(
+            Customer,
+            {
+                "org_id": self.org.id,
+                "team_id": self.team.id,
+                "name": name[:200],
+                "norm_name": norm_name[:200],
+                "owner_id": me.id,
+                "stage": "线索",
+                "status": "active",
+                "claimed_at": now,
+                "last_activity_at": now,
+                "created_at": now,
+            },
+            ("team_id", "norm_name"),
+        )
+        customer = await self.customer_by_norm(norm_name[:200])
+        assert customer is not None
+        if created:
+            await self.audit("claim", "customer", customer.id, None, {"owner": me.id, "name": customer.name}, now)
+            return ClaimResult("created", customer, me)
+        await self.session.refresh(customer)
+        if customer.owner_id == me.id:
+            return ClaimResult("already_yours", customer, me)
+        if customer.status != "active":
+            return ClaimResult("closed", customer, await self.owner_of(customer))
+        if customer.owner_id is None:
+            taken = await self.session.execute(
+                update(Customer)
+                .where(Customer.id == customer.id, Customer.owner_id.is_(None), Customer.status == "active")
+                .values(owner_id=me.id, claimed_at=now, last_activity_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            await self.session.refresh(customer)
+            if rowcount(taken) == 1:
+                await self.audit("claim", "customer", customer.id, {"owner": None}, {"owner": me.id}, now)
+                return ClaimResult("from_pool", customer, me)
+        owner = await self.owner_of(customer)
+        return ClaimResult("owned_by_other", customer, owner)
+
+    async def release_customer(self, customer: Customer, now: datetime, action: str = "release") -> None:
+        before = {"owner": customer.owner_id}
+        customer.released_by_id = customer.owner_id
+        customer.released_at = now
+        customer.owner_id = None
+        await self.session.execute(_COLLABORATORS.delete().where(_COLLABORATORS.c.customer_id == customer.id))
+        await self.audit(action, "customer", customer.id, before, {"owner": None}, now)
+
+    async def transfer_customer(self, customer: Customer, to: Member, now: datetime) -> None:
+        before = {"owner": customer.owner_id}
+        customer.owner_id = to.id
+        customer.claimed_at = now
+        customer.last_activity_at = now
+        await self.session.execute(
+            _COLLABORATORS.delete().where(
+                _COLLABORATORS.c.customer_id == customer.id, _COLLABORATORS.c.member_id == to.id
+            )
+        )
+        await self.audit("transfer", "customer", customer.id, before, {"owner": to.id}, now)
+
+    # ------------------------------------------------------------ collaborators
+    async def owner_of(self, customer: Customer) -> Member | None:
+        """The customer's owner, or None while it sits in the public pool."""
+        if customer.owner_id is None:
+            return None
+        return (await self.members_by_id([customer.owner_id])).get(customer.owner_id)
+
+    async def collaborators(self, customer: Customer) -> list[Member]:
+        rows = await self.session.execute(
+            select(Member)
+            .join(Collaborator, Collaborator.member_id == Member.id)
+            .where(Collaborator.customer_id == customer.id, Member.org_id == self.org.id)
+            .order_by(Collaborator.added_at)
+        )
+        return list(rows.scalars().all())
+
+    async def add_collaborator(self, customer: Customer, member: Member, now: datetime) -> bool:
+        added = await self.insert_if_absent(
+            Collaborator,
+            {"customer_id": customer.id, "member_id": member.id, "added_at": now},
+            ("customer_id", "member_id"),
+        )
+        if added:
+            await self.audit("share", "customer", customer.id, None, {"collaborator": member.id}, now)
+        return added
+
+    async def is_collaborator(self, customer: Customer, member: Member) -> bool:
+        row = await self.session.execute(
+            select(Collaborator.member_id).where(
+                Collaborator.customer_id == customer.id, Collaborator.member_id == member.id
+            )
+        )
+        return row.first() is not None
+
+    # ------------------------------------------------------------------ lists
+    async def customer_detail(self, customer: Customer, limit: int = 10) -> CustomerDetail:
+        owner = await self.owner_of(customer)
+        rows = await self.session.execute(
+            select(FollowUp, Member)
+            .join(Member, Member.id == FollowUp.author_id)
+            .where(FollowUp.org_id == self.org.id, FollowUp.customer_id == customer.id)
+            .order_by(FollowUp.created_at.desc(), FollowUp.id.desc())
+            .limit(limit)
+        )
+        return CustomerDetail(customer, owner, await self.collaborators(customer), [(f, m) for f, m in rows.all()])
+
+    async def customers_of(self, member: Member, status: str = "active") -> list[Customer]:
+        params = {"org_id": self.org.id, "team_id": self.team.id, "member_id": member.id, "status": status}
+        return list((await self.session.execute(_CUSTOMERS_OF, params)).scalars().all())
+
+    async def shared_with(self, member: Member) -> list[Customer]:
+        params = {"org_id": self.org.id, "team_id": self.team.id, "member_id": member.id}
+        return list((await self.session.execute(_SHARED_WITH, params)).scalars().all())
+
+    async def pool_customers(self, limit: int = 30) -> tuple[list[Customer], int]:
+        condition = and_(Customer.owner_id.is_(None), Customer.status == "active")
+        rows = await self.session.execute(
+            self.team_customers()
+            .where(condition)
+            .order_by(Customer.released_at.desc().nulls_last(), Customer.id)
+            .limit(limit)
+        )
+        total = (
+            await self.session.execute(
+                select(func.count())
+                .select_from(Customer)
+                .where(Customer.org_id == self.org.id, Customer.team_id == self.team.id, condition)
+            )
+        ).scalar_one()
+        return list(rows.scalars().all()), total
+
+
+# The hottest reads as statements built once with bind parameters: building an ORM select per call
+# (column comparisons, cache key) cost more than executing it.
+_TEAM_CUSTOMERS = select(Customer).where(
+    Customer.org_id == bindparam("org_id"), Customer.team_id == bindparam("team_id")
+)
+_CUSTOMER_BY_NORM = _TEAM_CUSTOMERS.where(Customer.norm_name == bindparam("norm_name"))
+_CUSTOMERS_OF = _TEAM_CUSTOMERS.where(
+    Customer.owner_id == bindparam("member_id"), Customer.status == bindparam("status")
+).order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on, Customer.last_activity_at.desc())
+_SHARED_WITH = (
+    _TEAM_CUSTOMERS.join(Collaborator, Collaborator.customer_id == Customer.id)
+    .where(Collaborator.member_id == bindparam("member_id"), Customer.status == "active")
+    .order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on)
+)
+_COLLABORATORS = table_of(Collaborator)

@@ -1,0 +1,128 @@
+"""The inbound log: every platform message's (platform, msg_id) row — its dedup key, and for queued
+platforms its durable payload until the command that handles it commits.
+
+A platform delivering a message twice is decided by the unique (platform, msg_id) key; recovery of
+recorded-but-unprocessed messages by a leased conditional UPDATE, so replicas never both pick one up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Insert, bindparam, or_, select, update
+
+from storage.models import InboundMessage
+from storage.scope import StoreBase
+from storage.sql import insert_for, rowcount, table_of
+
+_inbound = table_of(InboundMessage)
+
+
+def inbound_values(platform: str, msg_id: str, org_key: str, now: datetime, *, status: str,
+                   payload: Any = None, lease_until: datetime | None = None) -> dict[str, Any]:
+    return {"platform": platform, "msg_id": msg_id, "org_key": org_key, "received_at": now, "status": status,
+            "processed_at": now if status == "done" else None, "payload": payload, "claimed_until": lease_until}
+
+
+def inbound_insert(dialect: str) -> Insert:
+    """INSERT … ON CONFLICT (platform, msg_id) DO NOTHING, built once per dialect."""
+    return insert_for(dialect, _inbound, ("platform", "msg_id"))
+
+
+class InboundQueries(StoreBase):
+    async def record_inbound(self, platform: str, msg_id: str, org_key: str, now: datetime) -> bool:
+        """True the first time a (platform, msg_id) is seen; False for a platform's re-delivery.
+
+        For messages handled in the transaction that records them (console, WeCom): the row is
+        written "done" at once.
+        """
+        result = await self.session.execute(
+            inbound_insert(self.dialect), inbound_values(platform, msg_id, org_key, now, status="done")
+        )
+        return bool(rowcount(result))
+
+    async def queue_inbound(self, platform: str, msg_id: str, org_key: str, payload: Any, now: datetime,
+                            lease_until: datetime | None = None) -> bool:
+        """Record a message to process after acknowledging it; False if (platform, msg_id) is known.
+
+        The same unique row that deduplicates re-deliveries carries the payload, so once this commits
+        the message survives a crash between the platform's answer and the command. The recording
+        process holds it until `lease_until`: recovery elsewhere leaves it alone while it waits in that
+        process's queue, and takes it once the lease lapses (the process died).
+        """
+        result = await self.session.execute(
+            inbound_insert(self.dialect),
+            inbound_values(platform, msg_id, org_key, now, status="received", payload=payload, lease_until=lease_until),
+        )
+        return bool(rowcount(result))
+
+    async def finish_inbound(self, platform: str, msg_id: str, now: datetime, status: str = "done") -> bool:
+        """Mark a queued message processed in this (the command's) transaction; False if it already was.
+
+        The conditional UPDATE takes the row's lock until commit, so two workers (or replicas) that
+        got the same message serialise here and the second finds it done: one effect.
+        """
+        result = await self.session.execute(
+            _INBOUND_FINISH, {"p": platform, "m": msg_id, "new_status": status, "done_at": now}
+        )
+        return bool(rowcount(result))
+
+    async def finish_inbound_many(self, platform: str, msg_ids: Sequence[str], now: datetime) -> set[str]:
+        """`finish_inbound` for a batch of queued messages in one statement: the ids that were waiting."""
+        result = await self.session.execute(_INBOUND_FINISH_MANY, {"p": platform, "ids": list(msg_ids), "done_at": now})
+        return {msg_id for (msg_id,) in result.all()}
+
+    async def claim_stale_inbound(
+        self, platform: str, *, received_before: datetime, now: datetime, lease_until: datetime, limit: int = 100
+    ) -> list[tuple[str, Any]]:
+        """(msg_id, payload) of recorded-but-unprocessed messages older than `received_before`.
+
+        Claimed with a lease (`claimed_until`) in one conditional UPDATE, so two replicas recovering at
+        once never both pick a row up; on PostgreSQL rows locked by a command in flight are skipped.
+        A claimed row that is still not done when its lease lapses is picked up again.
+        """
+        table = _inbound
+        candidates = (
+            select(table.c.id)
+            .where(
+                table.c.platform == platform,
+                table.c.status == "received",
+                table.c.received_at < received_before,
+                or_(table.c.claimed_until.is_(None), table.c.claimed_until <= now),
+            )
+            .order_by(table.c.id)
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        stmt = (
+            update(table)
+            .where(table.c.id.in_(candidates.scalar_subquery()), table.c.status == "received")
+            .values(claimed_until=lease_until)
+            .returning(table.c.msg_id, table.c.payload)
+        )
+        rows = (await self.session.execute(stmt)).all()
+        return [(m, p) for m, p in rows]
+
+
+_INBOUND_FINISH = (
+    update(_inbound)
+    .where(
+        _inbound.c.platform == bindparam("p"),
+        _inbound.c.msg_id == bindparam("m"),
+        _inbound.c.status == "received",
+    )
+    .values(status=bindparam("new_status"), processed_at=bindparam("done_at"))
+)
+_INBOUND_FINISH_MANY = (
+    update(_inbound)
+    .where(
+        _inbound.c.platform == bindparam("p"),
+        _inbound.c.msg_id.in_(bindparam("ids", expanding=True)),
+        _inbound.c.status == "received",
+    )
+    .values(status="done", processed_at=bindparam("done_at", type_=_inbound.c.processed_at.type))
+    .returning(_inbound.c.msg_id)
+)

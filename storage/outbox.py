@@ -1,0 +1,52 @@
+"""Queuing a message in the unit of work (the transactional outbox): it commits or rolls back with the
+command that produced it, and `storage.outbox_queue` hands it to a deliverer afterwards.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from storage.models import OutboxMessage
+from storage.scope import StoreBase
+from storage.sql import insert_for, rowcount, table_of
+
+_outbox = table_of(OutboxMessage)
+
+
+class OutboxQueries(StoreBase):
+    async def enqueue(
+        self,
+        *,
+        platform: str,
+        destination: dict[str, Any],
+        dest_key: str,
+        body: dict[str, Any],
+        now: datetime,
+        dedup_key: str | None = None,
+    ) -> bool:
+        """Queue a message in this transaction; False if `dedup_key` was already queued."""
+        scope = self._scope
+        values = {
+            "org_id": scope.org.id if scope else None,
+            "team_id": scope.team.id if scope else None,
+            "platform": platform,
+            "dest_key": dest_key,
+            "destination": destination,
+            "body": body,
+            "dedup_key": dedup_key,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        # A Core INSERT with the values as parameters of one prebuilt statement: no ORM object, no
+        # unit-of-work flush, no RETURNING of the id, and a statement the compiled cache and asyncpg's
+        # prepared-statement cache both recognise (issue #5: this was ~1–2.8 ms a message on PG).
+        # With a dedup_key, a repeated key inserts nothing.
+        stmt = insert_for(self.dialect, _outbox, ("dedup_key",) if dedup_key is not None else None)
+        result = await self.session.execute(stmt, values)
+        added = dedup_key is None or bool(rowcount(result))
+        if added:
+            self.enqueued += 1
+        return added

@@ -1,0 +1,143 @@
+"""The unit of work's scope and the base every query area of `Store` builds on.
+
+A Store lives for one unit of work (one transaction). After `bind()` it is scoped to one
+organisation, one team and one acting member, and every query it runs filters on that organisation
+— so a handler cannot read another organisation's rows even by mistake.
+
+`StoreBase` holds what every area needs: the session, the scope, the audit trail, insert-if-absent,
+and the two lookups several areas share (members by id, the team's customers). The areas
+(storage.tenancy, storage.customers, …) are mixins of `StoreBase` that `storage.store.Store` combines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Select, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import AuditLog, Customer, Member, Organisation, Team
+from storage.sql import dialect_of, insert_for, rowcount, table_of
+
+Role = Literal["rep", "lead", "admin"]
+
+
+@dataclass
+class Scope:
+    org: Organisation
+    team: Team
+    actor: Member | None
+    role: Role = "rep"
+    msg_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class NotBound(RuntimeError):
+    pass
+
+
+class NoTeamYet(LookupError):
+    """A private chat from someone who has never spoken in a team's group: we cannot scope them."""
+
+
+class StoreBase:
+    def __init__(self, session: AsyncSession, *, default_timezone: str = "Asia/Shanghai") -> None:
+        self.session = session
+        self._scope: Scope | None = None
+        self.enqueued = 0
+        # The zone a newly seen organisation starts with (SALESBOT_TIMEZONE); admins change it later.
+        self.default_timezone = default_timezone
+
+    # ------------------------------------------------------------------ scope
+    @property
+    def scope(self) -> Scope:
+        if self._scope is None:
+            raise NotBound("Store used before bind()")
+        return self._scope
+
+    @property
+    def org(self) -> Organisation:
+        return self.scope.org
+
+    @property
+    def team(self) -> Team:
+        return self.scope.team
+
+    @property
+    def actor(self) -> Member:
+        actor = self.scope.actor
+        if actor is None:
+            raise NotBound("this unit of work has no acting member")
+        return actor
+
+    @property
+    def role(self) -> Role:
+        return self.scope.role
+
+    def unbind(self) -> None:
+        """Forget the scope, so the next message of a batch sharing this transaction binds afresh."""
+        self._scope = None
+
+    def bind_team(self, org: Organisation, team: Team) -> Scope:
+        """Scope to a team with no acting member (scheduled jobs, operator commands)."""
+        self._scope = Scope(org=org, team=team, actor=None, role="admin")
+        return self._scope
+
+    # -------------------------------------------------------------- helpers
+    @property
+    def dialect(self) -> str:
+        return dialect_of(self.session)
+
+    async def insert_if_absent(self, model: type, values: dict[str, Any], conflict: Sequence[str]) -> bool:
+        """INSERT … ON CONFLICT (conflict) DO NOTHING: True when this call created the row.
+
+        The database decides races (two replicas, two reps) through the unique key named by `conflict`.
+        """
+        result = await self.session.execute(insert_for(self.dialect, table_of(model), conflict), values)
+        return bool(rowcount(result))
+
+    async def audit(
+        self,
+        action: str,
+        entity: str,
+        entity_id: int | None,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+        now: datetime,
+    ) -> None:
+        scope = self.scope
+        # One prebuilt Core INSERT: no ORM object for the unit of work to track and flush.
+        await self.session.execute(
+            _AUDIT_INSERT,
+            {
+                "org_id": scope.org.id,
+                "team_id": scope.team.id,
+                "actor_id": scope.actor.id if scope.actor else None,
+                "action": action,
+                "entity": entity,
+                "entity_id": entity_id,
+                "before": before,
+                "after": after,
+                "msg_id": scope.msg_id,
+                "created_at": now,
+            },
+        )
+
+    # ------------------------------------------------------- shared lookups
+    async def members_by_id(self, ids: Sequence[int]) -> dict[int, Member]:
+        if not ids:
+            return {}
+        rows = await self.session.execute(
+            select(Member).where(Member.org_id == self.org.id, Member.id.in_(set(ids)))
+        )
+        return {m.id: m for m in rows.scalars().all()}
+
+    def team_customers(self) -> Select[Customer]:
+        """SELECT the bound team's customers (add conditions and order)."""
+        return select(Customer).where(Customer.org_id == self.org.id, Customer.team_id == self.team.id)
+
+
+_AUDIT_INSERT = insert(table_of(AuditLog))

@@ -1,0 +1,56 @@
+"""SQL helpers every query module shares: the one SQLite-vs-PostgreSQL insert switch, typed tables,
+row counts and LIKE escaping.
+
+Exactly-once decisions (a customer claimed once, a firing key taken once, a platform's re-delivery
+recorded once) are INSERT … ON CONFLICT DO NOTHING, which SQLAlchemy spells per dialect; this is the
+only module that chooses between `sqlalchemy.dialects.sqlite` and `…postgresql`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult, Result
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import Insert
+
+_INSERTS: dict[tuple[str, str, tuple[str, ...] | None], Insert] = {}
+
+
+def table_of(model: type) -> Table:
+    """A mapped class's `Table` (SQLAlchemy types `__table__` as the wider FromClause)."""
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]
+
+
+def dialect_of(session: AsyncSession) -> str:
+    """"postgresql" or "sqlite": the dialect a session's statements compile for."""
+    return session.bind.dialect.name if session.bind else "sqlite"
+
+
+def insert_for(dialect: str, table: Table, conflict: Sequence[str] | None = None) -> Insert:
+    """The dialect's INSERT into `table`, built once; with `conflict`, ON CONFLICT (conflict) DO NOTHING.
+
+    The values go in as parameters of the execution, so every call of one kind runs one statement that
+    the compiled cache and asyncpg's prepared-statement cache both recognise.
+    """
+    key = (dialect, table.name, tuple(conflict) if conflict is not None else None)
+    stmt = _INSERTS.get(key)
+    if stmt is None:
+        module = postgresql if dialect == "postgresql" else sqlite
+        built = module.insert(table)
+        stmt = built.on_conflict_do_nothing(index_elements=list(conflict)) if conflict is not None else built
+        _INSERTS[key] = stmt
+    return stmt
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an INSERT/UPDATE/DELETE touched (DML executions return a CursorResult)."""
+    return int(cast(CursorResult[Any], result).rowcount or 0)
+
+
+def escape_like(value: str) -> str:
+    """`value` as a literal inside a LIKE pattern written with ESCAPE '\\'."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

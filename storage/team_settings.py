@@ -1,0 +1,33 @@
+"""The keys of a team's JSON settings (`teams.settings`) that more than one room reads, and typed
+accessors for them.
+
+Admins write them (`设置`), adapters and the outbox read them at send time, the outbox marks a push
+broken next to the credential it is about. One spelling here keeps those rooms agreeing. The schedule
+settings (`standup_time`, `digest_time`, …) with their defaults belong to schedules.jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# The WeCom group robot's webhook key (`设置 推送`) and the outbox's "this key is broken" mark.
+WECOM_WEBHOOK_KEY = "wecom_webhook_key"
+WECOM_WEBHOOK_BROKEN = "wecom_webhook_broken"
+# The DingTalk custom robot ({"webhook": url, "secret": SEC…}, `设置 钉钉机器人`) and its broken mark.
+DINGTALK_ROBOT = "dingtalk_robot"
+DINGTALK_ROBOT_BROKEN = "dingtalk_robot_broken"
+# How many broken-push episodes the team has had (numbers the admins' notices, one per episode).
+PUSH_BROKEN_EPISODES = "push_broken_episodes"
+
+
+def webhook_key(settings: Mapping[str, Any] | None) -> str | None:
+    """The team's WeCom group webhook key, or None when none is set."""
+    key = (settings or {}).get(WECOM_WEBHOOK_KEY)
+    return str(key) if key else None
+
+
+def dingtalk_robot(settings: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """The team's DingTalk custom robot, or None unless one with a webhook is set."""
+    robot = (settings or {}).get(DINGTALK_ROBOT)
+    return robot if isinstance(robot, dict) and robot.get("webhook") else None

@@ -1,0 +1,262 @@
+"""Organisations, teams and members: binding a unit of work to them (first contact creates them),
+and the roles and settings an admin changes.
+
+Rows are created once and read ever after; creation is insert-if-absent, so two replicas seeing a
+new team at once both end up with the one that won.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Select, and_, bindparam, or_, select
+
+from storage.models import AuditLog, Member, Membership, Organisation, Team
+from storage.scope import NoTeamYet, Role, Scope, StoreBase
+
+# Pool rules are columns of `teams`; every other team setting lives in its JSON `settings`.
+TEAM_RULE_COLUMNS = ("max_active_customers", "daily_claim_limit", "cooldown_days")
+
+
+def _role_of(actor: Member, membership: Membership, admin_ids: frozenset[str]) -> Role:
+    """Admin by flag or by SALESBOT_ADMINS, else the member's role in this team."""
+    if actor.is_admin or actor.user_id in admin_ids:
+        return "admin"
+    return "lead" if membership.role == "lead" else "rep"
+
+
+class TenancyQueries(StoreBase):
+    async def bind(
+        self,
+        *,
+        platform: str,
+        org_key: str,
+        chat_id: str,
+        chat_title: str | None,
+        user_id: str | None,
+        user_name: str | None,
+        now: datetime,
+        admin_ids: frozenset[str] = frozenset(),
+        msg_id: str | None = None,
+        private: bool = False,
+    ) -> Scope:
+        """Find or create the organisation, team and member a message comes from (first contact).
+
+        A private (1:1) chat is not a team: it is scoped to the team whose group the member joined
+        most recently, so `我的` in a private chat shows the same customers as in the group.
+        """
+        actor: Member | None = None
+        role: Role = "rep"
+        if not private and user_id is not None:
+            known = await self._bind_known(platform, org_key, chat_id, user_id, user_name)
+            if known is not None:
+                org, team, actor, membership = known
+                role = _role_of(actor, membership, admin_ids)
+                self._scope = Scope(org=org, team=team, actor=actor, role=role, msg_id=msg_id)
+                return self._scope
+        org = await self.ensure_org(platform, org_key, now)
+        if private:
+            if user_id is None:
+                raise NoTeamYet(user_id)
+            actor = await self.ensure_member(org, user_id, user_name or user_id, now)
+            row = (
+                await self.session.execute(
+                    select(Team, Membership)
+                    .join(Membership, Membership.team_id == Team.id)
+                    .where(Team.org_id == org.id, Membership.member_id == actor.id)
+                    .order_by(Membership.joined_at.desc(), Team.id.desc())
+                    .limit(1)
+                )
+            ).first()
+            if row is None:
+                raise NoTeamYet(user_id)
+            team, membership = row
+        else:
+            team = await self.ensure_team(org, chat_id, chat_title or chat_id, now)
+        if user_id is not None:
+            actor = actor or await self.ensure_member(org, user_id, user_name or user_id, now)
+            membership = await self.ensure_membership(team, actor, now)
+            role = _role_of(actor, membership, admin_ids)
+        self._scope = Scope(org=org, team=team, actor=actor, role=role, msg_id=msg_id)
+        return self._scope
+
+    async def _bind_known(
+        self, platform: str, org_key: str, chat_id: str, user_id: str, user_name: str | None
+    ) -> tuple[Organisation, Team, Member, Membership] | None:
+        """Organisation, team, member and membership in one round trip, when all four exist.
+
+        That is every message but a team's or member's first, so the common case costs one SELECT
+        instead of four insert-if-absent + select pairs; anything missing returns None and `bind`
+        takes the creating path.
+        """
+        row = (
+            await self.session.execute(
+                _BIND_KNOWN, {"platform": platform, "org_key": org_key, "chat_id": chat_id, "user_id": user_id}
+            )
+        ).first()
+        if row is None:
+            return None
+        org, team, member, membership = row
+        name = user_name or user_id
+        if name and name != user_id and member.name != name[:64]:
+            member.name = name[:64]
+        return org, team, member, membership
+
+    async def _get_or_create(
+        self, query: Select[Any], model: type, values: dict[str, Any], conflict: Sequence[str]
+    ) -> Any:
+        """Select first and insert only when missing: rows are created once and read ever after.
+
+        The insert ignores conflicts, so two replicas creating the same row at once both end up with
+        the one that won; the second select sees it (READ COMMITTED takes a new snapshot per statement).
+        """
+        found = (await self.session.execute(query)).scalar_one_or_none()
+        if found is not None:
+            return found
+        await self.insert_if_absent(model, values, conflict)
+        return (await self.session.execute(query)).scalar_one()
+
+    async def ensure_org(self, platform: str, corp_key: str, now: datetime) -> Organisation:
+        org: Organisation = await self._get_or_create(
+            select(Organisation).where(Organisation.platform == platform, Organisation.corp_key == corp_key),
+            Organisation,
+            {"platform": platform, "corp_key": corp_key, "name": corp_key, "timezone": self.default_timezone,
+             "created_at": now},
+            ("platform", "corp_key"),
+        )
+        return org
+
+    async def ensure_team(self, org: Organisation, chat_id: str, name: str, now: datetime) -> Team:
+        team: Team = await self._get_or_create(
+            select(Team).where(Team.org_id == org.id, Team.chat_id == chat_id),
+            Team,
+            {
+                "org_id": org.id,
+                "chat_id": chat_id,
+                "name": name[:128],
+                "help_seq": 0,
+                "max_active_customers": 50,
+                "cooldown_days": 7,
+                "settings": {},
+                "created_at": now,
+            },
+            ("org_id", "chat_id"),
+        )
+        return team
+
+    async def ensure_member(self, org: Organisation, user_id: str, name: str, now: datetime) -> Member:
+        member: Member = await self._get_or_create(
+            select(Member).where(Member.org_id == org.id, Member.user_id == user_id),
+            Member,
+            {"org_id": org.id, "user_id": user_id, "name": name[:64], "is_admin": False, "active": True,
+             "created_at": now},
+            ("org_id", "user_id"),
+        )
+        if name and name != user_id and member.name != name[:64]:
+            member.name = name[:64]
+        return member
+
+    async def ensure_membership(self, team: Team, member: Member, now: datetime) -> Membership:
+        membership: Membership = await self._get_or_create(
+            select(Membership).where(Membership.team_id == team.id, Membership.member_id == member.id),
+            Membership,
+            {"team_id": team.id, "member_id": member.id, "role": "rep", "joined_at": now},
+            ("team_id", "member_id"),
+        )
+        return membership
+
+    # ---------------------------------------------------------------- members
+    async def find_members(self, token: str) -> list[Member]:
+        """Members of this organisation whose user id or display name is `token` (team members first)."""
+        rows = await self.session.execute(
+            select(Member)
+            .where(Member.org_id == self.org.id, or_(Member.user_id == token, Member.name == token))
+            .order_by(Member.id)
+        )
+        return list(rows.scalars().all())
+
+    async def set_team_role(self, member: Member, role: Literal["rep", "lead"], now: datetime) -> str | None:
+        membership = await self.ensure_membership(self.team, member, now)
+        before = membership.role
+        membership.role = role
+        await self.audit("set_role", "member", member.id, {"role": before}, {"role": role}, now)
+        return before
+
+    async def set_admin(self, org: Organisation, member: Member, is_admin: bool, now: datetime) -> None:
+        """Admin is organisation-wide, so this needs no team scope (operators run it from the CLI)."""
+        before = member.is_admin
+        member.is_admin = is_admin
+        self.session.add(
+            AuditLog(
+                org_id=org.id,
+                action="set_admin",
+                entity="member",
+                entity_id=member.id,
+                before={"is_admin": before},
+                after={"is_admin": is_admin},
+                created_at=now,
+            )
+        )
+
+    async def team_leads(self) -> list[Member]:
+        rows = await self.session.execute(
+            select(Member)
+            .join(Membership, Membership.member_id == Member.id)
+            .where(Membership.team_id == self.team.id, Membership.role == "lead", Member.active.is_(True))
+            .order_by(Member.id)
+        )
+        return list(rows.scalars().all())
+
+    # ------------------------------------------------------------ team rules
+    async def update_team_settings(self, changes: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """Change pool rules (columns) or other settings (JSON) of the bound team, audit-logged."""
+        team = self.team
+        before: dict[str, Any] = {}
+        settings = dict(team.settings or {})
+        for key, value in changes.items():
+            if key in TEAM_RULE_COLUMNS:
+                before[key] = getattr(team, key)
+                setattr(team, key, value)
+            else:
+                before[key] = settings.get(key)
+                settings[key] = value
+        team.settings = settings
+        await self.audit("configure", "team", team.id, before, changes, now)
+        return before
+
+    async def set_org_timezone(self, tz_name: str, now: datetime) -> str:
+        """Change the organisation's time zone (every schedule and "today" follows it), audit-logged."""
+        org = self.org
+        before = org.timezone
+        org.timezone = tz_name
+        await self.audit("configure", "organisation", org.id, {"timezone": before}, {"timezone": tz_name}, now)
+        return before
+
+    # ------------------------------------------------------------ audit reads
+    async def get_org(self, platform: str, corp_key: str) -> Organisation | None:
+        return (
+            await self.session.execute(
+                select(Organisation).where(Organisation.platform == platform, Organisation.corp_key == corp_key)
+            )
+        ).scalar_one_or_none()
+
+    async def get_team(self, org: Organisation, chat_id_or_name: str) -> Team | None:
+        rows = await self.session.execute(
+            select(Team)
+            .where(Team.org_id == org.id, or_(Team.chat_id == chat_id_or_name, Team.name == chat_id_or_name))
+            .order_by(Team.chat_id != chat_id_or_name, Team.id)
+        )
+        return rows.scalars().first()
+
+
+# The hottest read as a statement built once with bind parameters: building an ORM select per call
+# (column comparisons, cache key) cost more than executing it.
+_BIND_KNOWN = (
+    select(Organisation, Team, Member, Membership)
+    .join(Team, and_(Team.org_id == Organisation.id, Team.chat_id == bindparam("chat_id")))
+    .join(Member, and_(Member.org_id == Organisation.id, Member.user_id == bindparam("user_id")))
+    .join(Membership, and_(Membership.team_id == Team.id, Membership.member_id == Member.id))
+    .where(Organisation.platform == bindparam("platform"), Organisation.corp_key == bindparam("org_key"))
+)
