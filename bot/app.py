@@ -13,6 +13,14 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bot.app_keys import (
+    DATABASE_KEY,
+    DELIVERERS_KEY,
+    HTTP_SESSION_KEY,
+    REPLY_SINKS_KEY,
+    ROUTER_KEY,
+    SETTINGS_KEY,
+)
 from bot.router import Router
 from bot.settings import Settings
 from handlers import all_commands
@@ -20,17 +28,6 @@ from handlers.commands import SettingsTable, settings_table
 from storage.database import Database
 
 log = logging.getLogger("salesbot.app")
-
-SETTINGS_KEY = web.AppKey("settings", Settings)
-DATABASE_KEY = web.AppKey("database", Database)
-ROUTER_KEY = web.AppKey("router", Router)
-# Per-platform reply sinks (called inside the command's transaction); components register theirs.
-REPLY_SINKS_KEY = web.AppKey("reply_sinks", dict)
-# Deliverers by platform; adapters register theirs when they start, the outbox worker looks them up
-# at send time.
-DELIVERERS_KEY = web.AppKey("deliverers", dict)
-# One client session per process: connection pooling for every outbound call (outbox, token refresh).
-HTTP_SESSION_KEY = web.AppKey("http_session", aiohttp.ClientSession)
 
 # A component adds routes and lifecycle to the app (a platform adapter, the outbox, the scheduler).
 Component = Callable[[web.Application], None]
@@ -53,7 +50,9 @@ def all_settings() -> SettingsTable:
     from bot.adapters import dingtalk_settings, wecom_settings
     from handlers import admin, points, standup
 
-    return settings_table(admin.settings, wecom_settings.settings, dingtalk_settings.settings, standup.settings, points.settings)
+    return settings_table(
+        admin.settings, wecom_settings.settings, dingtalk_settings.settings, standup.settings, points.settings
+    )
 
 
 def build_router(db: Database, settings: Settings, **kwargs: Any) -> Router:

@@ -190,7 +190,11 @@ class BrokenPushes:
             user_ids = list(dict.fromkeys(u for u in recipients if u))
             log.warning("outbox: team %d %s marked broken (episode %d): %s", team.id, push.name, episode, category)
             if not user_ids:
-                log.warning("outbox: team %d push broken but no lead or admin is known to tell; set 设置 主管 or SALESBOT_ADMINS", team.id)
+                log.warning(
+                    "outbox: team %d push broken but no lead or admin is known to tell;"
+                    " set 设置 主管 or SALESBOT_ADMINS",
+                    team.id,
+                )
                 return dict(team.settings or {})
             body = OutgoingMessage(text=notice_text(team.name, push.name, category), title=NOTICE_TITLE)
             await store.enqueue(

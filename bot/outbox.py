@@ -32,6 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.app_keys import DATABASE_KEY, DELIVERERS_KEY, HTTP_SESSION_KEY, SETTINGS_KEY
 from bot.broken import BrokenPushes, blocked_reason
 from bot.delivery import Deliverer, OutgoingMessage, PermanentFailure, RateLimit, RetryLater, split_text
 from bot.ratelimit import SlidingWindowLimiter
@@ -408,8 +409,6 @@ def build_deliverers(app: web.Application) -> dict[str, Deliverer]:
     adapter, group webhooks (set with `salesbot team set-webhook`) can still be sent.
     """
     from bot.adapters.wecom_webhook import WeComWebhookDeliverer
-    from bot.app import DELIVERERS_KEY, HTTP_SESSION_KEY, SETTINGS_KEY
-
     deliverers: dict[str, Deliverer] = app[DELIVERERS_KEY]
     if "console" not in deliverers:
         from bot.adapters.console import ConsoleDeliverer
@@ -424,12 +423,8 @@ def build_deliverers(app: web.Application) -> dict[str, Deliverer]:
 
 def outbox_component(app: web.Application) -> None:
     """Run an `OutboxWorker` for the app's lifetime, woken by every commit that enqueued messages."""
-    from bot.app import DATABASE_KEY
-
     async def outbox_ctx(app: web.Application) -> Any:
         db = app[DATABASE_KEY]
-        from bot.app import SETTINGS_KEY
-
         worker = OutboxWorker(db, build_deliverers(app), admin_ids=tuple(app[SETTINGS_KEY].admins))
         db.on_commit(worker.on_commit)
         app[OUTBOX_WORKER_KEY] = worker

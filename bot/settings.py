@@ -91,7 +91,8 @@ class WeComCorp(BaseModel):
             raise ValueError(f"{missing}: 缺少（长连接模式需要 aibot_bot_id 和 aibot_secret）")
         if not (self.aibot_token or self.app_token or self.app_secret or self.aibot_mode == "websocket"):
             raise ValueError(
-                "aibot_token: 至少需要配置 aibot_token/aibot_aes_key、app_token/app_aes_key、app_secret 或长连接模式之一"
+                "aibot_token: 至少需要配置 aibot_token/aibot_aes_key、app_token/app_aes_key、"
+                "app_secret 或长连接模式之一"
             )
         return self
 
@@ -183,7 +184,8 @@ class Settings(BaseModel):
         for a, b in pairs:
             if bool(getattr(self, a)) != bool(getattr(self, b)):
                 missing = b if getattr(self, a) else a
-                raise ValueError(f"缺少 {ENV_PREFIX}{missing.upper()}（与 {ENV_PREFIX}{(a if missing == b else b).upper()} 配套）")
+                partner = (a if missing == b else b).upper()
+                raise ValueError(f"缺少 {ENV_PREFIX}{missing.upper()}（与 {ENV_PREFIX}{partner} 配套）")
         if self.wecom_app_token and not self.wecom_corp_id:
             raise ValueError(f"缺少 {ENV_PREFIX}WECOM_CORP_ID（自建应用回调需要 CorpID 校验）")
         if self.wecom_app_secret and (not self.wecom_corp_id or self.wecom_agent_id is None):

@@ -66,19 +66,18 @@ async def fire(
             if force:
                 key = f"{slot.key}!{now.strftime('%Y%m%dT%H%M%S')}"
             result = FiringResult(job, team.id, team.name, key, "preview" if preview else "sent", platform=org.platform)
-            if not preview and not kind.continuous:
-                if not await ScheduleStore(store).claim_firing(job, key, slot.due_at, now):
-                    result.status = "already"
-                    return result
+            # A preview and the continuous jobs claim no firing key; the others run once per slot.
+            once = preview or kind.continuous or await ScheduleStore(store).claim_firing(job, key, slot.due_at, now)
+            if not once:
+                result.status = "already"
+                return result
             result.pushes = await runner(store, slot, schedule, now)
             if preview:
                 raise _Rollback
             base = f"{job}:{team.id}:{key}"
             for index, push in enumerate(result.pushes):
-                if push.dedup:
-                    dedup = f"{job}:{team.id}:{push.dedup}"
-                else:
-                    dedup = base if index == 0 else f"{base}#{index}"
+                unnamed = base if index == 0 else f"{base}#{index}"
+                dedup = f"{job}:{team.id}:{push.dedup}" if push.dedup else unnamed
                 await store.enqueue(
                     platform=org.platform,
                     destination=push.destination,

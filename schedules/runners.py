@@ -106,7 +106,9 @@ async def run_reminders(store: Store, slot: Slot, schedule: TeamSchedule, now: d
 
 
 # -------------------------------------------------------------------- digest
-async def build_digest(store: Store, day: date, schedule: TeamSchedule, now: datetime, goals: list[reports.GoalProgress] | None = None) -> OutgoingMessage:
+async def build_digest(
+    store: Store, day: date, schedule: TeamSchedule, now: datetime, goals: list[reports.GoalProgress] | None = None
+) -> OutgoingMessage:
     start, end = _utc_day(day, schedule.tz)
     if goals is None:
         goals = await _goal_rows(store, day)
@@ -164,7 +166,13 @@ async def _participation(store: Store, start: date, end: date, schedule: TeamSch
         member = tm.member
         joined = local_now(tm.joined_at, schedule.tz).date()
         for day in days:
-            if day < joined or any(l.member_id == member.id and l.starts_on <= day and (l.ends_on is None or l.ends_on >= day) for l in leaves):
+            on_leave = any(
+                leave.member_id == member.id
+                and leave.starts_on <= day
+                and (leave.ends_on is None or leave.ends_on >= day)
+                for leave in leaves
+            )
+            if day < joined or on_leave:
                 continue
             expected += 1
             answered += (member.id, day) in answers
@@ -174,7 +182,10 @@ async def _participation(store: Store, start: date, end: date, schedule: TeamSch
 async def build_retro(store: Store, week_start: date, schedule: TeamSchedule, now: datetime) -> OutgoingMessage:
     report = ReportStore(store)
     last_start = week_start - timedelta(days=7)
-    this_range = (at_local(week_start, time(0), schedule.tz), at_local(week_start + timedelta(days=7), time(0), schedule.tz))
+    this_range = (
+        at_local(week_start, time(0), schedule.tz),
+        at_local(week_start + timedelta(days=7), time(0), schedule.tz),
+    )
     last_range = (at_local(last_start, time(0), schedule.tz), this_range[0])
     this = await report.week_numbers(*this_range, idle_days=IDLE_DAYS)
     last = await report.week_numbers(*last_range, idle_days=IDLE_DAYS)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
+from bot.app_keys import DATABASE_KEY, SETTINGS_KEY
 from schedules.firing import FiringResult, fire
 from schedules.jobs import JOBS, TeamSchedule
 from schedules.runners import CANDIDATES
@@ -100,7 +101,8 @@ class Scheduler:
                     late = now - slot.due_at
                     if late > self.grace:
                         log.warning(
-                            "skipped %s for team %s (%s) slot %s: due %s, now %s late (grace %s) — not sending stale pushes",
+                            "skipped %s for team %s (%s) slot %s: due %s, now %s late (grace %s)"
+                            " — not sending stale pushes",
                             kind.name, team.id, team.name, slot.key, slot.due_at.isoformat(), late, self.grace,
                         )
                         self._settled[key] = now
@@ -110,7 +112,9 @@ class Scheduler:
                     if result.status == "sent" and result.pushes:
                         fired.append(result)
                 except Exception:
-                    log.exception("job %s failed for team %s; will retry next tick inside the grace period", kind.name, team.id)
+                    log.exception(
+                        "job %s failed for team %s; will retry next tick inside the grace period", kind.name, team.id
+                    )
         self._prune(now)
         return fired
 
@@ -170,8 +174,6 @@ SCHEDULER_KEY = web.AppKey("scheduler", Scheduler)
 
 def scheduler_component(app: web.Application) -> None:
     """Run the scheduler for the app's lifetime (after the database is open)."""
-    from bot.app import DATABASE_KEY, SETTINGS_KEY
-
     async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         scheduler = Scheduler(app[DATABASE_KEY], retention_days=app[SETTINGS_KEY].retention_days)
         app[SCHEDULER_KEY] = scheduler

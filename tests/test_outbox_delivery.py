@@ -232,7 +232,8 @@ async def test_http_5xx_and_429_are_retried(http) -> None:
 async def test_the_app_runs_the_outbox_worker_for_its_lifetime(tmp_path) -> None:
     from aiohttp.test_utils import TestServer
 
-    from bot.app import DATABASE_KEY, build_app
+    from bot.app import build_app
+    from bot.app_keys import DATABASE_KEY
     from bot.outbox import OUTBOX_WORKER_KEY
     from bot.settings import Settings
 

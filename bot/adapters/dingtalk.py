@@ -22,6 +22,7 @@ from aiohttp import web
 
 from bot.adapters.dingtalk_receive import DingTalkCallbacks, parse_robot_message
 from bot.adapters.dingtalk_send import PLATFORM, DingTalkDeliverer, chat_destination, enqueue_reply, make_reply_sink
+from bot.app_keys import DATABASE_KEY, DELIVERERS_KEY, HTTP_SESSION_KEY, REPLY_SINKS_KEY, ROUTER_KEY, SETTINGS_KEY
 from bot.delivery import OutgoingMessage
 from bot.inbound import Inbound
 from bot.messages import IncomingMessage, Reply
@@ -106,8 +107,6 @@ def dingtalk_component(app: web.Application, inbound_options: dict[str, Any] | N
     `inbound_options` are passed to `Inbound.start` (workers, recover_every).
     """
     inbound_options = inbound_options or {}
-    from bot.app import DATABASE_KEY, DELIVERERS_KEY, HTTP_SESSION_KEY, REPLY_SINKS_KEY, ROUTER_KEY, SETTINGS_KEY
-
     settings = app[SETTINGS_KEY]
     callbacks = DingTalkCallbacks(settings)
     callbacks.routes(app)

@@ -68,7 +68,8 @@ async def _set_custom_robot(args: Args, value: str, store: Store, now: datetime)
     await store.audit(
         "configure", "team", store.team.id, {SETTING_KEY: _masked(before)}, {SETTING_KEY: _masked(robot)}, now
     )
-    return f"本组群推送将通过钉钉自定义机器人发送：{masked_webhook(robot['webhook'])}（加签 {mask_secret(secret, 5)}）。"
+    shown = f"{masked_webhook(robot['webhook'])}（加签 {mask_secret(secret, 5)}）"
+    return f"本组群推送将通过钉钉自定义机器人发送：{shown}。"
 
 
 def _masked(robot: dict[str, str] | None) -> dict[str, str] | None:

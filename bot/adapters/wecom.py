@@ -43,6 +43,7 @@ from bot.adapters.wecom_send import (
     truncate_bytes,
 )
 from bot.adapters.wecom_ws import WeComLongConnection
+from bot.app_keys import DATABASE_KEY, DELIVERERS_KEY, HTTP_SESSION_KEY, REPLY_SINKS_KEY, ROUTER_KEY, SETTINGS_KEY
 from bot.delivery import OutgoingMessage
 from bot.messages import IncomingMessage, Reply
 from bot.settings import Settings
@@ -285,8 +286,6 @@ WECOM_KEY = web.AppKey("wecom", WeComAdapter)
 
 def wecom_component(app: web.Application, *, wall_clock: Callable[[], float] = time.time) -> None:
     """Routes, reply sink and lifecycle of the WeCom adapter (added when `settings.wecom_enabled`)."""
-    from bot.app import DATABASE_KEY, DELIVERERS_KEY, HTTP_SESSION_KEY, REPLY_SINKS_KEY, ROUTER_KEY, SETTINGS_KEY
-
     adapter = WeComAdapter(app[SETTINGS_KEY], wall_clock=wall_clock)
     app[WECOM_KEY] = adapter
     app[REPLY_SINKS_KEY][PLATFORM] = adapter.reply_sink
