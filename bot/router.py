@@ -17,8 +17,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from rapidfuzz import fuzz, process
-
 from bot.messages import IncomingMessage, Reply
 from bot.settings import admin_ids_for
 from handlers.commands import ROLE_RANK, Args, CommandSpec, SettingsTable, UserError, role_refusal
@@ -112,6 +110,9 @@ class Router:
         head = text.split(" ", 1)[0] if text else ""
         if not head:
             return []
+        # Imported on use: only a command that was not understood needs it (2 MB of RSS).
+        from rapidfuzz import fuzz, process
+
         choices = {w: s for s in self.commands for w in (*s.words, s.alias)}
         found = process.extract(head[:12], list(choices), scorer=fuzz.ratio, limit=3, score_cutoff=50)
         seen: list[CommandSpec] = []

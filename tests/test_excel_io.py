@@ -10,6 +10,7 @@ from openpyxl import Workbook, load_workbook
 from sqlalchemy import delete, func, select
 
 from bot import cli
+from bot.cli_sheets import run_export, run_import
 from storage.models import Base, Customer, Member
 
 
@@ -68,7 +69,7 @@ ODD_SHEET = [
 async def test_import_reports_duplicates_and_bad_rows_and_imports_the_good_ones(bot, db, clock, tmp_path) -> None:
     await bot.say("认领 北京华为技术有限公司", user="张三")
     sheet = _xlsx(tmp_path / "张三的客户.xlsx", ODD_SHEET)
-    code, report = await cli.run_import(db, _args("import", "customers", str(sheet), "--team", "销售一组"), clock.now)
+    code, report = await run_import(db, _args("import", "customers", str(sheet), "--team", "销售一组"), clock.now)
     assert code == 0
     assert "已导入 3 个客户（其中 1 个进公海）" in report
     assert "第 2 行 华为技术：已存在客户「北京华为技术有限公司」（负责人 张三）" in report
@@ -97,7 +98,7 @@ async def test_a_dry_run_shows_what_would_happen_and_writes_nothing(bot, db, clo
     sheet = _xlsx(tmp_path / "a.xlsx", ODD_SHEET)
     before = await _count(db)
     args = _args("import", "customers", str(sheet), "--team", "销售一组", "--dry-run")
-    code, report = await cli.run_import(db, args, clock.now)
+    code, report = await run_import(db, args, clock.now)
     assert code == 0 and "预演" in report and "将导入 3 个客户" in report
     assert await _count(db) == before
 
@@ -106,7 +107,7 @@ async def test_a_chinese_excel_csv_in_gbk_with_short_headers_imports(bot, db, cl
     await bot.say("帮助", user="张三")
     path = tmp_path / "客户.csv"
     path.write_bytes("客户名,负责人,金额（万元）,阶段\n格力电器,张三,12.5,谈判\n".encode("gbk"))
-    code, report = await cli.run_import(db, _args("import", "customers", str(path), "--team", "销售一组"), clock.now)
+    code, report = await run_import(db, _args("import", "customers", str(path), "--team", "销售一组"), clock.now)
     assert code == 0 and "已导入 1 个客户（其中 0 个进公海）" in report
     [customer] = await _customers(db)
     assert customer[:5] == ("格力电器", "张三", "谈判", "active", 12_500_000)
@@ -114,10 +115,10 @@ async def test_a_chinese_excel_csv_in_gbk_with_short_headers_imports(bot, db, cl
 
 async def test_a_sheet_without_a_customer_column_is_refused(db, clock, tmp_path) -> None:
     sheet = _xlsx(tmp_path / "x.xlsx", [["姓名", "电话"], ["张三", "138"]])
-    code, text = await cli.run_import(db, _args("import", "customers", str(sheet), "--team", "销售一组"), clock.now)
+    code, text = await run_import(db, _args("import", "customers", str(sheet), "--team", "销售一组"), clock.now)
     assert code == 1 and "找不到「客户名称」列" in text
     missing = _args("import", "customers", str(tmp_path / "none.xlsx"), "--team", "t")
-    code, text = await cli.run_import(db, missing, clock.now)
+    code, text = await run_import(db, missing, clock.now)
     assert code == 1 and "找不到文件" in text
 
 
@@ -141,14 +142,14 @@ async def test_export_then_import_into_an_empty_database_gives_the_same_customer
     before = await _customers(db)
     out = tmp_path / "customers.xlsx"
     args = _args("export", "customers", "--team", "销售一组", "--out", str(out))
-    code, text = await cli.run_export(db, args, clock.now)
+    code, text = await run_export(db, args, clock.now)
     assert code == 0 and "5 行" in text
     sheet = load_workbook(out).active
     assert [c.value for c in sheet[1]][:6] == ["客户名称", "负责人", "负责人ID", "阶段", "金额（元）", "最近跟进"]
 
     await _empty(db)
     assert await _count(db) == 0
-    code, report = await cli.run_import(db, _args("import", "customers", str(out), "--team", "销售一组"), clock.now)
+    code, report = await run_import(db, _args("import", "customers", str(out), "--team", "销售一组"), clock.now)
     assert code == 0 and "已导入 5 个客户（其中 1 个进公海）" in report
     assert await _customers(db) == before
     [reply] = await bot.say("认领 华为技术", user="李四")
@@ -162,16 +163,16 @@ async def test_followups_and_points_export_as_workbooks(bot, db, clock, tmp_path
     await bot.say("接 #1", user="李四")
     out = tmp_path / "f.xlsx"
     args = _args("export", "followups", "--team", "销售一组", "--out", str(out))
-    assert (await cli.run_export(db, args, clock.now))[0] == 0
+    assert (await run_export(db, args, clock.now))[0] == 0
     rows = list(load_workbook(out).active.iter_rows(values_only=True))
     assert rows[0][:4] == ("时间", "客户", "记录人", "内容")
     assert rows[1][1:5] == ("华为", "张三", "初次拜访", "线索 → 初访")
     out = tmp_path / "p.xlsx"
     args = _args("export", "points", "--team", "销售一组", "--out", str(out))
-    assert (await cli.run_export(db, args, clock.now))[0] == 0
+    assert (await run_export(db, args, clock.now))[0] == 0
     rows = list(load_workbook(out).active.iter_rows(values_only=True))
     assert rows[1][1:5] == ("李四", 1, "接下求助", "#1 需要报价模板")
-    code, _ = await cli.run_export(db, _args("export", "points", "--team", "没有这个组", "--out", str(out)), clock.now)
+    code, _ = await run_export(db, _args("export", "points", "--team", "没有这个组", "--out", str(out)), clock.now)
     assert code == 1
 
 

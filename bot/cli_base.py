@@ -1,0 +1,24 @@
+"""What every `salesbot` sub-command module shares: the command signature and the prepared database."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from bot.app import open_database
+from bot.settings import Settings
+from storage.database import Database
+
+Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
+
+
+@asynccontextmanager
+async def prepared_database(settings: Settings) -> AsyncIterator[Database]:
+    """The configured database, migrated (SQLite) or checked (PostgreSQL), closed afterwards."""
+    db = open_database(settings)
+    try:
+        await db.prepare()
+        yield db
+    finally:
+        await db.close()
