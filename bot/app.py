@@ -21,42 +21,14 @@ from bot.app_keys import (
     ROUTER_KEY,
     SETTINGS_KEY,
 )
-from bot.router import Router
+from bot.assembly import build_router, open_database
 from bot.settings import Settings
-from handlers import all_commands
-from handlers.commands import SettingsTable, settings_table
 from storage.database import Database
 
 log = logging.getLogger("salesbot.app")
 
 # A component adds routes and lifecycle to the app (a platform adapter, the outbox, the scheduler).
 Component = Callable[[web.Application], None]
-
-
-def open_database(settings: Settings) -> Database:
-    """The process's database, with new organisations starting in the configured time zone."""
-    db = Database.from_url(settings.database_url)
-    db.default_timezone = settings.timezone
-    return db
-
-
-def all_settings() -> SettingsTable:
-    """Every `设置` row, in the order `设置` lists them: the team's own rows, each platform's group push,
-    the schedules, the points.
-
-    Both platforms' rows are offered whatever is configured (the console too): a team may be set up
-    before its platform is switched on, and the rows are plain parsing with no platform client behind them.
-    """
-    from bot.adapters import dingtalk_settings, wecom_settings
-    from handlers import admin, points, standup
-
-    return settings_table(
-        admin.settings, wecom_settings.settings, dingtalk_settings.settings, standup.settings, points.settings
-    )
-
-
-def build_router(db: Database, settings: Settings, **kwargs: Any) -> Router:
-    return Router(db, all_commands(), settings_table=all_settings(), admin_ids=settings.admins, **kwargs)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -16,7 +16,7 @@ from datetime import UTC
 from typing import Any
 
 from bot import cli_ops, cli_serve, cli_sheets
-from bot.app import open_database
+from bot.assembly import open_database
 from bot.cli_base import Command, prepared_database
 from bot.settings import ConfigError, Settings, load_settings
 from storage.engine import DatabaseURLError
@@ -28,7 +28,7 @@ log = logging.getLogger("salesbot")
 # ------------------------------------------------------------------- chat
 async def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     from bot.adapters.console import ConsoleChat
-    from bot.app import build_router
+    from bot.assembly import build_router
 
     async with prepared_database(settings) as db:
         chat = ConsoleChat(build_router(db, settings), team=args.team, user=args.user)

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from bot.app import open_database
+from bot.assembly import open_database
 from bot.settings import Settings
 from storage.database import Database
 

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextvars
 import gc
 import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.settings import Settings
@@ -62,7 +60,7 @@ async def _serve_one(settings: Settings) -> int:
     app = build_app(settings)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=STOP_TIMEOUT_S)
     await runner.setup()
-    in_flight = InFlight(app[ROUTER_KEY])
+    router = app[ROUTER_KEY]
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
     await site.start()
     # Everything built so far (modules, mappers, compiled statements) lives as long as the process:
@@ -75,13 +73,13 @@ async def _serve_one(settings: Settings) -> int:
     try:
         await stop.wait()
     finally:
-        finished_before = in_flight.finished
+        finished_before = router.finished
         try:
             await asyncio.wait_for(runner.cleanup(), STOP_TIMEOUT_S)
             left = ""
         except TimeoutError:
-            left = f", {in_flight.running} unfinished after {STOP_TIMEOUT_S:g} s (left for recovery)"
-    log.info("salesbot stopped: %s, %d in-flight finished%s", stop.name, in_flight.finished - finished_before, left)
+            left = f", {router.running} unfinished after {STOP_TIMEOUT_S:g} s (left for recovery)"
+    log.info("salesbot stopped: %s, %d in-flight finished%s", stop.name, router.finished - finished_before, left)
     return 0
 
 
@@ -104,40 +102,6 @@ class _StopSignal:
 
     async def wait(self) -> None:
         await self._event.wait()
-
-
-_counted: contextvars.ContextVar[bool] = contextvars.ContextVar("salesbot_in_flight_counted", default=False)
-
-
-class InFlight:
-    """Counts the commands the router is running, for the stop line.
-
-    Every platform's commands go through `Router.handle` (one message) or `Router.handle_queued`
-    (a DingTalk batch, which calls `handle` again for a refused one); the outermost call counts its
-    messages once.
-    """
-
-    def __init__(self, router: Any) -> None:
-        self.running = 0
-        self.finished = 0
-        router.handle = self._wrap(router.handle, lambda args: 1)
-        router.handle_queued = self._wrap(router.handle_queued, lambda args: len(args[0]))
-
-    def _wrap(self, fn: Callable[..., Awaitable[Any]], size: Callable[[tuple[Any, ...]], int]) -> Any:
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            if _counted.get():
-                return await fn(*args, **kwargs)
-            n = size(args)
-            token = _counted.set(True)
-            self.running += n
-            try:
-                return await fn(*args, **kwargs)
-            finally:
-                _counted.reset(token)
-                self.running -= n
-                self.finished += n
-
-        return counted
 
 
 async def _serve_workers(workers: int) -> int:

@@ -8,12 +8,13 @@ logged with an id and the user gets a short apology carrying that id — never a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
 import unicodedata
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -83,6 +84,8 @@ class Router:
         self.admin_ids = tuple(admin_ids)
         self._admins_of: dict[str, frozenset[str]] = {}
         self.reply_sink = reply_sink
+        self.running = 0
+        self.finished = 0
         self.clock = clock
         self._by_word: list[tuple[str, CommandSpec]] = sorted(
             [(w, s) for s in self.commands for w in s.words], key=lambda p: -len(p[0])
@@ -122,6 +125,16 @@ class Router:
         return seen
 
     # ----------------------------------------------------------------- handling
+    @contextlib.contextmanager
+    def _counting(self, n: int) -> Iterator[None]:
+        """Commands running now and finished so far, for the stop line of `salesbot serve`."""
+        self.running += n
+        try:
+            yield
+        finally:
+            self.running -= n
+            self.finished += n
+
     async def handle(self, msg: IncomingMessage, now: datetime | None = None, *, queued: bool = False) -> list[Reply]:
         """Run one message to completion and return what to answer in its chat.
 
@@ -130,6 +143,23 @@ class Router:
         (`Store.queue_inbound`) and the command's transaction marks it done with its effects; a message
         that is done already (a second worker or replica got it too) is skipped.
         """
+        with self._counting(1):
+            return await self._handle(msg, now, queued=queued)
+
+    async def handle_queued(self, msgs: Sequence[IncomingMessage]) -> list[list[Reply]]:
+        """Run several recorded (queued) messages in one transaction: group commit under load.
+
+        Each message still has all of its effects or none. They run one after another in one
+        transaction; when one of them is refused or fails, the whole transaction rolls back, the ones
+        before it run again as a batch, it runs alone (refusal recorded, or apology), and the ones after
+        it go on as a batch. So the cost of a refusal is one replay of the messages ahead of it, while a
+        batch that goes through pays for one BEGIN/COMMIT instead of one per message, and the outbox
+        wakes once for all of their replies.
+        """
+        with self._counting(len(msgs)):
+            return await self._handle_batch(msgs)
+
+    async def _handle(self, msg: IncomingMessage, now: datetime | None = None, *, queued: bool = False) -> list[Reply]:
         now = now or self.clock()
         error_id = uuid.uuid4().hex[:8]
         try:
@@ -145,18 +175,9 @@ class Router:
             log.exception("command failed error_id=%s platform=%s msg_id=%s", error_id, msg.platform, msg.msg_id)
             return [Reply(f"抱歉，处理这条消息时出错了（错误编号 {error_id}）。请稍后再试，或把编号告诉管理员。")]
 
-    async def handle_queued(self, msgs: Sequence[IncomingMessage]) -> list[list[Reply]]:
-        """Run several recorded (queued) messages in one transaction: group commit under load.
-
-        Each message still has all of its effects or none. They run one after another in one
-        transaction; when one of them is refused or fails, the whole transaction rolls back, the ones
-        before it run again as a batch, it runs alone through `handle` (refusal recorded, or apology),
-        and the ones after it go on as a batch. So the cost of a refusal is one replay of the
-        messages ahead of it, while a batch that goes through pays for one BEGIN/COMMIT instead of one
-        per message, and the outbox wakes once for all of their replies.
-        """
+    async def _handle_batch(self, msgs: Sequence[IncomingMessage]) -> list[list[Reply]]:
         if len(msgs) <= 1:
-            return [await self.handle(msg, queued=True) for msg in msgs]
+            return [await self._handle(msg, queued=True) for msg in msgs]
         done = 0
         try:
             async with self.db.transaction() as store:
@@ -178,12 +199,12 @@ class Router:
                 log.info(
                     "batch of %d rolled back at commit (%s); running them one by one", len(msgs), type(err).__name__
                 )
-                return [await self.handle(msg, queued=True) for msg in msgs]
+                return [await self._handle(msg, queued=True) for msg in msgs]
             if not isinstance(err, _Refused):
                 log.info("batch of %d rolled back at message %d (%s)", len(msgs), done + 1, type(err).__name__)
-            before = await self.handle_queued(msgs[:done])
-            alone = await self.handle(msgs[done], queued=True)
-            return [*before, alone, *(await self.handle_queued(msgs[done + 1 :]))]
+            before = await self._handle_batch(msgs[:done])
+            alone = await self._handle(msgs[done], queued=True)
+            return [*before, alone, *(await self._handle_batch(msgs[done + 1 :]))]
 
     async def _attempt(
         self, msg: IncomingMessage, now: datetime, queued: bool, refusal: Reply | None = None

@@ -7,16 +7,17 @@ never leave the process in clear.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
-
+from bot.config_fields import Check, Invalid, Location, Problem, build, validate
 from bot.masking import MASK, mask_secret
 from storage.engine import DEFAULT_DATABASE_URL, DatabaseURLError, async_url
 
@@ -28,7 +29,7 @@ class ConfigError(ValueError):
     """Raised with a message that names the offending setting (as its environment variable)."""
 
 
-def _aes_key(value: str | None, name: str) -> str | None:
+def _aes_key(value: str | None, name: str = "") -> str | None:
     if value is None or value == "":
         return None
     if len(value) != 43 or not value.isalnum():
@@ -40,15 +41,26 @@ CORPS_PATH = "wecom.corps"
 _CORP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-class WeComCorp(BaseModel):
+def _check_corp_id(value: str) -> str:
+    # It becomes a URL path segment and the organisation key; WeCom CorpIDs are letters and digits.
+    if not _CORP_ID.match(value):
+        raise ValueError(f"CorpID 只能包含字母、数字、_ 和 -（1–64 位），当前 {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WeComCorp:
     """One extra WeCom corp (`[[wecom.corps]]` in the TOML file); the env vars keep defining the default corp.
 
     A corp is its own organisation: its own callback URLs (`/wecom/aibot/<corp_id>`, `/wecom/app/<corp_id>`),
-    envelopes, access token and agent id. Errors raised here name the key as the message's first word
-    (`aibot_aes_key: …`), because a whole-entry check cannot point pydantic's location at one key.
+    envelopes, access token and agent id. Field types are enforced by `bot.config_fields.validate`.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    _checks: ClassVar[Mapping[str, Check]] = {
+        "corp_id": _check_corp_id,
+        "aibot_aes_key": _aes_key,  # the location already names the key
+        "app_aes_key": _aes_key,
+    }
 
     corp_id: str
     aibot_token: str | None = None
@@ -65,40 +77,72 @@ class WeComCorp(BaseModel):
     aibot_secret: str | None = None
     aibot_ws_url: str | None = None  # defaults to SALESBOT_WECOM_AIBOT_WS_URL
 
-    @field_validator("corp_id")
-    @classmethod
-    def _check_corp_id(cls, value: str) -> str:
-        # It becomes a URL path segment and the organisation key; WeCom CorpIDs are letters and digits.
-        if not _CORP_ID.match(value):
-            raise ValueError(f"CorpID 只能包含字母、数字、_ 和 -（1–64 位），当前 {value!r}")
-        return value
+    def __post_init__(self) -> None:
+        validate(self)
 
-    @field_validator("aibot_aes_key", "app_aes_key")
-    @classmethod
-    def _check_aes(cls, value: str | None, info: Any) -> str | None:
-        return _aes_key(value, "")  # the location already names the key
-
-    @model_validator(mode="after")
-    def _check_groups(self) -> WeComCorp:
+    def _problem(self) -> Problem | None:
         for a, b in (("aibot_token", "aibot_aes_key"), ("app_token", "app_aes_key")):
             if bool(getattr(self, a)) != bool(getattr(self, b)):
                 missing, present = (b, a) if getattr(self, a) else (a, b)
-                raise ValueError(f"{missing}: 缺少（与 {present} 配套）")
+                return (missing,), f"缺少（与 {present} 配套）"
         if self.app_secret and self.agent_id is None:
-            raise ValueError("agent_id: 缺少（发送应用消息需要，与 app_secret 配套）")
+            return ("agent_id",), "缺少（发送应用消息需要，与 app_secret 配套）"
         if self.aibot_mode == "websocket" and not (self.aibot_bot_id and self.aibot_secret):
             missing = "aibot_secret" if self.aibot_bot_id else "aibot_bot_id"
-            raise ValueError(f"{missing}: 缺少（长连接模式需要 aibot_bot_id 和 aibot_secret）")
+            return (missing,), "缺少（长连接模式需要 aibot_bot_id 和 aibot_secret）"
         if not (self.aibot_token or self.app_token or self.app_secret or self.aibot_mode == "websocket"):
-            raise ValueError(
-                "aibot_token: 至少需要配置 aibot_token/aibot_aes_key、app_token/app_aes_key、"
-                "app_secret 或长连接模式之一"
+            return ("aibot_token",), (
+                "至少需要配置 aibot_token/aibot_aes_key、app_token/app_aes_key、app_secret 或长连接模式之一"
             )
-        return self
+        return None
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def _split_admins(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.replace("，", ",").split(",") if v.strip())
+    return value
+
+
+def _check_retention(value: int) -> int:
+    if value < 0:
+        raise ValueError(f"必须是 0（不清理）或正整数（天数），当前 {value}")
+    return value
+
+
+def _check_url(value: str) -> str:
+    try:
+        async_url(value)
+    except DatabaseURLError as err:
+        raise ValueError(str(err)) from None
+    return value
+
+
+def _check_tz(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"未知时区 {value!r}，示例：Asia/Shanghai") from None
+    return value
+
+
+def _env_aes_key(field: str) -> Check:
+    return functools.partial(_aes_key, name=ENV_PREFIX + field.upper())
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting, typed; constructing one (directly or via `load_settings`) validates it.
+
+    Field types are enforced by `bot.config_fields.validate`; `_checks` and `_problem` add what a type cannot say.
+    """
+
+    _parsers: ClassVar[Mapping[str, Check]] = {"admins": _split_admins}  # "a, b，c" from SALESBOT_ADMINS
+    _checks: ClassVar[Mapping[str, Check]] = {
+        "retention_days": _check_retention,
+        "database_url": _check_url,
+        "timezone": _check_tz,
+        **{f: _env_aes_key(f) for f in ("wecom_aibot_aes_key", "wecom_app_aes_key", "dingtalk_event_aes_key")},
+    }
 
     database_url: str = DEFAULT_DATABASE_URL
     admins: tuple[str, ...] = ()
@@ -136,45 +180,10 @@ class Settings(BaseModel):
     dingtalk_oapi_base: str = "https://oapi.dingtalk.com"
     dingtalk_api_base: str = "https://api.dingtalk.com"
 
-    @field_validator("admins", mode="before")
-    @classmethod
-    def _split_admins(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(v.strip() for v in value.replace("，", ",").split(",") if v.strip())
-        return value
+    def __post_init__(self) -> None:
+        validate(self)
 
-    @field_validator("retention_days")
-    @classmethod
-    def _check_retention(cls, value: int) -> int:
-        if value < 0:
-            raise ValueError(f"必须是 0（不清理）或正整数（天数），当前 {value}")
-        return value
-
-    @field_validator("database_url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        try:
-            async_url(value)
-        except DatabaseURLError as err:
-            raise ValueError(str(err)) from None
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_tz(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"未知时区 {value!r}，示例：Asia/Shanghai") from None
-        return value
-
-    @field_validator("wecom_aibot_aes_key", "wecom_app_aes_key", "dingtalk_event_aes_key")
-    @classmethod
-    def _check_aes(cls, value: str | None, info: Any) -> str | None:
-        return _aes_key(value, ENV_PREFIX + info.field_name.upper())
-
-    @model_validator(mode="after")
-    def _check_groups(self) -> Settings:
+    def _problem(self) -> Problem | None:
         pairs = [
             ("wecom_aibot_token", "wecom_aibot_aes_key"),
             ("wecom_app_token", "wecom_app_aes_key"),
@@ -185,22 +194,27 @@ class Settings(BaseModel):
             if bool(getattr(self, a)) != bool(getattr(self, b)):
                 missing = b if getattr(self, a) else a
                 partner = (a if missing == b else b).upper()
-                raise ValueError(f"缺少 {ENV_PREFIX}{missing.upper()}（与 {ENV_PREFIX}{partner} 配套）")
+                return (), f"缺少 {ENV_PREFIX}{missing.upper()}（与 {ENV_PREFIX}{partner} 配套）"
         if self.wecom_app_token and not self.wecom_corp_id:
-            raise ValueError(f"缺少 {ENV_PREFIX}WECOM_CORP_ID（自建应用回调需要 CorpID 校验）")
+            return (), f"缺少 {ENV_PREFIX}WECOM_CORP_ID（自建应用回调需要 CorpID 校验）"
         if self.wecom_app_secret and (not self.wecom_corp_id or self.wecom_agent_id is None):
-            raise ValueError(f"缺少 {ENV_PREFIX}WECOM_CORP_ID 或 {ENV_PREFIX}WECOM_AGENT_ID（发送应用消息需要）")
+            return (), f"缺少 {ENV_PREFIX}WECOM_CORP_ID 或 {ENV_PREFIX}WECOM_AGENT_ID（发送应用消息需要）"
         if self.wecom_aibot_mode == "websocket" and not (self.wecom_aibot_bot_id and self.wecom_aibot_secret):
-            raise ValueError(f"长连接模式需要 {ENV_PREFIX}WECOM_AIBOT_BOT_ID 和 {ENV_PREFIX}WECOM_AIBOT_SECRET")
+            return (), f"长连接模式需要 {ENV_PREFIX}WECOM_AIBOT_BOT_ID 和 {ENV_PREFIX}WECOM_AIBOT_SECRET"
+        if problem := self._duplicate_corp():
+            return problem
+        if self.dingtalk_mode == "stream" and not self.dingtalk_app_key:
+            return (), f"Stream 模式需要 {ENV_PREFIX}DINGTALK_APP_KEY 和 {ENV_PREFIX}DINGTALK_APP_SECRET"
+        return None
+
+    def _duplicate_corp(self) -> Problem | None:
         seen: set[str] = {self.wecom_corp_id} if self.wecom_corp_id else set()
         for index, corp in enumerate(self.wecom_corps):
             if corp.corp_id in seen:
                 where = f"{ENV_PREFIX}WECOM_CORP_ID" if corp.corp_id == self.wecom_corp_id else "前面的条目"
-                raise ValueError(f"{CORPS_PATH}[{index}].corp_id: {corp.corp_id} 重复（与 {where} 相同）")
+                return ("wecom_corps", index, "corp_id"), f"{corp.corp_id} 重复（与 {where} 相同）"
             seen.add(corp.corp_id)
-        if self.dingtalk_mode == "stream" and not self.dingtalk_app_key:
-            raise ValueError(f"Stream 模式需要 {ENV_PREFIX}DINGTALK_APP_KEY 和 {ENV_PREFIX}DINGTALK_APP_SECRET")
-        return self
+        return None
 
     @property
     def wecom_enabled(self) -> bool:
@@ -215,7 +229,7 @@ class Settings(BaseModel):
     def masked(self) -> dict[str, Any]:
         """The effective configuration with every secret replaced, for printing."""
         out: dict[str, Any] = {}
-        for name, value in self.model_dump().items():
+        for name, value in dataclasses.asdict(self).items():
             if name == "wecom_corps":
                 out[name] = [_mask_secrets(corp) for corp in value]
             elif name == "database_url":
@@ -258,7 +272,7 @@ def _from_toml(path: Path) -> dict[str, Any]:
     return flat
 
 
-def _error_location(loc: tuple[Any, ...], message: str) -> str:
+def _error_location(loc: Location, message: str) -> str:
     """`SALESBOT_WECOM_AIBOT_AES_KEY: …` for flat settings, `wecom.corps[1].aibot_aes_key: …` for a corp entry."""
     if loc and loc[0] == "wecom_corps":
         if len(loc) == 1:
@@ -266,8 +280,7 @@ def _error_location(loc: tuple[Any, ...], message: str) -> str:
         entry = f"{CORPS_PATH}[{loc[1]}]"
         if len(loc) > 2:
             return f"{entry}.{'.'.join(str(p) for p in loc[2:])}: {message}"
-        # A whole-entry check names the key as the first word of its message (see WeComCorp).
-        return f"{entry}.{message}" if re.match(r"^[a-z_]+: ", message) else f"{entry}: {message}"
+        return f"{entry}: {message}"
     field = ".".join(str(p) for p in loc)
     return f"{ENV_PREFIX}{field.upper()}: {message}" if field else message
 
@@ -282,20 +295,16 @@ def load_settings(
         config_file = env[ENV_PREFIX + "CONFIG"]
     if config_file is not None:
         values.update(_from_toml(Path(config_file)))
-    known = set(Settings.model_fields) - {"wecom_corps"}  # a list of corps only fits in the TOML file
+    # A list of corps only fits in the TOML file.
+    known = {f.name for f in dataclasses.fields(Settings)} - {"wecom_corps"}
     for key, value in env.items():
         if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() in known and value != "":
             values[key[len(ENV_PREFIX) :].lower()] = value
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return Settings(**values)
-    except ValidationError as err:
-        problems = []
-        for e in err.errors():
-            message = e["msg"].removeprefix("Value error, ")
-            if e["type"] == "extra_forbidden":
-                message = "未知的设置项"
-            problems.append(_error_location(e["loc"], message))
+        return build(Settings, values)
+    except Invalid as err:
+        problems = [_error_location(loc, message) for loc, message in err.problems]
         raise ConfigError("配置错误：\n" + "\n".join(problems)) from None
 
 

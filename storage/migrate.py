@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest revision in migrations/versions/. A new migration changes it (the test says so).
 HEAD_REVISION = "0005_collaborator_member_index"
+# Alembic's own bookkeeping table, as `alembic upgrade` creates it.
+_VERSION_TABLE_DDL = (
+    "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+    "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+)
 
 
 class SchemaNotReady(RuntimeError):
@@ -97,14 +102,38 @@ async def _run_command(engine: AsyncEngine, run: Callable[[Config], None]) -> No
         await conn.run_sync(_with_connection)
 
 
+async def create_at_head(engine: AsyncEngine) -> bool:
+    """A brand-new SQLite database gets the head schema in one step: the models' DDL and Alembic's version row.
+
+    The first `salesbot chat` on a new SQLite file would otherwise import Alembic and replay every
+    migration (~0.15 s of a start-up that should answer in half a second). tests/test_migrations.py
+    checks that the result — tables, columns, indexes, constraints and rows — is what the migrations
+    give, so a migration that seeds rows shows up there. Returns False, creating nothing, when the
+    database has any table already (another process got there first, or an old schema to migrate).
+    """
+    from storage.models import Base
+
+    async with engine.begin() as conn:
+        tables = (await conn.execute(text("SELECT count(*) FROM sqlite_master WHERE type = 'table'"))).scalar_one()
+        if tables:
+            return False
+        await conn.run_sync(Base.metadata.create_all)
+        await conn.execute(text(_VERSION_TABLE_DDL))
+        await conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:head)"), {"head": HEAD_REVISION})
+    return True
+
+
 async def ensure_schema(engine: AsyncEngine, *, auto_migrate: bool) -> None:
     """Migrate (SQLite default) or check (PostgreSQL) that the schema is at head.
 
     At head — the usual start — this is one SELECT and no Alembic import.
     """
-    if await _recorded_revision(engine) == HEAD_REVISION:
+    recorded = await _recorded_revision(engine)
+    if recorded == HEAD_REVISION:
         return
     if auto_migrate:
+        if recorded is None and engine.dialect.name == "sqlite" and await create_at_head(engine):
+            return
         await upgrade(engine)
         return
     current = await current_revision(engine)

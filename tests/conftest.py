@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.adapters.console import ConsoleChat
-from bot.app import all_settings
+from bot.assembly import all_settings
 from bot.router import Router
 from handlers import all_commands
 from storage import migrate

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 from decimal import Decimal
 
-from bot.app import all_settings
+from bot.assembly import all_settings
 from bot.messages import IncomingMessage
 from bot.router import Router
 from handlers import all_commands

@@ -19,7 +19,7 @@ from bot.adapters.dingtalk_send import DingTalkDeliverer
 from bot.adapters.dingtalk_send import dest_key as ding_dest_key
 from bot.adapters.wecom_send import WeComDeliverer
 from bot.adapters.wecom_send import dest_key as wecom_dest_key
-from bot.app import all_settings
+from bot.assembly import all_settings
 from bot.delivery import OutgoingMessage
 from bot.messages import IncomingMessage
 from bot.outbox import OutboxWorker, enqueue_message

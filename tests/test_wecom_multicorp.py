@@ -208,7 +208,7 @@ agent_id = 1000002
         load(good + good)
     with pytest.raises(ConfigError, match=r"wecom\.corps\[0\]\.corp_id: ww1 重复（与 SALESBOT_WECOM_CORP_ID"):
         load(good.replace('"ww2"', '"ww1"'))
-    with pytest.raises(ConfigError, match=r"wecom\.corps\[0\]\.corp_id: Field required"):
+    with pytest.raises(ConfigError, match=r"wecom\.corps\[0\]\.corp_id: 缺少"):
         load(good.replace('corp_id = "ww2"', ""))
     with pytest.raises(ConfigError, match=r"wecom\.corps\[0\]\.corp_id: CorpID"):
         load(good.replace('"ww2"', '"ww/2"'))

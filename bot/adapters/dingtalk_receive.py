@@ -170,13 +170,22 @@ class DingTalkCallbacks:
         self.settings = settings
         self.wall_clock = wall_clock
         self.inbound: Inbound | None = None
-        self.crypto = event_crypto(settings) if settings.dingtalk_event_token else None
+        self.events_enabled = bool(settings.dingtalk_event_token)
+        # dingtalk-sdk (26 MB with the requests stack it imports) is loaded by the first event callback
+        # whose signature holds, not at start: event callbacks are rare and a forged one never loads it.
+        self._crypto: DingTalkCrypto | None = None
 
     def routes(self, app: web.Application) -> None:
         if self.settings.dingtalk_mode == "http":
             app.router.add_post("/dingtalk/robot", self.robot_callback)
-        if self.crypto is not None:
+        if self.events_enabled:
             app.router.add_post("/dingtalk/events", self.event_callback)
+
+    @property
+    def crypto(self) -> DingTalkCrypto:
+        if self._crypto is None:
+            self._crypto = event_crypto(self.settings)
+        return self._crypto
 
     async def robot_callback(self, request: web.Request) -> web.Response:
         inbound = self.inbound
@@ -210,7 +219,7 @@ class DingTalkCallbacks:
         return web.json_response({})
 
     async def event_callback(self, request: web.Request) -> web.Response:
-        assert self.inbound is not None and self.crypto is not None
+        assert self.inbound is not None and self.events_enabled
         started = time.monotonic()
         query = request.query
         signature = query.get("signature") or query.get("msg_signature")
