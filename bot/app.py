@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bot.adapters.common import platform_session
 from bot.app_keys import (
     DATABASE_KEY,
     DELIVERERS_KEY,
@@ -57,7 +58,8 @@ def build_app(
     app[DELIVERERS_KEY] = {}
 
     async def http_session_ctx(app: web.Application) -> AsyncIterator[None]:
-        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        # Every platform call of this process uses this session; it never follows a redirect.
+        session = platform_session(timeout=aiohttp.ClientTimeout(total=10))
         app[HTTP_SESSION_KEY] = session
         yield
         await session.close()

@@ -1,18 +1,22 @@
 """What every adapter does the same way: bounded request bodies, refusing a callback, splitting a reply
-into outbox rows, and calling a platform API with a token that may have been revoked.
+into outbox rows, calling a platform API with a token that may have been revoked, and never following a
+platform's redirect.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from bot.adapters.tokens import TokenCache
-from bot.delivery import OutgoingMessage, RetryLater, split_text
+from bot.delivery import OutgoingMessage, PermanentFailure, RetryLater, split_text
 
 if TYPE_CHECKING:
     from storage.store import Store
@@ -92,3 +96,74 @@ async def with_fresh_token(
             return result
         tokens.invalidate(token)
     raise RetryLater("access token rejected twice")
+
+
+# ------------------------------------------------------------------ platform HTTP: redirects are never followed
+# A platform API never answers 3xx (PLATFORMS.md documents none). One that does — a mistyped base URL, a
+# proxy, a hijacked name, a forged callback URL on the allowed host — must not make the bot re-send the reply,
+# its access token or its webhook key to whatever host the redirect names. Every platform call goes through
+# `platform_request` (allow_redirects=False; a 3xx is a delivery failure), and the process's session refuses
+# to follow one anyway (`platform_session`), for the calls aiohttp gives no per-request switch (ws_connect).
+
+http_log = logging.getLogger("salesbot.http")
+
+
+class RedirectRefused(PermanentFailure):
+    """A platform call answered 3xx. Permanent: the host we were told to use sent us elsewhere, and no retry
+    of ours changes that — each one would only ask the same host again. The row fails with the status and the
+    hosts in its reason (never the path or query: they carry keys and tokens); once the operator has fixed the
+    base URL or the network, `salesbot outbox retry --failed` sends it again."""
+
+
+def _host(url: URL | str) -> str:
+    try:
+        parsed = url if isinstance(url, URL) else URL(url)
+    except (TypeError, ValueError):
+        return "?"
+    host = parsed.host or "?"
+    return f"{host}:{parsed.port}" if parsed.port and not parsed.is_default_port() else host
+
+
+def refuse_redirect(what: str, resp: aiohttp.ClientResponse) -> RedirectRefused:
+    """Log the refused redirect (one line: status, host, where it pointed — hosts only) and the error to raise."""
+    source, target = _host(resp.url), _host(resp.headers.get("Location", ""))
+    http_log.warning("%s: HTTP %d redirect from %s to %s refused (platform calls never follow redirects)",
+                     what, resp.status, source, target)
+    return RedirectRefused(f"{what}: HTTP {resp.status} redirect from {source} to {target} refused")
+
+
+@asynccontextmanager
+async def platform_request(
+    session: aiohttp.ClientSession, method: str, url: str | URL, *, what: str, **kwargs: Any
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """`session.request(...)` that never follows a redirect: a 3xx answer raises `RedirectRefused`.
+
+    `what` names the call in the log line and the failure reason ("message/send", "sessionWebhook").
+    """
+    async with session.request(method, url, allow_redirects=False, **kwargs) as resp:
+        if 300 <= resp.status < 400:
+            raise refuse_redirect(what, resp)
+        yield resp
+
+
+class RedirectBlocked(aiohttp.ClientResponseError):
+    """Raised by the process session when a call that did not go through `platform_request` got a 3xx."""
+
+
+async def _on_redirect(
+    session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestRedirectParams
+) -> None:
+    resp = params.response
+    source, target = _host(resp.url), _host(resp.headers.get("Location", ""))
+    http_log.warning("HTTP %d redirect from %s to %s refused (platform calls never follow redirects)",
+                     resp.status, source, target)
+    resp.close()
+    raise RedirectBlocked(resp.request_info, (resp,), status=resp.status, message="redirect refused")
+
+
+def platform_session(**kwargs: Any) -> aiohttp.ClientSession:
+    """The process's HTTP session: a redirect answered to any call on it is refused before it is followed
+    (aiohttp's `ws_connect` has no `allow_redirects`; a long connection's first frame carries the bot secret)."""
+    trace = aiohttp.TraceConfig()
+    trace.on_request_redirect.append(_on_redirect)
+    return aiohttp.ClientSession(trace_configs=[trace, *kwargs.pop("trace_configs", [])], **kwargs)

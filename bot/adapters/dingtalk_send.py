@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from bot.adapters.common import enqueue_split, with_fresh_token
+from bot.adapters.common import enqueue_split, platform_request, with_fresh_token
 from bot.adapters.tokens import TokenCache
 from bot.delivery import OutgoingMessage, PermanentFailure, RateLimit, RetryLater
 from bot.messages import IncomingMessage, Reply, render_mentions
@@ -213,7 +213,7 @@ class DingTalkDeliverer:
             if fallback:
                 return await self.deliver(fallback, message)
             raise PermanentFailure("sessionWebhook expired and no fallback")
-        data = await self._post_legacy(url, robot_markdown_body(message))
+        data = await self._post_legacy(url, robot_markdown_body(message), what="sessionWebhook")
         if data.get("errcode") == SESSION_GONE and fallback:
             return await self.deliver(fallback, message)
         self._check_legacy(data, what="sessionWebhook")
@@ -248,7 +248,7 @@ class DingTalkDeliverer:
         if robot.get("secret"):
             ts = str(int(self.wall_clock() * 1000))  # fresh per request: DingTalk rejects > 1 h old
             params = {"timestamp": ts, "sign": sign(robot["secret"], ts)}
-        data = await self._post_legacy(webhook, robot_markdown_body(message), params=params)
+        data = await self._post_legacy(webhook, robot_markdown_body(message), what="custom robot", params=params)
         self._check_legacy(data, what="custom robot")
 
     # ---------------------------------------------------------------- member (direct)
@@ -276,7 +276,8 @@ class DingTalkDeliverer:
     async def _fetch_token(self) -> tuple[str, float]:
         body = {"appKey": self.settings.dingtalk_app_key, "appSecret": self.settings.dingtalk_app_secret}
         try:
-            async with self.http.post(f"{self.api}/v1.0/oauth2/accessToken", json=body, timeout=HTTP_TIMEOUT) as resp:
+            async with platform_request(self.http, "POST", f"{self.api}/v1.0/oauth2/accessToken",
+                                        what="dingtalk accessToken", json=body, timeout=HTTP_TIMEOUT) as resp:
                 data = await resp.json(content_type=None)
                 status = resp.status
         except (TimeoutError, aiohttp.ClientError, ValueError) as err:
@@ -288,10 +289,13 @@ class DingTalkDeliverer:
             raise PermanentFailure(f"access token refused: HTTP {status} {code}", destination_broken=True)
         return str(data["accessToken"]), float(data.get("expireIn") or 7200)
 
-    async def _post_legacy(self, url: str, body: dict[str, Any],
+    async def _post_legacy(self, url: str, body: dict[str, Any], *, what: str,
                            params: dict[str, str] | None = None) -> dict[str, Any]:
+        # Redirects are refused (`RedirectRefused`, permanent): the URL's host is the destination we checked,
+        # and following would carry the reply and the token or signature to another one.
         try:
-            async with self.http.post(url, json=body, params=params, timeout=HTTP_TIMEOUT) as resp:
+            async with platform_request(self.http, "POST", url, what=f"dingtalk {what}", json=body, params=params,
+                                        timeout=HTTP_TIMEOUT) as resp:
                 if resp.status >= 500 or resp.status == 429:
                     raise RetryLater(f"HTTP {resp.status}")
                 data = await resp.json(content_type=None)
@@ -327,7 +331,8 @@ class DingTalkDeliverer:
 
     async def _post_topapi(self, path: str, body: dict[str, Any]) -> None:
         async def post(token: str) -> dict[str, Any]:
-            return await self._post_legacy(f"{self.oapi}{path}", body, params={"access_token": token})
+            return await self._post_legacy(f"{self.oapi}{path}", body, what="work notification",
+                                           params={"access_token": token})
 
         data = await with_fresh_token(self.tokens, post, _legacy_token_rejected)
         self._check_legacy(data, what="work notification")
@@ -335,8 +340,9 @@ class DingTalkDeliverer:
     async def _post_api(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         async def post(token: str) -> tuple[int, Any]:
             try:
-                async with self.http.post(f"{self.api}{path}", json=body, timeout=HTTP_TIMEOUT,
-                                          headers={"x-acs-dingtalk-access-token": token}) as resp:
+                async with platform_request(self.http, "POST", f"{self.api}{path}", what=f"dingtalk {path}",
+                                            json=body, timeout=HTTP_TIMEOUT,
+                                            headers={"x-acs-dingtalk-access-token": token}) as resp:
                     try:
                         return resp.status, await resp.json(content_type=None)
                     except ValueError:

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from bot.adapters.common import Rejected
+from bot.adapters.common import RedirectRefused, Rejected, platform_request
 from bot.adapters.dingtalk_send import PLATFORM
 from bot.inbound import Inbound
 from bot.settings import Settings
@@ -36,7 +36,8 @@ SUBSCRIPTIONS = [
 
 
 class StreamAuthError(Exception):
-    """The gateway refused our credentials; retrying quickly will not help."""
+    """The gateway refused our credentials, or redirected us (never followed: the request carries the app
+    secret); retrying quickly will not help."""
 
 
 class StreamClient:
@@ -91,12 +92,16 @@ class StreamClient:
             "localIp": _local_ip(),
         }
         url = self.settings.dingtalk_api_base.rstrip("/") + "/v1.0/gateway/connections/open"
-        async with self.http.post(url, json=body, timeout=aiohttp.ClientTimeout(total=10)) as resp:
-            data = await resp.json(content_type=None)
-            if resp.status in (401, 403):
-                raise StreamAuthError(f"gateway refused the app credentials (HTTP {resp.status})")
-            if resp.status != 200:
-                raise aiohttp.ClientResponseError(resp.request_info, resp.history, status=resp.status)
+        try:
+            async with platform_request(self.http, "POST", url, what="dingtalk stream open", json=body,
+                                        timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                data = await resp.json(content_type=None)
+                if resp.status in (401, 403):
+                    raise StreamAuthError(f"gateway refused the app credentials (HTTP {resp.status})")
+                if resp.status != 200:
+                    raise aiohttp.ClientResponseError(resp.request_info, resp.history, status=resp.status)
+        except RedirectRefused as err:
+            raise StreamAuthError(err.reason) from None
         return str(data["endpoint"]), str(data["ticket"])
 
     async def serve(self, endpoint: str, ticket: str) -> bool:

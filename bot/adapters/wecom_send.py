@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from bot.adapters.common import with_fresh_token
+from bot.adapters.common import platform_request, with_fresh_token
 from bot.adapters.tokens import TokenCache
 from bot.delivery import Deliverer, OutgoingMessage, PermanentFailure, RateLimit, RetryLater
 from bot.messages import render_mentions
@@ -141,6 +141,7 @@ class CorpApp:
         data = await self.deliverer._call(
             "GET",
             f"{self.api_base}/cgi-bin/gettoken",
+            what="wecom gettoken",
             params={"corpid": self.corp_id, "corpsecret": self.app_secret},
         )
         errcode = data.get("errcode", 0)
@@ -317,7 +318,7 @@ class WeComDeliverer:
 
         async def send(token: str) -> dict[str, Any]:
             url = f"{app.api_base}/cgi-bin/message/send"
-            return await self._call("POST", url, params={"access_token": token}, json=body)
+            return await self._call("POST", url, what="wecom message/send", params={"access_token": token}, json=body)
 
         # WeCom may revoke a token before expires_in; refresh once and resend.
         data = await with_fresh_token(app.tokens, send, lambda answer: answer.get("errcode", 0) in TOKEN_INVALID)
@@ -339,7 +340,7 @@ class WeComDeliverer:
             raise PermanentFailure("response_url host does not match SALESBOT_WECOM_API_BASE")
         content = truncate_bytes(render_markdown(message, native_mentions=False), MARKDOWN_MAX_BYTES)
         body = {"msgtype": "markdown", "markdown": {"content": content}}
-        data = await self._call("POST", url, json=body)
+        data = await self._call("POST", url, what="wecom response_url", json=body)
         errcode = data.get("errcode", 0)
         if errcode != 0:
             # One-shot and valid 1 h: any error means it is spent or expired — never retry.
@@ -356,9 +357,12 @@ class WeComDeliverer:
         await ws.send_markdown(str(destination["chatid"]), content)
 
     # ------------------------------------------------------------------ HTTP
-    async def _call(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+    async def _call(self, method: str, url: str, *, what: str, **kwargs: Any) -> dict[str, Any]:
+        """One API call's JSON answer. A redirect is refused (`RedirectRefused`, permanent): it would carry the
+        access token or the reply to another host."""
         try:
-            async with self.session.request(method, url, timeout=REQUEST_TIMEOUT, **kwargs) as resp:
+            async with platform_request(self.session, method, url, what=what, timeout=REQUEST_TIMEOUT,
+                                        **kwargs) as resp:
                 if resp.status >= 500:
                     raise RetryLater(f"HTTP {resp.status}")
                 if resp.status != 200:

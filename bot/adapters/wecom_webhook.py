@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from bot.adapters.common import platform_request
 from bot.delivery import OutgoingMessage, PermanentFailure, RateLimit, RetryLater
 from bot.masking import mask_secret
 from bot.messages import render_mentions
@@ -90,7 +91,9 @@ class WeComWebhookDeliverer:
         payload = {"msgtype": "markdown", "markdown": {"content": content}}
         url = f"{self.api_base}/cgi-bin/webhook/send"
         try:
-            async with self.session.post(url, params={"key": key}, json=payload, timeout=self.timeout) as resp:
+            # A redirect is refused (permanent, `RedirectRefused`): following it would hand the key to its host.
+            async with platform_request(self.session, "POST", url, what=f"webhook {masked}", params={"key": key},
+                                        json=payload, timeout=self.timeout) as resp:
                 if resp.status == 429 or resp.status >= 500:
                     raise RetryLater(f"webhook {masked}: HTTP {resp.status}")
                 if resp.status >= 400:

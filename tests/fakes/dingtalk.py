@@ -446,6 +446,9 @@ class FakeDingTalk:
         self._stream_active: list[_StreamConn] = []
         self._frames_by_id: dict[str, dict[str, Any]] = {}
         self._task_ids = iter(range(256271667526, 10**15))
+        #: (method, path) of every request answered with a forced redirect (`redirect_next`), oldest first.
+        self.redirected: list[tuple[str, str]] = []
+        self._redirects: dict[str, deque[tuple[str, int]]] = {}
         self._cond: asyncio.Condition | None = None
         self._oapi_runner: web.AppRunner | None = None
         self._api_runner: web.AppRunner | None = None
@@ -483,7 +486,7 @@ class FakeDingTalk:
         return runner, int(port)
 
     def _build_oapi_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._redirect_middleware])
         app.router.add_get("/gettoken", self._route("gettoken", self._h_gettoken))
         app.router.add_post("/robot/send", self._route("custom_robot", self._h_custom_robot))
         app.router.add_post("/robot/sendBySession", self._route("session_webhook", self._h_session))
@@ -495,7 +498,7 @@ class FakeDingTalk:
         return app
 
     def _build_api_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._redirect_middleware])
         app.router.add_post("/v1.0/oauth2/accessToken", self._route("oauth2_token", self._h_oauth2_token))
         app.router.add_post("/v1.0/robot/groupMessages/send", self._route("group_message", self._h_group))
         app.router.add_post("/v1.0/robot/oToMessages/batchSend", self._route("oto_message", self._h_oto))
@@ -611,6 +614,25 @@ class FakeDingTalk:
     @property
     def oauth2_token_requests(self) -> int:
         return len(self.requests("oauth2_token"))
+
+    def redirect_next(self, path: str, to_base: str, *, status: int = 307, count: int = 1) -> None:
+        """Answer the next *count* requests to *path* (either host, any method, the Stream WebSocket upgrade
+        too) with *status* and ``Location: <to_base><the request's path and query>`` — as a hijacked or
+        misconfigured host would. The request is not handled (not recorded in `received`)."""
+        self._redirects.setdefault(path, deque()).extend([(to_base.rstrip("/"), status)] * count)
+
+    @web.middleware
+    async def _redirect_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        queue = self._redirects.get(request.path)
+        if not queue:
+            return await handler(request)
+        to_base, status = queue.popleft()
+        await request.read()
+        self.redirected.append((request.method, request.path))
+        await self._notify()
+        return web.Response(status=status, headers={"Location": to_base + request.path_qs})
 
     def fail_next(self, path: str, *, status: int | None = None, body: Any = None, times: int = 1) -> None:
         """Answer the next ``times`` requests to ``path`` with ``status``/``body`` (still recorded).

@@ -397,6 +397,10 @@ class FakeWeCom:
         self._ws_active: _WsConn | None = None
         self._ws_callbacks: dict[str, float] = {}  # callback req_id -> clock() when pushed
 
+        #: (method, path) of every request answered with a forced redirect (`redirect_next`), oldest first.
+        self.redirected: list[tuple[str, str]] = []
+        self._redirects: dict[str, deque[tuple[str, int]]] = {}
+
         self._cond = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
@@ -411,7 +415,7 @@ class FakeWeCom:
 
     async def start(self) -> None:
         """Start serving on ``host`` with port 0 (the OS picks a free port)."""
-        app = web.Application()
+        app = web.Application(middlewares=[self._redirect_middleware])
         app.router.add_get(GETTOKEN_PATH, self._h_gettoken)
         app.router.add_post(APP_SEND_PATH, self._h_app_send)
         app.router.add_post(WEBHOOK_PATH, self._h_webhook)
@@ -536,6 +540,25 @@ class FakeWeCom:
         """
         until = None if for_seconds is None else self._clock() + for_seconds
         self._forced.setdefault(path, []).append(_ForcedFailure(errcode, errmsg, count, until))
+
+    def redirect_next(self, path: str, to_base: str, *, status: int = 307, count: int = 1) -> None:
+        """Answer the next *count* requests to *path* (any method, the WebSocket upgrade too) with *status*
+        and ``Location: <to_base><the request's path and query>`` — as a hijacked or misconfigured host
+        would. The request is not handled (nothing is delivered, no response_url is spent)."""
+        self._redirects.setdefault(path, deque()).extend([(to_base.rstrip("/"), status)] * count)
+
+    @web.middleware
+    async def _redirect_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        queue = self._redirects.get(request.path)
+        if not queue:
+            return await handler(request)  # type: ignore[no-any-return]
+        to_base, status = queue.popleft()
+        await request.read()
+        self.redirected.append((request.method, request.path))
+        await self._notify()
+        return web.Response(status=status, headers={"Location": to_base + request.path_qs})
 
     def new_response_url(self) -> str:
         """Mint a one-shot AI-bot ``response_url`` (usable once, valid `RESPONSE_URL_TTL` by `clock`)."""
