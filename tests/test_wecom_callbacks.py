@@ -9,7 +9,7 @@ import logging
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bot.delivery import OutgoingMessage, PermanentFailure
+from bot.delivery import OutgoingMessage
 from storage.database import Database
 from tests.fakes.wecom import FakeWeCom, WeComCrypto
 from tests.test_fake_wecom import (
@@ -215,15 +215,23 @@ async def test_slow_command_replies_through_response_url(
     rows = await outbox_rows(db)
     assert len(rows) == 1
     row = rows[0]
-    assert row.platform == "wecom" and row.destination == {"kind": "response_url", "url": url, "corp_id": "wwcorp"}
+    assert row.platform == "wecom" and row.destination == {
+        "kind": "response_url", "url": url, "corp_id": "wwcorp",
+        # Once the URL is spent or expired: the group's team push, then the asker (issue 12, defect 5).
+        "fallback": [{"kind": "team", "team_id": row.team_id, "corp_id": "wwcorp"},
+                     {"kind": "member", "user_ids": ["zhangsan"], "corp_id": "wwcorp"}],
+    }
     assert row.dest_key.startswith("wecom:response_url:") and "认领成功" in row.body["text"]
     assert await count(db, Customer) == 1  # committed together with the outbox row
 
     await ad.deliverer.deliver(row.destination, OutgoingMessage.from_json(row.body))
     [posted] = fake.response_url_messages(url)
     assert posted["msgtype"] == "markdown" and "认领成功" in posted["markdown"]["content"]
-    with pytest.raises(PermanentFailure):  # one-shot
-        await ad.deliverer.deliver(row.destination, OutgoingMessage.from_json(row.body))
+    # One-shot: a second post is refused by WeCom, and the reply goes through the fallback instead — the group
+    # has no robot webhook here, so to the asker through the app.
+    await ad.deliverer.deliver(row.destination, OutgoingMessage.from_json(row.body))
+    assert len(fake.response_url_messages(url)) == 1 and "认领成功" in fake.delivered_to("zhangsan")[0]["markdown"][
+        "content"]
 
 
 # --------------------------------------------------------------------------------- self-built app

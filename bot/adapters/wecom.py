@@ -40,6 +40,7 @@ from bot.adapters.wecom_send import (
     PLATFORM,
     WeComDeliverer,
     dest_key,
+    response_url_destination,
     truncate_bytes,
 )
 from bot.adapters.wecom_ws import WeComLongConnection
@@ -233,7 +234,8 @@ class WeComAdapter:
         if url:
             # One-shot URL: one post, so one (truncated if need be) message.
             message = OutgoingMessage(truncate_bytes(message.text, MARKDOWN_MAX_BYTES - 64), None, message.names)
-            destination = self._with_corp({"kind": "response_url", "url": url}, self.corp_of(msg))
+            corp = self.corp_of(msg)
+            destination = response_url_destination(store, msg, url, corp.corp_id, can_send_direct=corp.can_send_direct)
             await self.enqueue(store, destination, message, now, dedup=dedup)
         elif self.corp_of(msg).can_send_direct:
             destination = self._with_corp({"kind": "member", "user_ids": [msg.user_id]}, self.corp_of(msg))

@@ -7,7 +7,9 @@ Destinations (`kind`):
 * ``team``         ``{"kind": "team", "team_id": …}`` — the team's webhook key is looked up at send time.
 * ``member``       ``{"kind": "member", "user_ids": [...], "corp_id": …}`` — app ``message/send`` with that
                    corp's cached token and agent id.
-* ``response_url`` ``{"kind": "response_url", "url": …}`` — the AI bot's one-shot reply URL (1 h).
+* ``response_url`` ``{"kind": "response_url", "url": …[, "fallback": [destination, …]]}`` — the AI bot's one-shot
+                   reply URL (1 h); rate-limited answers are retried, and once the URL is spent or expired the
+                   reply goes to the first usable ``fallback`` (the group's ``team``, then the asker's ``member``).
 * ``ws_chat``      ``{"kind": "ws_chat", "chatid": …[, "corp_id": …]}`` — ``aibot_send_msg`` over that corp's long
   connection (the default corp's without ``corp_id``).
 
@@ -22,6 +24,7 @@ anything else goes through the default corp (the SALESBOT_WECOM_* settings). Gro
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Iterable
@@ -34,11 +37,14 @@ from bot.adapters.common import platform_request, with_fresh_token
 from bot.adapters.tokens import TokenCache
 from bot.delivery import Deliverer, OutgoingMessage, PermanentFailure, RateLimit, RetryLater
 from bot.messages import render_mentions
+from storage.scope import NotBound
 from storage.team_settings import webhook_key
 
 if TYPE_CHECKING:
+    from bot.messages import IncomingMessage
     from bot.settings import WeComCorp
     from storage.database import Database
+    from storage.store import Store
 
 log = logging.getLogger("salesbot.wecom.send")
 
@@ -102,6 +108,26 @@ def dest_key(destination: dict[str, Any]) -> str:
         corp = destination.get("corp_id")
         return ("wecom:ws_chat:" if not corp else f"wecom:{corp}:ws_chat:") + str(destination["chatid"])
     return f"wecom:{kind}"
+
+
+def response_url_destination(
+    store: Store, msg: IncomingMessage, url: str, corp_id: str | None, *, can_send_direct: bool
+) -> dict[str, Any]:
+    """Where a late reply to `msg` goes: its one-shot `response_url`, and — should that be spent or expired
+    when the row is sent — the same chat another way: the group's team push (its robot webhook, or the long
+    connection), then the asker through the app's message/send (when the corp has an app secret)."""
+    corp = {"corp_id": corp_id} if corp_id else {}
+    chain: list[dict[str, Any]] = []
+    if msg.chat_type == "group":
+        # Queued outside the command's scope (a slow commit) the team is unknown; the asker is still reachable.
+        with contextlib.suppress(NotBound):
+            chain.append({"kind": "team", "team_id": store.team.id, **corp})
+    if can_send_direct and msg.user_id:
+        chain.append({"kind": "member", "user_ids": [msg.user_id], **corp})
+    destination: dict[str, Any] = {"kind": "response_url", "url": url, **corp}
+    if chain:
+        destination["fallback"] = chain
+    return destination
 
 
 class LongConnection(Protocol):
@@ -342,9 +368,31 @@ class WeComDeliverer:
         body = {"msgtype": "markdown", "markdown": {"content": content}}
         data = await self._call("POST", url, what="wecom response_url", json=body)
         errcode = data.get("errcode", 0)
-        if errcode != 0:
-            # One-shot and valid 1 h: any error means it is spent or expired — never retry.
-            raise PermanentFailure(f"response_url errcode {errcode}")
+        if errcode == 0:
+            return
+        if errcode in TRANSIENT:
+            # Rate limited or busy: the URL was not spent (only a successful post spends it). Back off as
+            # message/send does; past its hour WeCom answers "expired" and the fallback below takes over.
+            raise RetryLater(f"response_url errcode {errcode}", after=60 if errcode == 45009 else None)
+        # One-shot and valid 1 h (§1a), with no documented errcode for either: any other answer means the
+        # URL can no longer be used. The same chat or person is still reachable another way.
+        await self._send_fallback(destination.get("fallback") or [], message, f"response_url errcode {errcode}")
+
+    async def _send_fallback(self, chain: list[dict[str, Any]], message: OutgoingMessage, why: str) -> None:
+        """Deliver through the first destination of `chain` that can take it (the asker's group, then the
+        asker). A `RetryLater` from one of them retries the whole row: the spent URL answers the same error
+        again without sending anything, so the reply still arrives once."""
+        for index, fallback in enumerate(chain):
+            try:
+                await self.deliver(fallback, message)
+            except PermanentFailure as err:
+                if index == len(chain) - 1:
+                    raise PermanentFailure(f"{why}; fallback {fallback.get('kind')}: {err.reason}") from None
+                log.info("%s; fallback %s unusable (%s), trying the next", why, fallback.get("kind"), err.reason)
+                continue
+            log.info("%s; delivered through the fallback %s", why, fallback.get("kind"))
+            return
+        raise PermanentFailure(f"{why}; no fallback")
 
     # ------------------------------------------------------------------ long connection
     async def _send_ws(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
