@@ -27,7 +27,7 @@ from bot.adapters.dingtalk_send import dest_key as dingtalk_dest_key
 from bot.adapters.wecom_send import WeComDeliverer
 from bot.adapters.wecom_send import dest_key as wecom_dest_key
 from bot.delivery import OutgoingMessage
-from bot.outbox import OutboxWorker, enqueue_message
+from bot.outbox import OutboxWorker, enqueue_message, utcnow
 from storage.database import Database
 from storage.models import OutboxMessage
 from tests.dingtalk_support import dingtalk_settings, running_bot
@@ -56,17 +56,11 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def send_one(db: Database, deliverer: Any, platform: str, destination: dict[str, Any], key: str) -> OutboxMessage:
     """Queue one reply, run one outbox pass, return the row as the pass left it."""
     async with db.transaction() as store:
-        await enqueue_message(store, platform, destination, key, OutgoingMessage("已认领 **ACME**"), _now())
+        await enqueue_message(store, platform, destination, key, OutgoingMessage("已认领 **ACME**"), utcnow())
     await OutboxWorker(db, {platform: deliverer}).run_once()
     async with db.session() as session:
         [row] = (await session.execute(select(OutboxMessage))).scalars().all()
         return row
-
-
-def _now() -> Any:
-    from bot.outbox import utcnow
-
-    return utcnow()
 
 
 def assert_refused(row: OutboxMessage, trap: RedirectTrap, caplog: pytest.LogCaptureFixture, host: str,
