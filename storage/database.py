@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage import housekeeping
@@ -34,6 +36,20 @@ def inbound_key(row: dict[str, Any]) -> InboundKey:
     return row["platform"], row["org_key"], row["msg_id"]
 
 
+def _database_fault(err: BaseException) -> bool:
+    """Whether a failed write says the database is unreachable or busy rather than that a row is bad.
+
+    A row the database refuses (too long, not encodable) fails as a DBAPIError, IntegrityError or a
+    driver's ValueError; an outage as a lost connection, a timeout or an OperationalError (SQLite's
+    "database is locked", "disk I/O error"). Writing the rest of a group one by one only helps against
+    the first kind; against the second it would wait out one timeout per row.
+    """
+    if isinstance(err, DBAPIError) and err.connection_invalidated:
+        return True
+    return isinstance(err, (OperationalError, InterfaceError, DisconnectionError, SQLAlchemyTimeoutError,
+                            TimeoutError, OSError))
+
+
 class GroupWriter:
     """Group commit for acknowledgements: rows that arrive while a write is in flight go together
     in the next one, so a burst of callbacks costs a few INSERTs and commits instead of one each.
@@ -41,6 +57,11 @@ class GroupWriter:
     At low load a row waits for nothing and is written alone, as before; under load it waits at most
     for the write in flight. Each caller learns whether its own row was new — a second copy of a
     (platform, org_key, msg_id) in the same group is a re-delivery like any other.
+
+    One row the database refuses must not fail the callbacks that happened to share its INSERT (they
+    would be answered 503 and re-delivered, again among others): when a group's write fails, its rows
+    are written one by one, so only the guilty caller gets the exception — unless the failure is the
+    database's own (`_database_fault`), which every caller of the group shares.
     """
 
     def __init__(self, write: Callable[[list[dict[str, Any]]], Awaitable[set[InboundKey]]]) -> None:
@@ -81,9 +102,20 @@ class GroupWriter:
         """Each row's key → whether it was new, or the exception that refused it."""
         try:
             new = await self._write(rows)
+            return {inbound_key(row): inbound_key(row) in new for row in rows}
         except Exception as err:
-            return {inbound_key(row): err for row in rows}
-        return {inbound_key(row): inbound_key(row) in new for row in rows}
+            if len(rows) == 1 or _database_fault(err):
+                return {inbound_key(row): err for row in rows}
+        outcomes: dict[InboundKey, bool | BaseException] = {}
+        for index, row in enumerate(rows):
+            try:
+                outcomes[inbound_key(row)] = inbound_key(row) in await self._write([row])
+            except Exception as err:
+                if _database_fault(err):
+                    outcomes.update({inbound_key(rest): err for rest in rows[index:]})
+                    break
+                outcomes[inbound_key(row)] = err
+        return outcomes
 
 
 class Database:
