@@ -67,7 +67,7 @@ class Inbound:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     tasks: set[asyncio.Future[Any]] = field(default_factory=set)
     queue: asyncio.Queue[IncomingMessage] | None = None
-    queued_ids: set[str] = field(default_factory=set)
+    queued_ids: set[tuple[str, str]] = field(default_factory=set)  # (org_key, msg_id) waiting in the queue
     _runners: list[asyncio.Task[Any]] = field(default_factory=list)
     _workers: int = 0
     recovered_once: asyncio.Event = field(default_factory=asyncio.Event)  # the start-up pass is done
@@ -137,11 +137,12 @@ class Inbound:
         if new:
             self._submit(msg)
         else:
-            self.log.info("duplicate delivery acknowledged platform=%s msg_id=%s", self.platform, msg.msg_id)
+            self.log.info("duplicate delivery acknowledged platform=%s org=%s msg_id=%s", self.platform, msg.org_key,
+                          msg.msg_id)
         return new
 
     def _submit(self, msg: IncomingMessage) -> None:
-        if msg.msg_id in self.queued_ids:
+        if (msg.org_key, msg.msg_id) in self.queued_ids:
             return
         if self.queue is None:  # not started (a bare Inbound): process in a task of its own
             self._spawn(self.process(msg))
@@ -151,7 +152,7 @@ class Inbound:
         except asyncio.QueueFull:
             self.log.warning("%s inbound queue full; msg_id=%s left for recovery", self.platform, msg.msg_id)
             return
-        self.queued_ids.add(msg.msg_id)
+        self.queued_ids.add((msg.org_key, msg.msg_id))
 
     async def _work(self) -> None:
         assert self.queue is not None
@@ -173,7 +174,7 @@ class Inbound:
                                    ",".join(m.msg_id for m in batch))
             finally:
                 for msg in batch:
-                    self.queued_ids.discard(msg.msg_id)
+                    self.queued_ids.discard((msg.org_key, msg.msg_id))
                     self.queue.task_done()
 
     async def process(self, msg: IncomingMessage) -> None:
@@ -190,7 +191,7 @@ class Inbound:
             # NO_TEAM_YET (committed): queue it, and settle a failed row so it is not retried.
             now = self.clock()
             async with self.db.transaction() as store:
-                await store.finish_inbound(self.platform, msg.msg_id, now, status="failed")
+                await store.finish_inbound(self.platform, msg.org_key, msg.msg_id, now, status="failed")
                 await store.bind(platform=self.platform, org_key=msg.org_key, chat_id=msg.chat_id,
                                  chat_title=msg.chat_title, user_id=None, user_name=None, now=now)
                 await self.settle_refusal(store, msg, replies, now)
@@ -205,14 +206,14 @@ class Inbound:
             rows = await store.claim_stale_inbound(
                 self.platform, received_before=now - timedelta(seconds=older_than_s), now=now,
                 lease_until=now + timedelta(seconds=RECOVER_LEASE_S), limit=RECOVER_BATCH)
-        for msg_id, payload in rows:
+        for org_key, msg_id, payload in rows:
             try:
                 msg = self.parse(payload)
             except Rejected as err:
-                self.log.error("%s inbound: unreadable recorded payload msg_id=%s: %s",
-                               self.platform, msg_id, err.reason)
+                self.log.error("%s inbound: unreadable recorded payload org=%s msg_id=%s: %s",
+                               self.platform, org_key, msg_id, err.reason)
                 continue
-            self.log.warning("%s inbound: recovering msg_id=%s", self.platform, msg_id)
+            self.log.warning("%s inbound: recovering org=%s msg_id=%s", self.platform, org_key, msg_id)
             self._submit(msg)
         return len(rows)
 

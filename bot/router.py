@@ -183,14 +183,17 @@ class Router:
             async with self.db.transaction() as store:
                 # Mark the whole batch processed in one statement; a message someone else finished
                 # already (a replica, a recovery pass) is skipped, as in `_attempt_in`.
-                fresh: set[tuple[str, str]] = set()
-                for platform in {m.platform for m in msgs}:
-                    ids = [m.msg_id for m in msgs if m.platform == platform]
-                    fresh |= {(platform, i) for i in await store.finish_inbound_many(platform, ids, self.clock())}
+                # Message ids are unique per organisation: one statement per (platform, org) in the batch.
+                fresh: set[tuple[str, str, str]] = set()
+                for platform, org_key in {(m.platform, m.org_key) for m in msgs}:
+                    ids = [m.msg_id for m in msgs if (m.platform, m.org_key) == (platform, org_key)]
+                    done_ids = await store.finish_inbound_many(platform, org_key, ids, self.clock())
+                    fresh |= {(platform, org_key, i) for i in done_ids}
                 results: list[list[Reply]] = []
                 for msg in msgs:
-                    first = (msg.platform, msg.msg_id) in fresh
-                    fresh.discard((msg.platform, msg.msg_id))  # a second copy in the batch is a re-delivery
+                    key = (msg.platform, msg.org_key, msg.msg_id)
+                    first = key in fresh
+                    fresh.discard(key)  # a second copy in the batch is a re-delivery
                     results.append(await self._attempt_in(store, msg, self.clock(), True, first=first))
                     done += 1
             return results
@@ -223,7 +226,7 @@ class Router:
         store.unbind()  # nothing of the previous message of a batch carries over
         if first is None:
             if queued:
-                first = await store.finish_inbound(msg.platform, msg.msg_id, now)
+                first = await store.finish_inbound(msg.platform, msg.org_key, msg.msg_id, now)
             else:
                 first = await store.record_inbound(msg.platform, msg.msg_id, msg.org_key, now)
         if not first:

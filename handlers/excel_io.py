@@ -19,6 +19,7 @@ The owner (负责人) decides where a customer lands:
 from __future__ import annotations
 
 import csv
+import io
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -110,7 +111,9 @@ def read_rows(path: Path) -> list[tuple[int, list[Any]]]:
                 continue
         else:  # pragma: no cover - gb18030 decodes any byte sequence
             raise SheetError("CSV 文件的编码无法识别，请另存为 UTF-8。")
-        rows = list(csv.reader(text.splitlines()))
+        # newline="": the csv module itself tells a row's end from a line break inside a quoted cell
+        # (a note across two lines); splitting the text into lines first would cut such a cell in two.
+        rows = list(csv.reader(io.StringIO(text, newline="")))
     elif suffix in (".xlsx", ".xlsm"):
         from openpyxl import load_workbook
 

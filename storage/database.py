@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage import housekeeping
@@ -27,16 +29,42 @@ from storage.store import Store
 _inbound = table_of(InboundMessage)
 
 
+InboundKey = tuple[str, str, str]  # (platform, org_key, msg_id): the unique key of inbound_messages
+
+
+def inbound_key(row: dict[str, Any]) -> InboundKey:
+    return row["platform"], row["org_key"], row["msg_id"]
+
+
+def _database_fault(err: BaseException) -> bool:
+    """Whether a failed write says the database is unreachable or busy rather than that a row is bad.
+
+    A row the database refuses (too long, not encodable) fails as a DBAPIError, IntegrityError or a
+    driver's ValueError; an outage as a lost connection, a timeout or an OperationalError (SQLite's
+    "database is locked", "disk I/O error"). Writing the rest of a group one by one only helps against
+    the first kind; against the second it would wait out one timeout per row.
+    """
+    if isinstance(err, DBAPIError) and err.connection_invalidated:
+        return True
+    return isinstance(err, (OperationalError, InterfaceError, DisconnectionError, SQLAlchemyTimeoutError,
+                            TimeoutError, OSError))
+
+
 class GroupWriter:
     """Group commit for acknowledgements: rows that arrive while a write is in flight go together
     in the next one, so a burst of callbacks costs a few INSERTs and commits instead of one each.
 
     At low load a row waits for nothing and is written alone, as before; under load it waits at most
     for the write in flight. Each caller learns whether its own row was new — a second copy of a
-    (platform, msg_id) in the same group is a re-delivery like any other.
+    (platform, org_key, msg_id) in the same group is a re-delivery like any other.
+
+    One row the database refuses must not fail the callbacks that happened to share its INSERT (they
+    would be answered 503 and re-delivered, again among others): when a group's write fails, its rows
+    are written one by one, so only the guilty caller gets the exception — unless the failure is the
+    database's own (`_database_fault`), which every caller of the group shares.
     """
 
-    def __init__(self, write: Callable[[list[dict[str, Any]]], Awaitable[set[tuple[str, str]]]]) -> None:
+    def __init__(self, write: Callable[[list[dict[str, Any]]], Awaitable[set[InboundKey]]]) -> None:
         self._write = write
         self._waiting: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
         self._busy = False
@@ -54,23 +82,40 @@ class GroupWriter:
         try:
             while self._waiting:
                 group, self._waiting = self._waiting, []
-                unique: dict[tuple[str, str], dict[str, Any]] = {}
+                unique: dict[InboundKey, dict[str, Any]] = {}
                 for row, _ in group:
-                    unique.setdefault((row["platform"], row["msg_id"]), row)
-                try:
-                    new = await self._write(list(unique.values()))
-                except Exception as err:
-                    for _, future in group:
-                        if not future.done():
-                            future.set_exception(err)
-                    continue
+                    unique.setdefault(inbound_key(row), row)
+                outcomes = await self._write_group(list(unique.values()))
                 for row, future in group:
-                    key = (row["platform"], row["msg_id"])
-                    first = unique.get(key) is row
-                    if not future.done():
-                        future.set_result(first and key in new)
+                    if future.done():
+                        continue
+                    key = inbound_key(row)
+                    outcome = outcomes[key]
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome and unique[key] is row)
         finally:
             self._busy = False
+
+    async def _write_group(self, rows: list[dict[str, Any]]) -> dict[InboundKey, bool | BaseException]:
+        """Each row's key → whether it was new, or the exception that refused it."""
+        try:
+            new = await self._write(rows)
+            return {inbound_key(row): inbound_key(row) in new for row in rows}
+        except Exception as err:
+            if len(rows) == 1 or _database_fault(err):
+                return {inbound_key(row): err for row in rows}
+        outcomes: dict[InboundKey, bool | BaseException] = {}
+        for index, row in enumerate(rows):
+            try:
+                outcomes[inbound_key(row)] = inbound_key(row) in await self._write([row])
+            except Exception as err:
+                if _database_fault(err):
+                    outcomes.update({inbound_key(rest): err for rest in rows[index:]})
+                    break
+                outcomes[inbound_key(row)] = err
+        return outcomes
 
 
 class Database:
@@ -118,9 +163,11 @@ class Database:
                                 lease_until=lease_until)
         return await self._inbound_writer.add(values)
 
-    async def _insert_inbound(self, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
-        """One INSERT for every acknowledgement waiting: (platform, msg_id) of the rows that were new."""
-        stmt = inbound_insert(self.engine.dialect.name).returning(_inbound.c.platform, _inbound.c.msg_id)
+    async def _insert_inbound(self, rows: list[dict[str, Any]]) -> set[InboundKey]:
+        """One INSERT for every acknowledgement waiting: (platform, org_key, msg_id) of the rows that were new."""
+        stmt = inbound_insert(self.engine.dialect.name).returning(
+            _inbound.c.platform, _inbound.c.org_key, _inbound.c.msg_id
+        )
         if self.is_sqlite:
             async with self.engine.begin() as conn:
                 result = await conn.execute(stmt, rows)
@@ -128,7 +175,7 @@ class Database:
             async with self.engine.connect() as conn:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 result = await conn.execute(stmt, rows)
-        return {(p, m) for p, m in result.all()}
+        return {(p, o, m) for p, o, m in result.all()}
 
     async def prune_bookkeeping(self, now: datetime, keep_days: int) -> dict[str, int]:
         """Delete finished outbox rows (sent, failed) and finished inbound rows (done, failed) whose last

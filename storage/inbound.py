@@ -1,8 +1,11 @@
-"""The inbound log: every platform message's (platform, msg_id) row — its dedup key, and for queued
-platforms its durable payload until the command that handles it commits.
+"""The inbound log: every platform message's (platform, org_key, msg_id) row — its dedup key, and for
+queued platforms its durable payload until the command that handles it commits.
 
-A platform delivering a message twice is decided by the unique (platform, msg_id) key; recovery of
-recorded-but-unprocessed messages by a leased conditional UPDATE, so replicas never both pick one up.
+A platform delivering a message twice is decided by the unique (platform, org_key, msg_id) key: a
+message id is unique only within one organisation (two WeCom corps or DingTalk orgs served by one
+process can send the same one), so `org_key` is the organisation the message is bound to
+(`Store.bind`'s org key). Recovery of recorded-but-unprocessed messages is a leased conditional
+UPDATE, so replicas never both pick one up.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from storage.scope import StoreBase
 from storage.sql import insert_for, rowcount, table_of
 
 _inbound = table_of(InboundMessage)
+# The dedup key, as the unique constraint on inbound_messages spells it.
+INBOUND_KEY = ("platform", "org_key", "msg_id")
 
 
 def inbound_values(platform: str, msg_id: str, org_key: str, now: datetime, *, status: str,
@@ -27,13 +32,13 @@ def inbound_values(platform: str, msg_id: str, org_key: str, now: datetime, *, s
 
 
 def inbound_insert(dialect: str) -> Insert:
-    """INSERT … ON CONFLICT (platform, msg_id) DO NOTHING, built once per dialect."""
-    return insert_for(dialect, _inbound, ("platform", "msg_id"))
+    """INSERT … ON CONFLICT (platform, org_key, msg_id) DO NOTHING, built once per dialect."""
+    return insert_for(dialect, _inbound, INBOUND_KEY)
 
 
 class InboundQueries(StoreBase):
     async def record_inbound(self, platform: str, msg_id: str, org_key: str, now: datetime) -> bool:
-        """True the first time a (platform, msg_id) is seen; False for a platform's re-delivery.
+        """True the first time a (platform, org_key, msg_id) is seen; False for a platform's re-delivery.
 
         For messages handled in the transaction that records them (console, WeCom): the row is
         written "done" at once.
@@ -45,7 +50,7 @@ class InboundQueries(StoreBase):
 
     async def queue_inbound(self, platform: str, msg_id: str, org_key: str, payload: Any, now: datetime,
                             lease_until: datetime | None = None) -> bool:
-        """Record a message to process after acknowledging it; False if (platform, msg_id) is known.
+        """Record a message to process after acknowledging it; False if (platform, org_key, msg_id) is known.
 
         The same unique row that deduplicates re-deliveries carries the payload, so once this commits
         the message survives a crash between the platform's answer and the command. The recording
@@ -58,26 +63,31 @@ class InboundQueries(StoreBase):
         )
         return bool(rowcount(result))
 
-    async def finish_inbound(self, platform: str, msg_id: str, now: datetime, status: str = "done") -> bool:
+    async def finish_inbound(self, platform: str, org_key: str, msg_id: str, now: datetime,
+                             status: str = "done") -> bool:
         """Mark a queued message processed in this (the command's) transaction; False if it already was.
 
         The conditional UPDATE takes the row's lock until commit, so two workers (or replicas) that
         got the same message serialise here and the second finds it done: one effect.
         """
         result = await self.session.execute(
-            _INBOUND_FINISH, {"p": platform, "m": msg_id, "new_status": status, "done_at": now}
+            _INBOUND_FINISH, {"p": platform, "o": org_key, "m": msg_id, "new_status": status, "done_at": now}
         )
         return bool(rowcount(result))
 
-    async def finish_inbound_many(self, platform: str, msg_ids: Sequence[str], now: datetime) -> set[str]:
-        """`finish_inbound` for a batch of queued messages in one statement: the ids that were waiting."""
-        result = await self.session.execute(_INBOUND_FINISH_MANY, {"p": platform, "ids": list(msg_ids), "done_at": now})
+    async def finish_inbound_many(self, platform: str, org_key: str, msg_ids: Sequence[str],
+                                  now: datetime) -> set[str]:
+        """`finish_inbound` for a batch of one organisation's queued messages in one statement: the ids
+        that were waiting."""
+        result = await self.session.execute(
+            _INBOUND_FINISH_MANY, {"p": platform, "o": org_key, "ids": list(msg_ids), "done_at": now}
+        )
         return {msg_id for (msg_id,) in result.all()}
 
     async def claim_stale_inbound(
         self, platform: str, *, received_before: datetime, now: datetime, lease_until: datetime, limit: int = 100
-    ) -> list[tuple[str, Any]]:
-        """(msg_id, payload) of recorded-but-unprocessed messages older than `received_before`.
+    ) -> list[tuple[str, str, Any]]:
+        """(org_key, msg_id, payload) of recorded-but-unprocessed messages older than `received_before`.
 
         Claimed with a lease (`claimed_until`) in one conditional UPDATE, so two replicas recovering at
         once never both pick a row up; on PostgreSQL rows locked by a command in flight are skipped.
@@ -101,16 +111,17 @@ class InboundQueries(StoreBase):
             update(table)
             .where(table.c.id.in_(candidates.scalar_subquery()), table.c.status == "received")
             .values(claimed_until=lease_until)
-            .returning(table.c.msg_id, table.c.payload)
+            .returning(table.c.org_key, table.c.msg_id, table.c.payload)
         )
         rows = (await self.session.execute(stmt)).all()
-        return [(m, p) for m, p in rows]
+        return [(o, m, p) for o, m, p in rows]
 
 
 _INBOUND_FINISH = (
     update(_inbound)
     .where(
         _inbound.c.platform == bindparam("p"),
+        _inbound.c.org_key == bindparam("o"),
         _inbound.c.msg_id == bindparam("m"),
         _inbound.c.status == "received",
     )
@@ -120,6 +131,7 @@ _INBOUND_FINISH_MANY = (
     update(_inbound)
     .where(
         _inbound.c.platform == bindparam("p"),
+        _inbound.c.org_key == bindparam("o"),
         _inbound.c.msg_id.in_(bindparam("ids", expanding=True)),
         _inbound.c.status == "received",
     )

@@ -225,11 +225,15 @@ class AuditLog(Base):
 
 
 class InboundMessage(Base):
-    """Every chat message the bot accepted, keyed so a platform's re-delivery is recognised."""
+    """Every chat message the bot accepted, keyed so a platform's re-delivery is recognised.
+
+    Message ids are unique only within one organisation (two corps can send the same msgid), so the
+    key is (platform, org_key, msg_id), org_key being the organisation the message is bound to.
+    """
 
     __tablename__ = "inbound_messages"
     __table_args__ = (
-        UniqueConstraint("platform", "msg_id"),
+        UniqueConstraint("platform", "org_key", "msg_id"),
         Index("ix_inbound_messages_status_received", "status", "received_at"),
     )
 

@@ -184,3 +184,17 @@ def test_the_command_line_imports_and_exports_a_sqlite_database(tmp_path, capsys
     out = tmp_path / "out.xlsx"
     assert cli.main(["--db", url, "export", "customers", "--team", "销售一组", "--out", str(out)]) == 0
     assert list(load_workbook(out).active.iter_rows(values_only=True))[1][:4] == ("华为", "张三", "u1", "报价")
+
+
+def test_a_note_across_two_lines_in_a_csv_survives_import_and_export(tmp_path, capsys) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    sheet = tmp_path / "in.csv"
+    # As Excel saves it: CRLF between rows, a bare LF inside the quoted cell.
+    sheet.write_bytes('客户名称,负责人,备注\r\n华为,张三,"周一拜访\n周三报价"\r\n小米,张三,老客户\r\n'.encode("utf-8-sig"))
+    assert cli.main(["--db", url, "import", "customers", str(sheet), "--team", "销售一组"]) == 0
+    assert "已导入 2 个客户" in capsys.readouterr().out
+    out = tmp_path / "out.xlsx"
+    assert cli.main(["--db", url, "export", "customers", "--team", "销售一组", "--out", str(out)]) == 0
+    rows = list(load_workbook(out).active.iter_rows(values_only=True))
+    notes = {row[0]: row[rows[0].index("备注")] for row in rows[1:]}
+    assert notes == {"华为": "周一拜访\n周三报价", "小米": "老客户"}

@@ -230,7 +230,7 @@ class WeComAdapter:
         """Replies that missed the passive-reply window: response_url (one shot) or message/send."""
         message = combine(replies)
         url = msg.reply_context.get("response_url")
-        dedup = f"wecom:late:{msg.msg_id}"
+        dedup = f"wecom:late:{msg.org_key}:{msg.msg_id}"  # msgids are unique per corp only
         if url:
             # One-shot URL: one post, so one (truncated if need be) message.
             message = OutgoingMessage(truncate_bytes(message.text, MARKDOWN_MAX_BYTES - 64), None, message.names)
