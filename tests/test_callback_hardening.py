@@ -233,6 +233,24 @@ def _nested_aibot(fake: FakeWeCom) -> tuple[dict[str, str], bytes]:
         json.dumps({"encrypt": encrypt}).encode()
 
 
+async def test_wecom_app_fields_of_the_wrong_type_or_size_are_refused(
+        fake: FakeWeCom, db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    def app_xml(user: str, content: str, msg_id: str = "1234567890123456789") -> str:
+        return (f"<xml><ToUserName>wwcorp</ToUserName><FromUserName>{user}</FromUserName>"
+                f"<CreateTime>{int(WALL)}</CreateTime><MsgType>text</MsgType><Content>{content}</Content>"
+                f"<MsgId>{msg_id}</MsgId><AgentID>1000002</AgentID></xml>")
+
+    async with served(wecom_settings(fake), db) as port, aiohttp.ClientSession() as http:
+        for plain in (app_xml("u" * 200, "我的"), app_xml("zhangsan", "<a>1</a><b>2</b>"),
+                      app_xml("zhangsan", "我的", "9" * 300)):
+            query, body = fake.app_callback(plain)
+            caplog.clear()
+            async with http.post(f"http://127.0.0.1:{port}/wecom/app", params=query, data=body) as resp:
+                assert resp.status == 400, plain
+            assert len(_lines(caplog)) == 1, _lines(caplog)
+    assert await count(db, InboundMessage) == 0
+
+
 async def test_a_client_dropping_mid_body_is_one_line(fake: FakeWeCom, db: Database,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     async with served(wecom_settings(fake), db) as port:
