@@ -72,6 +72,23 @@ def build_app(
     return app
 
 
+def runner_options(settings: Settings) -> dict[str, Any]:
+    """How every server of the app treats slow clients (see `make_runner`)."""
+    # aiohttp's keep-alive timer starts when a connection opens and again after each answer, and closes
+    # the connection if no complete request head has arrived by then; bytes dripping in do not push it
+    # back. So it is the header read timeout (and the idle keep-alive limit): 500 connections dripping
+    # a header byte a second are all closed after `header_timeout_s`. The body has its own bound, in
+    # `bot.adapters.common.read_body` (`body_timeout_s`), and a handler that does not read a body lets
+    # aiohttp discard it for at most `lingering_time`.
+    return {"keepalive_timeout": float(settings.header_timeout_s), "lingering_time": float(settings.body_timeout_s)}
+
+
+def make_runner(app: web.Application, settings: Settings, **options: Any) -> web.AppRunner:
+    """The runner every server of the app uses — `salesbot serve` and the tests — so the slow-client
+    protection is part of the app, not of one caller. `options` are aiohttp's (access_log, …)."""
+    return web.AppRunner(app, **{**runner_options(settings), **options})
+
+
 def _platform_sink(sinks: dict[str, Any]) -> Any:
     async def sink(store: Any, msg: Any, replies: list[Any], now: Any) -> list[Any]:
         platform_sink = sinks.get(msg.platform)

@@ -49,7 +49,7 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 async def _serve_one(settings: Settings) -> int:
     from aiohttp import web
 
-    from bot.app import ROUTER_KEY, build_app
+    from bot.app import ROUTER_KEY, build_app, make_runner
 
     # A worker of `serve --workers N` shares the port with its siblings (SO_REUSEPORT): the kernel
     # spreads connections over the processes. Everything they share is in PostgreSQL and replica-safe
@@ -58,7 +58,7 @@ async def _serve_one(settings: Settings) -> int:
     stop = _StopSignal()
     stop.install()
     app = build_app(settings)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=STOP_TIMEOUT_S)
+    runner = make_runner(app, settings, access_log=None, shutdown_timeout=STOP_TIMEOUT_S)
     await runner.setup()
     router = app[ROUTER_KEY]
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)

@@ -109,6 +109,20 @@ def _check_retention(value: int) -> int:
     return value
 
 
+def _check_timeout(value: int) -> int:
+    if not 1 <= value <= 300:
+        raise ValueError(f"必须是 1–300 之间的秒数，当前 {value}")
+    return value
+
+
+def _check_sign_window(value: int) -> int:
+    # Seen signatures are forgotten by the daily housekeeping (retention of at least one day): a window
+    # longer than a day would let a pruned (timestamp, sign) pair be replayed.
+    if not 60 <= value <= 86400:
+        raise ValueError(f"必须是 60–86400 之间的秒数（钉钉文档为 3600），当前 {value}")
+    return value
+
+
 def _check_url(value: str) -> str:
     try:
         async_url(value)
@@ -141,6 +155,9 @@ class Settings:
         "retention_days": _check_retention,
         "database_url": _check_url,
         "timezone": _check_tz,
+        "header_timeout_s": _check_timeout,
+        "body_timeout_s": _check_timeout,
+        "dingtalk_sign_window_s": _check_sign_window,
         **{f: _env_aes_key(f) for f in ("wecom_aibot_aes_key", "wecom_app_aes_key", "dingtalk_event_aes_key")},
     }
 
@@ -153,6 +170,10 @@ class Settings:
     reply_budget_ms: int = 1500
     # Days to keep finished delivery bookkeeping (inbound dedup rows, sent/failed outbox rows); 0 keeps all.
     retention_days: int = 30
+    # A connection that has not delivered its request head this many seconds after connecting (or after
+    # its previous answer) is closed; a request body must arrive within body_timeout_s (slow clients).
+    header_timeout_s: int = 10
+    body_timeout_s: int = 10
 
     wecom_corp_id: str | None = None
     wecom_aibot_token: str | None = None
@@ -177,6 +198,9 @@ class Settings:
     dingtalk_event_token: str | None = None
     dingtalk_event_aes_key: str | None = None
     dingtalk_mode: Literal["http", "stream"] = "http"
+    # How far a robot callback's or event's timestamp may be from our clock (DingTalk documents 1 hour);
+    # a (timestamp, sign) pair seen within it is refused with another msgId (replay).
+    dingtalk_sign_window_s: int = 3600
     dingtalk_oapi_base: str = "https://oapi.dingtalk.com"
     dingtalk_api_base: str = "https://api.dingtalk.com"
 

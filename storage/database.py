@@ -23,6 +23,7 @@ from storage.inbound import inbound_insert, inbound_values
 from storage.migrate import ensure_schema
 from storage.models import InboundMessage
 from storage.outbox_queue import OutboxQueue
+from storage.signatures import admit_robot_signature
 from storage.sql import table_of
 from storage.store import Store
 
@@ -149,6 +150,10 @@ class Database:
                 yield store
             for callback in self._after_commit:
                 callback(store)
+
+    async def admit_robot_signature(self, sign: str, timestamp_ms: int, msg_id: str, now: datetime) -> bool:
+        """Whether a DingTalk robot (timestamp, sign) pair may carry `msg_id` (storage.signatures says why)."""
+        return await admit_robot_signature(self.engine, sign, timestamp_ms, msg_id, now)
 
     async def queue_inbound(self, platform: str, msg_id: str, org_key: str, payload: Any, now: datetime,
                             lease_until: datetime | None = None) -> bool:

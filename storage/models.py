@@ -252,6 +252,23 @@ class InboundMessage(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
+class RobotSignature(Base):
+    """A DingTalk robot callback's (timestamp, sign) pair and the msgId it came with.
+
+    The signature covers only the timestamp and the app secret, not the body: without this, a captured
+    pair could carry any body for the whole timestamp window. A pair coming back with another msgId is
+    refused; with the same one it is DingTalk's re-delivery. Rows older than the window are useless and
+    go with the daily housekeeping (storage.housekeeping).
+    """
+
+    __tablename__ = "robot_signatures"
+
+    sign: Mapped[str] = mapped_column(String(64), primary_key=True)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    msg_id: Mapped[str] = mapped_column(String(191))
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 class OutboxMessage(Base):
     """A message the bot decided to send, committed with the change that caused it.
 

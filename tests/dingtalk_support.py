@@ -22,6 +22,7 @@ from storage.database import Database
 from storage.models import OutboxMessage
 from tests.db_helpers import count  # noqa: F401  (re-exported for the DingTalk tests)
 from tests.fakes.dingtalk import FakeDingTalk
+from tests.server_support import AppServer
 
 
 def dingtalk_settings(ding: FakeDingTalk, **overrides: Any) -> Settings:
@@ -70,7 +71,7 @@ async def running_bot(settings: Settings, db: Database, inbound_options: dict[st
     but never processes — a process that dies right after answering."""
     app = build_app(settings, components=[lambda a: dingtalk_component(a, inbound_options, **stream_options)],
                     database=db)
-    server = TestServer(app, host="127.0.0.1", port=0)
+    server = AppServer(app, host="127.0.0.1", port=0)
     await server.start_server()
     try:
         async with aiohttp.ClientSession() as http:

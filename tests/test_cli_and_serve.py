@@ -10,12 +10,13 @@ from datetime import UTC
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from bot.app import build_app
 from bot.settings import ConfigError, load_settings
 from storage.database import Database
+from tests.server_support import AppServer
 from tests.tcp_proxy import TcpProxy
 
 PG_URL = os.environ.get("SALESBOT_TEST_PG_URL")
@@ -127,7 +128,7 @@ async def test_healthz_answers_503_when_the_database_goes_away(pg_schema: str) -
     proxied = url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
     db = Database.from_url(proxied, connect_args={"server_settings": {"search_path": pg_schema}, "timeout": 2})
     app = build_app(load_settings({}), database=db, components=[])
-    async with TestClient(TestServer(app)) as client:
+    async with TestClient(AppServer(app)) as client:
         response = await client.get("/healthz")
         assert response.status == 200 and (await response.json())["database"] == "ok"
         await proxy.cut()
@@ -166,7 +167,7 @@ async def test_a_command_after_the_database_dropped_idle_connections_just_works(
 
 async def test_healthz_reports_the_database(db: Database) -> None:
     app = build_app(load_settings({}), database=db, components=[])
-    async with TestClient(TestServer(app)) as client:
+    async with TestClient(AppServer(app)) as client:
         response = await client.get("/healthz")
         assert response.status == 200 and (await response.json()) == {"status": "ok", "database": "ok"}
 

@@ -230,16 +230,15 @@ async def test_http_5xx_and_429_are_retried(http) -> None:
 
 
 async def test_the_app_runs_the_outbox_worker_for_its_lifetime(tmp_path) -> None:
-    from aiohttp.test_utils import TestServer
-
     from bot.app import build_app
     from bot.app_keys import DATABASE_KEY
     from bot.outbox import OUTBOX_WORKER_KEY
     from bot.settings import Settings
+    from tests.server_support import AppServer
 
     async with FakeWeCom(webhook_keys=[KEY]) as wecom:
         settings = Settings(database_url=f"sqlite:///{tmp_path / 'app.db'}", wecom_api_base=wecom.base_url)
-        server = TestServer(build_app(settings))
+        server = AppServer(build_app(settings))
         await server.start_server()
         try:
             app = server.app

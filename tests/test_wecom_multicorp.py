@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from bot.adapters.wecom import WECOM_KEY, wecom_component
@@ -26,6 +26,7 @@ from bot.settings import ConfigError, Settings, WeComCorp, load_settings
 from storage.database import Database
 from storage.models import Customer, InboundMessage, Organisation, OutboxMessage
 from tests.fakes.wecom import APP_SEND_PATH, FakeWeCom
+from tests.server_support import AppServer
 from tests.wecom_support import AIBOT_KEY, APP_KEY, WALL, count
 
 B_AIBOT_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
@@ -67,7 +68,7 @@ async def client(db: Database, fakes: tuple[FakeWeCom, FakeWeCom]) -> AsyncItera
     app = build_app(
         two_corp_settings(*fakes), components=[functools.partial(wecom_component, wall_clock=lambda: WALL)], database=db
     )
-    async with TestClient(TestServer(app)) as client:
+    async with TestClient(AppServer(app)) as client:
         yield client
 
 
@@ -124,7 +125,7 @@ async def test_late_app_reply_is_queued_for_its_corp(
         components=[functools.partial(wecom_component, wall_clock=lambda: WALL)],
         database=db,
     )
-    async with TestClient(TestServer(app)) as client:
+    async with TestClient(AppServer(app)) as client:
         status, body = await post(client, "/wecom/app/wwB", b.app_text_callback("帮助", "zhangsan"))
         assert status == 200 and body == b""
         adapter = client.server.app[WECOM_KEY]

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from bot.adapters.wecom import WECOM_KEY, wecom_component
@@ -17,6 +17,7 @@ from storage.database import Database
 from storage.models import Customer, InboundMessage, OutboxMessage
 from tests.db_helpers import count
 from tests.fakes.wecom import FakeWeCom
+from tests.server_support import AppServer
 
 AIBOT_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 APP_KEY = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
@@ -66,7 +67,7 @@ async def make_client(db: Database, fake: FakeWeCom) -> AsyncIterator[MakeClient
             components=[functools.partial(wecom_component, wall_clock=lambda: wall)],
             database=db,
         )
-        client = TestClient(TestServer(app))
+        client = TestClient(AppServer(app))
         await client.start_server()
         clients.append(client)
         return client

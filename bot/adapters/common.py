@@ -1,10 +1,16 @@
-"""What every adapter does the same way: bounded request bodies, refusing a callback, splitting a reply
-into outbox rows, calling a platform API with a token that may have been revoked, and never following a
-platform's redirect.
+"""What every adapter does the same way: bounded request bodies, refusing a callback, reading the values
+of a request that no signature covers yet, splitting a reply into outbox rows, calling a platform API
+with a token that may have been revoked, and never following a platform's redirect.
+
+Everything a callback carries before its signature holds is attacker-controlled: the helpers here turn
+any malformed value (non-ASCII bytes in a header, a timestamp of 5000 digits, a body that never ends)
+into a `Rejected` — one log line and a 4xx — never into an exception that reaches aiohttp as a 500.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -16,12 +22,17 @@ from aiohttp import web
 from yarl import URL
 
 from bot.adapters.tokens import TokenCache
+from bot.app_keys import SETTINGS_KEY
 from bot.delivery import OutgoingMessage, PermanentFailure, RetryLater, split_text
 
 if TYPE_CHECKING:
     from storage.store import Store
 
 MAX_BODY_BYTES = 64 * 1024
+# A timestamp in seconds or milliseconds has 10 or 13 digits until the year 2286; more is malformed
+# (and int() of thousands of digits is slow, past 4300 digits a ValueError).
+MAX_TIMESTAMP_DIGITS = 16
+DEFAULT_BODY_TIMEOUT_S = 10.0
 
 T = TypeVar("T")
 
@@ -41,14 +52,55 @@ def rejection(log: logging.Logger, route: str, err: Rejected, remote: str | None
     return web.json_response({"errcode": err.status, "errmsg": "rejected"}, status=err.status)
 
 
+def timestamp_value(value: str | None, max_digits: int = MAX_TIMESTAMP_DIGITS) -> int:
+    """A timestamp header or query value as an int, or a 400: ASCII digits only (`"²".isdigit()` is true
+    and `int("²")` fails) and at most `max_digits` of them."""
+    if not value or len(value) > max_digits or not (value.isascii() and value.isdigit()):
+        raise Rejected(400, "malformed timestamp")
+    return int(value)
+
+
+def string_field(payload: dict[str, Any], key: str, max_len: int) -> str | None:
+    """`payload[key]` if a string of at most `max_len` characters (the column it is written to); None if
+    absent or empty; a 400 for anything else — never `str()` of an object turned into an id."""
+    value = payload.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise Rejected(400, f"{key} is not a string")
+    if len(value) > max_len:
+        raise Rejected(400, f"{key} longer than {max_len} characters")
+    return value
+
+
+def same_signature(expected: str, given: str) -> bool:
+    """Constant-time comparison of the signature we computed with the one a request carries, whatever
+    characters the latter holds (`compare_digest` refuses non-ASCII str, and a header's undecodable bytes
+    arrive as lone surrogates that a plain `.encode()` refuses)."""
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))
+
+
+def _body_timeout(request: web.Request) -> float:
+    settings = request.app.get(SETTINGS_KEY)
+    return float(settings.body_timeout_s) if settings is not None else DEFAULT_BODY_TIMEOUT_S
+
+
 async def read_body(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, refused (413) past `max_bytes` whether or not the client announced its length."""
+    """The request body, refused (413) past `max_bytes` whether or not the client announced its length,
+    (408) when it has not all arrived within the body timeout (a client dripping it byte by byte), and
+    (400) when the client goes away before sending all of it — one log line, not aiohttp's traceback."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise Rejected(413, f"body of {request.content_length} bytes over {max_bytes // 1024} KB")
+    timeout = _body_timeout(request)
     try:
-        body = await request.read()
+        async with asyncio.timeout(timeout):
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise Rejected(413, f"body over {max_bytes // 1024} KB") from None
+    except TimeoutError:
+        raise Rejected(408, f"body not received within {timeout:g} s") from None
+    except (ConnectionError, web.RequestPayloadError) as err:
+        raise Rejected(400, f"body incomplete: {type(err).__name__}") from None
     if len(body) > max_bytes:
         raise Rejected(413, f"body over {max_bytes // 1024} KB")
     return body

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -99,16 +100,17 @@ DELIVERER_KEY = web.AppKey("dingtalk_deliverer", DingTalkDeliverer)
 STREAM_KEY = web.AppKey("dingtalk_stream", object)
 
 
-def dingtalk_component(app: web.Application, inbound_options: dict[str, Any] | None = None,
-                       **stream_options: Any) -> None:
+def dingtalk_component(app: web.Application, inbound_options: dict[str, Any] | None = None, *,
+                       wall_clock: Callable[[], float] = time.time, **stream_options: Any) -> None:
     """Routes and lifecycle of the DingTalk adapter (added by bot.app.default_components).
 
     `stream_options` (backoff_initial, backoff_max, heartbeat) tune the Stream client, e.g. in tests;
-    `inbound_options` are passed to `Inbound.start` (workers, recover_every).
+    `inbound_options` are passed to `Inbound.start` (workers, recover_every); `wall_clock` is what the
+    callbacks' timestamps are checked against (tests replaying recorded vectors).
     """
     inbound_options = inbound_options or {}
     settings = app[SETTINGS_KEY]
-    callbacks = DingTalkCallbacks(settings)
+    callbacks = DingTalkCallbacks(settings, wall_clock=wall_clock)
     callbacks.routes(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

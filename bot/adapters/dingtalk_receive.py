@@ -1,19 +1,21 @@
 """DingTalk (钉钉) receiving: robot callbacks and event subscription (PLATFORMS.md §3).
 
 - `POST /dingtalk/robot` — robot HTTP callbacks. Headers `timestamp` + `sign` =
-  base64(HMAC-SHA256(appSecret, f"{timestamp}\\n{appSecret}")) are checked (constant time, ±1 h)
-  before the body is parsed. The signature does not cover the body, so dedup on `msgId` is what
-  stops a replay from acting twice. A verified message is recorded and answered at once; the command
-  runs after, from `bot.inbound.Inbound`'s queue.
+  base64(HMAC-SHA256(appSecret, f"{timestamp}\\n{appSecret}")) are checked (constant time, within
+  `dingtalk_sign_window_s`, ±1 h by default) before the body is parsed. The signature does not cover the
+  body: dedup on `msgId` stops a re-delivery from acting twice, and `storage.signatures` a captured
+  (timestamp, sign) pair from carrying another msgId (a forged body). A verified message is recorded
+  and answered at once; the command runs after, from `bot.inbound.Inbound`'s queue. Stream mode has
+  no such header (the connection is authenticated), hence no replay to refuse.
 - Stream mode lives in `bot.adapters.dingtalk_stream` and feeds the same `Inbound`.
 - `POST /dingtalk/events` — event subscription (§3c), dingtalk-sdk's `DingTalkCrypto` (imported only when
-  event callbacks are configured), answered with the encrypted "success" inside the 1500 ms deadline.
+  event callbacks are configured), answered with the encrypted "success" inside the 1500 ms deadline;
+  its `timestamp` (ms) must be within the same window as the robot's.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import time
@@ -23,7 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bot.adapters.common import Rejected, read_body, rejection
+from bot.adapters.common import (
+    MAX_TIMESTAMP_DIGITS,
+    Rejected,
+    read_body,
+    rejection,
+    same_signature,
+    string_field,
+    timestamp_value,
+)
 from bot.adapters.dingtalk_send import PLATFORM, sign
 from bot.messages import IncomingMessage, Mention
 from bot.settings import Settings
@@ -35,39 +45,52 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("salesbot.dingtalk")
 
-SIGN_MAX_SKEW_MS = 3_600_000
+DEFAULT_SIGN_WINDOW_S = 3600  # DingTalk documents ±1 h; SALESBOT_DINGTALK_SIGN_WINDOW_S
 EVENT_ANSWER_BUDGET_S = 1.2  # 1500 ms deadline for the answer; keep a margin for encrypting and sending it
 
 
 # ---------------------------------------------------------------------------------------------- verifying
-def verify_robot_headers(secret: str, timestamp: str | None, signature: str | None, now_ms: int) -> None:
+def verify_robot_headers(secret: str, timestamp: str | None, signature: str | None, now_ms: int,
+                         window_s: int = DEFAULT_SIGN_WINDOW_S) -> int:
+    """The callback's timestamp (ms) once its headers hold: digits, within `window_s`, signed."""
     if not timestamp or not signature:
         raise Rejected(401, "missing timestamp or sign header")
-    if not timestamp.isdigit():
-        raise Rejected(401, "malformed timestamp")
-    if abs(now_ms - int(timestamp)) > SIGN_MAX_SKEW_MS:
-        raise Rejected(403, "timestamp more than 1 hour off")
-    if not hmac.compare_digest(signature.encode(), sign(secret, timestamp).encode()):
+    ts = timestamp_value(timestamp)
+    if abs(now_ms - ts) > window_s * 1000:
+        raise Rejected(403, f"timestamp more than {window_s} s off")
+    if not same_signature(sign(secret, timestamp), signature):
         raise Rejected(401, "bad signature")
+    return ts
 
 
 # ---------------------------------------------------------------------------------------------- parsing
+# Limits are those of the columns the values end up in (storage/models.py): inbound_messages.msg_id,
+# teams.chat_id, members.user_id and name, teams.name, organisations.corp_key. A value past them (or of
+# another type) is refused before anything is written, rather than failing the INSERT with a 503 that
+# DingTalk would re-deliver for ever.
+MSG_ID_MAX = 191
+CHAT_ID_MAX = 191
+USER_ID_MAX = 128
+NICK_MAX = 64
+TITLE_MAX = 128
+ORG_KEY_MAX = 128
+
+
 def _required(payload: dict[str, Any]) -> tuple[str, str, str]:
     """msgId, conversationId and the sender, or a 400."""
-    try:
-        msg_id = str(payload["msgId"])
-        conversation_id = str(payload["conversationId"])
-    except KeyError as err:
-        raise Rejected(400, f"missing field {err.args[0]}") from None
-    sender = payload.get("senderStaffId") or payload.get("senderId")
+    msg_id = string_field(payload, "msgId", MSG_ID_MAX)
+    conversation_id = string_field(payload, "conversationId", CHAT_ID_MAX)
+    sender = string_field(payload, "senderStaffId", USER_ID_MAX) or string_field(payload, "senderId", USER_ID_MAX)
     if not sender or not msg_id or not conversation_id:
         raise Rejected(400, "missing sender, msgId or conversationId")
-    return msg_id, conversation_id, str(sender)
+    return msg_id, conversation_id, sender
 
 
 def _text(payload: dict[str, Any]) -> str:
     text_part = payload.get("text")
-    text = text_part.get("content", "") if isinstance(text_part, dict) else ""
+    if text_part is not None and not isinstance(text_part, dict):
+        raise Rejected(400, "text is not an object")
+    text = text_part.get("content", "") if text_part else ""
     if not isinstance(text, str):
         raise Rejected(400, "text.content is not a string")
     return text
@@ -76,39 +99,60 @@ def _text(payload: dict[str, Any]) -> str:
 def _mentions(payload: dict[str, Any]) -> tuple[Mention, ...]:
     """Who was @-mentioned, the robot itself left out."""
     bot_id = payload.get("chatbotUserId")
+    at_users = payload.get("atUsers") or []
+    if not isinstance(at_users, list):
+        raise Rejected(400, "atUsers is not a list")
     return tuple(
-        Mention(user_id=str(u["staffId"]))
-        for u in payload.get("atUsers") or []
-        if isinstance(u, dict) and u.get("staffId") and u.get("dingtalkId") != bot_id
+        Mention(user_id=u["staffId"])
+        for u in at_users
+        if isinstance(u, dict) and isinstance(u.get("staffId"), str) and 0 < len(u["staffId"]) <= USER_ID_MAX
+        and u.get("dingtalkId") != bot_id
     )
+
+
+def _expires_at(value: Any) -> int:
+    """sessionWebhookExpiredTime (ms) as an int; 0 when absent or malformed (the webhook is then not used)."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value and len(value) <= MAX_TIMESTAMP_DIGITS and value.isascii() and value.isdigit():
+        return int(value)
+    return 0
 
 
 def _reply_context(payload: dict[str, Any], single: bool) -> dict[str, Any]:
     webhook = payload.get("sessionWebhook")
-    expires = payload.get("sessionWebhookExpiredTime")
     return {
         "session_webhook": webhook if isinstance(webhook, str) else None,
-        "expires_at": int(expires) if isinstance(expires, (int, str)) and str(expires).isdigit() else 0,
+        "expires_at": _expires_at(payload.get("sessionWebhookExpiredTime")),
         "conversation_type": "1" if single else "2",
     }
 
 
 def parse_robot_message(payload: Any, settings: Settings) -> IncomingMessage:
-    """The robot callback JSON (HTTP body or Stream `data`, §3a) → IncomingMessage."""
+    """The robot callback JSON (HTTP body or Stream `data`, §3a) → IncomingMessage, or a 400 for a field
+    of the wrong type or size."""
     if not isinstance(payload, dict):
         raise Rejected(400, "body is not a JSON object")
     msg_id, conversation_id, sender = _required(payload)
     text = _text(payload)
-    single = str(payload.get("conversationType", "2")) == "1"
+    conversation_type = payload.get("conversationType", "2")
+    if not isinstance(conversation_type, (str, int)) or isinstance(conversation_type, bool):
+        raise Rejected(400, "conversationType is not a string")
+    single = str(conversation_type) == "1"
+    nick = string_field(payload, "senderNick", NICK_MAX)
+    title = string_field(payload, "conversationTitle", TITLE_MAX)
+    org_key = (string_field(payload, "senderCorpId", ORG_KEY_MAX) or string_field(payload, "chatbotCorpId", ORG_KEY_MAX)
+               or settings.dingtalk_app_key)
     return IncomingMessage(
         platform=PLATFORM,
-        org_key=str(payload.get("senderCorpId") or payload.get("chatbotCorpId") or settings.dingtalk_app_key),
+        org_key=str(org_key),
         chat_id=conversation_id,
-        chat_title=payload.get("conversationTitle")
-        or (f"{payload.get('senderNick') or sender} 的私聊" if single else None),
+        chat_title=title or (f"{nick or sender} 的私聊" if single else None),
         chat_type="single" if single else "group",
         user_id=sender,
-        user_name=payload.get("senderNick"),
+        user_name=nick,
         text=text.strip(),
         msg_id=msg_id,
         mentions=_mentions(payload),
@@ -147,7 +191,7 @@ def _encrypted_field(body: bytes) -> str:
         encrypt = json.loads(body)["encrypt"]
         if not isinstance(encrypt, str):
             raise TypeError
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise Rejected(400, "malformed event body") from None
     return encrypt
 
@@ -157,7 +201,7 @@ def _event_object(plaintext: str) -> dict[str, Any]:
         event = json.loads(plaintext)
         if not isinstance(event, dict):
             raise ValueError
-    except ValueError:
+    except (ValueError, RecursionError):
         raise Rejected(400, "event plaintext is not a JSON object") from None
     return event
 
@@ -197,24 +241,34 @@ class DingTalkCallbacks:
             inbound.ack_finished()
 
     async def _robot_callback(self, request: web.Request, inbound: Inbound) -> web.Response:
+        headers = request.headers
         try:
-            verify_robot_headers(self.settings.dingtalk_app_secret or "", request.headers.get("timestamp"),
-                                 request.headers.get("sign"), int(self.wall_clock() * 1000))
+            timestamp = verify_robot_headers(self.settings.dingtalk_app_secret or "", headers.get("timestamp"),
+                                             headers.get("sign"), int(self.wall_clock() * 1000),
+                                             self.settings.dingtalk_sign_window_s)
             body = await read_body(request)
             try:
                 payload = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise Rejected(400, "malformed JSON") from None
-            parse_robot_message(payload, self.settings)  # reject malformed before acknowledging
+            msg = parse_robot_message(payload, self.settings)  # reject malformed before acknowledging
         except Rejected as err:
             return rejection(log, "dingtalk robot", err, request.remote)
         # Answer as soon as the message is durably recorded: the command runs after, from the queue, so
         # DingTalk's retry clock never waits on it. If the record cannot be written, say so: DingTalk
         # re-delivers, and the unique row keeps that to one effect.
         try:
+            # The signature covers only the timestamp: a pair already seen with another msgId is a
+            # captured header replayed with a forged body (the same msgId is DingTalk's re-delivery).
+            # 503, not 403: two genuine messages DingTalk signed in the same millisecond share a pair
+            # too, and the second is then re-delivered with a fresh signature instead of being lost;
+            # a forged body gains nothing from asking again with the same pair.
+            if not await inbound.db.admit_robot_signature(headers["sign"], timestamp, msg.msg_id, inbound.clock()):
+                refusal = Rejected(503, "signature already used by another msgId (replay, or signed in the same ms)")
+                return rejection(log, "dingtalk robot", refusal, request.remote)
             await inbound.accept(payload)
         except Exception:
-            log.exception("dingtalk robot: could not record msg_id=%s", payload.get("msgId"))
+            log.exception("dingtalk robot: could not record msg_id=%s", msg.msg_id)
             return web.json_response({"errcode": 503, "errmsg": "retry later"}, status=503)
         return web.json_response({})
 
@@ -228,10 +282,13 @@ class DingTalkCallbacks:
         try:
             if not (signature and timestamp and nonce):
                 raise Rejected(401, "missing signature, timestamp or nonce")
+            window_s = self.settings.dingtalk_sign_window_s
+            if abs(self.wall_clock() * 1000 - timestamp_value(timestamp)) > window_s * 1000:
+                raise Rejected(403, f"timestamp more than {window_s} s off")
             encrypt = _encrypted_field(await read_body(request))
             token = self.settings.dingtalk_event_token or ""
-            expected = hashlib.sha1("".join(sorted([token, timestamp, nonce, encrypt])).encode()).hexdigest()
-            if not hmac.compare_digest(expected, signature):
+            signed = "".join(sorted([token, timestamp, nonce, encrypt])).encode("utf-8", "replace")
+            if not same_signature(hashlib.sha1(signed).hexdigest(), signature):
                 raise Rejected(401, "bad event signature")
             plaintext = _decrypt_event(self.crypto, signature, timestamp, nonce, encrypt)
             event = _event_object(plaintext)

@@ -25,8 +25,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot.adapters.common import Rejected, enqueue_split
+from bot.adapters.common import Rejected, enqueue_split, string_field
 from bot.adapters.wecom_receive import (
+    CHAT_ID_MAX,
+    MSG_ID_MAX,
+    ORG_KEY_MAX,
+    USER_ID_MAX,
     CorpEndpoint,
     ReplyBudget,
     WeComCallbacks,
@@ -130,7 +134,7 @@ class WeComAdapter:
     def org_key(self, payload: dict[str, Any] | None = None, corp: CorpEndpoint | None = None) -> str:
         """Each corp is its own organisation; a default corp without a CorpID is keyed by its aibotid."""
         corp = corp or self.default
-        return corp.corp_id or str((payload or {}).get("aibotid") or "wecom")
+        return corp.corp_id or string_field(payload or {}, "aibotid", ORG_KEY_MAX) or "wecom"
 
     def corp_of(self, msg: IncomingMessage) -> CorpEndpoint:
         return self.corps.get(str(msg.reply_context.get("corp_id") or "")) or self.default
@@ -142,14 +146,18 @@ class WeComAdapter:
 
         `corp` is the corp whose URL the callback came to (the long connection serves the default corp)."""
         corp = corp or self.default
-        msg_id = payload.get("msgid")
-        user_id = (payload.get("from") or {}).get("userid")
-        if not isinstance(msg_id, str) or not msg_id or not isinstance(user_id, str) or not user_id:
+        msg_id = string_field(payload, "msgid", MSG_ID_MAX)
+        sender = payload.get("from") or {}
+        if not isinstance(sender, dict):
+            raise Rejected(400, "from is not an object")
+        user_id = string_field(sender, "userid", USER_ID_MAX)
+        if not msg_id or not user_id:
             raise Rejected(400, "callback lacks msgid or from.userid")
         text = aibot_text(payload)
         if text is None:
             return None
-        chat_id = payload.get("chatid") or None
+        chat_id = string_field(payload, "chatid", CHAT_ID_MAX)
+        string_field(payload, "aibotid", ORG_KEY_MAX)  # the organisation of a default corp without a CorpID
         chat_type = "group" if payload.get("chattype") == "group" and chat_id else "single"
         org_key = self.org_key(payload, corp)
         if chat_type == "group":

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import json
 import logging
 import re
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
-from bot.adapters.common import Rejected, read_body, rejection
+from bot.adapters.common import Rejected, read_body, rejection, same_signature, string_field, timestamp_value
 from bot.adapters.wecom_send import (
     PLATFORM,
     STREAM_MAX_BYTES,
@@ -53,6 +52,16 @@ log = logging.getLogger("salesbot.wecom")
 
 # A callback whose timestamp is further than this from our clock is refused as stale/replayed.
 MAX_CLOCK_SKEW = 900.0
+# Sizes of the columns a callback's values end up in (storage/models.py): inbound_messages.msg_id (the
+# app's key is "app:" + MsgId), members.user_id, teams.chat_id, organisations.corp_key. A value past
+# them, or of another type, is refused (400) before anything is written.
+MSG_ID_MAX = 191
+APP_MSG_ID_MAX = MSG_ID_MAX - len("app:")
+USER_ID_MAX = 128
+CHAT_ID_MAX = 191
+ORG_KEY_MAX = 128
+RESPONSE_URL_MAX = 2048
+TEXT_MAX_CHARS = 64 * 1024  # the body's bound: any text that arrived whole
 
 # ---------------------------------------------------------------------------------------------------
 # User-facing text (all Chinese wording of this adapter in one place)
@@ -85,11 +94,11 @@ class WeComEnvelope:
 
     def signature(self, timestamp: str, nonce: str, encrypt: str) -> str:
         """sha1 of the sorted token, timestamp, nonce and ciphertext (WXBizMsgCrypt)."""
-        return hashlib.sha1("".join(sorted([self.token, timestamp, nonce, encrypt])).encode()).hexdigest()
+        signed = "".join(sorted([self.token, timestamp, nonce, encrypt])).encode("utf-8", "replace")
+        return hashlib.sha1(signed).hexdigest()
 
     def open(self, signature: str, timestamp: str, nonce: str, encrypt: str) -> str:
-        expected = self.signature(timestamp, nonce, encrypt)
-        if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
+        if not same_signature(self.signature(timestamp, nonce, encrypt), signature):
             raise Rejected(403, "bad signature")
         try:
             raw = base64.b64decode(encrypt, validate=True)
@@ -126,19 +135,30 @@ def strip_bot_mention(text: str) -> str:
     return _LEADING_AT.sub("", text, count=1).strip()
 
 
+def _object(payload: dict[str, Any], key: str) -> dict[str, Any]:
+    """`payload[key]` as an object ({} when absent); a 400 when it is something else."""
+    value = payload.get(key) or {}
+    if not isinstance(value, dict):
+        raise Rejected(400, f"{key} is not an object")
+    return value
+
+
 def aibot_text(payload: dict[str, Any]) -> str | None:
     msgtype = payload.get("msgtype")
     if msgtype == "text":
-        content = (payload.get("text") or {}).get("content")
+        content = _object(payload, "text").get("content")
         return content if isinstance(content, str) else None
     if msgtype == "mixed":
-        items = (payload.get("mixed") or {}).get("msg_item") or []
+        items = _object(payload, "mixed").get("msg_item") or []
+        if not isinstance(items, list):
+            raise Rejected(400, "mixed.msg_item is not a list")
         parts = [
             i["text"]["content"]
             for i in items
             if isinstance(i, dict)
             and i.get("msgtype") == "text"
-            and isinstance((i.get("text") or {}).get("content"), str)
+            and isinstance(i.get("text"), dict)
+            and isinstance(i["text"].get("content"), str)
         ]
         return " ".join(parts) if parts else None
     return None
@@ -229,10 +249,7 @@ class WeComCallbacks:
         return values
 
     def _check_fresh(self, timestamp: str) -> None:
-        try:
-            ts = int(timestamp)
-        except ValueError:
-            raise Rejected(400, "timestamp is not a number") from None
+        ts = timestamp_value(timestamp)
         if abs(self.host.wall_clock() - ts) > MAX_CLOCK_SKEW:
             raise Rejected(403, "stale timestamp")
 
@@ -285,7 +302,7 @@ class WeComCallbacks:
                 payload = json.loads(plain)
                 if not isinstance(payload, dict):
                     raise ValueError
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise Rejected(400, "decrypted callback is not a JSON object") from None
             msgtype = payload.get("msgtype")
             if msgtype == "event":
@@ -293,7 +310,8 @@ class WeComCallbacks:
             if msgtype == "stream":
                 return web.Response()  # our streams always finish at once; nothing to refresh
             budget = ReplyBudget()
-            msg = await self.host.aibot_message(payload, budget, corp, response_url=payload.get("response_url"))
+            response_url = string_field(payload, "response_url", RESPONSE_URL_MAX)
+            msg = await self.host.aibot_message(payload, budget, corp, response_url=response_url)
         except Rejected as err:
             return rejection(log, "wecom aibot callback", err, request.remote)
         if msg is None:
@@ -307,7 +325,8 @@ class WeComCallbacks:
         return self._aibot_stream(content, envelope)
 
     async def _aibot_event(self, payload: dict[str, Any], corp: CorpEndpoint) -> web.Response:
-        eventtype = (payload.get("event") or {}).get("eventtype")
+        string_field(payload, "msgid", MSG_ID_MAX)  # its dedup key
+        eventtype = _object(payload, "event").get("eventtype")
         if eventtype != "enter_chat" or not await self.host.first_delivery(payload, corp):
             return web.Response()
         # A plain `text` passive reply is allowed only for the enter_chat welcome (Doc 101031).
@@ -348,11 +367,11 @@ class WeComCallbacks:
 
                 message = parse_message(plain)
                 data: dict[str, Any] = dict(message._data)
-                user_id = data.get("FromUserName")
-                if not isinstance(user_id, str) or not user_id:
-                    raise ValueError
             except Exception:
                 raise Rejected(400, "decrypted callback is not a valid message") from None
+            user_id = string_field(data, "FromUserName", USER_ID_MAX)
+            if not user_id:
+                raise Rejected(400, "decrypted callback is not a valid message")
             org_key = str(corp.corp_id)  # an app envelope exists only with a CorpID (its receiveid)
             if message.type != "text":
                 # Events carry no MsgId: dedupe on FromUserName + CreateTime (§1b); nothing to answer.
@@ -360,9 +379,10 @@ class WeComCallbacks:
                 async with self.host.db.transaction() as store:
                     await store.record_inbound(PLATFORM, key[:128], org_key, datetime.now(UTC))
                 return web.Response()
-            msg_id = str(data.get("MsgId") or "")
+            msg_id = string_field(data, "MsgId", APP_MSG_ID_MAX)
             if not msg_id:
                 raise Rejected(400, "text message without MsgId")
+            content = string_field(data, "Content", TEXT_MAX_CHARS) or ""
             chat_id = f"direct:{user_id}"  # the router scopes a 1:1 chat to the member's team
         except Rejected as err:
             return rejection(log, "wecom app callback", err, request.remote)
@@ -371,7 +391,7 @@ class WeComCallbacks:
             org_key=org_key,
             chat_id=chat_id,
             user_id=user_id,
-            text=str(data.get("Content") or ""),
+            text=content,
             msg_id=f"app:{msg_id}",
             chat_type="single",
             reply_context={"source": "app", "budget": ReplyBudget(), "corp_id": corp.corp_id},

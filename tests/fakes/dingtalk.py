@@ -422,6 +422,7 @@ class FakeDingTalk:
         self.host = host
         self._clock = clock
         self._wall_clock = wall_clock
+        self._last_robot_ts = 0
         self._crypto = DingTalkCrypto(event_token, event_aes_key, self.event_owner_key)
 
         #: Every request and Stream frame received, in arrival order.
@@ -814,9 +815,14 @@ class FakeDingTalk:
         """Headers + body for POSTing ``payload`` to the bot as DingTalk does.
 
         ``timestamp`` (ms) overrides the wall clock, e.g. 2 h in the past for a stale-timestamp test; the
-        ``sign`` is computed for whatever timestamp is sent.
+        ``sign`` is computed for whatever timestamp is sent. Without one, each callback is dated at least
+        1 ms after the previous: a (timestamp, sign) pair stands for one message (the bot refuses a pair
+        that comes back with another msgId), and a test's loop signs several within one millisecond.
         """
-        ts = timestamp if timestamp is not None else int(self._wall_clock() * 1000)
+        if timestamp is None:
+            timestamp = max(int(self._wall_clock() * 1000), self._last_robot_ts + 1)
+            self._last_robot_ts = timestamp
+        ts = timestamp
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "timestamp": str(ts),
