@@ -16,9 +16,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import delete, update
 
-from bot.adapters.dingtalk import dingtalk_component
+from bot.adapters import wecom_ws
+from bot.adapters.dingtalk import STREAM_KEY, dingtalk_component
 from bot.adapters.dingtalk_send import sign
-from bot.adapters.wecom import wecom_component
+from bot.adapters.wecom import WECOM_KEY, wecom_component
 from bot.app import build_app
 from bot.app_keys import METRICS_KEY
 from bot.metrics import Metrics
@@ -184,7 +185,9 @@ async def test_readyz_is_200_while_the_stream_is_up_and_503_with_the_reason_when
 ) -> None:
     settings = dingtalk_settings(ding, dingtalk_mode="stream")
     async with running_bot(settings, db, backoff_initial=0.01, backoff_max=0.05) as bot:
+        stream = bot.app[STREAM_KEY].connected  # type: ignore[attr-defined]
         await ding.wait_for(lambda: ding.stream_connected)
+        await eventually(stream.is_set)
         async with bot.http.get(bot.url("/readyz")) as resp:
             assert resp.status == 200
             assert await resp.json() == {"status": "ready", "checks": {
@@ -193,6 +196,7 @@ async def test_readyz_is_200_while_the_stream_is_up_and_503_with_the_reason_when
         ding.fail_next("/v1.0/gateway/connections/open", status=503, times=10_000)
         await ding.stream_drop()
         await ding.wait_for(lambda: not ding.stream_connected)
+        await eventually(lambda: not stream.is_set())
         async with bot.http.get(bot.url("/readyz")) as resp:
             body = await resp.json()
             assert resp.status == 503
@@ -200,6 +204,30 @@ async def test_readyz_is_200_while_the_stream_is_up_and_503_with_the_reason_when
         assert body["checks"]["dingtalk_stream"] == "disconnected" and body["checks"]["database"] == "ok"
         async with bot.http.get(bot.url("/healthz")) as resp:
             assert resp.status == 200  # alive, only not ready
+
+
+async def test_readyz_reports_a_wecom_long_connection_that_is_down(
+    db: Database, fake: FakeWeCom, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    monkeypatch.setattr(wecom_ws, "BACKOFF_INITIAL", 0.05)
+    settings = wecom_settings(fake, wecom_aibot_token=None, wecom_aibot_aes_key=None, wecom_aibot_mode="websocket",
+                              wecom_aibot_bot_id=fake.aibot_id, wecom_aibot_secret=fake.aibot_secret,
+                              wecom_aibot_ws_url=fake.ws_url)
+    app = build_app(settings, components=[functools.partial(wecom_component, wall_clock=lambda: WALL)], database=db)
+    async with TestClient(TestServer(app)) as client:
+        await fake.wait_for(lambda: fake.ws_connected)
+        connection = app[WECOM_KEY].ws
+        await eventually(lambda: connection.connected)
+        async with client.get("/readyz") as resp:
+            assert resp.status == 200
+            assert (await resp.json())["checks"]["wecom_long_connection:wwcorp"] == "connected"
+        fake.aibot_secret = "rotated"  # every reconnect is refused from now on
+        await fake.ws_drop()
+        await eventually(lambda: not connection.connected)
+        async with client.get("/readyz") as resp:
+            body = await resp.json()
+            assert resp.status == 503
+    assert body["reasons"] == ["wecom_long_connection:wwcorp not connected"]
 
 
 async def test_readyz_is_503_when_a_due_message_has_waited_too_long(db: Database) -> None:
