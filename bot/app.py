@@ -6,8 +6,10 @@ close in aiohttp's cleanup context, so tests can build and tear down as many app
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -18,18 +20,29 @@ from bot.app_keys import (
     DATABASE_KEY,
     DELIVERERS_KEY,
     HTTP_SESSION_KEY,
+    METRICS_KEY,
     REPLY_SINKS_KEY,
     ROUTER_KEY,
     SETTINGS_KEY,
 )
 from bot.assembly import build_router, open_database
+from bot.logs import log_context
+from bot.metrics import CONTENT_TYPE, Metrics, callback_outcome, end_callback, start_callback
 from bot.settings import Settings
 from storage.database import Database
+from storage.health import backlog
 
 log = logging.getLogger("salesbot.app")
 
 # A component adds routes and lifecycle to the app (a platform adapter, the outbox, the scheduler).
 Component = Callable[[web.Application], None]
+
+# The first segment of a platform callback's route: `/dingtalk/robot`, `/wecom/aibot/{corp_id}` …
+CALLBACK_PLATFORMS = frozenset({"dingtalk", "wecom"})
+# `/readyz`: a due outbox row that no worker has taken for this long means delivery is stuck; a check
+# that takes longer than CHECK_TIMEOUT_S counts as failed (a load balancer must get its answer).
+OUTBOX_STUCK_AFTER = timedelta(minutes=5)
+CHECK_TIMEOUT_S = 5.0
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -39,17 +52,122 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if ok else 503)
 
 
+@web.middleware
+async def observe_callbacks(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    """Count every platform callback by its outcome, and give the logs of its handling its platform."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else ""
+    platform = route.split("/", 2)[1] if route.count("/") >= 1 else ""
+    if platform not in CALLBACK_PLATFORMS:
+        return await handler(request)
+    note, token = start_callback()
+    status = 500
+    try:
+        with log_context(platform=platform):
+            response: web.StreamResponse = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as err:
+        status = err.status
+        raise
+    finally:
+        end_callback(token)
+        request.app[METRICS_KEY].callback(platform, route, callback_outcome(status, note))
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """Prometheus text format; the backlog gauges are read from the database now (bot.metrics)."""
+    metrics = request.app[METRICS_KEY]
+    try:
+        found = await asyncio.wait_for(backlog(request.app[DATABASE_KEY]), CHECK_TIMEOUT_S)
+    except Exception as err:
+        log.warning("metrics: backlog not read (%s); the gauges keep their last values", type(err).__name__)
+    else:
+        metrics.set_backlog(found.outbox, found.oldest_inbound, datetime.now(UTC))
+    return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 when this process can do its work: the database answers, the long connections configured
+    are up, and the outbox is not stuck; 503 with the reasons otherwise. `/healthz` (is the process
+    alive) stays as it was."""
+    app = request.app
+    checks: dict[str, str] = {}
+    reasons: list[str] = []
+    db = app[DATABASE_KEY]
+    try:
+        database_ok = await asyncio.wait_for(db.ping(), CHECK_TIMEOUT_S)
+    except TimeoutError:
+        database_ok = False
+    checks["database"] = "ok" if database_ok else "unreachable"
+    if not database_ok:
+        reasons.append("database unreachable")
+    for name, up in _long_connections(app):
+        checks[name] = "connected" if up else "disconnected"
+        if not up:
+            reasons.append(f"{name} not connected")
+    if database_ok:
+        checks["outbox"] = await _outbox_check(db)
+        if checks["outbox"] != "ok":
+            reasons.append(f"outbox {checks['outbox']}")
+    body: dict[str, Any] = {"status": "not ready" if reasons else "ready", "checks": checks}
+    if reasons:
+        body["reasons"] = reasons
+    return web.json_response(body, status=503 if reasons else 200)
+
+
+async def _outbox_check(db: Database) -> str:
+    """"ok", or why not: the earliest due destination head (storage.outbox_queue.next_due) is long overdue.
+
+    Heads only: rows waiting behind a head that backs off, or for a rate limit, are not stuck.
+    """
+    try:
+        due = await asyncio.wait_for(db.outbox.next_due(), CHECK_TIMEOUT_S)
+    except Exception as err:
+        return f"unreadable ({type(err).__name__})"
+    if due is not None and datetime.now(UTC) - due > OUTBOX_STUCK_AFTER:
+        minutes = (datetime.now(UTC) - due).total_seconds() / 60
+        return f"stuck: a message due {minutes:.0f} min ago is not sent"
+    return "ok"
+
+
+def _long_connections(app: web.Application) -> list[tuple[str, bool]]:
+    """(name, connected) of every long connection this app runs: DingTalk Stream, WeCom AI bot (per corp)."""
+    settings = app[SETTINGS_KEY]
+    found: list[tuple[str, bool]] = []
+    if settings.dingtalk_enabled and settings.dingtalk_mode == "stream":
+        from bot.adapters.dingtalk import STREAM_KEY
+
+        client = app.get(STREAM_KEY)
+        if client is not None:
+            found.append(("dingtalk_stream", bool(client.connected.is_set())))  # type: ignore[attr-defined]
+    if settings.wecom_enabled:
+        from bot.adapters.wecom import WECOM_KEY
+
+        adapter = app.get(WECOM_KEY)
+        if adapter is not None:
+            connections = {id(c): c for c in (adapter.ws, *adapter.ws_by_corp.values()) if c is not None}
+            for connection in connections.values():
+                corp = getattr(connection.corp, "corp_id", None) or "default"
+                found.append((f"wecom_long_connection:{corp}", bool(connection.connected)))
+    return found
+
+
 def build_app(
     settings: Settings, *, components: list[Component] | None = None, database: Database | None = None
 ) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024, middlewares=[observe_callbacks])
     app[SETTINGS_KEY] = settings
+    # Its own registry per app (bot.metrics); prometheus-client is imported here, not by `salesbot chat`.
+    app[METRICS_KEY] = Metrics()
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         db = database or open_database(settings)
         await db.prepare()
         app[DATABASE_KEY] = db
-        app[ROUTER_KEY] = build_router(db, settings, reply_sink=_platform_sink(app[REPLY_SINKS_KEY]))
+        app[ROUTER_KEY] = build_router(
+            db, settings, reply_sink=_platform_sink(app[REPLY_SINKS_KEY]), metrics=app[METRICS_KEY]
+        )
         yield
         if database is None:
             await db.close()
@@ -67,6 +185,8 @@ def build_app(
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(http_session_ctx)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
     for component in default_components(settings) if components is None else components:
         component(app)
     return app

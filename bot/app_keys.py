@@ -9,6 +9,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from bot.metrics import Metrics
 from bot.router import Router
 from bot.settings import Settings
 from storage.database import Database
@@ -23,3 +24,5 @@ REPLY_SINKS_KEY = web.AppKey("reply_sinks", dict)
 DELIVERERS_KEY = web.AppKey("deliverers", dict)
 # One client session per process: connection pooling for every outbound call (outbox, token refresh).
 HTTP_SESSION_KEY = web.AppKey("http_session", aiohttp.ClientSession)
+# The app's metrics (bot.metrics): the middleware, the router, the outbox worker and the scheduler count there.
+METRICS_KEY = web.AppKey("metrics", Metrics)

@@ -18,6 +18,7 @@ from typing import Any
 from bot import cli_ops, cli_serve, cli_sheets
 from bot.assembly import open_database
 from bot.cli_base import Command, prepared_database
+from bot.logs import configure_logging
 from bot.settings import ConfigError, Settings, load_settings
 from storage.engine import DatabaseURLError
 from storage.migrate import SchemaNotReady
@@ -227,18 +228,26 @@ def _run(coro: Any, *, service: bool) -> int:
     return int(asyncio.run(coro))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else (logging.WARNING if args.command == "chat" else logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+def _configure_logging(args: argparse.Namespace, settings: Settings | None) -> None:
+    """SALESBOT_LOG_LEVEL and SALESBOT_LOG_FORMAT (bot.logs); `-v` means DEBUG whatever they say.
+
+    Until the settings are read (a configuration error is printed, not logged) the defaults apply. The
+    console chat logs at WARNING at least: its terminal is the conversation.
+    """
+    level = logging.getLevelName(settings.log_level if settings is not None else "INFO")
+    if args.command == "chat":
+        level = max(level, logging.WARNING)
+    configure_logging(logging.DEBUG if args.verbose else level, settings.log_format if settings else "text")
     # APScheduler logs every tick at INFO; alembic's per-connection chatter only matters for `db`.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     if args.command != "db" and not args.verbose:
         logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args, None)
     overrides: dict[str, Any] = {
         "database_url": getattr(args, "sub_db", None) or args.db,
         "host": getattr(args, "host", None),
@@ -246,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         settings = load_settings(config_file=getattr(args, "sub_config", None) or args.config, **overrides)
+        _configure_logging(args, settings)
         return _run(COMMANDS[args.command](args, settings), service=args.command == "serve")
     except (ConfigError, DatabaseURLError, SchemaNotReady) as err:
         print(str(err), file=sys.stderr)

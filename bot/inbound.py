@@ -26,6 +26,7 @@ from typing import Any
 
 from bot.adapters.common import Rejected
 from bot.messages import IncomingMessage, Reply
+from bot.metrics import note_duplicate
 from bot.router import Router
 from storage.database import Database
 from storage.store import Store
@@ -137,6 +138,7 @@ class Inbound:
         if new:
             self._submit(msg)
         else:
+            note_duplicate()  # the callback counts as a duplicate (bot.metrics)
             self.log.info("duplicate delivery acknowledged platform=%s org=%s msg_id=%s", self.platform, msg.org_key,
                           msg.msg_id)
         return new

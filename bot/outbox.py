@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -32,9 +33,10 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.app_keys import DATABASE_KEY, DELIVERERS_KEY, HTTP_SESSION_KEY, SETTINGS_KEY
+from bot.app_keys import DATABASE_KEY, DELIVERERS_KEY, HTTP_SESSION_KEY, METRICS_KEY, SETTINGS_KEY
 from bot.broken import BrokenPushes, blocked_reason
 from bot.delivery import Deliverer, OutgoingMessage, PermanentFailure, RateLimit, RetryLater, split_text
+from bot.metrics import Metrics
 from bot.ratelimit import SlidingWindowLimiter
 from storage.database import Database
 from storage.outbox_queue import ClaimedRow, Failure, Outcome, Retry
@@ -131,6 +133,7 @@ class OutboxWorker:
         admin_ids: tuple[str, ...] = (),
         broken_pushes: BrokenPushes | None = None,
         coalesce_seconds: float = 0.005,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
         self.queue = db.outbox
@@ -150,6 +153,7 @@ class OutboxWorker:
         self.rng = rng
         self.limiter = limiter or SlidingWindowLimiter()
         self.stats: Counter[str] = Counter()
+        self.metrics = metrics  # the app's (bot.metrics): settled rows counted by platform
         self._broken: dict[str, tuple[str, datetime]] = {}
         self.broken_pushes = broken_pushes or BrokenPushes(db, admin_ids)
         self._wake = asyncio.Event()
@@ -265,10 +269,14 @@ class OutboxWorker:
         await asyncio.gather(*(self._deliver_group(group, outcome, broken) for group in groups.values()))
         now = self.clock()
         await self.queue.finish(outcome, now)
+        failed_whole: list[tuple[str, int]] = []
         for dest_key, reason in broken:
             failed = await self.queue.fail_destination(dest_key, reason, now)
             self.stats["failed"] += failed
+            failed_whole.append((groups[dest_key][0].platform, failed))
         self.stats["sent"] += len(outcome.sent)
+        if self.metrics is not None:
+            self.metrics.outbox_settled({row.id: row.platform for row in rows}, outcome, failed_whole)
         return outcome
 
     async def _deliver_group(
@@ -304,7 +312,10 @@ class OutboxWorker:
                     self.stats["deferred"] += 1
                     return
             try:
+                started = time.perf_counter()
                 await deliverer.deliver(destination, OutgoingMessage.from_json(row.body))
+                if self.metrics is not None:
+                    self.metrics.delivered(row.platform, time.perf_counter() - started)
             except RetryLater as err:
                 self._retry(outcome, row, err.reason, err.after)
                 outcome.released.extend(rest)
@@ -425,7 +436,8 @@ def outbox_component(app: web.Application) -> None:
     """Run an `OutboxWorker` for the app's lifetime, woken by every commit that enqueued messages."""
     async def outbox_ctx(app: web.Application) -> Any:
         db = app[DATABASE_KEY]
-        worker = OutboxWorker(db, build_deliverers(app), admin_ids=tuple(app[SETTINGS_KEY].admins))
+        worker = OutboxWorker(db, build_deliverers(app), admin_ids=tuple(app[SETTINGS_KEY].admins),
+                              metrics=app.get(METRICS_KEY))
         db.on_commit(worker.on_commit)
         app[OUTBOX_WORKER_KEY] = worker
         await worker.start()

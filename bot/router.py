@@ -12,18 +12,25 @@ import contextlib
 import functools
 import logging
 import re
+import time
 import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
+from bot.logs import log_context
 from bot.messages import IncomingMessage, Reply
+from bot.metrics import note_duplicate
 from bot.settings import admin_ids_for
 from handlers.commands import ROLE_RANK, Args, CommandSpec, SettingsTable, UserError, role_refusal
 from storage.database import Database
 from storage.models import Member
 from storage.store import NoTeamYet, Store
+
+if TYPE_CHECKING:
+    from bot.metrics import Metrics
 
 log = logging.getLogger("salesbot.router")
 
@@ -61,6 +68,16 @@ class _Refused(Exception):
 
 
 @dataclass
+class _Note:
+    """What became of one message (command, outcome), counted once its transaction has committed."""
+
+    command: str = "unknown"
+    outcome: str = "ok"  # ok, refused, error, duplicate
+    team: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
 class Match:
     spec: CommandSpec
     rest: str
@@ -76,8 +93,10 @@ class Router:
         admin_ids: Iterable[str] = (),
         reply_sink: ReplySink | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
+        self.metrics = metrics  # None: nobody looks (the console chat)
         self.commands = list(commands)
         # The `设置` rows, assembled by the application with the commands; handed to handlers in `Args`.
         self.settings_table: SettingsTable = dict(settings_table or {})
@@ -160,20 +179,36 @@ class Router:
             return await self._handle_batch(msgs)
 
     async def _handle(self, msg: IncomingMessage, now: datetime | None = None, *, queued: bool = False) -> list[Reply]:
-        now = now or self.clock()
-        error_id = uuid.uuid4().hex[:8]
-        try:
+        with log_context(platform=msg.platform, org=msg.org_key, msg_id=msg.msg_id):
+            now = now or self.clock()
+            error_id = uuid.uuid4().hex[:8]
+            note = _Note()
             try:
-                return await self._attempt(msg, now, queued)
-            except _Refused as refused:
-                # The handler refused (UserError). Whatever it had written rolled back with its
-                # transaction; record the message and queue the refusal in a fresh one. (This used to
-                # be a savepoint around every handler: two round trips on every command, for the
-                # rare one that is refused.)
-                return await self._attempt(msg, now, queued, refusal=refused.reply)
-        except Exception:
-            log.exception("command failed error_id=%s platform=%s msg_id=%s", error_id, msg.platform, msg.msg_id)
-            return [Reply(f"抱歉，处理这条消息时出错了（错误编号 {error_id}）。请稍后再试，或把编号告诉管理员。")]
+                try:
+                    replies = await self._attempt(msg, now, queued, note=note)
+                except _Refused as refused:
+                    # The handler refused (UserError). Whatever it had written rolled back with its
+                    # transaction; record the message and queue the refusal in a fresh one. (This used to
+                    # be a savepoint around every handler: two round trips on every command, for the
+                    # rare one that is refused.)
+                    replies = await self._attempt(msg, now, queued, refusal=refused.reply, note=note)
+            except Exception:
+                note.outcome = "error"
+                with log_context(error_id=error_id):
+                    log.exception("command failed error_id=%s platform=%s msg_id=%s",
+                                  error_id, msg.platform, msg.msg_id)
+                    self._observe(note)
+                return [Reply(f"抱歉，处理这条消息时出错了（错误编号 {error_id}）。请稍后再试，或把编号告诉管理员。")]
+            self._observe(note)
+            return replies
+
+    def _observe(self, note: _Note) -> None:
+        """Count a finished message (metrics) and say so at DEBUG, in the message's log context."""
+        seconds = time.perf_counter() - note.started
+        if self.metrics is not None:
+            self.metrics.command(note.command, note.outcome, seconds)
+        with log_context(team=note.team):
+            log.debug("command %s %s in %.1f ms", note.command, note.outcome, seconds * 1000)
 
     async def _handle_batch(self, msgs: Sequence[IncomingMessage]) -> list[list[Reply]]:
         if len(msgs) <= 1:
@@ -190,12 +225,19 @@ class Router:
                     done_ids = await store.finish_inbound_many(platform, org_key, ids, self.clock())
                     fresh |= {(platform, org_key, i) for i in done_ids}
                 results: list[list[Reply]] = []
+                notes: list[_Note] = []
                 for msg in msgs:
                     key = (msg.platform, msg.org_key, msg.msg_id)
                     first = key in fresh
                     fresh.discard(key)  # a second copy in the batch is a re-delivery
-                    results.append(await self._attempt_in(store, msg, self.clock(), True, first=first))
+                    notes.append(_Note())
+                    with log_context(platform=msg.platform, org=msg.org_key, msg_id=msg.msg_id):
+                        results.append(await self._attempt_in(store, msg, self.clock(), True, first=first,
+                                                              note=notes[-1]))
                     done += 1
+            for msg, note in zip(msgs, notes, strict=True):
+                with log_context(platform=msg.platform, org=msg.org_key, msg_id=msg.msg_id):
+                    self._observe(note)
             return results
         except Exception as err:
             if done >= len(msgs):  # the COMMIT itself failed (e.g. a deadlock with another replica)
@@ -210,18 +252,19 @@ class Router:
             return [*before, alone, *(await self._handle_batch(msgs[done + 1 :]))]
 
     async def _attempt(
-        self, msg: IncomingMessage, now: datetime, queued: bool, refusal: Reply | None = None
+        self, msg: IncomingMessage, now: datetime, queued: bool, refusal: Reply | None = None, *, note: _Note
     ) -> list[Reply]:
         async with self.db.transaction() as store:
-            return await self._attempt_in(store, msg, now, queued, refusal)
+            return await self._attempt_in(store, msg, now, queued, refusal, note=note)
 
     async def _attempt_in(
         self, store: Store, msg: IncomingMessage, now: datetime, queued: bool, refusal: Reply | None = None,
-        *, first: bool | None = None,
+        *, first: bool | None = None, note: _Note,
     ) -> list[Reply]:
         """One message inside an open transaction; `store` is (re)bound to its org, team and sender.
 
-        `first`: whether the message is new, when the caller recorded it already (a batch).
+        `first`: whether the message is new, when the caller recorded it already (a batch). `note` learns
+        the command and the outcome.
         """
         store.unbind()  # nothing of the previous message of a batch carries over
         if first is None:
@@ -230,6 +273,8 @@ class Router:
             else:
                 first = await store.record_inbound(msg.platform, msg.msg_id, msg.org_key, now)
         if not first:
+            note.outcome = "duplicate"
+            note_duplicate()
             log.info("duplicate delivery ignored platform=%s msg_id=%s", msg.platform, msg.msg_id)
             return []
         try:
@@ -246,8 +291,13 @@ class Router:
                 private=msg.chat_type == "single",
             )
         except NoTeamYet:
+            note.outcome = "refused"
             return [Reply(NO_TEAM_YET)]
-        replies = [refusal] if refusal is not None else await self._run(store, msg, now)
+        note.team = store.team.name
+        with log_context(team=note.team):
+            replies = [refusal] if refusal is not None else await self._run(store, msg, now, note)
+        if refusal is not None:
+            note.outcome = "refused"
         if self.reply_sink is not None:
             replies = await self.reply_sink(store, msg, replies, now)
         return replies
@@ -258,13 +308,15 @@ class Router:
             found = self._admins_of[org_key] = admin_ids_for(self.admin_ids, org_key)
         return found
 
-    async def _run(self, store: Store, msg: IncomingMessage, now: datetime) -> list[Reply]:
+    async def _run(self, store: Store, msg: IncomingMessage, now: datetime, note: _Note) -> list[Reply]:
+        note.outcome = "refused"  # until the handler has run: too long, not understood, not allowed
         if len(msg.text) > MAX_TEXT_CHARS:
             return [Reply(f"消息太长了（超过 {MAX_TEXT_CHARS} 字），请精简后再发。")]
         match = self.match(msg.text)
         if match is None:
             return [self._not_understood(msg.text)]
         spec = match.spec
+        note.command = spec.alias.lstrip("/")
         if ROLE_RANK[store.role] < ROLE_RANK[spec.role]:
             return [Reply(role_refusal(spec.word, spec.role, store.role))]
         try:
@@ -274,6 +326,7 @@ class Router:
             # A handler that refuses leaves nothing behind: the whole transaction rolls back (see
             # `handle`), while the message is still recorded so that a re-delivery does not run it again.
             raise _Refused(Reply(err.text())) from None
+        note.outcome = "ok"
         if result is None:
             return []
         return [result] if isinstance(result, Reply) else list(result)

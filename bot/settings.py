@@ -103,6 +103,14 @@ def _split_admins(value: Any) -> Any:
     return value
 
 
+def _upper(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 def _check_retention(value: int) -> int:
     if value < 0:
         raise ValueError(f"必须是 0（不清理）或正整数（天数），当前 {value}")
@@ -150,7 +158,11 @@ class Settings:
     Field types are enforced by `bot.config_fields.validate`; `_checks` and `_problem` add what a type cannot say.
     """
 
-    _parsers: ClassVar[Mapping[str, Check]] = {"admins": _split_admins}  # "a, b，c" from SALESBOT_ADMINS
+    _parsers: ClassVar[Mapping[str, Check]] = {
+        "admins": _split_admins,  # "a, b，c" from SALESBOT_ADMINS
+        "log_level": _upper,  # "warning" reads as WARNING, as the logging module spells it
+        "log_format": _lower,
+    }
     _checks: ClassVar[Mapping[str, Check]] = {
         "retention_days": _check_retention,
         "database_url": _check_url,
@@ -165,7 +177,9 @@ class Settings:
     admins: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8080
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # `json`: one JSON object per log line, with the message's context (bot.logs); `text`: classic lines.
+    log_format: Literal["text", "json"] = "text"
     timezone: str = "Asia/Shanghai"
     reply_budget_ms: int = 1500
     # Days to keep finished delivery bookkeeping (inbound dedup rows, sent/failed outbox rows); 0 keeps all.

@@ -19,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from bot.app_keys import DATABASE_KEY, SETTINGS_KEY
+from bot.app_keys import DATABASE_KEY, METRICS_KEY, SETTINGS_KEY
+from bot.metrics import Metrics
 from schedules.firing import FiringResult, fire
 from schedules.jobs import JOBS, TeamSchedule
 from schedules.runners import CANDIDATES
@@ -49,8 +50,10 @@ class Scheduler:
         grace: timedelta = GRACE,
         tick_seconds: int = TICK_SECONDS,
         retention_days: int = 0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
+        self.metrics = metrics  # the app's (bot.metrics): firings by job and status
         self.clock = clock
         self.grace = grace
         self.tick_seconds = tick_seconds
@@ -90,6 +93,7 @@ class Scheduler:
                             continue
                         result = await fire(self.db, team.id, kind.name, now)
                         if result.pushes:
+                            self._count(kind.name, result.status)
                             fired.append(result)
                         continue
                     slot = kind.latest_slot(now, schedule)
@@ -106,17 +110,25 @@ class Scheduler:
                             kind.name, team.id, team.name, slot.key, slot.due_at.isoformat(), late, self.grace,
                         )
                         self._settled[key] = now
+                        self._count(kind.name, "late")
                         continue
                     result = await fire(self.db, team.id, kind.name, now, slot=slot)
                     self._settled[key] = now
+                    self._count(kind.name, result.status)
                     if result.status == "sent" and result.pushes:
                         fired.append(result)
                 except Exception:
+                    self._count(kind.name, "error")
                     log.exception(
                         "job %s failed for team %s; will retry next tick inside the grace period", kind.name, team.id
                     )
         self._prune(now)
         return fired
+
+    def _count(self, job: str, status: str) -> None:
+        """A slot this tick settled: sent, already (another replica or tick), late (past grace), error."""
+        if self.metrics is not None:
+            self.metrics.firing(job, status)
 
     def _prune(self, now: datetime) -> None:
         old = [k for k, seen in self._settled.items() if now - seen > timedelta(days=3)]
@@ -178,7 +190,8 @@ SCHEDULER_KEY = web.AppKey("scheduler", Scheduler)
 def scheduler_component(app: web.Application) -> None:
     """Run the scheduler for the app's lifetime (after the database is open)."""
     async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
-        scheduler = Scheduler(app[DATABASE_KEY], retention_days=app[SETTINGS_KEY].retention_days)
+        scheduler = Scheduler(app[DATABASE_KEY], retention_days=app[SETTINGS_KEY].retention_days,
+                              metrics=app.get(METRICS_KEY))
         app[SCHEDULER_KEY] = scheduler
         scheduler.start()
         yield
