@@ -24,6 +24,7 @@ from handlers.commands import ROLE_RANK, Args, CommandSpec, OptionSpec, Settings
 from storage.database import Database
 from storage.models import Member
 from storage.store import NoTeamYet, Store
+from storage.tenancy import RemovedFromTeam
 
 log = logging.getLogger("salesbot.router")
 
@@ -31,6 +32,8 @@ _SPACES = re.compile(r"\s+")
 _LEADING_MENTION = re.compile(r"^@\S+\s*")
 _MENTION_TOKEN = re.compile(r"(?<![\w.])@([^\s@]{1,64})")
 MAX_TEXT_CHARS = 2000
+# A member a lead took out of the team (移除) is answered as someone outside it: nothing runs for them.
+REMOVED_FROM_TEAM = "你已被移出「{team}」，在这个群里发的命令不再处理。如需重新加入，请联系管理员（设置 成员 @你）。"
 NO_TEAM_YET = "我还不知道你属于哪个团队。请先在团队群里 @我 发一条消息（例如：帮助），之后就可以在这里私聊使用了。"
 
 # Called inside the command's transaction with the replies; returns the replies to answer inline.
@@ -271,6 +274,8 @@ class Router:
             )
         except NoTeamYet:
             return [Reply(NO_TEAM_YET)]
+        except RemovedFromTeam as removed:
+            return [Reply(REMOVED_FROM_TEAM.format(team=removed.team.name))]
         replies = [refusal] if refusal is not None else await self._run(store, msg, now)
         if self.reply_sink is not None:
             replies = await self.reply_sink(store, msg, replies, now)

@@ -108,7 +108,11 @@ class Member(Base):
 
 
 class Membership(Base):
-    """A member's place in a team; `role` is rep or lead (admin is organisation-wide)."""
+    """A member's place in a team; `role` is rep or lead (admin is organisation-wide).
+
+    `left_at` is set when a lead removes the member from the team (移除): the row stays, so what they
+    did keeps its author, but they no longer count as one of the team.
+    """
 
     __tablename__ = "memberships"
 
@@ -116,6 +120,7 @@ class Membership(Base):
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), primary_key=True, index=True)
     role: Mapped[str] = mapped_column(String(8), default="rep")
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Customer(Base):

@@ -145,7 +145,12 @@ class ScheduleStore:
         rows = await self.session.execute(
             select(Member, Membership.role, Membership.joined_at)
             .join(Membership, Membership.member_id == Member.id)
-            .where(Membership.team_id == self.team.id, Member.org_id == self.org.id, Member.active.is_(True))
+            .where(
+                Membership.team_id == self.team.id,
+                Membership.left_at.is_(None),
+                Member.org_id == self.org.id,
+                Member.active.is_(True),
+            )
             .order_by(Membership.joined_at, Member.id)
         )
         return [TeamMember(m, r, j) for m, r, j in rows.all()]
