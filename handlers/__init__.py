@@ -9,6 +9,7 @@ def all_commands() -> list[CommandSpec]:
     """Every command of every area, in the order help lists them."""
     from handlers import (
         admin,
+        contacts,
         customers,
         followups,
         goals,
@@ -21,6 +22,7 @@ def all_commands() -> list[CommandSpec]:
     )
 
     specs: list[CommandSpec] = []
-    for module in (customers, followups, help_requests, goals, points, knowledge, standup, admin, members, guide):
+    areas = (customers, contacts, followups, help_requests, goals, points, knowledge, standup, admin, members, guide)
+    for module in areas:
         specs.extend(module.commands.specs)
     return specs
