@@ -65,7 +65,7 @@ async def save_contact(
             phone=phone,
             phone_key=phone_key(phone) if phone else None,
             wechat=wechat,
-            added_by_id=store.actor.id,
+            added_by_id=store.scope.actor.id if store.scope.actor else None,  # an import has no actor
             created_at=now,
         )
         store.session.add(contact)
