@@ -24,10 +24,11 @@ from bot.logs import log_context
 from bot.messages import IncomingMessage, Reply
 from bot.metrics import note_duplicate
 from bot.settings import admin_ids_for
-from handlers.commands import ROLE_RANK, Args, CommandSpec, SettingsTable, UserError, role_refusal
+from handlers.commands import ROLE_RANK, Args, CommandSpec, OptionSpec, SettingsTable, UserError, role_refusal
 from storage.database import Database
 from storage.models import Member
 from storage.store import NoTeamYet, Store
+from storage.tenancy import RemovedFromTeam
 
 if TYPE_CHECKING:
     from bot.metrics import Metrics
@@ -38,6 +39,8 @@ _SPACES = re.compile(r"\s+")
 _LEADING_MENTION = re.compile(r"^@\S+\s*")
 _MENTION_TOKEN = re.compile(r"(?<![\w.])@([^\s@]{1,64})")
 MAX_TEXT_CHARS = 2000
+# A member a lead took out of the team (移除) is answered as someone outside it: nothing runs for them.
+REMOVED_FROM_TEAM = "你已被移出「{team}」，在这个群里发的命令不再处理。如需重新加入，请联系管理员（设置 成员 @你）。"
 NO_TEAM_YET = "我还不知道你属于哪个团队。请先在团队群里 @我 发一条消息（例如：帮助），之后就可以在这里私聊使用了。"
 
 # Called inside the command's transaction with the replies; returns the replies to answer inline.
@@ -47,9 +50,15 @@ ReplySink = Callable[[Store, IncomingMessage, list[Reply], datetime], Awaitable[
 
 
 @functools.cache
-def _option_pattern(key: str) -> re.Pattern[str]:
-    """`阶段:报价` style options; compiled once per option word."""
-    return re.compile(rf"(?:^|\s){re.escape(key)}\s*:\s*(\S+)")
+def _option_pattern(option: OptionSpec) -> re.Pattern[str]:
+    """`阶段:报价`, `stage: 报价` or `阶段 报价` (group 2 is the colon, empty in the spaced form); compiled once.
+
+    A key is a word of its own (line start or a space before it), so 「进入谈判阶段 报价」 keeps its text.
+    """
+    keys = "|".join(re.escape(w) for w in sorted(option.words, key=len, reverse=True))
+    if option.tail:
+        return re.compile(rf"\s*({keys})\s*(:)\s*(.*)$", re.I | re.S)
+    return re.compile(rf"(?:^|\s)({keys})(?:\s*(:)\s*|\s+)(\S+)", re.I)
 
 
 def normalise_text(text: str) -> str:
@@ -57,6 +66,27 @@ def normalise_text(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     text = text.replace("\u200b", "").replace("\ufeff", "")
     return _SPACES.sub(" ", text).strip()
+
+
+def _take_options(spec: CommandSpec, text: str) -> tuple[dict[str, str], str]:
+    """The declared options found in `text` (by main key) and the text without them.
+
+    A value the option does not accept is refused in the colon form (and, for a closed set of values,
+    in the spaced form too); a spaced one with a free-form value that does not read (金额 还没定) is
+    left in the text, since that is what the rep meant to write.
+    """
+    options: dict[str, str] = {}
+    for option in spec.options:
+        for found in _option_pattern(option).finditer(text):
+            word, colon, value = found.group(1), found.group(2), found.group(3).strip()
+            if not option.valid(value):
+                if colon or option.values:
+                    raise option.refusal(word, value, spec.example)
+                continue
+            options[option.key] = value
+            text = (text[: found.start()] + " " + text[found.end() :]).strip()
+            break
+    return options, text
 
 
 class _Refused(Exception):
@@ -293,6 +323,9 @@ class Router:
         except NoTeamYet:
             note.outcome = "refused"
             return [Reply(NO_TEAM_YET)]
+        except RemovedFromTeam as removed:
+            note.outcome = "refused"
+            return [Reply(REMOVED_FROM_TEAM.format(team=removed.team.name))]
         note.team = store.team.name
         with log_context(team=note.team):
             replies = [refusal] if refusal is not None else await self._run(store, msg, now, note)
@@ -341,13 +374,7 @@ class Router:
     async def _parse_args(
         self, store: Store, msg: IncomingMessage, spec: CommandSpec, rest: str, now: datetime
     ) -> Args:
-        options: dict[str, str] = {}
-        text = rest
-        for key in spec.options:
-            found = _option_pattern(key).search(text)
-            if found:
-                options[key] = found.group(1)
-                text = (text[: found.start()] + " " + text[found.end() :]).strip()
+        options, text = _take_options(spec, rest)
         mentions: list[Member] = []
         tokens = _MENTION_TOKEN.findall(text) if spec.takes_mentions else []
         if tokens:

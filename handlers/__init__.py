@@ -7,9 +7,22 @@ from handlers.commands import CommandSpec
 
 def all_commands() -> list[CommandSpec]:
     """Every command of every area, in the order help lists them."""
-    from handlers import admin, customers, followups, goals, guide, help_requests, knowledge, points, standup
+    from handlers import (
+        admin,
+        contacts,
+        customers,
+        followups,
+        goals,
+        guide,
+        help_requests,
+        knowledge,
+        members,
+        points,
+        standup,
+    )
 
     specs: list[CommandSpec] = []
-    for module in (customers, followups, help_requests, goals, points, knowledge, standup, admin, guide):
+    areas = (customers, contacts, followups, help_requests, goals, points, knowledge, standup, admin, members, guide)
+    for module in areas:
         specs.extend(module.commands.specs)
     return specs

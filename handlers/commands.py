@@ -55,8 +55,9 @@ class UserError(Exception):
 class Args:
     """A command's arguments after the router has normalised the text.
 
-    `text` is everything after the command word with `@mentions` and `key:value` options taken out;
-    `raw` keeps the whole argument text. `mentions` are the members named with `@`, already looked up
+    `text` is everything after the command word with `@mentions` and the declared options taken out;
+    `options` maps each option's main key (阶段, also when typed as `stage:`) to its value; `raw` keeps
+    the whole argument text. `mentions` are the members named with `@`, already looked up
     in the organisation, in order.
     """
 
@@ -72,6 +73,41 @@ class Args:
         return self.text.split()
 
 
+@dataclass(frozen=True)
+class OptionSpec:
+    """One `key:value` option a command reads, declared with the command (`options=`).
+
+    Reps type `阶段:报价`, `stage:报价` or `阶段 报价`; all of them are the option `阶段` for the handler
+    (`args.options["阶段"]`). The colon form is always the option: a value outside `values`, or one that
+    `accepts` rejects, is refused with the valid values rather than kept as note text. The spaced form
+    is the option only when its value is valid — `金额 还没定` is what the rep wrote, not an amount — except
+    for a closed set of `values`, where `阶段 乱写` is refused too. `tail` options (阻碍:…) take the rest
+    of the line, and only in the colon form, since a plan may well contain the word.
+    """
+
+    key: str
+    aliases: tuple[str, ...] = ()
+    values: tuple[str, ...] = ()
+    accepts: Callable[[str], bool] | None = None
+    tail: bool = False
+    # How the valid values read in a refusal (defaults to `values` joined).
+    valid_text: str = ""
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        return (self.key, *self.aliases)
+
+    def valid(self, value: str) -> bool:
+        if self.values and value not in self.values:
+            return False
+        return self.accepts is None or self.accepts(value)
+
+    def refusal(self, word: str, value: str, example: str) -> UserError:
+        valid = self.valid_text or "、".join(self.values)
+        how = "可选" if self.values else "请写成"
+        return UserError(f"{word}「{value}」不认识。{how}：{valid}。", example=example)
+
+
 HandlerResult = Reply | list[Reply] | None
 Handler = Callable[[IncomingMessage, Args, "Store", datetime], Awaitable[HandlerResult]]
 
@@ -85,7 +121,7 @@ class CommandSpec:
     usage: str
     example: str
     role: RoleName = "rep"
-    options: tuple[str, ...] = ()
+    options: tuple[OptionSpec, ...] = ()
     extra_words: tuple[str, ...] = ()
     details: str = ""
     group: str = ""
@@ -114,7 +150,7 @@ class CommandSet:
         usage: str,
         example: str,
         role: RoleName = "rep",
-        options: tuple[str, ...] = (),
+        options: tuple[OptionSpec, ...] = (),
         extra_words: tuple[str, ...] = (),
         details: str = "",
         takes_mentions: bool = False,

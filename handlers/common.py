@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from bot.messages import mention
 from handlers.commands import UserError
-from handlers.names import find_near_matches, normalise_company_name
+from handlers.names import find_near_matches, normalise_company_name, places_in
 from storage.models import Customer, Member
 from storage.store import Store
 
@@ -74,9 +74,9 @@ async def resolve_customer(store: Store, query: str, *, example: str) -> Custome
     if len(candidates) == 1:
         return candidates[0]
     if len(candidates) > 1:
-        same_name = [c for c in candidates if c.name == query]
-        if len(same_name) == 1:
-            return same_name[0]
+        narrowed = await _narrow(store, query, candidates)
+        if len(narrowed) == 1:
+            return narrowed[0]
         listed = "\n".join(f"{i}. {c.name}" for i, c in enumerate(candidates[:8], 1))
         more = f"\n……共 {len(candidates)} 个" if len(candidates) > 8 else ""
         raise UserError(f"「{query}」对应多个客户，请写得更完整些：\n{listed}{more}")
@@ -87,6 +87,29 @@ async def resolve_customer(store: Store, query: str, *, example: str) -> Custome
         hints = "、".join(f"「{by_id[cid]}」" for cid, _ in near)
         raise UserError(f"找不到客户「{query}」。你是不是指：{hints}？")
     raise UserError(f"找不到客户「{query}」。新客户请先认领。", example=f"认领 {query}")
+
+
+async def _narrow(store: Store, query: str, candidates: list[Customer]) -> list[Customer]:
+    """Of several matches, the one the rep means: the exact name, then the place they wrote, then their own.
+
+    `上海腾讯` picks 上海腾讯科技 over 深圳市腾讯计算机系统 (the key drops the place, the rep did not), and a
+    pool customer 华为技木 does not stand between a rep and the 北京华为 they own or collaborate on.
+    """
+    same_name = [c for c in candidates if c.name == query]
+    if len(same_name) == 1:
+        return same_name
+    places = places_in(query)
+    if places:
+        in_place = [c for c in candidates if set(places) & set(places_in(c.name))]
+        if in_place:
+            candidates = in_place
+    if len(candidates) > 1:
+        mine = [
+            c for c in candidates if c.owner_id == store.actor.id or await store.is_collaborator(c, store.actor)
+        ]
+        if mine:
+            candidates = mine
+    return candidates
 
 
 def can_manage(store: Store, customer: Customer) -> bool:

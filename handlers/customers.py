@@ -25,8 +25,10 @@ from handlers.common import (
     who,
     yuan,
 )
+from handlers.contacts import contact_line
 from handlers.dates import format_date
 from handlers.names import find_near_matches, normalise_company_name
+from storage.contacts import contacts_of
 from storage.models import Customer, Member
 from storage.store import Store
 
@@ -255,7 +257,7 @@ CUSTOMER_EXAMPLE = "客户 华为"
     example=CUSTOMER_EXAMPLE,
 )
 async def customer_card(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
-    """负责人、协作人、阶段、金额、下次跟进和最近 10 条记录。"""
+    """负责人、协作人、阶段、金额、下次跟进、联系人和最近 10 条记录。"""
     customer = await resolve_customer(store, args.text, example=CUSTOMER_EXAMPLE)
     detail = await store.customer_detail(customer, limit=10)
     today = local_today(store, now)
@@ -269,6 +271,9 @@ async def customer_card(msg: IncomingMessage, args: Args, store: Store, now: dat
         f" · 金额：{format_amount(yuan(customer.amount_fen))}",
         f"下次跟进：{next_on} · 最近动态：{days_ago_text(now, customer.last_activity_at)}",
     ]
+    people = (await contacts_of(store, [customer]))[customer.id]
+    if people:
+        lines.append("联系人：" + "；".join(contact_line(c) for c in people))
     if detail.followups:
         lines.append("最近跟进：")
         for record, author in detail.followups:

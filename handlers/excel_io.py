@@ -30,14 +30,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from handlers.amounts import AmountError, parse_amount
+from handlers.commands import UserError
 from handlers.common import STAGES, to_fen, yuan
+from handlers.contacts import parse_contact
 from handlers.dates import DateError, parse_date
-from handlers.followups import STAGE_ALIASES
 from handlers.names import find_near_matches, normalise_company_name
+from handlers.options import STAGE_ALIASES
 from handlers.points import REASON_TEXT
 from storage import points as points_store
 from storage import sheets
-from storage.models import Member
+from storage.contacts import contacts_of, save_contact
+from storage.models import Contact, Member
 from storage.store import Store
 
 STATUS_BY_STAGE = {"赢单": "won", "输单": "lost"}
@@ -63,6 +66,7 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     "next_followup": ("下次跟进", "下次跟进日期", "下次跟进时间", "nextfollowup", "nextfollowupdate"),
     "claimed_on": ("认领日期", "认领时间", "claimedon", "claimdate"),
     "note": ("备注", "说明", "描述", "note", "notes", "remark", "remarks", "comment", "comments"),
+    "contacts": ("联系人", "联系人信息", "联系方式", "contacts", "contact"),
 }  # fmt: skip
 # Columns our own export writes that import has no use for; not worth a warning.
 EXPORT_ONLY = {"状态", "协作人", "status"}
@@ -71,8 +75,11 @@ _BRACKETS = re.compile(r"[(（\[【]([^)）\]】]*)[)）\]】]")
 
 CUSTOMER_HEADERS = (
     "客户名称", "负责人", "负责人ID", "阶段", "金额（元）", "最近跟进",
-    "下次跟进", "备注", "状态", "协作人", "认领日期",
+    "下次跟进", "备注", "状态", "协作人", "认领日期", "联系人",
 )  # fmt: skip
+# One cell holds a customer's contacts: 「王强 采购总监 13800138000 wxid_wq；李梅 财务」, as 联系人 takes them.
+_CONTACTS_SPLIT = re.compile(r"[；;\n]+")
+ContactFields = tuple[str, str | None, str | None, str | None]
 
 
 class SheetError(Exception):
@@ -155,6 +162,7 @@ class ImportRecord:
     claimed_on: date | None = None
     owner: Member | None = None
     create_owner: bool = False
+    contacts: tuple[ContactFields, ...] = ()
 
 
 @dataclass
@@ -226,6 +234,12 @@ def _parse_row(number: int, cell: Any, today: date, in_wan: bool) -> ImportRecor
     next_on = _parse_date_cell(cell("next_followup"), today, "下次跟进")
     claimed_on = _parse_date_cell(cell("claimed_on"), today, "认领")
     note = _cell_text(cell("note")) or None
+    try:
+        contacts = tuple(
+            parse_contact(part.split()) for part in _CONTACTS_SPLIT.split(_cell_text(cell("contacts"))) if part.strip()
+        )
+    except UserError as err:
+        raise _RowError(f"联系人：{err.message}") from None
     return ImportRecord(
         row=number,
         name=name,
@@ -239,6 +253,7 @@ def _parse_row(number: int, cell: Any, today: date, in_wan: bool) -> ImportRecor
         next_followup=next_on,
         note=note[:2000] if note else None,
         claimed_on=claimed_on,
+        contacts=contacts,
     )
 
 
@@ -376,6 +391,8 @@ async def apply_import(store: Store, plan: ImportPlan, now: datetime) -> ImportR
         if customer is None:
             result.raced.append((record.row, record.name))
             continue
+        for name, title, phone, wechat in record.contacts:
+            await save_contact(store, customer, name, now, title=title, phone=phone, wechat=wechat)
         result.imported += 1
         result.to_pool += owner is None
     return result
@@ -428,6 +445,8 @@ async def export_rows(store: Store, what: str) -> tuple[str, tuple[str, ...], li
     """(sheet title, headers, rows) for customers, followups or points of the bound team."""
     tz = ZoneInfo(store.org.timezone)
     if what == "customers":
+        listed = await sheets.customers_for_export(store)
+        people = await contacts_of(store, [c for c, _, _ in listed])
         rows = [
             [
                 c.name,
@@ -441,8 +460,9 @@ async def export_rows(store: Store, what: str) -> tuple[str, tuple[str, ...], li
                 STATUS_TEXT.get(c.status, c.status) if owner or c.status != "active" else "公海",
                 "、".join(m.name for m in collaborators),
                 _local_date(c.claimed_at, tz) if owner else None,
+                "；".join(_contact_cell(p) for p in people[c.id]),
             ]
-            for c, owner, collaborators in await sheets.customers_for_export(store)
+            for c, owner, collaborators in listed
         ]
         return "客户", CUSTOMER_HEADERS, rows
     if what == "followups":
@@ -476,6 +496,11 @@ async def export_rows(store: Store, what: str) -> tuple[str, tuple[str, ...], li
         ]
         return "协作积分", headers, rows
     raise SheetError(f"不支持导出「{what}」，可选：customers、followups、points。")
+
+
+def _contact_cell(contact: Contact) -> str:
+    """A contact as the import reads it back: name, title, phone, WeChat, separated by spaces."""
+    return " ".join(p for p in (contact.name, contact.title, contact.phone, contact.wechat) if p)
 
 
 def write_workbook(path: Path, title: str, headers: tuple[str, ...], rows: list[list[Any]]) -> None:

@@ -24,13 +24,13 @@ from handlers.common import (
     yuan,
 )
 from handlers.dates import DateError, format_date, parse_date
+from handlers.options import AMOUNT, NEXT, STAGE, STAGE_ALIASES, STAGE_CHOICES
 from storage.models import Customer
 from storage.store import Store
 
 commands = CommandSet("跟进")
 
 PROGRESS_EXAMPLE = "跟进 华为 已约下周拜访 阶段:初访 金额:50万 下次:周五"
-STAGE_ALIASES = {"赢": "赢单", "成交": "赢单", "签约": "赢单", "输": "输单", "丢单": "输单", "需求": "需求确认"}
 
 
 async def _writable_customer(store: Store, query: str, example: str) -> Customer:
@@ -52,7 +52,7 @@ def _parse_stage(value: str) -> str:
     stage = STAGE_ALIASES.get(value, value)
     if stage not in STAGES:
         raise UserError(
-            f"阶段「{value}」不认识。可选：{' → '.join(OPEN_STAGES)}，或 赢单/输单。", example=PROGRESS_EXAMPLE
+            f"阶段「{value}」不认识。可选：{STAGE_CHOICES}。", example=PROGRESS_EXAMPLE
         )
     return stage
 
@@ -70,11 +70,11 @@ def _parse_amount(value: str) -> int:
     summary="记录客户跟进进展",
     usage="跟进 <客户> <内容> [阶段:<阶段>] [金额:<金额>] [下次:<日期>]",
     example=PROGRESS_EXAMPLE,
-    options=("阶段", "金额", "下次"),
+    options=(STAGE, AMOUNT, NEXT),
     details=(
         "记录一次跟进。阶段：线索 → 初访 → 需求确认 → 报价 → 谈判 → 赢单/输单。\n"
         "金额可写 50万、1.2亿、300000、30k；下次日期可写 明天、周五、下周一、12-05、2026-12-05。\n"
-        "只有负责人和协作人可以提交。"
+        "只有负责人和协作人可以提交。也可以写英文 stage: amount: next:，冒号也可以换成空格（阶段 谈判）。"
     ),
 )
 async def progress(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:

@@ -1,24 +1,30 @@
 """Company-name keys for spotting two reps claiming the same customer (撞单).
 
 Reps type the same customer in many ways — 「北京华为技术有限公司」, 「华为技术」, 「深圳市华为技术有限公司」,
-「Huawei Technologies Co., Ltd.」 — and a duplicate claim only gets caught if all of those collapse to
-one key. The key is for comparison only and never shown to anyone, so it may look odd (no spaces, no
-punctuation, lower case) as long as it is stable.
+「Huawei Technologies Co., Ltd.」, 「字節跳動」 for 「字节跳动」, 「网易（杭州）网络」 for 「网易杭州网络」 — and a
+duplicate claim only gets caught if all of those collapse to one key. The key is for comparison only
+and never shown to anyone, so it may look odd (no spaces, no punctuation, lower case, simplified
+characters) as long as it is stable. Place names come from `handlers/regions.py` (the GB/T 2260 list).
 
-Everything here is pure: no I/O, no global state, safe to call from any handler.
+Everything here is pure: no global state beyond the place-name table and the OpenCC converter, both
+loaded once on first use; safe to call from any handler.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final, TypeVar
+
+from handlers.regions import is_places, match_region_prefix
 
 __all__ = [
     "NEAR_MATCH_THRESHOLD",
     "find_near_matches",
     "normalise_company_name",
+    "places_in",
     "similarity",
 ]
 
@@ -32,37 +38,6 @@ NEAR_MATCH_THRESHOLD: Final[float] = 85.0
 # --------------------------------------------------------------------------------------------------
 # Regions
 # --------------------------------------------------------------------------------------------------
-
-# Every provincial-level division, by its short name. The full name is the short name plus one of
-# _ADMIN_SUFFIXES (广东省, 北京市, 新疆维吾尔自治区, 香港特别行政区 ...).
-_PROVINCIAL: Final = (
-    "北京", "天津", "上海", "重庆",
-    "河北", "山西", "辽宁", "吉林", "黑龙江", "江苏", "浙江", "安徽", "福建", "江西", "山东", "河南",
-    "湖北", "湖南", "广东", "海南", "四川", "贵州", "云南", "陕西", "甘肃", "青海", "台湾",
-    "内蒙古", "广西", "西藏", "宁夏", "新疆",
-    "香港", "澳门",
-)  # fmt: skip
-
-# Cities that customers' registered names commonly start with: capitals, sub-provincial cities and
-# the big manufacturing/export cities sales teams actually cover.
-_CITIES: Final = (
-    "深圳", "广州", "杭州", "南京", "苏州", "成都", "武汉", "西安", "厦门", "青岛", "宁波", "无锡",
-    "长沙", "郑州", "济南", "合肥", "福州", "东莞", "佛山", "珠海", "中山", "惠州", "沈阳", "大连",
-    "哈尔滨", "长春", "石家庄", "太原", "南昌", "南宁", "昆明", "贵阳", "兰州", "西宁", "银川",
-    "乌鲁木齐", "呼和浩特", "拉萨", "海口", "三亚", "温州", "绍兴", "嘉兴", "金华", "台州", "常州",
-    "南通", "徐州", "扬州", "烟台", "潍坊", "泉州", "唐山", "保定", "洛阳", "昆山", "义乌",
-)  # fmt: skip
-
-# Longest first so 乌鲁木齐 wins over any shorter name that might share its start.
-_REGIONS: Final = tuple(sorted(set(_PROVINCIAL + _CITIES), key=len, reverse=True))
-
-_ADMIN_SUFFIXES: Final = (
-    "维吾尔自治区", "壮族自治区", "回族自治区", "特别行政区", "自治区", "省", "市", "区",
-)  # fmt: skip
-
-# Words that start with an admin-suffix character. 「北京市场调研」 is 北京 + 市场调研, not 北京市 + 场调研,
-# and 「上海区块链」 is 上海 + 区块链.
-_NOT_ADMIN_SUFFIX: Final = ("市场", "市政", "区块链", "区域")
 
 # A region alone is the whole identity of 「北京银行」, 「南京银行」, 「青岛啤酒」, 「上海交通大学」: stripping it
 # would make different customers collide. So a region prefix is kept when what follows is nothing but
@@ -86,11 +61,11 @@ _GENERIC_WORDS: Final = frozenset(
 )  # fmt: skip
 _GENERIC_MAX_LEN: Final = max(map(len, _GENERIC_WORDS))
 
-# Contents of a bracket that only says where the entity sits: 阿里巴巴（中国）有限公司, 华为技术（深圳）有限公司,
-# Siemens (China) Co., Ltd. Compared after compaction, so 「Hong Kong」 and 「hongkong」 are the same.
+# Contents of a bracket that only says where the entity sits, besides place names (those are
+# `regions.is_places`): 阿里巴巴（中国）有限公司, Siemens (China) Co., Ltd. Compared after compaction, so
+# 「Hong Kong」 and 「hongkong」 are the same.
 _REGION_NOTES: Final = frozenset(
-    set(_REGIONS)
-    | {"中国", "中国大陆", "大陆", "亚太", "亚洲", "全球", "华东", "华南", "华北", "华中", "西南", "西北", "东北"}
+    {"中国", "中国大陆", "大陆", "亚太", "亚洲", "全球", "华东", "华南", "华北", "华中", "西南", "西北", "东北"}
     | {
         "china", "prc", "mainlandchina", "asia", "asiapacific", "apac", "hongkong", "hk", "macau",
         "macao", "taiwan", "beijing", "shanghai", "shenzhen", "guangzhou", "hangzhou", "suzhou",
@@ -162,6 +137,26 @@ def normalise_company_name(name: str) -> str:
     return key
 
 
+def places_in(name: str) -> list[str]:
+    """The places a name mentions, by short name, in order: 上海腾讯 → [上海], 江门市新会区… → [江门, 新会].
+
+    The normalised key drops them; a rep who writes one means it, so it can tell apart two customers
+    the key alone cannot (上海腾讯科技 / 深圳市腾讯计算机系统).
+    """
+    text = _compact(_fold(name))
+    found: list[str] = []
+    start = 0
+    while start < len(text):
+        region = match_region_prefix(text[start:])
+        if region is None:
+            start += 1
+            continue
+        if region[0] not in found:
+            found.append(region[0])
+        start += region[1]
+    return found
+
+
 def similarity(a_norm: str, b_norm: str) -> float:
     """Score 0–100 for how likely two *normalised* names are the same customer.
 
@@ -178,11 +173,32 @@ def similarity(a_norm: str, b_norm: str) -> float:
     from rapidfuzz import fuzz
 
     ratio = float(fuzz.ratio(a_norm, b_norm))
+    if _one_slip(a_norm, b_norm):
+        return max(ratio, _ONE_SLIP_SCORE)
     shorter, longer = sorted((a_norm, b_norm), key=len)
     if len(shorter) >= 2 and shorter in longer:
         # Stays below 100 so a containment never outranks an exact match.
         return max(ratio, 90.0 + ratio * 0.09)
     return ratio
+
+
+# A one-character slip in the trade words of a name (华为技木 / 华为技术) scores just above the threshold.
+_ONE_SLIP_SCORE: Final[float] = NEAR_MATCH_THRESHOLD + 3
+
+
+def _one_slip(a: str, b: str) -> bool:
+    """One character different (4+ long), inside the generic trade words that follow the same brand.
+
+    华为技木 is 华为技术 mistyped: the brand 华为 agrees and the slip is in 技术. 断库前科技 / 断库中科技,
+    北京银行 / 南京银行 and 中国银行 / 中信银行 differ in the brand: different companies, not a typo.
+    """
+    if len(a) != len(b) or len(a) < 4:
+        return False
+    diffs = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    if len(diffs) != 1:
+        return False
+    slip = diffs[0]
+    return any(_is_generic(name[start:]) for name in (a, b) for start in range(2, slip + 1))
 
 
 def find_near_matches(
@@ -229,8 +245,26 @@ def _normalise_once(name: str) -> str:
 
 
 def _fold(text: str) -> str:
-    """Width, compatibility forms and case folded, so ＡＢＣ, ABC and abc are one name."""
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    """Width, compatibility forms, case and traditional characters folded: ＡＢＣ = abc, 字節跳動 = 字节跳动."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    if _HAN_RE.search(folded):
+        folded = unicodedata.normalize("NFKC", _to_simplified(folded))
+    return folded
+
+
+_HAN_RE: Final = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+@functools.cache
+def _simplifier() -> Callable[[str], str]:
+    """OpenCC's traditional → simplified conversion, loaded on the first Chinese name (7 MB installed)."""
+    import opencc
+
+    return opencc.OpenCC("t2s").convert
+
+
+def _to_simplified(text: str) -> str:
+    return _simplifier()(text)
 
 
 def _compact(text: str) -> str:
@@ -253,14 +287,27 @@ def _drop_region_notes(text: str) -> str:
 
 def _is_region_note(inner: str) -> bool:
     note = _compact(inner)
-    if note in _REGION_NOTES:
-        return True
-    region = _match_region_prefix(note)
-    return region is not None and region[1] == len(note)
+    return note in _REGION_NOTES or is_places(note)
 
 
 def _head_office_key(text: str) -> str:
-    return _strip_region_prefixes(_compact(_strip_corporate_suffixes(text)))
+    return _drop_inline_region(_strip_region_prefixes(_compact(_strip_corporate_suffixes(text))))
+
+
+def _drop_inline_region(compact: str) -> str:
+    """A place between the brand and its trade: 网易杭州网络 is 网易网络, as 网易（杭州）网络 is.
+
+    Only when what follows the place is nothing but generic words (网络, 燃气, 科技) — then the place
+    cannot be part of the brand — and at least two characters of brand stand before it.
+    """
+    for start in range(2, len(compact) - 1):
+        region = match_region_prefix(compact[start:])
+        if region is None:
+            continue
+        rest = compact[start + region[1] :]
+        if rest and _is_generic(rest):
+            return compact[:start] + rest
+    return compact
 
 
 def _strip_corporate_suffixes(text: str) -> str:
@@ -277,11 +324,14 @@ def _strip_corporate_suffixes(text: str) -> str:
 def _strip_region_prefixes(compact: str) -> str:
     """Drop leading regions, possibly stacked (广东省深圳市…), unless the region is the brand."""
     while True:
-        region = _match_region_prefix(compact)
+        region = match_region_prefix(compact)
         if region is None:
             return compact
         base, end = region
         rest = compact[end:]
+        if len(rest) == 1 and end == len(base):
+            # 三明治 is a sandwich, not 三明 + 治: a bare place leaves a name of two characters at least.
+            return compact
         if not rest:
             # Nothing but a place name: keep it, without 市/省, so 「北京市」 and 「北京」 still match.
             return base
@@ -289,20 +339,6 @@ def _strip_region_prefixes(compact: str) -> str:
             # 「北京市银行」 and 「北京银行」 are the same bank, so the admin suffix still goes.
             return base + rest
         compact = rest
-
-
-def _match_region_prefix(text: str) -> tuple[str, int] | None:
-    """The region at the start of ``text`` and where it ends (after any 省/市/自治区…)."""
-    for base in _REGIONS:
-        if text.startswith(base):
-            after = text[len(base) :]
-            if after.startswith(_NOT_ADMIN_SUFFIX):
-                return base, len(base)
-            for suffix in _ADMIN_SUFFIXES:
-                if after.startswith(suffix):
-                    return base, len(base) + len(suffix)
-            return base, len(base)
-    return None
 
 
 def _is_generic(text: str) -> bool:
@@ -326,13 +362,13 @@ def _split_branch(body: str) -> tuple[str, str]:
     ends = [m.end() for m in _HEAD_OFFICE_END_RE.finditer(body)]
     if ends and _compact(body[: ends[-1]]):
         head, place = body[: ends[-1]], _compact(body[ends[-1] :])
-        region = _match_region_prefix(place)
+        region = match_region_prefix(place)
         if region is not None and region[1] == len(place):
             place = region[0]
         return head, place
     compact = _compact(body)
     for start in range(1, len(compact)):
-        region = _match_region_prefix(compact[start:])
+        region = match_region_prefix(compact[start:])
         if region is not None and start + region[1] == len(compact):
             return compact[:start], region[0]
     return body, ""

@@ -13,6 +13,7 @@ from bot.messages import IncomingMessage, Reply
 from handlers.commands import Args, CommandSet, SettingSet, UserError
 from handlers.common import local_today
 from handlers.dates import DateError, format_date, parse_date
+from handlers.options import BLOCKER
 from schedules.calendar import CALENDAR_KINDS
 from schedules.jobs import DEFAULTS, WEEKDAY_NAMES, TeamSchedule
 from schedules.runners import build_retro, week_start_of
@@ -24,7 +25,6 @@ settings = SettingSet()  # the schedule rows: 晨会, 总结, 日报, 复盘, �
 
 STANDUP_EXAMPLE = "晨会 拜访华为，整理腾讯报价 阻碍:报价审批慢"
 AWAY_EXAMPLE = "请假 到 周五"
-_BLOCKER = re.compile(r"\s*(?:阻碍|卡点|困难)\s*:\s*")
 
 
 @commands.command(
@@ -33,16 +33,13 @@ _BLOCKER = re.compile(r"\s*(?:阻碍|卡点|困难)\s*:\s*")
     summary="回复今天的晨会计划",
     usage="晨会 <今天的计划> [阻碍:<遇到的困难>]",
     example=STANDUP_EXAMPLE,
-    details="写上今天的计划，有困难就加「阻碍:」。当天可以随时回复，再发一次会覆盖之前的回复。",
+    options=(BLOCKER,),
+    details="写上今天的计划，有困难就加「阻碍:」（或 blocker:）。当天可以随时回复，再发一次会覆盖之前的回复。",
 )
 async def standup(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
-    text = args.raw.strip()
-    if not text:
+    if not args.raw.strip():
         raise UserError("请写上今天的计划。", example=STANDUP_EXAMPLE)
-    plan, blockers = text, ""
-    if _BLOCKER.search(text):
-        parts = _BLOCKER.split(text, maxsplit=1)
-        plan, blockers = parts[0].strip(), parts[1].strip()
+    plan, blockers = args.text, args.options.get("阻碍", "")
     if not plan:
         raise UserError("请写上今天的计划（阻碍写在计划后面）。", example=STANDUP_EXAMPLE)
     if len(plan) > 500 or len(blockers) > 300:

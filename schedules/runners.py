@@ -17,7 +17,7 @@ from handlers import reports
 from schedules.calendar import at_local, calendar_for, local_now
 from schedules.jobs import Slot, TeamSchedule
 from storage.goals import goal_progress
-from storage.models import Member
+from storage.models import Customer, Member
 from storage.points import top_helpers
 from storage.reports import ReportStore
 from storage.schedule_store import ScheduleStore, teams_with_open_help
@@ -62,13 +62,21 @@ async def _present_members(ss: ScheduleStore, day: date) -> tuple[list[Member], 
     return [m for m in members if m.id not in away], [m for m in members if m.id in away]
 
 
+def _due_name(customer: Customer, day: date) -> str:
+    """A customer due today by name; an overdue one says for how long, until it is followed up."""
+    step = customer.next_followup_on
+    if step is None or step >= day:
+        return customer.name
+    return f"{customer.name}（逾期 {(day - step).days} 天）"
+
+
 # ------------------------------------------------------------------ stand-up
 async def run_standup(store: Store, slot: Slot, schedule: TeamSchedule, now: datetime) -> list[Push]:
     ss = ScheduleStore(store)
     present, away = await _present_members(ss, slot.day)
     due: dict[int, list[str]] = {}
     for customer in await ss.followups_due(slot.day):
-        due.setdefault(customer.owner_id or 0, []).append(customer.name)
+        due.setdefault(customer.owner_id or 0, []).append(_due_name(customer, slot.day))
     helping: dict[int, list[str]] = {}
     for req in await ss.open_help_requests():
         state = "待接" if req.status == "open" else "处理中"
@@ -100,7 +108,7 @@ async def run_reminders(store: Store, slot: Slot, schedule: TeamSchedule, now: d
     owners = await ss.members_by_id([c.owner_id for c in customers if c.owner_id])
     per_owner: dict[int, list[str]] = {}
     for c in customers:
-        per_owner.setdefault(c.owner_id or 0, []).append(c.name)
+        per_owner.setdefault(c.owner_id or 0, []).append(_due_name(c, slot.day))
     rows = [(owners[o], names) for o, names in per_owner.items() if o in owners]
     return [team_push(store, reports.followup_reminders(slot.day, rows))]
 

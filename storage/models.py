@@ -108,7 +108,11 @@ class Member(Base):
 
 
 class Membership(Base):
-    """A member's place in a team; `role` is rep or lead (admin is organisation-wide)."""
+    """A member's place in a team; `role` is rep or lead (admin is organisation-wide).
+
+    `left_at` is set when a lead removes the member from the team (移除): the row stays, so what they
+    did keeps its author, but they no longer count as one of the team.
+    """
 
     __tablename__ = "memberships"
 
@@ -116,6 +120,7 @@ class Membership(Base):
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), primary_key=True, index=True)
     role: Mapped[str] = mapped_column(String(8), default="rep")
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Customer(Base):
@@ -157,6 +162,28 @@ class Collaborator(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), primary_key=True)
     added_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Contact(Base):
+    """A person at a customer (联系人). `phone_key` is the number reduced to its digits, without +86, so
+    the same buyer filed under two company names is found across the organisation (a classic 撞单)."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (
+        Index("ix_contacts_customer_id", "customer_id"),
+        Index("ix_contacts_org_phone", "org_id", "phone_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    phone: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    phone_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    wechat: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    added_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class FollowUp(Base):

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 
 from storage.models import (
     Collaborator,
     Customer,
+    FollowUp,
     HelpRequest,
     JobFiring,
     Leave,
@@ -29,6 +31,11 @@ from storage.models import (
 )
 from storage.sql import rowcount
 from storage.store import Store
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """An aggregate skips the column's type: SQLite hands back a naive (UTC) value."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -138,7 +145,12 @@ class ScheduleStore:
         rows = await self.session.execute(
             select(Member, Membership.role, Membership.joined_at)
             .join(Membership, Membership.member_id == Member.id)
-            .where(Membership.team_id == self.team.id, Member.org_id == self.org.id, Member.active.is_(True))
+            .where(
+                Membership.team_id == self.team.id,
+                Membership.left_at.is_(None),
+                Member.org_id == self.org.id,
+                Member.active.is_(True),
+            )
             .order_by(Membership.joined_at, Member.id)
         )
         return [TeamMember(m, r, j) for m, r, j in rows.all()]
@@ -245,19 +257,34 @@ class ScheduleStore:
 
     # -------------------------------------------------------------- follow-ups
     async def followups_due(self, day: date) -> list[Customer]:
-        """Owned, active customers whose next follow-up (下次) is `day`."""
+        """Owned, active customers whose next follow-up (下次) is `day`, or overdue since an earlier day.
+
+        An overdue step stays until it is dealt with: a follow-up posted on or after its day (in the
+        organisation's time zone), or the date moved. The newest follow-up of a customer comes from the
+        (customer_id, created_at) index; the day comparison is done here, where the zone is known.
+        """
+        latest = (
+            select(func.max(FollowUp.created_at)).where(FollowUp.customer_id == Customer.id).scalar_subquery()
+        )
         rows = await self.session.execute(
-            select(Customer)
+            select(Customer, latest)
             .where(
                 Customer.team_id == self.team.id,
                 Customer.org_id == self.org.id,
-                Customer.next_followup_on == day,
+                Customer.next_followup_on <= day,
                 Customer.status == "active",
                 Customer.owner_id.is_not(None),
             )
-            .order_by(Customer.owner_id, Customer.name)
+            .order_by(Customer.owner_id, Customer.next_followup_on, Customer.name)
         )
-        return list(rows.scalars().all())
+        zone = ZoneInfo(self.org.timezone)
+        due: list[Customer] = []
+        for customer, last_at in rows.all():
+            step = customer.next_followup_on
+            assert step is not None  # the WHERE above
+            if step == day or last_at is None or _as_utc(last_at).astimezone(zone).date() < step:
+                due.append(customer)
+        return due
 
     async def open_help_requests(self) -> list[HelpRequest]:
         rows = await self.session.execute(

@@ -20,6 +20,17 @@ from storage.scope import NoTeamYet, Role, Scope, StoreBase
 TEAM_RULE_COLUMNS = ("max_active_customers", "daily_claim_limit", "cooldown_days")
 
 
+class RemovedFromTeam(Exception):
+    """The sender was taken out of this team (移除): their messages in its group are not run.
+
+    Admins are organisation-wide and never locked out of a group by it.
+    """
+
+    def __init__(self, team: Team) -> None:
+        super().__init__(team.name)
+        self.team = team
+
+
 def _role_of(actor: Member, membership: Membership, admin_ids: frozenset[str]) -> Role:
     """Admin by flag or by SALESBOT_ADMINS, else the member's role in this team."""
     if actor.is_admin or actor.user_id in admin_ids:
@@ -54,6 +65,8 @@ class TenancyQueries(StoreBase):
             if known is not None:
                 org, team, actor, membership = known
                 role = _role_of(actor, membership, admin_ids)
+                if membership.left_at is not None and role != "admin":
+                    raise RemovedFromTeam(team)
                 self._scope = Scope(org=org, team=team, actor=actor, role=role, msg_id=msg_id)
                 return self._scope
         org = await self.ensure_org(platform, org_key, now)
@@ -65,7 +78,7 @@ class TenancyQueries(StoreBase):
                 await self.session.execute(
                     select(Team, Membership)
                     .join(Membership, Membership.team_id == Team.id)
-                    .where(Team.org_id == org.id, Membership.member_id == actor.id)
+                    .where(Team.org_id == org.id, Membership.member_id == actor.id, Membership.left_at.is_(None))
                     .order_by(Membership.joined_at.desc(), Team.id.desc())
                     .limit(1)
                 )
@@ -79,6 +92,8 @@ class TenancyQueries(StoreBase):
             actor = actor or await self.ensure_member(org, user_id, user_name or user_id, now)
             membership = await self.ensure_membership(team, actor, now)
             role = _role_of(actor, membership, admin_ids)
+            if membership.left_at is not None and role != "admin":
+                raise RemovedFromTeam(team)
         self._scope = Scope(org=org, team=team, actor=actor, role=role, msg_id=msg_id)
         return self._scope
 
@@ -178,11 +193,31 @@ class TenancyQueries(StoreBase):
         return list(rows.scalars().all())
 
     async def set_team_role(self, member: Member, role: Literal["rep", "lead"], now: datetime) -> str | None:
+        """An admin giving someone a role in the team also takes back a member removed from it."""
         membership = await self.ensure_membership(self.team, member, now)
         before = membership.role
         membership.role = role
-        await self.audit("set_role", "member", member.id, {"role": before}, {"role": role}, now)
+        rejoined = membership.left_at is not None
+        membership.left_at = None
+        after: dict[str, Any] = {"role": role, "rejoined": True} if rejoined else {"role": role}
+        await self.audit("set_role", "member", member.id, {"role": before}, after, now)
         return before
+
+    async def team_membership(self, member: Member) -> Membership | None:
+        return (
+            await self.session.execute(
+                select(Membership).where(Membership.team_id == self.team.id, Membership.member_id == member.id)
+            )
+        ).scalar_one_or_none()
+
+    async def leave_team(self, member: Member, now: datetime) -> bool:
+        """Mark `member` as out of the bound team (移除); False when they were not in it (any more)."""
+        membership = await self.team_membership(member)
+        if membership is None or membership.left_at is not None:
+            return False
+        membership.left_at = now
+        await self.audit("remove_member", "member", member.id, {"role": membership.role}, {"left": True}, now)
+        return True
 
     async def set_admin(self, org: Organisation, member: Member, is_admin: bool, now: datetime) -> None:
         """Admin is organisation-wide, so this needs no team scope (operators run it from the CLI)."""
@@ -204,7 +239,12 @@ class TenancyQueries(StoreBase):
         rows = await self.session.execute(
             select(Member)
             .join(Membership, Membership.member_id == Member.id)
-            .where(Membership.team_id == self.team.id, Membership.role == "lead", Member.active.is_(True))
+            .where(
+                Membership.team_id == self.team.id,
+                Membership.role == "lead",
+                Membership.left_at.is_(None),
+                Member.active.is_(True),
+            )
             .order_by(Member.id)
         )
         return list(rows.scalars().all())

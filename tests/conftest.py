@@ -134,6 +134,11 @@ def clock() -> FakeClock:
 class Harness(ConsoleChat):
     """`await bot.say("认领 华为", user="张三")` returns what the bot answered, as the console shows it."""
 
+    async def join(self, *names: str) -> None:
+        """People speak in the group before anyone can @ them: on the console, speaking makes a member."""
+        for name in names:
+            await self.say("帮助", user=name)
+
 
 @pytest.fixture
 def make_bot(db: Database, clock: FakeClock):  # type: ignore[no-untyped-def]

@@ -29,6 +29,7 @@ def test_progress_bar_fills_by_whole_blocks_and_shows_percent() -> None:
 
 
 async def test_the_board_shows_won_amount_against_target_for_a_seeded_month(bot, clock) -> None:
+    await bot.join("张三", "李四")  # they speak in the group before they are @-ed
     clock.set_local("2026-10-20 10:00")
     await bot.say("认领 阿里巴巴", user="张三")
     await bot.say("赢单 阿里 30万", user="张三")  # October: not part of November's numbers
@@ -59,6 +60,7 @@ async def test_the_board_shows_won_amount_against_target_for_a_seeded_month(bot,
 
 
 async def test_a_rep_sets_their_own_goal_but_not_a_colleagues(bot) -> None:
+    await bot.join("张三")  # they speak in the group before they are @-ed
     [reply] = await bot.say("目标 30万", user="李四")
     assert "@李四" in reply and "30万" in reply
     [reply] = await bot.say("目标 @张三 30万", user="李四")
@@ -76,6 +78,7 @@ async def test_a_rep_sets_their_own_goal_but_not_a_colleagues(bot) -> None:
 async def test_goal_progress_for_the_digest_lists_reps_then_the_team(bot, db, clock) -> None:
     from storage.goals import goal_progress
 
+    await bot.join("张三")  # they speak in the group before they are @-ed
     await bot.say("目标 @张三 100万", user="老板")
     await bot.say("认领 华为", user="张三")
     await bot.say("赢单 华为 52万", user="张三")
@@ -116,6 +119,7 @@ async def test_reopen_is_for_the_requester_or_a_lead_and_only_once_reverses(bot,
 
 
 async def test_a_won_deal_gives_collaborators_five_and_setting_it_back_takes_them_away(bot, db) -> None:
+    await bot.join("李四")  # they speak in the group before they are @-ed
     await bot.say("认领 华为", user="张三")
     await bot.say("协作 华为 @李四", user="张三")
     [reply] = await bot.say("赢单 华为 100万", user="张三")

@@ -10,6 +10,7 @@ from handlers.names import (
     NEAR_MATCH_THRESHOLD,
     find_near_matches,
     normalise_company_name,
+    places_in,
     similarity,
 )
 
@@ -231,3 +232,71 @@ def test_normalising_never_raises_and_is_idempotent(text: str) -> None:
 @given(st.text(), st.text())
 def test_similarity_stays_in_range(a: str, b: str) -> None:
     assert 0.0 <= similarity(a, b) <= 100.0
+
+
+# --- places from the GB/T 2260 list, traditional characters, one-character slips ----------------------
+
+PLACE_CASES = [
+    # A prefecture-level city without 市, and any division written in full.
+    ("江门华为有限公司", "华为"),
+    ("江门市新会区华润燃气有限公司", "华润燃气"),
+    ("广东省江门市新会区华润燃气有限公司", "华润燃气"),
+    ("浙江省湖州市长兴县天能电池有限公司", "天能电池"),
+    ("延边朝鲜族自治州长白山旅游有限公司", "长白山旅游"),
+    ("杭州娃哈哈集团有限公司", "娃哈哈"),
+    # A short county name is an everyday word or a brand: only its full name is a place.
+    ("东方财富信息股份有限公司", "东方财富信息"),
+    ("阿里巴巴集团控股有限公司", "阿里巴巴"),
+    ("金山办公软件有限公司", "金山办公软件"),
+    ("平安银行股份有限公司", "平安银行"),
+    # A place leaves a name of two characters at least.
+    ("三明治", "三明治"),
+]
+
+
+@pytest.mark.parametrize(("typed", "key"), PLACE_CASES)
+def test_place_names_from_the_full_list_are_read(typed: str, key: str) -> None:
+    assert normalise_company_name(typed) == key
+
+
+SAME_CUSTOMER_WRITTEN_APART = [
+    # Traditional and simplified characters.
+    ("字節跳動", "字节跳动"),
+    ("騰訊科技（深圳）有限公司", "腾讯科技有限公司"),
+    # A place in brackets, inline after the brand, or in front.
+    ("网易（杭州）网络有限公司", "网易杭州网络有限公司"),
+    ("江门市新会区华润燃气有限公司", "华润燃气（江门新会）有限公司"),
+    ("华润燃气（江门市新会区）有限公司", "新会区华润燃气有限公司"),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), SAME_CUSTOMER_WRITTEN_APART)
+def test_one_customer_written_apart_shares_a_key(a: str, b: str) -> None:
+    assert normalise_company_name(a) == normalise_company_name(b)
+
+
+SHARE_A_WORD = [
+    ("招商银行", "招商证券"), ("中国银行", "中国农业银行"), ("北京银行", "南京银行"), ("中国银行", "中信银行"),
+    ("断库前科技", "断库中科技"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("a", "b"), SHARE_A_WORD)
+def test_companies_that_share_a_word_are_neither_one_key_nor_look_alikes(a: str, b: str) -> None:
+    a_norm, b_norm = normalise_company_name(a), normalise_company_name(b)
+    assert a_norm != b_norm
+    assert similarity(a_norm, b_norm) < NEAR_MATCH_THRESHOLD
+
+
+@pytest.mark.parametrize(("a", "b"), [("华为技木", "华为技术"), ("华润燃汽", "华润燃气")])
+def test_a_one_character_slip_in_a_longer_name_is_a_look_alike(a: str, b: str) -> None:
+    assert similarity(a, b) >= NEAR_MATCH_THRESHOLD
+
+
+@pytest.mark.parametrize(
+    ("typed", "places"),
+    [("上海腾讯", ["上海"]), ("江门市新会区华润燃气", ["江门", "新会"]), ("华润燃气（江门）", ["江门"]),
+     ("华为", [])],
+)
+def test_places_in_a_name_are_found_by_short_name(typed: str, places: list[str]) -> None:
+    assert places_in(typed) == places

@@ -63,6 +63,7 @@ async def test_the_pool_period_is_a_team_setting(bot, db: Database, clock) -> No
 async def test_a_help_request_nobody_takes_is_raised_to_the_lead_after_four_working_hours(
     bot, db: Database, clock
 ) -> None:
+    await bot.join("李四")  # they speak in the group before they are @-ed
     clock.set_local("2026-11-27 08:00")
     await bot.say("设置 主管 @李四", user="老板")
     clock.set_local("2026-11-27 16:00")  # Friday afternoon

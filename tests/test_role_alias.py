@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 async def test_role_alias_promotes_and_demotes(bot) -> None:  # type: ignore[no-untyped-def]
+    await bot.join("李四", "王五")  # they speak in the group before they are @-ed
     await bot.say("认领 理想汽车", user="张三")
     [reply] = await bot.say("/role @王五", user="张三")
     assert "只有管理员" in reply

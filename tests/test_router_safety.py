@@ -61,6 +61,7 @@ async def test_a_command_that_fails_half_way_leaves_nothing_behind(bot, db, monk
 
 
 async def test_only_admins_make_leads_and_only_leads_move_others_customers(bot) -> None:
+    await bot.join("李四", "王五")  # they speak in the group before they are @-ed
     await bot.say("认领 理想汽车", user="张三")
     [reply] = await bot.say("转交 理想 @李四", user="王五")
     assert "只有负责人或主管" in reply

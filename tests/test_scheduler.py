@@ -108,6 +108,7 @@ async def test_restart_outside_the_grace_period_skips_and_says_why(bot, db: Data
 
 
 async def test_a_changed_time_takes_effect_without_a_restart_and_a_day_is_sent_once(bot, db: Database, clock) -> None:
+    await bot.join("李四")  # they speak in the group before they are @-ed
     clock.set_local("2026-11-27 08:00")
     await bot.say("设置 主管 @李四", user="老板")
     [reply] = await bot.say("设置 晨会 9点半", user="李四")

@@ -2,7 +2,10 @@
 
 It is a real adapter: lines become `IncomingMessage`s of platform "console" and go through the same
 router, transaction and database as a WeCom or DingTalk message. On the console a member's platform
-user id is the name given (`--user 张三`, or a line `@张三: 认领 华为`).
+user id is the name given (`--user 张三`, or a line `@张三: 认领 华为`); speaking is what makes someone a
+member. An `@名字` in a command is only text, as an @ typed without picking a person is on the
+platforms: the router looks it up among the members, so a typo (`转交 京东 @李`) is refused instead of
+creating a member nobody is.
 """
 
 from __future__ import annotations
@@ -14,12 +17,11 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from bot.delivery import OutgoingMessage, RateLimit
-from bot.messages import IncomingMessage, Mention, Reply, render_mentions
-from bot.router import Router, normalise_text
+from bot.messages import IncomingMessage, Reply, render_mentions
+from bot.router import Router
 
 CONSOLE_ORG = "console"
 _SENDER = re.compile(r"^@([^\s:：]{1,64})\s*[:：]\s*(.*)$", re.S)
-_MENTION = re.compile(r"(?<![\w.])@([^\s@:：]{1,64})")
 
 
 @dataclass
@@ -38,7 +40,6 @@ class ConsoleChat:
 
     def message(self, text: str, user: str | None = None, msg_id: str | None = None) -> IncomingMessage:
         user = user or self.user
-        mentions = tuple(Mention(user_id=name, name=name) for name in _MENTION.findall(normalise_text(text)))
         return IncomingMessage(
             platform="console",
             org_key=self.org,
@@ -48,7 +49,6 @@ class ConsoleChat:
             user_name=user,
             text=text,
             msg_id=msg_id or uuid.uuid4().hex,
-            mentions=mentions,
         )
 
     async def send(self, text: str, user: str | None = None, msg_id: str | None = None) -> list[Reply]:
