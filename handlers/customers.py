@@ -14,7 +14,6 @@ from bot.messages import IncomingMessage, Reply
 from handlers.amounts import format_amount
 from handlers.commands import Args, CommandSet, UserError
 from handlers.common import (
-    STATUS_NAMES,
     can_manage,
     days_ago_text,
     fmt_day,
@@ -26,8 +25,10 @@ from handlers.common import (
     yuan,
 )
 from handlers.dates import format_date
+from handlers.deal_choice import DEAL_STATUS_NAMES, deal_line, stage_summary
 from handlers.names import find_near_matches, normalise_company_name
-from storage.models import Customer, Member
+from storage.deals import deal_state
+from storage.models import Customer, Deal, Member
 from storage.store import Store
 
 commands = CommandSet("客户")
@@ -75,12 +76,10 @@ async def claim(msg: IncomingMessage, args: Args, store: Store, now: datetime) -
     await _check_pool_rules(store, me, existing, now)
     result = await store.claim_customer(name, norm, now)
     customer = result.customer
-    if result.outcome == "created":
-        return Reply(f"✅ 认领成功：{customer.name}\n负责人：{who(me)} · 阶段：{customer.stage}", names=names_of(me))
-    if result.outcome == "from_pool":
-        return Reply(
-            f"✅ 已从公海领回：{customer.name}\n负责人：{who(me)} · 阶段：{customer.stage}", names=names_of(me)
-        )
+    if result.outcome in ("created", "from_pool"):
+        stage = stage_summary(await store.open_deals(customer))
+        done = "认领成功" if result.outcome == "created" else "已从公海领回"
+        return Reply(f"✅ {done}：{customer.name}\n负责人：{who(me)} · 阶段：{stage}", names=names_of(me))
     refusal = await _refusal_for_existing(store, customer, me, now)
     assert refusal is not None
     return refusal
@@ -88,15 +87,14 @@ async def claim(msg: IncomingMessage, args: Args, store: Store, now: datetime) -
 
 async def _refusal_for_existing(store: Store, customer: Customer, me: Member, now: datetime) -> Reply | None:
     if customer.owner_id == me.id:
-        if customer.status != "active":
-            return Reply(f"「{customer.name}」是你的客户，已{STATUS_NAMES[customer.status]}。")
+        state = deal_state(await store.deals_of(customer))
+        if state in ("won", "lost"):
+            return Reply(
+                f"「{customer.name}」是你的客户，最近的商机{DEAL_STATUS_NAMES[state]}。"
+                f"复购或二期请开一个新商机：商机 {customer.name} <名称>"
+            )
         return Reply(f"「{customer.name}」已经是你的客户了（{fmt_day(store, customer.claimed_at)} 认领）。")
     owner = await store.owner_of(customer)
-    if customer.status != "active":
-        closer = f"，负责人 {who(owner)}" if owner else ""
-        return Reply(
-            f"「{customer.name}」已{STATUS_NAMES[customer.status]}{closer}，不能再认领。", names=names_of(owner)
-        )
     if owner is not None:
         return Reply(
             f"⛔ 撞单提醒：「{customer.name}」已由 {who(owner)} 于 {fmt_day(store, customer.claimed_at)} 认领，"
@@ -173,8 +171,6 @@ async def release(msg: IncomingMessage, args: Args, store: Store, now: datetime)
         raise UserError(f"「{customer.name}」已经在公海里了。")
     if not can_manage(store, customer):
         raise UserError(f"只有负责人或主管可以释放「{customer.name}」。")
-    if customer.status != "active":
-        raise UserError(f"「{customer.name}」已{STATUS_NAMES[customer.status]}，不需要释放。")
     await store.release_customer(customer, now)
     return Reply(f"♻️ 「{customer.name}」已放回公海，同事可以发送「认领 {customer.name}」领走。")
 
@@ -198,8 +194,6 @@ async def transfer(msg: IncomingMessage, args: Args, store: Store, now: datetime
     customer = await resolve_customer(store, args.text, example=TRANSFER_EXAMPLE)
     if not can_manage(store, customer):
         raise UserError(f"只有负责人或主管可以转交「{customer.name}」。")
-    if customer.status != "active":
-        raise UserError(f"「{customer.name}」已{STATUS_NAMES[customer.status]}，不能转交。")
     if customer.owner_id == target.id:
         raise UserError(f"「{customer.name}」已经由 {target.name} 负责了。")
     await store.ensure_membership(store.team, target, now)
@@ -255,25 +249,37 @@ CUSTOMER_EXAMPLE = "客户 华为"
     example=CUSTOMER_EXAMPLE,
 )
 async def customer_card(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
-    """负责人、协作人、阶段、金额、下次跟进和最近 10 条记录。"""
+    """负责人、协作人、商机（阶段、金额、状态）、下次跟进和最近 10 条记录。"""
     customer = await resolve_customer(store, args.text, example=CUSTOMER_EXAMPLE)
     detail = await store.customer_detail(customer, limit=10)
     today = local_today(store, now)
     collaborators = "、".join(m.name for m in detail.collaborators) or "—"
     next_on = format_date(customer.next_followup_on, today) if customer.next_followup_on else "—"
     owner = detail.owner.name if detail.owner else "公海"
-    lines = [
-        f"📇 **{customer.name}**",
-        f"负责人：{owner} · 协作：{collaborators}",
-        f"阶段：{customer.stage} · 状态：{STATUS_NAMES[customer.status]}"
-        f" · 金额：{format_amount(yuan(customer.amount_fen))}",
-        f"下次跟进：{next_on} · 最近动态：{days_ago_text(now, customer.last_activity_at)}",
-    ]
+    lines = [f"📇 **{customer.name}**", f"负责人：{owner} · 协作：{collaborators}"]
+    if len(detail.deals) == 1:
+        deal = detail.deals[0]
+        expected = f" · 预计：{format_date(deal.expected_close_on, today)}" if deal.expected_close_on else ""
+        lines.append(
+            f"阶段：{deal.stage} · 状态：{DEAL_STATUS_NAMES[deal.status]}"
+            f" · 金额：{format_amount(yuan(deal.amount_fen))}{expected}"
+        )
+    elif detail.deals:
+        lines.append(f"商机（{len(detail.deals)}）：")
+        for deal in detail.deals:
+            expected = f" · 预计 {format_date(deal.expected_close_on, today)}" if deal.expected_close_on else ""
+            closed = f" · {fmt_day(store, deal.closed_at)}" if deal.closed_at else ""
+            lines.append(f"· {deal_line(deal, with_status=True)}{expected}{closed}")
+    else:
+        lines.append(f"还没有商机。发送：商机 {customer.name} <名称>")
+    lines.append(f"下次跟进：{next_on} · 最近动态：{days_ago_text(now, customer.last_activity_at)}")
+    names = {d.id: d.name for d in detail.deals} if len(detail.deals) > 1 else {}
     if detail.followups:
         lines.append("最近跟进：")
         for record, author in detail.followups:
             stage = f"【{record.stage_before}→{record.stage_after}】" if record.stage_after else ""
-            lines.append(f"· {fmt_day(store, record.created_at)} {author.name}：{stage}{record.content}")
+            deal_name = f"[{names[record.deal_id]}]" if record.deal_id in names else ""
+            lines.append(f"· {fmt_day(store, record.created_at)} {author.name}：{deal_name}{stage}{record.content}")
     else:
         lines.append("还没有跟进记录。发送：跟进 " + customer.name + " 已电话沟通 阶段:初访")
     return Reply("\n".join(lines))
@@ -288,13 +294,14 @@ async def mine(msg: IncomingMessage, args: Args, store: Store, now: datetime) ->
     shared = await store.shared_with(me)
     if not owned and not shared:
         return Reply("你还没有跟进中的客户。发送「认领 客户名」开始，或发送「公海」看看有哪些待认领的客户。")
+    deals = await store.open_deals_by_customer([c.id for c in (*owned, *shared)])
     lines = [f"📋 {me.name} 跟进中的客户（{len(owned)}/{store.team.max_active_customers}）："]
     for i, c in enumerate(owned, 1):
-        lines.append(f"{i}. {_customer_line(c, today)}")
+        lines.append(f"{i}. {_customer_line(c, deals.get(c.id, []), today)}")
     if shared:
         lines.append("协作中：")
         for c in shared:
-            lines.append(f"· {_customer_line(c, today)}")
+            lines.append(f"· {_customer_line(c, deals.get(c.id, []), today)}")
     return Reply("\n".join(lines))
 
 
@@ -304,17 +311,18 @@ async def pool(msg: IncomingMessage, args: Args, store: Store, now: datetime) ->
     if not customers:
         return Reply("公海里暂时没有客户。")
     lines = [f"🌊 公海客户（共 {total} 个）："]
+    open_deals = await store.open_deals_by_customer([c.id for c in customers])
     for c in customers:
         released = f" · {fmt_day(store, c.released_at)} 回到公海" if c.released_at else ""
-        lines.append(f"· {c.name} · {c.stage}{released}")
+        stage = stage_summary(open_deals[c.id]) if c.id in open_deals else "商机已结束"
+        lines.append(f"· {c.name} · {stage}{released}")
     if total > len(customers):
         lines.append(f"……只显示前 {len(customers)} 个")
     lines.append("发送「认领 客户名」领走。")
     return Reply("\n".join(lines))
 
 
-def _customer_line(c: Customer, today: date) -> str:
+def _customer_line(c: Customer, deals: list[Deal], today: date) -> str:
     next_on = f" · 下次 {format_date(c.next_followup_on, today)}" if c.next_followup_on else ""
     overdue = " ⏰" if c.next_followup_on and c.next_followup_on < today else ""
-    amount = f" · {format_amount(yuan(c.amount_fen))}" if c.amount_fen else ""
-    return f"{c.name} · {c.stage}{amount}{next_on}{overdue}"
+    return f"{c.name} · {stage_summary(deals)}{next_on}{overdue}"

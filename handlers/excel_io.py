@@ -36,11 +36,11 @@ from handlers.names import find_near_matches, normalise_company_name
 from handlers.points import REASON_TEXT
 from storage import points as points_store
 from storage import sheets
-from storage.models import Member
+from storage.models import Deal, Member
 from storage.store import Store
 
 STATUS_BY_STAGE = {"赢单": "won", "输单": "lost"}
-STATUS_TEXT = {"active": "跟进中", "won": "已赢单", "lost": "已输单"}
+STATUS_TEXT = {"open": "跟进中", "won": "已赢单", "lost": "已输单"}
 
 # Field → header spellings, compared after folding (see `header_key`).
 HEADER_ALIASES: dict[str, tuple[str, ...]] = {
@@ -230,7 +230,7 @@ def _parse_row(number: int, cell: Any, today: date, in_wan: bool) -> ImportRecor
         owner_name=_cell_text(cell("owner")),
         owner_id=_cell_text(cell("owner_id")),
         stage=stage,
-        status=STATUS_BY_STAGE.get(stage, "active"),
+        status=STATUS_BY_STAGE.get(stage, "open"),
         amount_fen=amount,
         last_activity=last,
         next_followup=next_on,
@@ -416,6 +416,14 @@ def _local_naive(moment: datetime | None, tz: ZoneInfo) -> datetime | None:
     return moment.astimezone(tz).replace(tzinfo=None) if moment else None
 
 
+def _status_text(deal: Deal | None, owner: Member | None) -> str:
+    """跟进中 / 已赢单 / 已输单 of the customer's deal; 公海 for an open deal nobody owns."""
+    status = deal.status if deal else "open"
+    if owner is None and status == "open":
+        return "公海"
+    return STATUS_TEXT.get(status, status)
+
+
 def _money(fen: int | None) -> float | None:
     value = yuan(fen)
     return float(value) if value is not None else None
@@ -430,16 +438,16 @@ async def export_rows(store: Store, what: str) -> tuple[str, tuple[str, ...], li
                 c.name,
                 owner.name if owner else "",
                 owner.user_id if owner else "",
-                c.stage,
-                _money(c.amount_fen),
+                deal.stage if deal else "",
+                _money(deal.amount_fen) if deal else None,
                 _local_date(c.last_activity_at, tz),
                 c.next_followup_on,
                 c.note or "",
-                STATUS_TEXT.get(c.status, c.status) if owner or c.status != "active" else "公海",
+                _status_text(deal, owner),
                 "、".join(m.name for m in collaborators),
                 _local_date(c.claimed_at, tz) if owner else None,
             ]
-            for c, owner, collaborators in await sheets.customers_for_export(store)
+            for c, deal, owner, collaborators in await sheets.customers_for_export(store)
         ]
         return "客户", CUSTOMER_HEADERS, rows
     if what == "followups":

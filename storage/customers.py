@@ -11,13 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import and_, bindparam, false, func, or_, select, update
+from sqlalchemy import bindparam, false, func, or_, select, update
 
-from storage.models import AuditLog, Collaborator, Customer, FollowUp, Member
-from storage.scope import StoreBase
+from storage.deals import DealQueries, open_deal_exists
+from storage.models import AuditLog, Collaborator, Customer, Deal, FollowUp, Member
 from storage.sql import escape_like, rowcount, table_of
 
-ClaimOutcome = Literal["created", "from_pool", "already_yours", "owned_by_other", "closed"]
+ClaimOutcome = Literal["created", "from_pool", "already_yours", "owned_by_other"]
+
+FIRST_DEAL = "首单"
 
 
 @dataclass
@@ -33,9 +35,10 @@ class CustomerDetail:
     owner: Member | None
     collaborators: list[Member]
     followups: list[tuple[FollowUp, Member]]
+    deals: list[Deal]
 
 
-class CustomerQueries(StoreBase):
+class CustomerQueries(DealQueries):
     async def customer_by_norm(self, norm_name: str) -> Customer | None:
         params = {"org_id": self.org.id, "team_id": self.team.id, "norm_name": norm_name}
         return (await self.session.execute(_CUSTOMER_BY_NORM, params)).scalar_one_or_none()
@@ -79,7 +82,7 @@ class CustomerQueries(StoreBase):
                     Customer.org_id == self.org.id,
                     Customer.team_id == self.team.id,
                     Customer.owner_id == member.id,
-                    Customer.status == "active",
+                    open_deal_exists(),
                 )
             )
         ).scalar_one()
@@ -110,8 +113,6 @@ class CustomerQueries(StoreBase):
                 "name": name[:200],
                 "norm_name": norm_name[:200],
                 "owner_id": me.id,
-                "stage": "线索",
-                "status": "active",
                 "claimed_at": now,
                 "last_activity_at": now,
                 "created_at": now,
@@ -121,23 +122,27 @@ class CustomerQueries(StoreBase):
         customer = await self.customer_by_norm(norm_name[:200])
         assert customer is not None
         if created:
-            await self.audit("claim", "customer", customer.id, None, {"owner": me.id, "name": customer.name}, now)
+            # The first deal opens with the claim; the claim's audit row names it (no second row).
+            deal = await self.open_deal(customer, FIRST_DEAL, now, audited=False)
+            after = {"owner": me.id, "name": customer.name, "deal": deal.id}
+            await self.audit("claim", "customer", customer.id, None, after, now)
             return ClaimResult("created", customer, me)
         await self.session.refresh(customer)
         if customer.owner_id == me.id:
             return ClaimResult("already_yours", customer, me)
-        if customer.status != "active":
-            return ClaimResult("closed", customer, await self.owner_of(customer))
         if customer.owner_id is None:
             taken = await self.session.execute(
                 update(Customer)
-                .where(Customer.id == customer.id, Customer.owner_id.is_(None), Customer.status == "active")
+                .where(Customer.id == customer.id, Customer.owner_id.is_(None))
                 .values(owner_id=me.id, claimed_at=now, last_activity_at=now)
                 .execution_options(synchronize_session=False)
             )
             await self.session.refresh(customer)
             if rowcount(taken) == 1:
                 await self.audit("claim", "customer", customer.id, {"owner": None}, {"owner": me.id}, now)
+                if not await self.open_deals(customer):
+                    # A customer lost (or won) before is worked again through a new deal.
+                    await self.open_deal(customer, f"第{await self.count_deals(customer) + 1}单", now)
                 return ClaimResult("from_pool", customer, me)
         owner = await self.owner_of(customer)
         return ClaimResult("owned_by_other", customer, owner)
@@ -206,10 +211,13 @@ class CustomerQueries(StoreBase):
             .order_by(FollowUp.created_at.desc(), FollowUp.id.desc())
             .limit(limit)
         )
-        return CustomerDetail(customer, owner, await self.collaborators(customer), [(f, m) for f, m in rows.all()])
+        followups = [(f, m) for f, m in rows.all()]
+        collaborators = await self.collaborators(customer)
+        return CustomerDetail(customer, owner, collaborators, followups, await self.deals_of(customer))
 
-    async def customers_of(self, member: Member, status: str = "active") -> list[Customer]:
-        params = {"org_id": self.org.id, "team_id": self.team.id, "member_id": member.id, "status": status}
+    async def customers_of(self, member: Member) -> list[Customer]:
+        """The member's customers with an open deal, next follow-up first."""
+        params = {"org_id": self.org.id, "team_id": self.team.id, "member_id": member.id}
         return list((await self.session.execute(_CUSTOMERS_OF, params)).scalars().all())
 
     async def shared_with(self, member: Member) -> list[Customer]:
@@ -217,7 +225,7 @@ class CustomerQueries(StoreBase):
         return list((await self.session.execute(_SHARED_WITH, params)).scalars().all())
 
     async def pool_customers(self, limit: int = 30) -> tuple[list[Customer], int]:
-        condition = and_(Customer.owner_id.is_(None), Customer.status == "active")
+        condition = Customer.owner_id.is_(None)
         rows = await self.session.execute(
             self.team_customers()
             .where(condition)
@@ -241,11 +249,11 @@ _TEAM_CUSTOMERS = select(Customer).where(
 )
 _CUSTOMER_BY_NORM = _TEAM_CUSTOMERS.where(Customer.norm_name == bindparam("norm_name"))
 _CUSTOMERS_OF = _TEAM_CUSTOMERS.where(
-    Customer.owner_id == bindparam("member_id"), Customer.status == bindparam("status")
+    Customer.owner_id == bindparam("member_id"), open_deal_exists()
 ).order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on, Customer.last_activity_at.desc())
 _SHARED_WITH = (
     _TEAM_CUSTOMERS.join(Collaborator, Collaborator.customer_id == Customer.id)
-    .where(Collaborator.member_id == bindparam("member_id"), Customer.status == "active")
+    .where(Collaborator.member_id == bindparam("member_id"), open_deal_exists())
     .order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on)
 )
 _COLLABORATORS = table_of(Collaborator)

@@ -14,6 +14,7 @@ from datetime import date, datetime
 
 from sqlalchemy import and_, delete, or_, select, update
 
+from storage.deals import open_deal_exists
 from storage.models import (
     Collaborator,
     Customer,
@@ -252,7 +253,7 @@ class ScheduleStore:
                 Customer.team_id == self.team.id,
                 Customer.org_id == self.org.id,
                 Customer.next_followup_on == day,
-                Customer.status == "active",
+                open_deal_exists(),
                 Customer.owner_id.is_not(None),
             )
             .order_by(Customer.owner_id, Customer.name)
@@ -275,7 +276,7 @@ class ScheduleStore:
             .where(
                 Customer.team_id == self.team.id,
                 Customer.org_id == self.org.id,
-                Customer.status == "active",
+                open_deal_exists(),
                 Customer.last_activity_at < before,
                 Customer.owner_id.is_not(None),
             )
@@ -291,7 +292,7 @@ class ScheduleStore:
             .where(
                 Customer.id == customer.id,
                 Customer.owner_id == owner,
-                Customer.status == "active",
+                open_deal_exists(),
                 Customer.last_activity_at < cutoff,
             )
             .values(owner_id=None, released_by_id=owner, released_at=now)
