@@ -108,15 +108,14 @@ def upgrade() -> None:
         "FROM deals d JOIN customers c ON c.id = d.customer_id WHERE d.status IN ('won', 'lost') ORDER BY d.id"
     )
 
-    with op.batch_alter_table('customers', schema=None) as batch_op:
-        batch_op.drop_index('ix_customers_team_owner_status')
-        batch_op.drop_index('ix_customers_team_status_activity')
-        batch_op.drop_column('closed_at')
-        batch_op.drop_column('status')
-        batch_op.drop_column('amount_fen')
-        batch_op.drop_column('stage')
-        batch_op.create_index('ix_customers_team_owner', ['team_id', 'owner_id'], unique=False)
-        batch_op.create_index('ix_customers_team_activity', ['team_id', 'last_activity_at'], unique=False)
+    # Plain ALTER TABLE … DROP COLUMN, also on SQLite (3.35+): a batch would copy `customers` into a new
+    # table and drop the old one, which the rows now pointing at it (deals, follow-ups) forbid.
+    op.drop_index('ix_customers_team_owner_status', table_name='customers')
+    op.drop_index('ix_customers_team_status_activity', table_name='customers')
+    for column in ('closed_at', 'status', 'amount_fen', 'stage'):
+        op.drop_column('customers', column)
+    op.create_index('ix_customers_team_owner', 'customers', ['team_id', 'owner_id'], unique=False)
+    op.create_index('ix_customers_team_activity', 'customers', ['team_id', 'last_activity_at'], unique=False)
 
 
 # The deal that stands for a customer when the columns come back: its newest open deal, else its
@@ -130,13 +129,13 @@ _OLD_STATUS = "CASE WHEN d.status = 'open' THEN 'active' ELSE d.status END"
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('customers', schema=None) as batch_op:
-        batch_op.drop_index('ix_customers_team_activity')
-        batch_op.drop_index('ix_customers_team_owner')
-        batch_op.add_column(sa.Column('stage', sa.String(length=16), server_default='线索', nullable=False))
-        batch_op.add_column(sa.Column('amount_fen', sa.BigInteger(), nullable=True))
-        batch_op.add_column(sa.Column('status', sa.String(length=8), server_default='active', nullable=False))
-        batch_op.add_column(sa.Column('closed_at', sa.DateTime(), nullable=True))
+    # No batch on `customers` (see upgrade): the columns come back with ALTER TABLE … ADD COLUMN.
+    op.drop_index('ix_customers_team_activity', table_name='customers')
+    op.drop_index('ix_customers_team_owner', table_name='customers')
+    op.add_column('customers', sa.Column('stage', sa.String(length=16), server_default='线索', nullable=False))
+    op.add_column('customers', sa.Column('amount_fen', sa.BigInteger(), nullable=True))
+    op.add_column('customers', sa.Column('status', sa.String(length=8), server_default='active', nullable=False))
+    op.add_column('customers', sa.Column('closed_at', sa.DateTime(), nullable=True))
     op.execute(
         "UPDATE customers SET "
         f"stage = COALESCE({_STANDING.format(column='d.stage')}, '线索'), "
@@ -144,11 +143,13 @@ def downgrade() -> None:
         f"status = COALESCE({_STANDING.format(column=_OLD_STATUS)}, 'active'), "
         f"closed_at = {_STANDING.format(column='d.closed_at')}"
     )
-    with op.batch_alter_table('customers', schema=None) as batch_op:
-        batch_op.alter_column('stage', server_default=None)
-        batch_op.alter_column('status', server_default=None)
-        batch_op.create_index('ix_customers_team_status_activity', ['team_id', 'status', 'last_activity_at'], unique=False)
-        batch_op.create_index('ix_customers_team_owner_status', ['team_id', 'owner_id', 'status'], unique=False)
+    if op.get_bind().dialect.name == 'postgresql':
+        # SQLite cannot drop a default without copying the table; there the default stays, harmlessly.
+        op.alter_column('customers', 'stage', server_default=None)
+        op.alter_column('customers', 'status', server_default=None)
+    op.create_index('ix_customers_team_status_activity', 'customers', ['team_id', 'status', 'last_activity_at'],
+                    unique=False)
+    op.create_index('ix_customers_team_owner_status', 'customers', ['team_id', 'owner_id', 'status'], unique=False)
 
     with op.batch_alter_table('followups', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_followups_deal_id_deals'), type_='foreignkey')
