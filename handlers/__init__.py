@@ -7,9 +7,21 @@ from handlers.commands import CommandSpec
 
 def all_commands() -> list[CommandSpec]:
     """Every command of every area, in the order help lists them."""
-    from handlers import admin, customers, deals, followups, goals, guide, help_requests, knowledge, points, standup
+    from handlers import (
+        admin,
+        customers,
+        deals,
+        followups,
+        goals,
+        guide,
+        help_requests,
+        knowledge,
+        merge,
+        points,
+        standup,
+    )
 
     specs: list[CommandSpec] = []
-    for module in (customers, deals, followups, help_requests, goals, points, knowledge, standup, admin, guide):
+    for module in (customers, merge, deals, followups, help_requests, goals, points, knowledge, standup, admin, guide):
         specs.extend(module.commands.specs)
     return specs

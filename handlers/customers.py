@@ -26,6 +26,7 @@ from handlers.common import (
 )
 from handlers.dates import format_date
 from handlers.deal_choice import DEAL_STATUS_NAMES, deal_line, stage_summary
+from handlers.merge import duplicate_lines, share_to_company_pool
 from handlers.names import find_near_matches, normalise_company_name
 from storage.deals import deal_state
 from storage.models import Customer, Deal, Member
@@ -64,13 +65,15 @@ async def claim(msg: IncomingMessage, args: Args, store: Store, now: datetime) -
     if not norm:
         raise UserError(f"「{name}」看起来不是一个客户名称。", example=CLAIM_EXAMPLE)
     me = store.actor
-    existing = await store.customer_by_norm(norm)
+    existing = await store.customer_by_norm(norm) or await store.org_customer_by_norm(norm)
     if existing is not None:
         refusal = await _refusal_for_existing(store, existing, me, now)
         if refusal is not None:
             return refusal
     elif not confirmed:
-        near = find_near_matches(norm, [(cid, n) for cid, n, _ in await store.all_customer_names()], limit=3)
+        # Look-alikes anywhere in the organisation: the same company under another spelling in another team
+        # is the costliest 撞单.
+        near = find_near_matches(norm, [(cid, n) for cid, n, _ in await store.org_customer_names()], limit=3)
         if near:
             return await _ask_confirmation(store, name, [cid for cid, _ in near])
     await _check_pool_rules(store, me, existing, now)
@@ -95,12 +98,20 @@ async def _refusal_for_existing(store: Store, customer: Customer, me: Member, no
             )
         return Reply(f"「{customer.name}」已经是你的客户了（{fmt_day(store, customer.claimed_at)} 认领）。")
     owner = await store.owner_of(customer)
+    other_team = await store.team_of(customer) if customer.team_id != store.team.id else None
     if owner is not None:
+        # Of another team's customer only the owner, their team and the claim date are told.
+        team = f"（{other_team.name}）" if other_team else ""
         return Reply(
-            f"⛔ 撞单提醒：「{customer.name}」已由 {who(owner)} 于 {fmt_day(store, customer.claimed_at)} 认领，"
+            f"⛔ 撞单提醒：「{customer.name}」已由 {who(owner)}{team} 于 {fmt_day(store, customer.claimed_at)} 认领，"
             "不能重复认领。\n"
             f"如需一起跟进，请联系 {owner.name} 发送：协作 {customer.name} @{me.name}",
             names=names_of(owner),
+        )
+    if other_team is not None and not customer.company_pool:
+        return Reply(
+            f"「{customer.name}」在「{other_team.name}」的公海里，只能由该组认领。"
+            f"如需接手，请该组主管发送：公海 共享 {customer.name}（放到公司公海，各组都能认领）"
         )
     return None
 
@@ -108,11 +119,12 @@ async def _refusal_for_existing(store: Store, customer: Customer, me: Member, no
 async def _ask_confirmation(store: Store, name: str, customer_ids: list[int]) -> Reply:
     lines = []
     for cid in customer_ids:
-        customer = await store.customer_by_id(cid)
+        customer = await store.org_customer_by_id(cid)
         if customer is None:
             continue
         owner = await store.owner_of(customer)
-        state = f"负责人 {owner.name}，{fmt_day(store, customer.claimed_at)} 认领" if owner else "在公海"
+        team = f"（{(await store.team_of(customer)).name}）" if customer.team_id != store.team.id else ""
+        state = f"负责人 {owner.name}{team}，{fmt_day(store, customer.claimed_at)} 认领" if owner else f"在{team}公海"
         lines.append(f"· {customer.name}（{state}）")
     listing = "\n".join(lines)
     return Reply(
@@ -214,7 +226,7 @@ SHARE_EXAMPLE = "协作 华为 @王五"
     summary="邀请同事一起跟进客户",
     usage="协作 <客户> @成员",
     example=SHARE_EXAMPLE,
-    details="负责人或主管可以添加协作人；协作人可以提交跟进、赢单/输单。",
+    details="负责人或主管可以添加协作人（也可以是其他组的同事，加入后就能看到这个客户）；协作人可以提交跟进、赢单/输单。",
     takes_mentions=True,
 )
 async def share(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
@@ -229,7 +241,8 @@ async def share(msg: IncomingMessage, args: Args, store: Store, now: datetime) -
     for member in args.mentions:
         if member.id == customer.owner_id:
             continue
-        await store.ensure_membership(store.team, member, now)
+        if not await store.member_in_a_team(member):  # a collaborator from another team stays in theirs
+            await store.ensure_membership(store.team, member, now)
         if await store.add_collaborator(customer, member, now):
             added.append(member)
     if not added:
@@ -292,8 +305,10 @@ async def mine(msg: IncomingMessage, args: Args, store: Store, now: datetime) ->
     today = local_today(store, now)
     owned = await store.customers_of(me)
     shared = await store.shared_with(me)
+    duplicates = await duplicate_lines(store) if store.role in ("lead", "admin") else []
     if not owned and not shared:
-        return Reply("你还没有跟进中的客户。发送「认领 客户名」开始，或发送「公海」看看有哪些待认领的客户。")
+        empty = "你还没有跟进中的客户。发送「认领 客户名」开始，或发送「公海」看看有哪些待认领的客户。"
+        return Reply("\n".join([empty, *duplicates]))
     deals = await store.open_deals_by_customer([c.id for c in (*owned, *shared)])
     lines = [f"📋 {me.name} 跟进中的客户（{len(owned)}/{store.team.max_active_customers}）："]
     for i, c in enumerate(owned, 1):
@@ -302,11 +317,24 @@ async def mine(msg: IncomingMessage, args: Args, store: Store, now: datetime) ->
         lines.append("协作中：")
         for c in shared:
             lines.append(f"· {_customer_line(c, deals.get(c.id, []), today)}")
-    return Reply("\n".join(lines))
+    return Reply("\n".join([*lines, *duplicates]))
 
 
-@commands.command("公海", "/pool", summary="公海里待认领的客户", usage="公海", example="公海")
+@commands.command(
+    "公海",
+    "/pool",
+    summary="公海里待认领的客户",
+    usage="公海 | 公海 共享 <客户>",
+    example="公海",
+    details=(
+        "列出本组公海和公司公海里待认领的客户。\n"
+        "主管可以把本组的客户放到公司公海：公海 共享 <客户>，公司里任何一个组都能认领。"
+    ),
+)
 async def pool(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
+    word, _, rest = args.text.partition(" ")
+    if word == "共享":
+        return await share_to_company_pool(store, rest.strip(), now)
     customers, total = await store.pool_customers(limit=30)
     if not customers:
         return Reply("公海里暂时没有客户。")
@@ -314,8 +342,12 @@ async def pool(msg: IncomingMessage, args: Args, store: Store, now: datetime) ->
     open_deals = await store.open_deals_by_customer([c.id for c in customers])
     for c in customers:
         released = f" · {fmt_day(store, c.released_at)} 回到公海" if c.released_at else ""
+        if c.team_id != store.team.id:  # another team's, shared: its deals stay that team's business
+            lines.append(f"· {c.name} · 公司公海{released}")
+            continue
         stage = stage_summary(open_deals[c.id]) if c.id in open_deals else "商机已结束"
-        lines.append(f"· {c.name} · {stage}{released}")
+        shared = " · 公司公海" if c.company_pool else ""
+        lines.append(f"· {c.name} · {stage}{shared}{released}")
     if total > len(customers):
         lines.append(f"……只显示前 {len(customers)} 个")
     lines.append("发送「认领 客户名」领走。")

@@ -282,18 +282,21 @@ def _parse_date_cell(value: Any, today: date, label: str) -> date | None:
 
 # ------------------------------------------------------------------------------- planning / applying
 async def plan_import(store: Store, path: Path, today: date) -> ImportPlan:
-    """Read and check a file against the team's customers and members; writes nothing."""
+    """Read and check a file against the organisation's customers (names are unique across its teams)
+    and the team's members; writes nothing."""
     plan = parse_sheet(read_rows(path), today)
-    existing = await store.all_customer_names()
+    existing = await store.org_customer_names()
     by_norm = {norm: (cid, display) for cid, norm, display in existing}
     seen: dict[str, ImportRecord] = {}
     good: list[ImportRecord] = []
     for record in plan.records:
         if record.norm in by_norm:
             cid, display = by_norm[record.norm]
-            customer = await store.customer_by_id(cid)
+            customer = await store.org_customer_by_id(cid)
             owner = await store.owner_of(customer) if customer is not None else None
-            holder = f"负责人 {owner.name}" if owner else "在公海"
+            elsewhere = customer is not None and customer.team_id != store.team.id
+            team = f"{(await store.team_of(customer)).name} · " if customer is not None and elsewhere else ""
+            holder = f"{team}负责人 {owner.name}" if owner else f"{team}在公海"
             plan.duplicates.append((record.row, record.name, f"已存在客户「{display}」（{holder}）"))
             continue
         if record.norm in seen:

@@ -24,6 +24,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -119,19 +121,34 @@ class Membership(Base):
 
 
 class Customer(Base):
-    """A customer of the organisation. No owner means it sits in a team's public pool (公海).
+    """A customer of the organisation. No owner means it sits in a team's public pool (公海), or in the
+    company pool (`company_pool`) where any team may claim it.
 
     `team_id` is the team whose customer it is: the owner's team, or the team whose pool holds it.
     What is being sold to the customer — stage, amount, status, close time — lives on its deals
-    (`Deal`): a customer has deals over time and at once (复购, 二期). `norm_name` is unique per team:
-    that constraint, not Python code, is what decides who wins when two reps claim the same new
-    customer at the same moment.
+    (`Deal`): a customer has deals over time and at once (复购, 二期).
+
+    `norm_name` is unique in the organisation among customers that are not marked as a possible
+    duplicate (a partial unique index): that index, not Python code, is what decides who wins when two
+    reps — of one team or of two — claim the same new customer at the same moment. Customers that two
+    teams both held before names were organisation-wide are kept; the younger one carries
+    `duplicate_of_id` (the one it duplicates) until a lead merges them (合并). Within a team a name is
+    unique even then (the older per-team key stays). `duplicate_of_id` has no foreign key: SQLite adds
+    one only by copying the table, which the rows that point at customers forbid.
     """
 
     __tablename__ = "customers"
     __table_args__ = (
         UniqueConstraint("team_id", "norm_name"),
         Index("ix_customers_team_owner", "team_id", "owner_id"),
+        Index(
+            "uq_customers_org_norm_name",
+            "org_id",
+            "norm_name",
+            unique=True,
+            sqlite_where=text("duplicate_of_id IS NULL"),
+            postgresql_where=text("duplicate_of_id IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -146,6 +163,8 @@ class Customer(Base):
     next_followup_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     released_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    company_pool: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    duplicate_of_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

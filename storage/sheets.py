@@ -74,7 +74,7 @@ async def insert_imported_customer(
     claimed_at: datetime | None = None,
 ) -> Customer | None:
     """Insert one customer with its first deal (stage, amount, status of the sheet); None when the team
-    already has that normalised name (the database decides)."""
+    or the organisation already has that normalised name (the database decides)."""
     created = await store.insert_if_absent(
         Customer,
         {
@@ -89,7 +89,7 @@ async def insert_imported_customer(
             "next_followup_on": next_followup_on,
             "created_at": now,
         },
-        ("team_id", "norm_name"),
+        (),  # any unique key: the organisation's name or the team's
     )
     if not created:
         return None
