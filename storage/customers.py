@@ -50,9 +50,17 @@ class CustomerQueries(DealQueries):
         return {"org_id": self.org.id, "team_id": self.team.id, "member_id": actor.id if actor else 0, **extra}
 
     async def customer_by_norm(self, norm_name: str) -> Customer | None:
-        """The visible customer of that normalised name (the team's own first)."""
-        rows = await self.session.execute(_CUSTOMER_BY_NORM, self._visible_params(norm_name=norm_name))
-        return rows.scalars().first()
+        """The visible customer of that normalised name: the team's own, else one elsewhere in the
+        organisation that the company pool or a collaboration shows.
+
+        Two point lookups (the team's unique name, then the organisation's partial unique index) rather
+        than one OR over both, which no index serves: this runs on every 跟进.
+        """
+        params = self._visible_params(norm_name=norm_name)
+        own = (await self.session.execute(_TEAM_BY_NORM, params)).scalar_one_or_none()
+        if own is not None:
+            return own
+        return (await self.session.execute(_ELSEWHERE_BY_NORM, params)).scalar_one_or_none()
 
     async def customer_by_id(self, customer_id: int) -> Customer | None:
         rows = await self.session.execute(_VISIBLE.where(Customer.id == customer_id), self._visible_params())
@@ -340,12 +348,11 @@ _VISIBLE = select(Customer).where(
         Customer.id.in_(select(Collaborator.customer_id).where(Collaborator.member_id == bindparam("member_id"))),
     ),
 )
-_CUSTOMER_BY_NORM = (
-    _VISIBLE.where(Customer.norm_name == bindparam("norm_name"))
-    .order_by(Customer.team_id != bindparam("team_id"), Customer.id)
-    .limit(1)
-)
 _TEAM_BY_NORM = _TEAM_CUSTOMERS.where(Customer.norm_name == bindparam("norm_name"))
+# Elsewhere, the original only (`duplicate_of_id IS NULL` lets both databases use the partial index).
+_ELSEWHERE_BY_NORM = _VISIBLE.where(
+    Customer.norm_name == bindparam("norm_name"), Customer.duplicate_of_id.is_(None)
+)
 _CUSTOMERS_OF = _TEAM_CUSTOMERS.where(
     Customer.owner_id == bindparam("member_id"), open_deal_exists()
 ).order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on, Customer.last_activity_at.desc())
