@@ -269,8 +269,9 @@ async def main() -> None:
             w = args.warm_up
             groups = max(40, math.ceil((2 * (n + w)) / (MESSAGES_PER_GROUP - 1)))
             reps = [(f"rep{i:04d}", f"cid-{i:04d}") for i in range(groups)]
-            # Warm-up: every rep claims one customer in their group (teams, members, first rows).
-            warm = await drive(url, ding, [(f"认领 客户{u}有限公司", u, c) for u, c in reps], 10, None)
+            # Warm-up: every rep claims one customer in their group (teams, members, first rows). The names
+            # differ by one digit and customers are organisation-wide, so each claim confirms the look-alike.
+            warm = await drive(url, ding, [(f"认领 客户{u}有限公司 确认", u, c) for u, c in reps], 10, None)
             if args.db != "sqlite":
                 # A fresh database has no planner statistics; autovacuum would gather them within a minute,
                 # but a test machine may run PostgreSQL with autovacuum off. Without them the planner

@@ -74,6 +74,7 @@ async def seed(pg_url: str, schema: str, customers: int, followups: int, history
         )
         cust_team: list[int] = []
         rows = []
+        deals = []
         audit = []
         for c in range(1, customers + 1):
             team = (c - 1) % TEAMS + 1
@@ -82,30 +83,41 @@ async def seed(pg_url: str, schema: str, customers: int, followups: int, history
             # worked customers, and a customer idle past 30 days is already back in the pool.
             created = t0 + timedelta(seconds=span * (c - 1) / customers)
             last = max(created, _naive(NOW) - timedelta(days=rnd.expovariate(1 / 12)))
-            status = "won" if rnd.random() < 0.05 else "active"
+            status = "won" if rnd.random() < 0.05 else "open"
             held = owner if last > _naive(NOW) - timedelta(days=30) else None
             name = f"客户{c}"
-            rows.append((c, 1, team, name, name, held, rnd.choice(STAGES), None, status, created, last, None, created))
+            rows.append((c, 1, team, name, name, held, created, last, None, created))
+            stage = "赢单" if status == "won" else rnd.choice(STAGES)
+            deals.append((c, 1, team, c, "首单", stage, status, last if status == "won" else None, created))
             audit.append((c, 1, team, owner, "claim", "customer", c, created))
             cust_team.append(team)
         await conn.copy_records_to_table(
             "customers", records=rows,
             columns=[
-                "id", "org_id", "team_id", "name", "norm_name", "owner_id", "stage", "amount_fen", "status",
+                "id", "org_id", "team_id", "name", "norm_name", "owner_id",
                 "claimed_at", "last_activity_at", "next_followup_on", "created_at",
             ],
+        )
+        await conn.copy_records_to_table(
+            "deals", records=deals,
+            columns=["id", "org_id", "team_id", "customer_id", "name", "stage", "status", "closed_at", "created_at"],
         )
         await conn.copy_records_to_table(
             "audit_log",
             records=audit,
             columns=["id", "org_id", "team_id", "actor_id", "action", "entity", "entity_id", "created_at"],
         )
-        del rows, audit
+        del rows, deals, audit
         followup_columns = [
-            "id", "org_id", "team_id", "customer_id", "author_id", "content", "stage_before", "stage_after",
-            "amount_fen", "created_at",
+            "id", "org_id", "team_id", "customer_id", "deal_id", "author_id", "content", "stage_before",
+            "stage_after", "amount_fen", "created_at",
+        ]
+        event_columns = [
+            "org_id", "team_id", "deal_id", "customer_id", "kind", "stage_before", "stage_after", "amount_fen",
+            "actor_id", "created_at",
         ]
         batch: list[tuple] = []
+        events: list[tuple] = []
         for f in range(1, followups + 1):
             created_f = t0 + timedelta(seconds=span * (f - 1) / followups)
             c = rnd.randrange(max(int(customers * (f / followups)), 1)) + 1  # only customers that exist by then
@@ -114,12 +126,17 @@ async def seed(pg_url: str, schema: str, customers: int, followups: int, history
             r = rnd.random()
             after = "赢单" if r < 0.01 else (rnd.choice(STAGES) if r < 0.06 else None)
             amount = rnd.randrange(1, 500) * 1_000_000 if after == "赢单" else None
-            batch.append((f, 1, team, c, author, "跟进", "线索" if after else None, after, amount, created_f))
+            batch.append((f, 1, team, c, c, author, "跟进", "线索" if after else None, after, amount, created_f))
+            if after:  # every stage move and win is a deal event too, as a live system writes them
+                kind = "won" if after == "赢单" else "stage"
+                events.append((1, team, c, c, kind, "线索", after, amount, author, created_f))
             if len(batch) >= 200_000:
                 await conn.copy_records_to_table("followups", records=batch, columns=followup_columns)
                 batch = []
         if batch:
             await conn.copy_records_to_table("followups", records=batch, columns=followup_columns)
+        if events:
+            await conn.copy_records_to_table("deal_events", records=events, columns=event_columns)
         helps = []
         for team in range(1, TEAMS + 1):
             for n in range(1, max(history_days // 7, 2) + 1):

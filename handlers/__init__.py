@@ -11,18 +11,21 @@ def all_commands() -> list[CommandSpec]:
         admin,
         contacts,
         customers,
+        deals,
         followups,
         goals,
         guide,
         help_requests,
         knowledge,
         members,
+        merge,
         points,
         standup,
     )
 
     specs: list[CommandSpec] = []
-    areas = (customers, contacts, followups, help_requests, goals, points, knowledge, standup, admin, members, guide)
+    areas = (customers, contacts, merge, deals, followups, help_requests, goals, points, knowledge, standup, admin,
+             members, guide)
     for module in areas:
         specs.extend(module.commands.specs)
     return specs

@@ -14,7 +14,6 @@ from storage.store import Store
 
 STAGES: tuple[str, ...] = ("线索", "初访", "需求确认", "报价", "谈判", "赢单", "输单")
 OPEN_STAGES: tuple[str, ...] = STAGES[:5]
-STATUS_NAMES = {"active": "跟进中", "won": "已赢单", "lost": "已输单"}
 
 
 def local_now(store: Store, now: datetime) -> datetime:

@@ -14,7 +14,6 @@ from bot.messages import IncomingMessage, Reply
 from handlers.amounts import format_amount
 from handlers.commands import Args, CommandSet, UserError
 from handlers.common import (
-    STATUS_NAMES,
     can_manage,
     days_ago_text,
     fmt_day,
@@ -27,9 +26,12 @@ from handlers.common import (
 )
 from handlers.contacts import contact_line
 from handlers.dates import format_date
+from handlers.deal_choice import DEAL_STATUS_NAMES, deal_line, stage_summary
+from handlers.merge import duplicate_lines, share_to_company_pool
 from handlers.names import find_near_matches, normalise_company_name
 from storage.contacts import contacts_of
-from storage.models import Customer, Member
+from storage.deals import deal_state
+from storage.models import Customer, Deal, Member
 from storage.store import Store
 
 commands = CommandSet("客户")
@@ -65,24 +67,24 @@ async def claim(msg: IncomingMessage, args: Args, store: Store, now: datetime) -
     if not norm:
         raise UserError(f"「{name}」看起来不是一个客户名称。", example=CLAIM_EXAMPLE)
     me = store.actor
-    existing = await store.customer_by_norm(norm)
+    existing = await store.customer_by_norm(norm) or await store.org_customer_by_norm(norm)
     if existing is not None:
         refusal = await _refusal_for_existing(store, existing, me, now)
         if refusal is not None:
             return refusal
     elif not confirmed:
-        near = find_near_matches(norm, [(cid, n) for cid, n, _ in await store.all_customer_names()], limit=3)
+        # Look-alikes anywhere in the organisation: the same company under another spelling in another team
+        # is the costliest 撞单.
+        near = find_near_matches(norm, [(cid, n) for cid, n, _ in await store.org_customer_names()], limit=3)
         if near:
             return await _ask_confirmation(store, name, [cid for cid, _ in near])
     await _check_pool_rules(store, me, existing, now)
     result = await store.claim_customer(name, norm, now)
     customer = result.customer
-    if result.outcome == "created":
-        return Reply(f"✅ 认领成功：{customer.name}\n负责人：{who(me)} · 阶段：{customer.stage}", names=names_of(me))
-    if result.outcome == "from_pool":
-        return Reply(
-            f"✅ 已从公海领回：{customer.name}\n负责人：{who(me)} · 阶段：{customer.stage}", names=names_of(me)
-        )
+    if result.outcome in ("created", "from_pool"):
+        stage = stage_summary(await store.open_deals(customer))
+        done = "认领成功" if result.outcome == "created" else "已从公海领回"
+        return Reply(f"✅ {done}：{customer.name}\n负责人：{who(me)} · 阶段：{stage}", names=names_of(me))
     refusal = await _refusal_for_existing(store, customer, me, now)
     assert refusal is not None
     return refusal
@@ -90,21 +92,28 @@ async def claim(msg: IncomingMessage, args: Args, store: Store, now: datetime) -
 
 async def _refusal_for_existing(store: Store, customer: Customer, me: Member, now: datetime) -> Reply | None:
     if customer.owner_id == me.id:
-        if customer.status != "active":
-            return Reply(f"「{customer.name}」是你的客户，已{STATUS_NAMES[customer.status]}。")
+        state = deal_state(await store.deals_of(customer))
+        if state in ("won", "lost"):
+            return Reply(
+                f"「{customer.name}」是你的客户，最近的商机{DEAL_STATUS_NAMES[state]}。"
+                f"复购或二期请开一个新商机：商机 {customer.name} <名称>"
+            )
         return Reply(f"「{customer.name}」已经是你的客户了（{fmt_day(store, customer.claimed_at)} 认领）。")
     owner = await store.owner_of(customer)
-    if customer.status != "active":
-        closer = f"，负责人 {who(owner)}" if owner else ""
-        return Reply(
-            f"「{customer.name}」已{STATUS_NAMES[customer.status]}{closer}，不能再认领。", names=names_of(owner)
-        )
+    other_team = await store.team_of(customer) if customer.team_id != store.team.id else None
     if owner is not None:
+        # Of another team's customer only the owner, their team and the claim date are told.
+        team = f"（{other_team.name}）" if other_team else ""
         return Reply(
-            f"⛔ 撞单提醒：「{customer.name}」已由 {who(owner)} 于 {fmt_day(store, customer.claimed_at)} 认领，"
+            f"⛔ 撞单提醒：「{customer.name}」已由 {who(owner)}{team} 于 {fmt_day(store, customer.claimed_at)} 认领，"
             "不能重复认领。\n"
             f"如需一起跟进，请联系 {owner.name} 发送：协作 {customer.name} @{me.name}",
             names=names_of(owner),
+        )
+    if other_team is not None and not customer.company_pool:
+        return Reply(
+            f"「{customer.name}」在「{other_team.name}」的公海里，只能由该组认领。"
+            f"如需接手，请该组主管发送：公海 共享 {customer.name}（放到公司公海，各组都能认领）"
         )
     return None
 
@@ -112,11 +121,12 @@ async def _refusal_for_existing(store: Store, customer: Customer, me: Member, no
 async def _ask_confirmation(store: Store, name: str, customer_ids: list[int]) -> Reply:
     lines = []
     for cid in customer_ids:
-        customer = await store.customer_by_id(cid)
+        customer = await store.org_customer_by_id(cid)
         if customer is None:
             continue
         owner = await store.owner_of(customer)
-        state = f"负责人 {owner.name}，{fmt_day(store, customer.claimed_at)} 认领" if owner else "在公海"
+        team = f"（{(await store.team_of(customer)).name}）" if customer.team_id != store.team.id else ""
+        state = f"负责人 {owner.name}{team}，{fmt_day(store, customer.claimed_at)} 认领" if owner else f"在{team}公海"
         lines.append(f"· {customer.name}（{state}）")
     listing = "\n".join(lines)
     return Reply(
@@ -175,8 +185,6 @@ async def release(msg: IncomingMessage, args: Args, store: Store, now: datetime)
         raise UserError(f"「{customer.name}」已经在公海里了。")
     if not can_manage(store, customer):
         raise UserError(f"只有负责人或主管可以释放「{customer.name}」。")
-    if customer.status != "active":
-        raise UserError(f"「{customer.name}」已{STATUS_NAMES[customer.status]}，不需要释放。")
     await store.release_customer(customer, now)
     return Reply(f"♻️ 「{customer.name}」已放回公海，同事可以发送「认领 {customer.name}」领走。")
 
@@ -200,8 +208,6 @@ async def transfer(msg: IncomingMessage, args: Args, store: Store, now: datetime
     customer = await resolve_customer(store, args.text, example=TRANSFER_EXAMPLE)
     if not can_manage(store, customer):
         raise UserError(f"只有负责人或主管可以转交「{customer.name}」。")
-    if customer.status != "active":
-        raise UserError(f"「{customer.name}」已{STATUS_NAMES[customer.status]}，不能转交。")
     if customer.owner_id == target.id:
         raise UserError(f"「{customer.name}」已经由 {target.name} 负责了。")
     await store.ensure_membership(store.team, target, now)
@@ -222,7 +228,7 @@ SHARE_EXAMPLE = "协作 华为 @王五"
     summary="邀请同事一起跟进客户",
     usage="协作 <客户> @成员",
     example=SHARE_EXAMPLE,
-    details="负责人或主管可以添加协作人；协作人可以提交跟进、赢单/输单。",
+    details="负责人或主管可以添加协作人（也可以是其他组的同事，加入后就能看到这个客户）；协作人可以提交跟进、赢单/输单。",
     takes_mentions=True,
 )
 async def share(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
@@ -237,7 +243,8 @@ async def share(msg: IncomingMessage, args: Args, store: Store, now: datetime) -
     for member in args.mentions:
         if member.id == customer.owner_id:
             continue
-        await store.ensure_membership(store.team, member, now)
+        if not await store.member_in_a_team(member):  # a collaborator from another team stays in theirs
+            await store.ensure_membership(store.team, member, now)
         if await store.add_collaborator(customer, member, now):
             added.append(member)
     if not added:
@@ -257,20 +264,31 @@ CUSTOMER_EXAMPLE = "客户 华为"
     example=CUSTOMER_EXAMPLE,
 )
 async def customer_card(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
-    """负责人、协作人、阶段、金额、下次跟进、联系人和最近 10 条记录。"""
+    """负责人、协作人、商机（阶段、金额、状态）、下次跟进、联系人和最近 10 条记录。"""
     customer = await resolve_customer(store, args.text, example=CUSTOMER_EXAMPLE)
     detail = await store.customer_detail(customer, limit=10)
     today = local_today(store, now)
     collaborators = "、".join(m.name for m in detail.collaborators) or "—"
     next_on = format_date(customer.next_followup_on, today) if customer.next_followup_on else "—"
     owner = detail.owner.name if detail.owner else "公海"
-    lines = [
-        f"📇 **{customer.name}**",
-        f"负责人：{owner} · 协作：{collaborators}",
-        f"阶段：{customer.stage} · 状态：{STATUS_NAMES[customer.status]}"
-        f" · 金额：{format_amount(yuan(customer.amount_fen))}",
-        f"下次跟进：{next_on} · 最近动态：{days_ago_text(now, customer.last_activity_at)}",
-    ]
+    lines = [f"📇 **{customer.name}**", f"负责人：{owner} · 协作：{collaborators}"]
+    if len(detail.deals) == 1:
+        deal = detail.deals[0]
+        expected = f" · 预计：{format_date(deal.expected_close_on, today)}" if deal.expected_close_on else ""
+        lines.append(
+            f"阶段：{deal.stage} · 状态：{DEAL_STATUS_NAMES[deal.status]}"
+            f" · 金额：{format_amount(yuan(deal.amount_fen))}{expected}"
+        )
+    elif detail.deals:
+        lines.append(f"商机（{len(detail.deals)}）：")
+        for deal in detail.deals:
+            expected = f" · 预计 {format_date(deal.expected_close_on, today)}" if deal.expected_close_on else ""
+            closed = f" · {fmt_day(store, deal.closed_at)}" if deal.closed_at else ""
+            lines.append(f"· {deal_line(deal, with_status=True)}{expected}{closed}")
+    else:
+        lines.append(f"还没有商机。发送：商机 {customer.name} <名称>")
+    lines.append(f"下次跟进：{next_on} · 最近动态：{days_ago_text(now, customer.last_activity_at)}")
+    names = {d.id: d.name for d in detail.deals} if len(detail.deals) > 1 else {}
     people = (await contacts_of(store, [customer]))[customer.id]
     if people:
         lines.append("联系人：" + "；".join(contact_line(c) for c in people))
@@ -278,7 +296,8 @@ async def customer_card(msg: IncomingMessage, args: Args, store: Store, now: dat
         lines.append("最近跟进：")
         for record, author in detail.followups:
             stage = f"【{record.stage_before}→{record.stage_after}】" if record.stage_after else ""
-            lines.append(f"· {fmt_day(store, record.created_at)} {author.name}：{stage}{record.content}")
+            deal_name = f"[{names[record.deal_id]}]" if record.deal_id in names else ""
+            lines.append(f"· {fmt_day(store, record.created_at)} {author.name}：{deal_name}{stage}{record.content}")
     else:
         lines.append("还没有跟进记录。发送：跟进 " + customer.name + " 已电话沟通 阶段:初访")
     return Reply("\n".join(lines))
@@ -291,35 +310,56 @@ async def mine(msg: IncomingMessage, args: Args, store: Store, now: datetime) ->
     today = local_today(store, now)
     owned = await store.customers_of(me)
     shared = await store.shared_with(me)
+    duplicates = await duplicate_lines(store) if store.role in ("lead", "admin") else []
     if not owned and not shared:
-        return Reply("你还没有跟进中的客户。发送「认领 客户名」开始，或发送「公海」看看有哪些待认领的客户。")
+        empty = "你还没有跟进中的客户。发送「认领 客户名」开始，或发送「公海」看看有哪些待认领的客户。"
+        return Reply("\n".join([empty, *duplicates]))
+    deals = await store.open_deals_by_customer([c.id for c in (*owned, *shared)])
     lines = [f"📋 {me.name} 跟进中的客户（{len(owned)}/{store.team.max_active_customers}）："]
     for i, c in enumerate(owned, 1):
-        lines.append(f"{i}. {_customer_line(c, today)}")
+        lines.append(f"{i}. {_customer_line(c, deals.get(c.id, []), today)}")
     if shared:
         lines.append("协作中：")
         for c in shared:
-            lines.append(f"· {_customer_line(c, today)}")
-    return Reply("\n".join(lines))
+            lines.append(f"· {_customer_line(c, deals.get(c.id, []), today)}")
+    return Reply("\n".join([*lines, *duplicates]))
 
 
-@commands.command("公海", "/pool", summary="公海里待认领的客户", usage="公海", example="公海")
+@commands.command(
+    "公海",
+    "/pool",
+    summary="公海里待认领的客户",
+    usage="公海 | 公海 共享 <客户>",
+    example="公海",
+    details=(
+        "列出本组公海和公司公海里待认领的客户。\n"
+        "主管可以把本组的客户放到公司公海：公海 共享 <客户>，公司里任何一个组都能认领。"
+    ),
+)
 async def pool(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
+    word, _, rest = args.text.partition(" ")
+    if word == "共享":
+        return await share_to_company_pool(store, rest.strip(), now)
     customers, total = await store.pool_customers(limit=30)
     if not customers:
         return Reply("公海里暂时没有客户。")
     lines = [f"🌊 公海客户（共 {total} 个）："]
+    open_deals = await store.open_deals_by_customer([c.id for c in customers])
     for c in customers:
         released = f" · {fmt_day(store, c.released_at)} 回到公海" if c.released_at else ""
-        lines.append(f"· {c.name} · {c.stage}{released}")
+        if c.team_id != store.team.id:  # another team's, shared: its deals stay that team's business
+            lines.append(f"· {c.name} · 公司公海{released}")
+            continue
+        stage = stage_summary(open_deals[c.id]) if c.id in open_deals else "商机已结束"
+        shared = " · 公司公海" if c.company_pool else ""
+        lines.append(f"· {c.name} · {stage}{shared}{released}")
     if total > len(customers):
         lines.append(f"……只显示前 {len(customers)} 个")
     lines.append("发送「认领 客户名」领走。")
     return Reply("\n".join(lines))
 
 
-def _customer_line(c: Customer, today: date) -> str:
+def _customer_line(c: Customer, deals: list[Deal], today: date) -> str:
     next_on = f" · 下次 {format_date(c.next_followup_on, today)}" if c.next_followup_on else ""
     overdue = " ⏰" if c.next_followup_on and c.next_followup_on < today else ""
-    amount = f" · {format_amount(yuan(c.amount_fen))}" if c.amount_fen else ""
-    return f"{c.name} · {c.stage}{amount}{next_on}{overdue}"
+    return f"{c.name} · {stage_summary(deals)}{next_on}{overdue}"

@@ -40,11 +40,11 @@ from handlers.points import REASON_TEXT
 from storage import points as points_store
 from storage import sheets
 from storage.contacts import contacts_of, save_contact
-from storage.models import Contact, Member
+from storage.models import Contact, Deal, Member
 from storage.store import Store
 
 STATUS_BY_STAGE = {"赢单": "won", "输单": "lost"}
-STATUS_TEXT = {"active": "跟进中", "won": "已赢单", "lost": "已输单"}
+STATUS_TEXT = {"open": "跟进中", "won": "已赢单", "lost": "已输单"}
 
 # Field → header spellings, compared after folding (see `header_key`).
 HEADER_ALIASES: dict[str, tuple[str, ...]] = {
@@ -247,7 +247,7 @@ def _parse_row(number: int, cell: Any, today: date, in_wan: bool) -> ImportRecor
         owner_name=_cell_text(cell("owner")),
         owner_id=_cell_text(cell("owner_id")),
         stage=stage,
-        status=STATUS_BY_STAGE.get(stage, "active"),
+        status=STATUS_BY_STAGE.get(stage, "open"),
         amount_fen=amount,
         last_activity=last,
         next_followup=next_on,
@@ -300,18 +300,21 @@ def _parse_date_cell(value: Any, today: date, label: str) -> date | None:
 
 # ------------------------------------------------------------------------------- planning / applying
 async def plan_import(store: Store, path: Path, today: date) -> ImportPlan:
-    """Read and check a file against the team's customers and members; writes nothing."""
+    """Read and check a file against the organisation's customers (names are unique across its teams)
+    and the team's members; writes nothing."""
     plan = parse_sheet(read_rows(path), today)
-    existing = await store.all_customer_names()
+    existing = await store.org_customer_names()
     by_norm = {norm: (cid, display) for cid, norm, display in existing}
     seen: dict[str, ImportRecord] = {}
     good: list[ImportRecord] = []
     for record in plan.records:
         if record.norm in by_norm:
             cid, display = by_norm[record.norm]
-            customer = await store.customer_by_id(cid)
+            customer = await store.org_customer_by_id(cid)
             owner = await store.owner_of(customer) if customer is not None else None
-            holder = f"负责人 {owner.name}" if owner else "在公海"
+            elsewhere = customer is not None and customer.team_id != store.team.id
+            team = f"{(await store.team_of(customer)).name} · " if customer is not None and elsewhere else ""
+            holder = f"{team}负责人 {owner.name}" if owner else f"{team}在公海"
             plan.duplicates.append((record.row, record.name, f"已存在客户「{display}」（{holder}）"))
             continue
         if record.norm in seen:
@@ -436,6 +439,14 @@ def _local_naive(moment: datetime | None, tz: ZoneInfo) -> datetime | None:
     return moment.astimezone(tz).replace(tzinfo=None) if moment else None
 
 
+def _status_text(deal: Deal | None, owner: Member | None) -> str:
+    """跟进中 / 已赢单 / 已输单 of the customer's deal; 公海 for an open deal nobody owns."""
+    status = deal.status if deal else "open"
+    if owner is None and status == "open":
+        return "公海"
+    return STATUS_TEXT.get(status, status)
+
+
 def _money(fen: int | None) -> float | None:
     value = yuan(fen)
     return float(value) if value is not None else None
@@ -446,23 +457,23 @@ async def export_rows(store: Store, what: str) -> tuple[str, tuple[str, ...], li
     tz = ZoneInfo(store.org.timezone)
     if what == "customers":
         listed = await sheets.customers_for_export(store)
-        people = await contacts_of(store, [c for c, _, _ in listed])
+        people = await contacts_of(store, [c for c, _, _, _ in listed])
         rows = [
             [
                 c.name,
                 owner.name if owner else "",
                 owner.user_id if owner else "",
-                c.stage,
-                _money(c.amount_fen),
+                deal.stage if deal else "",
+                _money(deal.amount_fen) if deal else None,
                 _local_date(c.last_activity_at, tz),
                 c.next_followup_on,
                 c.note or "",
-                STATUS_TEXT.get(c.status, c.status) if owner or c.status != "active" else "公海",
+                _status_text(deal, owner),
                 "、".join(m.name for m in collaborators),
                 _local_date(c.claimed_at, tz) if owner else None,
                 "；".join(_contact_cell(p) for p in people[c.id]),
             ]
-            for c, owner, collaborators in listed
+            for c, deal, owner, collaborators in listed
         ]
         return "客户", CUSTOMER_HEADERS, rows
     if what == "followups":

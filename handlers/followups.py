@@ -1,7 +1,10 @@
-"""Progress on a customer: 跟进, 赢单, 撤销赢单, 输单.
+"""Progress on a customer's deal: 跟进, 赢单, 撤销赢单, 输单.
 
-Follow-up records carry stage and amount changes, because the weekly retro and the manager digest are
-built from these records rather than from the customer's current state.
+They act on the customer's open deal (商机); with several open the rep names one after the customer
+(`跟进 华为 二期 …`). A follow-up on a customer with no open deal is still recorded — a rep keeps in
+touch after a win — and the reply says how to open the next deal. Follow-up records carry stage and
+amount changes and every change to a deal is a deal event, because the weekly retro and the manager
+digest are built from those records rather than from current state.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from handlers.commands import Args, CommandSet, UserError
 from handlers.common import (
     OPEN_STAGES,
     STAGES,
-    STATUS_NAMES,
     can_manage,
     local_today,
     resolve_customer,
@@ -24,17 +26,20 @@ from handlers.common import (
     yuan,
 )
 from handlers.dates import DateError, format_date, parse_date
+from handlers.deal_choice import DEAL_STATUS_NAMES, choose_deal, deal_label
 from handlers.options import AMOUNT, NEXT, STAGE, STAGE_ALIASES, STAGE_CHOICES
-from storage.models import Customer
+from storage.deals import deal_state
+from storage.models import Customer, Deal
 from storage.store import Store
 
 commands = CommandSet("跟进")
 
 PROGRESS_EXAMPLE = "跟进 华为 已约下周拜访 阶段:初访 金额:50万 下次:周五"
+DEAL_PROGRESS_EXAMPLE = "跟进 华为 <商机> 已约下周拜访 阶段:报价"
 
 
-async def _writable_customer(store: Store, query: str, example: str) -> Customer:
-    """Only the owner and collaborators may post progress on an active customer."""
+async def writable_customer(store: Store, query: str, example: str) -> Customer:
+    """Only the owner and collaborators may post progress on a customer."""
     customer = await resolve_customer(store, query, example=example)
     if customer.owner_id is None:
         raise UserError(f"「{customer.name}」在公海里，请先认领再跟进。", example=f"认领 {customer.name}")
@@ -43,12 +48,24 @@ async def _writable_customer(store: Store, query: str, example: str) -> Customer
             f"只有「{customer.name}」的负责人和协作人可以提交跟进。"
             f"如需参与，请负责人发送：协作 {customer.name} @{store.actor.name}"
         )
-    if customer.status != "active":
-        raise UserError(f"「{customer.name}」已{STATUS_NAMES[customer.status]}，不能再提交跟进。")
     return customer
 
 
-def _parse_stage(value: str) -> str:
+async def _open_deal_of(store: Store, customer: Customer, rest: str, example: str) -> tuple[Deal, str]:
+    """The open deal a 赢单 / 输单 acts on; a customer with none is told how to open one."""
+    deal, rest = choose_deal(customer, await store.open_deals(customer), rest, example=example)
+    if deal is None:
+        raise UserError(await _no_open_deal(store, customer), example=f"商机 {customer.name} 二期 金额:50万")
+    return deal, rest
+
+
+async def _no_open_deal(store: Store, customer: Customer) -> str:
+    state = deal_state(await store.deals_of(customer))
+    ended = f"（最近一个{DEAL_STATUS_NAMES[state]}）" if state in ("won", "lost") else ""
+    return f"「{customer.name}」没有进行中的商机{ended}。复购或二期请先开一个商机：商机 {customer.name} <名称>"
+
+
+def parse_stage(value: str) -> str:
     stage = STAGE_ALIASES.get(value, value)
     if stage not in STAGES:
         raise UserError(
@@ -57,7 +74,7 @@ def _parse_stage(value: str) -> str:
     return stage
 
 
-def _parse_amount(value: str) -> int:
+def parse_amount_fen(value: str) -> int:
     try:
         return to_fen(parse_amount(value))
     except AmountError as err:
@@ -81,11 +98,15 @@ async def progress(msg: IncomingMessage, args: Args, store: Store, now: datetime
     query, content = split_customer_and_rest(args.text)
     if not query:
         raise UserError("请写上客户和跟进内容。", example=PROGRESS_EXAMPLE)
-    customer = await _writable_customer(store, query, PROGRESS_EXAMPLE)
+    customer = await writable_customer(store, query, PROGRESS_EXAMPLE)
+    deal, content = choose_deal(customer, await store.open_deals(customer), content, example=DEAL_PROGRESS_EXAMPLE)
     if not content and not args.options:
         raise UserError("请写上这次跟进的内容。", example=PROGRESS_EXAMPLE)
-    stage = _parse_stage(args.options["阶段"]) if "阶段" in args.options else None
-    amount = _parse_amount(args.options["金额"]) if "金额" in args.options else None
+    stage = parse_stage(args.options["阶段"]) if "阶段" in args.options else None
+    amount = parse_amount_fen(args.options["金额"]) if "金额" in args.options else None
+    if deal is None and (stage or amount is not None):
+        # Stage and amount belong to a deal: with none open there is nothing they could move.
+        raise UserError(await _no_open_deal(store, customer), example=f"商机 {customer.name} 二期 金额:50万")
     today = local_today(store, now)
     next_on = None
     if "下次" in args.options:
@@ -98,12 +119,14 @@ async def progress(msg: IncomingMessage, args: Args, store: Store, now: datetime
                 f"下次跟进日期 {next_on.isoformat()} 已经过去了，请写今天或以后的日期。", example=PROGRESS_EXAMPLE
             )
     status = {"赢单": "won", "输单": "lost"}.get(stage or "")
-    old_stage = customer.stage
+    old_stage = deal.stage if deal else None
     if not content:
         content = "更新" + "、".join(k for k in ("阶段", "金额", "下次") if k in args.options)
-    await store.add_followup(customer, content, now, stage=stage, amount_fen=amount, next_on=next_on, status=status)
+    await store.add_followup(
+        customer, content, now, deal=deal, stage=stage, amount_fen=amount, next_on=next_on, status=status
+    )
     bonus = await _award_collaborators(store, customer, now) if status == "won" else ""
-    parts = [f"📝 已记录「{customer.name}」的跟进"]
+    parts = [f"📝 已记录{deal_label(customer, deal) if deal else f'「{customer.name}」'}的跟进"]
     if stage and stage != old_stage:
         parts.append(f"阶段：{old_stage} → {stage}")
     if amount is not None:
@@ -112,6 +135,8 @@ async def progress(msg: IncomingMessage, args: Args, store: Store, now: datetime
         parts.append(f"下次跟进：{format_date(next_on, today)}")
     if bonus:
         parts.append(bonus)
+    if deal is None:
+        parts.append(await _no_open_deal(store, customer))
     return Reply("\n".join(parts))
 
 
@@ -130,17 +155,18 @@ async def _award_collaborators(store: Store, customer: Customer, now: datetime) 
 WON_EXAMPLE = "赢单 华为 120万"
 
 
-@commands.command("赢单", "/won", summary="标记赢单", usage="赢单 <客户> [金额]", example=WON_EXAMPLE)
+@commands.command("赢单", "/won", summary="标记赢单", usage="赢单 <客户> [商机] [金额]", example=WON_EXAMPLE)
 async def won(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
-    """把客户标记为赢单，可同时写上成交金额。"""
+    """把客户的商机标记为赢单，可同时写上成交金额；客户有多个商机时在客户名后写上商机名称。"""
     query, rest = split_customer_and_rest(args.text)
-    customer = await _writable_customer(store, query, WON_EXAMPLE)
-    amount = _parse_amount(rest) if rest else None
-    await store.add_followup(customer, "赢单", now, stage="赢单", amount_fen=amount, status="won")
+    customer = await writable_customer(store, query, WON_EXAMPLE)
+    deal, rest = await _open_deal_of(store, customer, rest, "赢单 华为 <商机> 120万")
+    amount = parse_amount_fen(rest) if rest else None
+    await store.add_followup(customer, "赢单", now, deal=deal, stage="赢单", amount_fen=amount, status="won")
     bonus = await _award_collaborators(store, customer, now)
-    final = yuan(customer.amount_fen)
+    final = yuan(deal.amount_fen)
     tail = f"\n{bonus}" if bonus else ""
-    return Reply(f"🎉 恭喜！「{customer.name}」赢单，金额 {format_amount(final)}。{tail}")
+    return Reply(f"🎉 恭喜！{deal_label(customer, deal)}赢单，金额 {format_amount(final)}。{tail}")
 
 
 REVERT_EXAMPLE = "撤销赢单 华为 谈判"
@@ -150,26 +176,30 @@ REVERT_EXAMPLE = "撤销赢单 华为 谈判"
     "撤销赢单",
     "/unwon",
     summary="把误标的赢单退回跟进中",
-    usage="撤销赢单 <客户> [退回的阶段]",
+    usage="撤销赢单 <客户> [商机] [退回的阶段]",
     example=REVERT_EXAMPLE,
     details=(
-        "负责人或主管可以把一个已赢单的客户退回跟进中（默认退回「谈判」阶段），会记一条跟进记录，"
+        "负责人或主管可以把一个已赢单的商机退回跟进中（默认退回「谈判」阶段），会记一条跟进记录，"
         "赢单时协作人所得的协作积分会扣回；之后再次赢单会重新计分。"
     ),
 )
 async def revert_won(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
     query, rest = split_customer_and_rest(args.text)
     customer = await resolve_customer(store, query, example=REVERT_EXAMPLE)
-    if customer.status != "won":
-        raise UserError(f"「{customer.name}」当前{STATUS_NAMES[customer.status]}，不是赢单状态。")
+    won_deals = [d for d in await store.deals_of(customer) if d.status == "won"]
+    if not won_deals:
+        state = deal_state(await store.deals_of(customer))
+        raise UserError(f"「{customer.name}」当前{DEAL_STATUS_NAMES.get(state, '没有商机')}，不是赢单状态。")
     if not can_manage(store, customer):
         raise UserError(f"只有「{customer.name}」的负责人或主管可以撤销赢单。")
-    stage = _parse_stage(rest.strip()) if rest.strip() else "谈判"
+    deal, rest = choose_deal(customer, won_deals, rest, example="撤销赢单 华为 <商机> 谈判")
+    assert deal is not None  # won_deals is not empty
+    stage = parse_stage(rest.strip()) if rest.strip() else "谈判"
     if stage not in OPEN_STAGES:
         raise UserError(f"撤销赢单后要退回一个跟进中的阶段：{' → '.join(OPEN_STAGES)}。", example=REVERT_EXAMPLE)
-    await store.add_followup(customer, f"撤销赢单，退回{stage}", now, stage=stage, status="active")
+    await store.add_followup(customer, f"撤销赢单，退回{stage}", now, deal=deal, stage=stage, status="open")
     reversed_ = await points.on_deal_reverted(store, customer, now)
-    lines = [f"↩️ 已撤销「{customer.name}」的赢单，退回「{stage}」阶段，继续跟进。"]
+    lines = [f"↩️ 已撤销{deal_label(customer, deal)}的赢单，退回「{stage}」阶段，继续跟进。"]
     for member, pts in reversed_:
         lines.append(f"{member.name} 协作积分 {points.points_text(pts)}（赢单积分扣回）")
     return Reply("\n".join(lines))
@@ -180,9 +210,18 @@ LOST_EXAMPLE = "输单 华为 预算被砍"
 
 @commands.command("输单", "/lost", summary="标记输单", usage="输单 <客户> [原因]", example=LOST_EXAMPLE)
 async def lost(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
-    """把客户标记为输单，原因会记在跟进记录里，供复盘使用。"""
-    query, reason = split_customer_and_rest(args.text)
-    customer = await _writable_customer(store, query, LOST_EXAMPLE)
-    await store.add_followup(customer, f"输单：{reason}" if reason else "输单", now, stage="输单", status="lost")
+    """把客户的商机标记为输单，原因会记在商机和跟进记录里，供复盘使用。"""
+    query, rest = split_customer_and_rest(args.text)
+    customer = await writable_customer(store, query, LOST_EXAMPLE)
+    deal, reason = await _open_deal_of(store, customer, rest, "输单 华为 <商机> 预算被砍")
+    await store.add_followup(
+        customer,
+        f"输单：{reason}" if reason else "输单",
+        now,
+        deal=deal,
+        stage="输单",
+        status="lost",
+        lost_reason=reason or None,
+    )
     tail = f"原因：{reason}" if reason else "可以补充原因：输单 客户 原因"
-    return Reply(f"已记录「{customer.name}」输单。{tail}")
+    return Reply(f"已记录{deal_label(customer, deal)}输单。{tail}")

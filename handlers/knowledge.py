@@ -11,7 +11,7 @@ from datetime import datetime
 
 from bot.messages import IncomingMessage, Reply
 from handlers.commands import Args, CommandSet, UserError
-from handlers.common import STATUS_NAMES
+from handlers.deal_choice import DEAL_STATUS_NAMES
 from handlers.names import normalise_company_name
 from storage import knowledge
 from storage.store import Store
@@ -96,9 +96,11 @@ async def search(msg: IncomingMessage, args: Args, store: Store, now: datetime) 
             lines.append(f"· {text}（{source}）{tags}")
     if customers:
         owners = await store.members_by_id([c.owner_id for c in customers if c.owner_id])
+        deals = await store.latest_deals_by_customer([c.id for c in customers])
         lines.append(f"👥 客户（{len(customers)}）")
         for c in customers:
             owner = owners[c.owner_id].name if c.owner_id and c.owner_id in owners else "公海"
-            state = c.stage if c.status == "active" else STATUS_NAMES[c.status]
+            deal = deals.get(c.id)
+            state = "—" if deal is None else deal.stage if deal.status == "open" else DEAL_STATUS_NAMES[deal.status]
             lines.append(f"· {c.name} — {owner} · {state}")
     return Reply("\n".join(lines))

@@ -45,4 +45,7 @@ AMOUNT: Final = OptionSpec("金额", ("amount",), accepts=_is_amount, valid_text
 NEXT: Final = OptionSpec(
     "下次", ("next",), accepts=_is_date, valid_text="明天、周五、下周一、12-05、2026-12-05 这样的日期"
 )
+EXPECTED: Final = OptionSpec(
+    "预计", ("expected",), accepts=_is_date, valid_text="2027-03-31、03-31、下周五 这样的日期"
+)
 BLOCKER: Final = OptionSpec("阻碍", ("卡点", "困难", "blocker"), tail=True)

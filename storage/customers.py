@@ -1,8 +1,9 @@
-"""Customers: claiming (new or from the pool), releasing, transferring, collaborators, search, the
-public pool and a customer's detail.
+"""Customers: claiming (new, from the team's pool or the company pool), releasing, transferring,
+collaborators, search, the pools, possible duplicates and a customer's detail.
 
-Two reps claiming one customer at once are decided by the unique (team_id, norm_name) key and by
-conditional UPDATEs, never by Python-side locks: several bot replicas may share one database.
+Customers belong to the organisation: a name is unique across its teams. Two reps claiming one
+customer at once — of one team or of two — are decided by the unique keys and by conditional
+UPDATEs, never by Python-side locks: several bot replicas may share one database.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import and_, bindparam, false, func, or_, select, update
+from sqlalchemy.orm import aliased
 
-from storage.models import AuditLog, Collaborator, Customer, FollowUp, Member
-from storage.scope import StoreBase
+from storage.deals import DealQueries, open_deal_exists
+from storage.models import AuditLog, Collaborator, Customer, Deal, FollowUp, Member, Membership, Team
 from storage.sql import escape_like, rowcount, table_of
 
-ClaimOutcome = Literal["created", "from_pool", "already_yours", "owned_by_other", "closed"]
+ClaimOutcome = Literal["created", "from_pool", "already_yours", "owned_by_other", "other_team_pool"]
+
+FIRST_DEAL = "首单"
 
 
 @dataclass
@@ -33,41 +37,82 @@ class CustomerDetail:
     owner: Member | None
     collaborators: list[Member]
     followups: list[tuple[FollowUp, Member]]
+    deals: list[Deal]
 
 
-class CustomerQueries(StoreBase):
+class CustomerQueries(DealQueries):
+    """Customers as the acting member sees them: their team's (owned or in its pool), the company
+    pool's, and those they collaborate on from another team. Another team's customer is found only by
+    a claim (`org_customer_by_norm`), and then only its owner, team and claim date are told."""
+
+    def _visible_params(self, **extra: object) -> dict[str, object]:
+        actor = self.scope.actor
+        return {"org_id": self.org.id, "team_id": self.team.id, "member_id": actor.id if actor else 0, **extra}
+
     async def customer_by_norm(self, norm_name: str) -> Customer | None:
-        params = {"org_id": self.org.id, "team_id": self.team.id, "norm_name": norm_name}
-        return (await self.session.execute(_CUSTOMER_BY_NORM, params)).scalar_one_or_none()
+        """The visible customer of that normalised name: the team's own, else one elsewhere in the
+        organisation that the company pool or a collaboration shows.
+
+        Two point lookups (the team's unique name, then the organisation's partial unique index) rather
+        than one OR over both, which no index serves: this runs on every 跟进.
+        """
+        params = self._visible_params(norm_name=norm_name)
+        own = (await self.session.execute(_TEAM_BY_NORM, params)).scalar_one_or_none()
+        if own is not None:
+            return own
+        return (await self.session.execute(_ELSEWHERE_BY_NORM, params)).scalar_one_or_none()
 
     async def customer_by_id(self, customer_id: int) -> Customer | None:
-        return (
-            await self.session.execute(self.team_customers().where(Customer.id == customer_id))
-        ).scalar_one_or_none()
+        rows = await self.session.execute(_VISIBLE.where(Customer.id == customer_id), self._visible_params())
+        return rows.scalar_one_or_none()
+
+    async def org_customer_by_norm(self, norm_name: str) -> Customer | None:
+        """The organisation's customer of that name, wherever it is (the original, not a duplicate)."""
+        rows = await self.session.execute(
+            select(Customer)
+            .where(Customer.org_id == self.org.id, Customer.norm_name == norm_name)
+            .order_by(Customer.duplicate_of_id.is_not(None), Customer.id)
+            .limit(1)
+        )
+        return rows.scalar_one_or_none()
+
+    async def org_customer_by_id(self, customer_id: int) -> Customer | None:
+        rows = await self.session.execute(
+            select(Customer).where(Customer.org_id == self.org.id, Customer.id == customer_id)
+        )
+        return rows.scalar_one_or_none()
+
+    async def org_customer_names(self) -> list[tuple[int, str, str]]:
+        """(id, normalised name, name) of every customer of the organisation: look-alikes across teams."""
+        rows = await self.session.execute(
+            select(Customer.id, Customer.norm_name, Customer.name).where(Customer.org_id == self.org.id)
+        )
+        return [(i, n, d) for i, n, d in rows.all()]
+
+    async def team_of(self, customer: Customer) -> Team:
+        return (await self.session.execute(select(Team).where(Team.id == customer.team_id))).scalar_one()
 
     async def search_customers(self, norm_query: str, raw_query: str, limit: int = 20) -> list[Customer]:
         """Customers whose normalised or display name contains the query (exact matches first)."""
         pattern_norm = f"%{escape_like(norm_query)}%"
         pattern_raw = f"%{escape_like(raw_query)}%"
         rows = await self.session.execute(
-            self.team_customers()
-            .where(
+            _VISIBLE.where(
                 or_(
                     Customer.norm_name.like(pattern_norm, escape="\\") if norm_query else false(),
                     Customer.name.like(pattern_raw, escape="\\") if raw_query else false(),
                 )
             )
             .order_by(Customer.norm_name != norm_query, func.length(Customer.norm_name), Customer.id)
-            .limit(limit)
+            .limit(limit),
+            self._visible_params(),
         )
         return list(rows.scalars().all())
 
     async def all_customer_names(self) -> list[tuple[int, str, str]]:
-        rows = await self.session.execute(
-            select(Customer.id, Customer.norm_name, Customer.name).where(
-                Customer.org_id == self.org.id, Customer.team_id == self.team.id
-            )
-        )
+        """(id, normalised name, name) of the customers the actor sees."""
+        visible = _VISIBLE.with_only_columns(Customer.id, Customer.norm_name, Customer.name)
+        rows = await self.session.execute(visible, self._visible_params())
         return [(i, n, d) for i, n, d in rows.all()]
 
     async def count_active_owned(self, member: Member) -> int:
@@ -79,7 +124,7 @@ class CustomerQueries(StoreBase):
                     Customer.org_id == self.org.id,
                     Customer.team_id == self.team.id,
                     Customer.owner_id == member.id,
-                    Customer.status == "active",
+                    open_deal_exists(),
                 )
             )
         ).scalar_one()
@@ -100,47 +145,100 @@ class CustomerQueries(StoreBase):
         ).scalar_one()
 
     async def claim_customer(self, name: str, norm_name: str, now: datetime) -> ClaimResult:
-        """Claim a new customer or take one from the pool; the database decides concurrent claims."""
+        """Claim a new customer or take one from the team's or the company's pool.
+
+        The database decides concurrent claims, of one team or of several: the INSERT does nothing
+        when any unique key (the organisation's name, the team's name) already holds the name.
+        """
         me = self.actor
-        created = await self.insert_if_absent(
-            Customer,
-            {
+        norm = norm_name[:200]
+        customer = await self._team_customer_by_norm(norm)
+        created = False
+        if customer is None:
+            values = {
                 "org_id": self.org.id,
                 "team_id": self.team.id,
                 "name": name[:200],
-                "norm_name": norm_name[:200],
+                "norm_name": norm,
                 "owner_id": me.id,
-                "stage": "线索",
-                "status": "active",
                 "claimed_at": now,
                 "last_activity_at": now,
+                "company_pool": False,
                 "created_at": now,
-            },
-            ("team_id", "norm_name"),
-        )
-        customer = await self.customer_by_norm(norm_name[:200])
+            }
+            created = await self.insert_if_absent(Customer, values, ())
+            customer = await self._team_customer_by_norm(norm) or await self.org_customer_by_norm(norm)
         assert customer is not None
         if created:
-            await self.audit("claim", "customer", customer.id, None, {"owner": me.id, "name": customer.name}, now)
+            # The first deal opens with the claim; the claim's audit row names it (no second row).
+            deal = await self.open_deal(customer, FIRST_DEAL, now, audited=False)
+            after = {"owner": me.id, "name": customer.name, "deal": deal.id}
+            await self.audit("claim", "customer", customer.id, None, after, now)
             return ClaimResult("created", customer, me)
         await self.session.refresh(customer)
         if customer.owner_id == me.id:
             return ClaimResult("already_yours", customer, me)
-        if customer.status != "active":
-            return ClaimResult("closed", customer, await self.owner_of(customer))
+        if customer.owner_id is None and customer.team_id != self.team.id and not customer.company_pool:
+            return ClaimResult("other_team_pool", customer, None)
         if customer.owner_id is None:
+            # From the team's pool, or from the company pool into this team.
+            before = {"owner": None, "team": customer.team_id, "company_pool": customer.company_pool}
             taken = await self.session.execute(
                 update(Customer)
-                .where(Customer.id == customer.id, Customer.owner_id.is_(None), Customer.status == "active")
-                .values(owner_id=me.id, claimed_at=now, last_activity_at=now)
+                .where(
+                    Customer.id == customer.id,
+                    Customer.owner_id.is_(None),
+                    or_(Customer.team_id == self.team.id, Customer.company_pool.is_(True)),
+                )
+                .values(owner_id=me.id, claimed_at=now, last_activity_at=now, team_id=self.team.id, company_pool=False)
                 .execution_options(synchronize_session=False)
             )
             await self.session.refresh(customer)
             if rowcount(taken) == 1:
-                await self.audit("claim", "customer", customer.id, {"owner": None}, {"owner": me.id}, now)
+                after = {"owner": me.id, "team": self.team.id, "company_pool": False}
+                await self.audit("claim", "customer", customer.id, before, after, now)
+                if not await self.open_deals(customer):
+                    # A customer lost (or won) before is worked again through a new deal.
+                    await self.open_deal(customer, f"第{await self.count_deals(customer) + 1}单", now)
                 return ClaimResult("from_pool", customer, me)
         owner = await self.owner_of(customer)
         return ClaimResult("owned_by_other", customer, owner)
+
+    async def _team_customer_by_norm(self, norm_name: str) -> Customer | None:
+        """This team's own row of that name (a possible duplicate included)."""
+        rows = await self.session.execute(_TEAM_BY_NORM, self._visible_params(norm_name=norm_name))
+        return rows.scalar_one_or_none()
+
+    async def share_to_company_pool(self, customer: Customer, now: datetime) -> None:
+        """公海 共享: the customer leaves its owner (if any) for the company pool, where any team claims it."""
+        before = {"owner": customer.owner_id, "company_pool": customer.company_pool}
+        if customer.owner_id is not None:
+            customer.released_by_id = customer.owner_id
+            customer.released_at = now
+            customer.owner_id = None
+            await self.session.execute(_COLLABORATORS.delete().where(_COLLABORATORS.c.customer_id == customer.id))
+        customer.company_pool = True
+        await self.audit("company_pool", "customer", customer.id, before, {"owner": None, "company_pool": True}, now)
+
+    async def possible_duplicates(self) -> list[tuple[Customer, Customer, Team]]:
+        """This team's customers marked as possible duplicates, with the original and its team."""
+        original = aliased(Customer)
+        rows = await self.session.execute(
+            select(Customer, original, Team)
+            .join(original, original.id == Customer.duplicate_of_id)
+            .join(Team, Team.id == original.team_id)
+            .where(Customer.org_id == self.org.id, Customer.team_id == self.team.id)
+            .order_by(Customer.name)
+        )
+        return [(c, o, t) for c, o, t in rows.all()]
+
+    async def member_in_a_team(self, member: Member) -> bool:
+        """Whether the member already belongs to a team of the organisation (a collaborator from another
+        team stays in their own team)."""
+        rows = await self.session.execute(
+            select(Membership.team_id).where(Membership.member_id == member.id).limit(1)
+        )
+        return rows.first() is not None
 
     async def release_customer(self, customer: Customer, now: datetime, action: str = "release") -> None:
         before = {"owner": customer.owner_id}
@@ -206,10 +304,13 @@ class CustomerQueries(StoreBase):
             .order_by(FollowUp.created_at.desc(), FollowUp.id.desc())
             .limit(limit)
         )
-        return CustomerDetail(customer, owner, await self.collaborators(customer), [(f, m) for f, m in rows.all()])
+        followups = [(f, m) for f, m in rows.all()]
+        collaborators = await self.collaborators(customer)
+        return CustomerDetail(customer, owner, collaborators, followups, await self.deals_of(customer))
 
-    async def customers_of(self, member: Member, status: str = "active") -> list[Customer]:
-        params = {"org_id": self.org.id, "team_id": self.team.id, "member_id": member.id, "status": status}
+    async def customers_of(self, member: Member) -> list[Customer]:
+        """The member's customers with an open deal, next follow-up first."""
+        params = {"org_id": self.org.id, "team_id": self.team.id, "member_id": member.id}
         return list((await self.session.execute(_CUSTOMERS_OF, params)).scalars().all())
 
     async def shared_with(self, member: Member) -> list[Customer]:
@@ -217,20 +318,19 @@ class CustomerQueries(StoreBase):
         return list((await self.session.execute(_SHARED_WITH, params)).scalars().all())
 
     async def pool_customers(self, limit: int = 30) -> tuple[list[Customer], int]:
-        condition = and_(Customer.owner_id.is_(None), Customer.status == "active")
+        """The team's pool and the company pool (公司公海), latest released first."""
+        condition = (
+            Customer.org_id == self.org.id,
+            Customer.owner_id.is_(None),
+            or_(Customer.team_id == self.team.id, Customer.company_pool.is_(True)),
+        )
         rows = await self.session.execute(
-            self.team_customers()
-            .where(condition)
+            select(Customer)
+            .where(*condition)
             .order_by(Customer.released_at.desc().nulls_last(), Customer.id)
             .limit(limit)
         )
-        total = (
-            await self.session.execute(
-                select(func.count())
-                .select_from(Customer)
-                .where(Customer.org_id == self.org.id, Customer.team_id == self.team.id, condition)
-            )
-        ).scalar_one()
+        total = (await self.session.execute(select(func.count()).select_from(Customer).where(*condition))).scalar_one()
         return list(rows.scalars().all()), total
 
 
@@ -239,13 +339,28 @@ class CustomerQueries(StoreBase):
 _TEAM_CUSTOMERS = select(Customer).where(
     Customer.org_id == bindparam("org_id"), Customer.team_id == bindparam("team_id")
 )
-_CUSTOMER_BY_NORM = _TEAM_CUSTOMERS.where(Customer.norm_name == bindparam("norm_name"))
+# What the acting member sees: the team's customers, the company pool, their collaborations elsewhere.
+_VISIBLE = select(Customer).where(
+    Customer.org_id == bindparam("org_id"),
+    or_(
+        Customer.team_id == bindparam("team_id"),
+        and_(Customer.company_pool.is_(True), Customer.owner_id.is_(None)),
+        Customer.id.in_(select(Collaborator.customer_id).where(Collaborator.member_id == bindparam("member_id"))),
+    ),
+)
+_TEAM_BY_NORM = _TEAM_CUSTOMERS.where(Customer.norm_name == bindparam("norm_name"))
+# Elsewhere, the original only (`duplicate_of_id IS NULL` lets both databases use the partial index).
+_ELSEWHERE_BY_NORM = _VISIBLE.where(
+    Customer.norm_name == bindparam("norm_name"), Customer.duplicate_of_id.is_(None)
+)
 _CUSTOMERS_OF = _TEAM_CUSTOMERS.where(
-    Customer.owner_id == bindparam("member_id"), Customer.status == bindparam("status")
+    Customer.owner_id == bindparam("member_id"), open_deal_exists()
 ).order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on, Customer.last_activity_at.desc())
-_SHARED_WITH = (
-    _TEAM_CUSTOMERS.join(Collaborator, Collaborator.customer_id == Customer.id)
-    .where(Collaborator.member_id == bindparam("member_id"), Customer.status == "active")
+_SHARED_WITH = (  # collaborations in any team of the organisation
+    select(Customer)
+    .join(Collaborator, Collaborator.customer_id == Customer.id)
+    .where(Customer.org_id == bindparam("org_id"))
+    .where(Collaborator.member_id == bindparam("member_id"), open_deal_exists())
     .order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on)
 )
 _COLLABORATORS = table_of(Collaborator)

@@ -1,7 +1,7 @@
 """Monthly targets and the numbers they are measured against (目标, 看板, the manager digest).
 
-Won amount counts customers of the team whose status is won and whose `closed_at` falls inside the
-month (organisation-local), credited to the customer's owner. New customers count the member's
+Won amount counts the team's deals whose status is won and whose `closed_at` falls inside the month
+(organisation-local), credited to the customer's owner. New customers count the member's
 claims (audit action "claim": new customers and customers taken from the pool) in the month.
 """
 
@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from storage.models import AuditLog, Customer, FollowUp, Goal, Member
+from storage.models import AuditLog, Customer, Deal, FollowUp, Goal, Member
 from storage.store import Store
 
 METRICS = ("won_amount", "new_customers")
@@ -92,14 +92,15 @@ async def goals_for_month(store: Store, month: str) -> dict[tuple[int | None, st
 async def won_amounts(store: Store, start: datetime, end: datetime) -> dict[int, int]:
     """{owner member id: won amount in fen} for deals closed as won in [start, end)."""
     rows = await store.session.execute(
-        select(Customer.owner_id, func.coalesce(func.sum(Customer.amount_fen), 0))
+        select(Customer.owner_id, func.coalesce(func.sum(Deal.amount_fen), 0))
+        .join(Customer, Customer.id == Deal.customer_id)
         .where(
-            Customer.org_id == store.org.id,
-            Customer.team_id == store.team.id,
-            Customer.status == "won",
+            Deal.org_id == store.org.id,
+            Deal.team_id == store.team.id,
+            Deal.status == "won",
             Customer.owner_id.is_not(None),
-            Customer.closed_at >= start,
-            Customer.closed_at < end,
+            Deal.closed_at >= start,
+            Deal.closed_at < end,
         )
         .group_by(Customer.owner_id)
     )
@@ -125,16 +126,17 @@ async def new_customer_counts(store: Store, start: datetime, end: datetime) -> d
 
 
 async def active_by_stage(store: Store) -> dict[int, dict[str, int]]:
-    """{owner member id: {stage: number of active customers}}."""
+    """{owner member id: {stage: number of open deals}}."""
     rows = await store.session.execute(
-        select(Customer.owner_id, Customer.stage, func.count())
+        select(Customer.owner_id, Deal.stage, func.count())
+        .join(Customer, Customer.id == Deal.customer_id)
         .where(
-            Customer.org_id == store.org.id,
+            Deal.org_id == store.org.id,
             Customer.team_id == store.team.id,
-            Customer.status == "active",
+            Deal.status == "open",
             Customer.owner_id.is_not(None),
         )
-        .group_by(Customer.owner_id, Customer.stage)
+        .group_by(Customer.owner_id, Deal.stage)
     )
     result: dict[int, dict[str, int]] = {}
     for owner, stage, n in rows.all():

@@ -24,6 +24,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -124,16 +126,34 @@ class Membership(Base):
 
 
 class Customer(Base):
-    """A customer of a team. No owner means it sits in the public pool (公海).
+    """A customer of the organisation. No owner means it sits in a team's public pool (公海), or in the
+    company pool (`company_pool`) where any team may claim it.
 
-    `norm_name` is unique per team: that constraint, not Python code, is what decides who wins when
-    two reps claim the same new customer at the same moment.
+    `team_id` is the team whose customer it is: the owner's team, or the team whose pool holds it.
+    What is being sold to the customer — stage, amount, status, close time — lives on its deals
+    (`Deal`): a customer has deals over time and at once (复购, 二期).
+
+    `norm_name` is unique in the organisation among customers that are not marked as a possible
+    duplicate (a partial unique index): that index, not Python code, is what decides who wins when two
+    reps — of one team or of two — claim the same new customer at the same moment. Customers that two
+    teams both held before names were organisation-wide are kept; the younger one carries
+    `duplicate_of_id` (the one it duplicates) until a lead merges them (合并). Within a team a name is
+    unique even then (the older per-team key stays). `duplicate_of_id` has no foreign key: SQLite adds
+    one only by copying the table, which the rows that point at customers forbid.
     """
 
     __tablename__ = "customers"
     __table_args__ = (
         UniqueConstraint("team_id", "norm_name"),
-        Index("ix_customers_team_owner_status", "team_id", "owner_id", "status"),
+        Index("ix_customers_team_owner", "team_id", "owner_id"),
+        Index(
+            "uq_customers_org_norm_name",
+            "org_id",
+            "norm_name",
+            unique=True,
+            sqlite_where=text("duplicate_of_id IS NULL"),
+            postgresql_where=text("duplicate_of_id IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -142,16 +162,70 @@ class Customer(Base):
     name: Mapped[str] = mapped_column(String(200))
     norm_name: Mapped[str] = mapped_column(String(200))
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
-    stage: Mapped[str] = mapped_column(String(16), default="线索")
-    amount_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    status: Mapped[str] = mapped_column(String(8), default="active")
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime())
     next_followup_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     released_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    company_pool: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    duplicate_of_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Deal(Base):
+    """A deal (商机) with a customer: what is sold, at which stage, for how much, and how it ended.
+
+    `status` is open, won or lost; `closed_at` is when it was won or lost. A customer may have several
+    open deals at once; each change is also written as a `DealEvent`, which reports sum.
+    """
+
+    __tablename__ = "deals"
+    __table_args__ = (
+        Index("ix_deals_customer_status", "customer_id", "status"),
+        Index("ix_deals_team_status_closed", "team_id", "status", "closed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    stage: Mapped[str] = mapped_column(String(16), default="线索")
+    amount_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    expected_close_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    status: Mapped[str] = mapped_column(String(8), default="open")
+    lost_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    opened_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DealEvent(Base):
+    """One change to a deal: opened, stage, amount, won, lost, unwon (a win set back), reopened, merged.
+
+    Reports are sums of events in a period, never of current values: a win, a loss and an un-win carry
+    the amount at that moment, and `owner_id` is the customer's owner at that moment (who is credited).
+    """
+
+    __tablename__ = "deal_events"
+    __table_args__ = (
+        Index("ix_deal_events_team_kind_created", "team_id", "kind", "created_at"),
+        Index("ix_deal_events_deal_created", "deal_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    stage_before: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    stage_after: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    amount_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
+    msg_id: Mapped[str | None] = mapped_column(String(191), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -187,7 +261,7 @@ class Contact(Base):
 
 
 class FollowUp(Base):
-    """One progress record (跟进). Stage and amount changes are kept on the record for retros."""
+    """One progress record (跟进). Stage and amount changes of its deal are kept on the record for retros."""
 
     __tablename__ = "followups"
     __table_args__ = (
@@ -199,6 +273,8 @@ class FollowUp(Base):
     org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    # The deal the follow-up moved; NULL for a note on a customer with no open deal.
+    deal_id: Mapped[int | None] = mapped_column(ForeignKey("deals.id"), nullable=True, index=True)
     author_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
     content: Mapped[str] = mapped_column(Text)
     stage_before: Mapped[str | None] = mapped_column(String(16), nullable=True)
@@ -403,7 +479,7 @@ class Notice(Base):
 
 
 # Indexes the reports and jobs need so that their cost follows the team's activity in the period.
-Index("ix_customers_team_status_activity", Customer.team_id, Customer.status, Customer.last_activity_at)
+Index("ix_customers_team_activity", Customer.team_id, Customer.last_activity_at)
 Index("ix_customers_team_created", Customer.team_id, Customer.created_at)
 Index("ix_customers_team_next_followup", Customer.team_id, Customer.next_followup_on)
 Index("ix_help_requests_team_created", HelpRequest.team_id, HelpRequest.created_at)

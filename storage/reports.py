@@ -1,9 +1,9 @@
 """SQL behind the manager digest and the weekly retro: plain numbers, bounded by team and period.
 
 Every query filters on the team and a time range that an index leads with (followups(team_id,
-created_at), audit_log(team_id, action, created_at), customers(team_id, status, last_activity_at),
-customers(team_id, created_at), help_requests(team_id, created_at|taken_at|resolved_at)), so the cost
-follows the team's activity in the period, not the size of its history.
+created_at), deal_events(team_id, kind, created_at), audit_log(team_id, action, created_at),
+customers(team_id, last_activity_at), customers(team_id, created_at), help_requests(team_id,
+created_at|taken_at|resolved_at)), so the cost follows the team's activity in the period, not the size of its history.
 """
 
 from __future__ import annotations
@@ -12,12 +12,21 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
-from storage.models import AuditLog, Customer, FollowUp, HelpRequest, Member, StandupAnswer
+from storage.deals import open_deal_exists
+from storage.models import AuditLog, Customer, DealEvent, FollowUp, HelpRequest, Member, StandupAnswer
 from storage.store import Store
 
-WON_STAGE = "赢单"
+
+def _events_in(team_id: int, kind: str, start: datetime, end: datetime) -> tuple[ColumnElement[bool], ...]:
+    """The team's deal events of one kind in [start, end) (index deal_events(team_id, kind, created_at))."""
+    return (
+        DealEvent.team_id == team_id,
+        DealEvent.kind == kind,
+        DealEvent.created_at >= start,
+        DealEvent.created_at < end,
+    )
 
 
 @dataclass
@@ -126,7 +135,6 @@ class ReportStore:
                 Customer.name,
                 FollowUp.stage_before,
                 FollowUp.stage_after,
-                func.coalesce(FollowUp.amount_fen, Customer.amount_fen),
             )
             .join(Customer, Customer.id == FollowUp.customer_id)
             .where(
@@ -137,13 +145,17 @@ class ReportStore:
             )
             .order_by(FollowUp.created_at, FollowUp.id)
         )
-        won: list[WonDeal] = []
-        for author_id, name, before, after, amount in changes.all():
-            if after is None:  # excluded by the query; narrows the type
-                continue
-            rep(author_id).stage_changes.append((name, before, after))
-            if after == WON_STAGE:
-                won.append(WonDeal(name, author_id, amount))
+        for author_id, name, before, after in changes.all():
+            if after is not None:  # excluded by the query; narrows the type
+                rep(author_id).stage_changes.append((name, before, after))
+        # Wins are deal events: the amount is the one won at that moment, credited to who won it.
+        wins = await self.session.execute(
+            select(DealEvent.actor_id, Customer.name, DealEvent.amount_fen)
+            .join(Customer, Customer.id == DealEvent.customer_id)
+            .where(*_events_in(team_id, "won", start, end))
+            .order_by(DealEvent.created_at, DealEvent.id)
+        )
+        won = [WonDeal(name, actor_id, amount) for actor_id, name, amount in wins.all() if actor_id is not None]
         stale = await self.session.execute(
             select(HelpRequest)
             .where(
@@ -160,7 +172,7 @@ class ReportStore:
             select(Customer.name, Customer.owner_id, Customer.last_activity_at)
             .where(
                 Customer.team_id == team_id,
-                Customer.status == "active",
+                open_deal_exists(),
                 Customer.last_activity_at >= now - timedelta(days=pool_days),
                 Customer.last_activity_at < now - timedelta(days=pool_days - warn_days),
                 Customer.owner_id.is_not(None),
@@ -179,10 +191,7 @@ class ReportStore:
         week = WeekNumbers()
         in_range = (FollowUp.team_id == team_id, FollowUp.created_at >= start, FollowUp.created_at < end)
         won = await self.session.execute(
-            select(func.count(), func.sum(func.coalesce(FollowUp.amount_fen, Customer.amount_fen)))
-            .select_from(FollowUp)
-            .join(Customer, Customer.id == FollowUp.customer_id)
-            .where(*in_range, FollowUp.stage_after == WON_STAGE)
+            select(func.count(), func.sum(DealEvent.amount_fen)).where(*_events_in(team_id, "won", start, end))
         )
         week.won_count, won_fen = won.one()
         week.won_fen = int(won_fen or 0)
@@ -235,7 +244,7 @@ class ReportStore:
         # Gone idle this week: the last activity crossed `idle_days` old during [start, end).
         idle_where = (
             Customer.team_id == team_id,
-            Customer.status == "active",
+            open_deal_exists(),
             Customer.last_activity_at >= start - timedelta(days=idle_days),
             Customer.last_activity_at < end - timedelta(days=idle_days),
             Customer.owner_id.is_not(None),

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, delete, func, or_, select, update
 
+from storage.deals import open_deal_exists
 from storage.models import (
     Collaborator,
     Customer,
@@ -272,7 +273,7 @@ class ScheduleStore:
                 Customer.team_id == self.team.id,
                 Customer.org_id == self.org.id,
                 Customer.next_followup_on <= day,
-                Customer.status == "active",
+                open_deal_exists(),
                 Customer.owner_id.is_not(None),
             )
             .order_by(Customer.owner_id, Customer.next_followup_on, Customer.name)
@@ -302,7 +303,7 @@ class ScheduleStore:
             .where(
                 Customer.team_id == self.team.id,
                 Customer.org_id == self.org.id,
-                Customer.status == "active",
+                open_deal_exists(),
                 Customer.last_activity_at < before,
                 Customer.owner_id.is_not(None),
             )
@@ -318,7 +319,7 @@ class ScheduleStore:
             .where(
                 Customer.id == customer.id,
                 Customer.owner_id == owner,
-                Customer.status == "active",
+                open_deal_exists(),
                 Customer.last_activity_at < cutoff,
             )
             .values(owner_id=None, released_by_id=owner, released_at=now)

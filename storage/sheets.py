@@ -10,12 +10,16 @@ from datetime import date, datetime
 
 from sqlalchemy import select
 
-from storage.models import Collaborator, Customer, FollowUp, Member
+from storage.customers import FIRST_DEAL
+from storage.models import Collaborator, Customer, Deal, FollowUp, Member
 from storage.store import Store
 
 
-async def customers_for_export(store: Store) -> list[tuple[Customer, Member | None, list[Member]]]:
-    """Every customer of the team (pool, active, won, lost), oldest first, with owner and collaborators."""
+async def customers_for_export(
+    store: Store,
+) -> list[tuple[Customer, Deal | None, Member | None, list[Member]]]:
+    """Every customer of the team (pool, active, won, lost), oldest first, with the deal that stands for
+    it (its newest open deal, else its latest closed one), owner and collaborators."""
     customers = list(
         (
             await store.session.execute(
@@ -36,7 +40,11 @@ async def customers_for_export(store: Store) -> list[tuple[Customer, Member | No
         )
         for customer_id, member in rows.all():
             collaborators.setdefault(customer_id, []).append(member)
-    return [(c, owners.get(c.owner_id) if c.owner_id else None, collaborators.get(c.id, [])) for c in customers]
+    deals = await store.latest_deals_by_customer([c.id for c in customers])
+    return [
+        (c, deals.get(c.id), owners.get(c.owner_id) if c.owner_id else None, collaborators.get(c.id, []))
+        for c in customers
+    ]
 
 
 async def followups_for_export(store: Store) -> list[tuple[FollowUp, Customer, Member]]:
@@ -65,7 +73,8 @@ async def insert_imported_customer(
     now: datetime,
     claimed_at: datetime | None = None,
 ) -> Customer | None:
-    """Insert one customer; None when the team already has that normalised name (the database decides)."""
+    """Insert one customer with its first deal (stage, amount, status of the sheet); None when the team
+    or the organisation already has that normalised name (the database decides)."""
     created = await store.insert_if_absent(
         Customer,
         {
@@ -74,24 +83,23 @@ async def insert_imported_customer(
             "name": name[:200],
             "norm_name": norm_name[:200],
             "owner_id": owner.id if owner else None,
-            "stage": stage,
-            "amount_fen": amount_fen,
-            "status": status,
             "note": note,
             "claimed_at": (claimed_at or now) if owner else None,
             "last_activity_at": last_activity_at,
             "next_followup_on": next_followup_on,
-            "closed_at": last_activity_at if status in ("won", "lost") else None,
             "created_at": now,
         },
-        ("team_id", "norm_name"),
+        (),  # any unique key: the organisation's name or the team's
     )
     if not created:
         return None
     customer = await store.customer_by_norm(norm_name[:200])
     assert customer is not None
-    await store.audit(
-        "import", "customer", customer.id, None,
-        {"name": customer.name, "owner": owner.id if owner else None, "stage": stage, "status": status}, now,
-    )
+    deal = await store.open_deal(customer, FIRST_DEAL, now, stage=stage, amount_fen=amount_fen, audited=False)
+    if status in ("won", "lost"):
+        # Closed in the sheet: the deal closes at the sheet's last activity, written as its event too.
+        deal.status, deal.closed_at = status, last_activity_at
+        await store.deal_events(customer, deal, [(status, None, stage, amount_fen)], last_activity_at)
+    after = {"name": customer.name, "owner": owner.id if owner else None, "stage": stage, "status": status}
+    await store.audit("import", "customer", customer.id, None, {**after, "deal": deal.id}, now)
     return customer

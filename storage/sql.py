@@ -30,7 +30,8 @@ def dialect_of(session: AsyncSession) -> str:
 
 
 def insert_for(dialect: str, table: Table, conflict: Sequence[str] | None = None) -> Insert:
-    """The dialect's INSERT into `table`, built once; with `conflict`, ON CONFLICT (conflict) DO NOTHING.
+    """The dialect's INSERT into `table`, built once; with `conflict`, ON CONFLICT (conflict) DO NOTHING
+    (an empty `conflict`: ON CONFLICT DO NOTHING, whichever unique key the row would break).
 
     The values go in as parameters of the execution, so every call of one kind runs one statement that
     the compiled cache and asyncpg's prepared-statement cache both recognise.
@@ -39,7 +40,7 @@ def insert_for(dialect: str, table: Table, conflict: Sequence[str] | None = None
     stmt = _INSERTS.get(key)
     if stmt is None:
         built = _dialect_module(dialect).insert(table)
-        stmt = built.on_conflict_do_nothing(index_elements=list(conflict)) if conflict is not None else built
+        stmt = built.on_conflict_do_nothing(index_elements=list(conflict) or None) if conflict is not None else built
         _INSERTS[key] = stmt
     return stmt
 

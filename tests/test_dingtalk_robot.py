@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.adapters.dingtalk_send import sign
-from storage.models import Customer, InboundMessage, Member, OutboxMessage, Team
+from storage.models import Customer, Deal, InboundMessage, Member, OutboxMessage, Team
 from tests.dingtalk_support import DINGTALK_KEY, RunningBot, count, dingtalk_settings, outbox_rows, running_bot, text_of
 from tests.fakes.dingtalk import FakeDingTalk
 
@@ -346,7 +346,12 @@ async def test_a_burst_shares_one_transaction_and_a_refusal_inside_it_changes_no
     assert "华为" in answered[4]
     async with db.session() as s:
         notes = (await s.execute(select(FollowUp.content).order_by(FollowUp.id))).scalars().all()
-        huawei = (await s.execute(select(Customer).where(Customer.name == "北京华为技术有限公司"))).scalar_one()
+        huawei = (
+            await s.execute(
+                select(Deal).join(Customer, Customer.id == Deal.customer_id)
+                .where(Customer.name == "北京华为技术有限公司")
+            )
+        ).scalar_one()
         audits = (await s.execute(select(AuditLog.action).where(AuditLog.action == "followup"))).scalars().all()
     assert list(notes) == ["第一次拜访", "报价已发", "第二次拜访"]
     assert huawei.stage == "报价" and len(audits) == 3

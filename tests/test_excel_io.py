@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 
 from bot import cli
 from bot.cli_sheets import run_export, run_import
-from storage.models import Base, Customer, Member
+from storage.models import Base, Customer, Deal, Member
 
 
 def _args(*argv: str):  # type: ignore[no-untyped-def]
@@ -30,21 +30,24 @@ async def _customers(db) -> list[tuple]:  # type: ignore[no-untyped-def]
     tz = ZoneInfo("Asia/Shanghai")
     async with db.session() as s:
         rows = await s.execute(
-            select(Customer, Member.user_id).outerjoin(Member, Member.id == Customer.owner_id).order_by(Customer.name)
+            select(Customer, Deal, Member.user_id)
+            .join(Deal, Deal.customer_id == Customer.id)
+            .outerjoin(Member, Member.id == Customer.owner_id)
+            .order_by(Customer.name)
         )
         return [
             (
                 c.name,
                 owner,
-                c.stage,
-                c.status,
-                c.amount_fen,
+                d.stage,
+                {"open": "active"}.get(d.status, d.status),  # the customer's status before deals had one
+                d.amount_fen,
                 c.last_activity_at.astimezone(tz).date(),
                 c.next_followup_on,
                 c.note,
                 c.claimed_at.astimezone(tz).date() if c.claimed_at and c.owner_id else None,
             )
-            for c, owner in rows.all()
+            for c, d, owner in rows.all()
         ]
 
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from sqlalchemy import select
 
-from storage.models import Customer, FollowUp, StandupAnswer
+from storage.models import Customer, Deal, FollowUp, StandupAnswer
 
 
-async def _customer(db) -> Customer:  # type: ignore[no-untyped-def]
+async def _customer(db) -> SimpleNamespace:  # type: ignore[no-untyped-def]
+    """The one customer's next step with its (one) deal's stage and amount."""
     async with db.session() as s:
-        return (await s.execute(select(Customer))).scalar_one()
+        customer = (await s.execute(select(Customer))).scalar_one()
+        deal = (await s.execute(select(Deal))).scalar_one()
+    return SimpleNamespace(stage=deal.stage, amount_fen=deal.amount_fen, next_followup_on=customer.next_followup_on)
 
 
 async def test_english_option_keys_are_read_as_options(bot, db) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from storage.database import Database
-from storage.models import AuditLog, Customer
+from storage.models import AuditLog, Customer, Deal
 from tests.schedule_helpers import outbox, run_job, texts
 
 
@@ -37,7 +37,9 @@ async def test_an_idle_customer_is_warned_once_then_goes_back_to_the_pool(bot, d
     [reclaimed] = texts(result)
     assert "退回公海" in reclaimed and "@张三：华为" in reclaimed and "阿里" not in reclaimed
     huawei = await _customer(db, "华为")
-    assert huawei.owner_id is None and huawei.status == "active" and huawei.released_at is not None
+    assert huawei.owner_id is None and huawei.released_at is not None
+    async with db.session() as s:  # its deal stays open, for whoever claims it next
+        assert (await s.execute(select(Deal.status).where(Deal.customer_id == huawei.id))).scalar_one() == "open"
     assert (await _customer(db, "阿里")).owner_id is not None
     async with db.session() as s:
         audit = (await s.execute(select(AuditLog).where(AuditLog.action == "reclaim"))).scalars().all()

@@ -6,7 +6,7 @@ import asyncio
 
 from sqlalchemy import select
 
-from storage.models import AuditLog, Customer, FollowUp
+from storage.models import AuditLog, Customer, Deal, FollowUp
 
 
 async def test_progress_records_stage_amount_and_next_date(bot, db) -> None:
@@ -15,7 +15,8 @@ async def test_progress_records_stage_amount_and_next_date(bot, db) -> None:
     assert "线索 → 初访" in reply and "50万" in reply and "11-30" in reply
     async with db.session() as s:
         customer = (await s.execute(select(Customer))).scalar_one()
-        assert (customer.stage, customer.amount_fen, str(customer.next_followup_on)) == (
+        deal = (await s.execute(select(Deal))).scalar_one()
+        assert (deal.stage, deal.amount_fen, str(customer.next_followup_on)) == (
             "初访", 50_000_000, "2026-11-30"
         )
         record = (await s.execute(select(FollowUp))).scalar_one()
@@ -50,7 +51,7 @@ async def test_bad_stage_amount_or_date_gets_an_example_and_changes_nothing(bot,
         assert expected in reply, (text, reply)
     async with db.session() as s:
         assert (await s.execute(select(FollowUp))).first() is None
-        assert (await s.execute(select(Customer.stage))).scalar_one() == "线索"
+        assert (await s.execute(select(Deal.stage))).scalar_one() == "线索"
 
 
 async def test_won_and_lost_close_the_customer(bot) -> None:
