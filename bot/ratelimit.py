@@ -113,9 +113,6 @@ class SlidingWindowLimiter:
         self._events[key] = deque(sorted(new))
         return True
 
-    def forget(self, key: str) -> None:
-        self._events.pop(key, None)
-
     def __len__(self) -> int:
         return len(self._events)
 
