@@ -7,8 +7,11 @@ group announcement commit together or not at all. `OutboxWorker` then delivers d
 * it is woken by `Database.on_commit` the moment a transaction that enqueued something commits, and
   otherwise sleeps until the next row is due (retries, other replicas' rows) or `poll_interval` passes;
 * it keeps order per destination (see storage.outbox_queue for how the claim enforces it across replicas);
-* it never exceeds a destination's rate limit (sliding window per limit key, per process) — when the
-  window is full the rows are handed back with the time the next slot frees, nobody sleeps holding them;
+* it never exceeds a destination's rate limit (sliding window per limit key: in PostgreSQL, shared by
+  every replica, storage.send_windows; in the process on SQLite) — when the window is full the rows are
+  handed back with the time the next slot frees, nobody sleeps holding them;
+* when a destination is saturated (bot.ratelimit.plan_slots) the replies waiting for it, claimed and queued
+  behind, go out merged into one message per slot (bot.merge), and are marked sent together with it;
 * `RetryLater` → exponential backoff with jitter (at least the platform's `after`); `PermanentFailure` →
   `failed` with the platform's reason; a broken destination fails its backlog at once.
 * a team's group push (WeCom webhook, DingTalk custom robot) that the platform calls broken is marked
@@ -28,6 +31,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,15 +40,18 @@ from aiohttp import web
 from bot.app_keys import DATABASE_KEY, DELIVERERS_KEY, HTTP_SESSION_KEY, METRICS_KEY, SETTINGS_KEY
 from bot.broken import BrokenPushes, blocked_reason
 from bot.delivery import Deliverer, OutgoingMessage, PermanentFailure, RateLimit, RetryLater, split_text
+from bot.merge import fitting, merged
 from bot.metrics import Metrics
-from bot.ratelimit import SlidingWindowLimiter
+from bot.ratelimit import SendWindow, SlidingWindowLimiter, Slots, plan_slots, retimed
 from storage.database import Database
 from storage.outbox_queue import ClaimedRow, Failure, Outcome, Retry
+from storage.send_windows import SendWindows
 from storage.store import Store
 
 log = logging.getLogger("salesbot.outbox")
 
 Clock = Callable[[], datetime]
+Team = tuple[int, dict[str, Any]]  # a row's team id and settings as claimed (durable broken-push marks)
 
 
 def utcnow() -> datetime:
@@ -83,6 +90,18 @@ async def enqueue_message(
             return 0
         added += int(ok)
     return added
+
+
+@dataclass
+class _Group:
+    """One destination's rows in a pass and what their sends need; `team` changes when its push breaks."""
+
+    deliverer: Deliverer
+    destination: dict[str, Any]
+    rows: list[ClaimedRow]
+    outcome: Outcome
+    broken: list[tuple[str, str]]
+    team: Team | None
 
 
 class DeliverersByKind:
@@ -129,11 +148,13 @@ class OutboxWorker:
         backoff_cap: float = 600.0,
         broken_ttl: float = 600.0,
         rng: Callable[[], float] = random.random,
-        limiter: SlidingWindowLimiter | None = None,
+        windows: SendWindow | None = None,
         admin_ids: tuple[str, ...] = (),
         broken_pushes: BrokenPushes | None = None,
         coalesce_seconds: float = 0.005,
         metrics: Metrics | None = None,
+        merge_bursts: bool = True,
+        rate_margin: float = 1.0,
     ) -> None:
         self.db = db
         self.queue = db.outbox
@@ -151,7 +172,15 @@ class OutboxWorker:
         self.backoff_cap = backoff_cap
         self.broken_ttl = broken_ttl
         self.rng = rng
-        self.limiter = limiter or SlidingWindowLimiter()
+        # SQLite means one bot process: its window can live in memory. PostgreSQL may have replicas.
+        self.windows: SendWindow = windows or (SlidingWindowLimiter() if db.is_sqlite else SendWindows(db.engine))
+        self.merge_bursts = merge_bursts
+        # The platform counts a message when it receives it, we when we send it (and replicas' clocks
+        # differ a little): the window is this much longer than the platform's.
+        self.rate_margin = rate_margin
+        # Rows whose merged message the platform refused for good: one of them may be the cause, so they
+        # go one by one from now on (in this process; another replica may merge them once more).
+        self._solo: set[int] = set()
         self.stats: Counter[str] = Counter()
         self.metrics = metrics  # the app's (bot.metrics): settled rows counted by platform
         self._broken: dict[str, tuple[str, datetime]] = {}
@@ -277,70 +306,185 @@ class OutboxWorker:
         self.stats["sent"] += len(outcome.sent)
         if self.metrics is not None:
             self.metrics.outbox_settled({row.id: row.platform for row in rows}, outcome, failed_whole)
+        if self._solo:
+            self._solo.difference_update(outcome.sent)
+            self._solo.difference_update(f.id for f in outcome.failures)
         return outcome
 
     async def _deliver_group(
         self, rows: list[ClaimedRow], outcome: Outcome, broken: list[tuple[str, str]]
     ) -> None:
-        """Send one destination's rows strictly in order; stop at the first row that must wait."""
+        """Send one destination's rows strictly in order; stop at the first row that must wait.
+
+        Slots of the destination's window are taken for a run of rows at once; a slot taken while the
+        destination is saturated carries every waiting row that fits (`rows` grows by the ones queued
+        behind the claim, see `_mergeable`).
+        """
         head = rows[0]
         prepared = await self._prepare_group(rows, outcome)
         if prepared is None:
             return
         deliverer, destination, limit, limit_key = prepared
         # The durable broken marks live on the team, read with the claim.
-        team = (
+        team: Team | None = (
             (head.team_id, head.team_settings)
             if head.platform in ("wecom", "dingtalk") and head.team_id is not None and head.team_settings is not None
             else None
         )
-        for index, row in enumerate(rows):
-            rest = [r.id for r in rows[index + 1 :]]
-            now = self.clock()
+        index = 0
+        while index < len(rows):
+            row = rows[index]
             blocked = blocked_reason(row.platform, row.destination, team[1]) if team is not None else None
             if blocked is not None:
                 # Checked before the rate limiter: failing fast spends no quota and calls no platform.
                 self.stats["failed"] += 1
                 outcome.failures.append(Failure(row.id, blocked))
+                index += 1
                 continue
+            now = self.clock()
+            slots = Slots(len(rows) - index)
             if limit is not None:
-                wait = self.limiter.try_acquire(limit_key, limit.count, limit.per_seconds, now.timestamp())
-                if wait > 0:
+                slots = await self._take_slots(limit_key, limit, now, len(rows) - index)
+                if not slots.count:
                     # Not an attempt and not an error: the row simply waits for the window to slide.
-                    outcome.retries.append(Retry(row.id, now + timedelta(seconds=wait), None, count_attempt=False))
-                    outcome.released.extend(rest)
+                    due = now + timedelta(seconds=slots.wait)
+                    outcome.retries.append(Retry(row.id, due, None, count_attempt=False))
+                    outcome.released.extend(r.id for r in rows[index + 1 :])
                     self.stats["deferred"] += 1
                     return
-            try:
-                started = time.perf_counter()
-                await deliverer.deliver(destination, OutgoingMessage.from_json(row.body))
-                if self.metrics is not None:
-                    self.metrics.delivered(row.platform, time.perf_counter() - started)
-            except RetryLater as err:
-                self._retry(outcome, row, err.reason, err.after)
-                outcome.released.extend(rest)
+            group = _Group(deliverer, destination, rows, outcome, broken, team)
+            index, go_on, used = await self._use_slots(group, index, slots)
+            team = group.team
+            if limit is not None:
+                await self._retime(limit_key, limit, now.timestamp(), slots.count, used)
+            if not go_on:
                 return
-            except PermanentFailure as err:
+
+    async def _use_slots(self, group: _Group, index: int, slots: Slots) -> tuple[int, bool, list[float]]:
+        """Send the rows from `index` in the slots taken; the next index, whether to go on, when each was used."""
+        rows = group.rows
+        used: list[float] = []
+        while len(used) < slots.count and index < len(rows):
+            row = rows[index]
+            blocked = blocked_reason(row.platform, row.destination, group.team[1]) if group.team is not None else None
+            if blocked is not None:
                 self.stats["failed"] += 1
-                outcome.failures.append(Failure(row.id, err.reason))
-                log.warning("outbox: message %d failed permanently: %s", row.id, err.reason)
-                if err.destination_broken and team is not None:
-                    settings = await self._mark_push_broken(team[0], row, err, now)
-                    if settings is not None:
-                        team = (team[0], settings)
-                        continue  # the rows behind fail fast above; other kinds (replies) still go
-                if err.destination_broken:
-                    self._broken[row.dest_key] = (err.reason, now + timedelta(seconds=self.broken_ttl))
-                    self._fail(outcome, rows[index + 1 :], f"destination broken: {err.reason}")
-                    broken.append((row.dest_key, f"destination broken: {err.reason}"))
-                    return
+                group.outcome.failures.append(Failure(row.id, blocked))
+                index += 1
                 continue
-            except Exception as err:  # a bug in a deliverer must not lose the message
-                log.exception("outbox: unexpected error delivering message %d", row.id)
-                self._retry(outcome, row, f"unexpected {type(err).__name__}", None)
-                outcome.released.extend(rest)
-                return
-            outcome.sent.append(row.id)
+            batch = [row]
+            if slots.merge:
+                batch = await self._mergeable(rows, index, group.deliverer.max_bytes(group.destination), group.team)
+            index += len(batch)
+            go_on = await self._send(group, batch, rows[index:])
+            used.append(self.clock().timestamp())
+            if not go_on:
+                return index, False, used
+        return index, True, used
+
+    async def _take_slots(self, key: str, limit: RateLimit, now: datetime, want: int) -> Slots:
+        """Slots of `key`'s window per bot.ratelimit.plan_slots, taken atomically (across replicas on PG)."""
+        window = limit.per_seconds + self.rate_margin
+        at = now.timestamp()
+        plan = Slots(0)
+
+        def change(sent: list[float]) -> list[float] | None:
+            nonlocal plan
+            plan = plan_slots(sent, limit.count, window, at, want=want, merge=self.merge_bursts)
+            return [*sent, *([at] * plan.count)] if plan.count else None
+
+        if await self.windows.update(key, at, window, change):
+            return plan
+        if plan.count:  # other replicas kept writing this key: ask again in a moment
+            return Slots(0, merge=plan.merge, wait=0.05)
+        return plan
+
+    async def _retime(self, key: str, limit: RateLimit, at: float, granted: int, used: list[float]) -> None:
+        """Record the slots taken at `at` as used (bot.ratelimit.retimed), when that differs from `at`.
+
+        A run of fast sends keeps its slots as taken (no statement); slow sends (each platform call may
+        take up to its timeout) or a run cut short are written as they happened.
+        """
+        if len(used) == granted and all(t - at <= self.rate_margin / 2 for t in used):
+            return
+        window = limit.per_seconds + self.rate_margin
+        await self.windows.update(key, self.clock().timestamp(), window, lambda sent: retimed(sent, at, granted, used))
+
+    async def _mergeable(
+        self, rows: list[ClaimedRow], index: int, max_bytes: int, team: Team | None
+    ) -> list[ClaimedRow]:
+        """The rows from `index` on that this slot's merged message carries, in order, under `max_bytes`.
+
+        When every claimed row would fit, the rows queued behind the claim are leased too (appended to
+        `rows`, so that whatever does not fit is handed back or sent in a later slot like the others).
+        """
+        run = self._merge_run(rows, index, team)
+        if index + len(run) == len(rows) and rows[index].id not in self._solo:
+            rows.extend(await self.queue.claim_behind(
+                rows[-1].dest_key, rows[-1].id, self.clock(), lease_seconds=self.lease_seconds, limit=self.batch_size
+            ))
+            run = self._merge_run(rows, index, team)
+        return run[: fitting([OutgoingMessage.from_json(r.body) for r in run], max_bytes)]
+
+    def _merge_run(self, rows: list[ClaimedRow], index: int, team: Team | None) -> list[ClaimedRow]:
+        """Consecutive rows from `index` that may share a message: none blocked, none to be sent alone."""
+        run = [rows[index]]
+        if rows[index].id in self._solo:
+            return run
+        for row in rows[index + 1 :]:
+            if row.id in self._solo or (team is not None and blocked_reason(row.platform, row.destination, team[1])):
+                break
+            run.append(row)
+        return run
+
+    async def _send(self, group: _Group, batch: list[ClaimedRow], rest: list[ClaimedRow]) -> bool:
+        """Deliver one message — one row, or several merged, all settled alike; whether to go on with `rest`.
+
+        A merged message the platform asks to retry is retried as its rows: the next pass merges them
+        again from the window as it is then (with whatever queued meanwhile), nothing stored needs undoing.
+        """
+        head = batch[0]
+        now = self.clock()
+        outcome, team = group.outcome, group.team
+        try:
+            started = time.perf_counter()
+            await group.deliverer.deliver(group.destination, merged([OutgoingMessage.from_json(r.body) for r in batch]))
+            if self.metrics is not None:
+                self.metrics.delivered(head.platform, time.perf_counter() - started)
+        except RetryLater as err:
+            self._retry(outcome, batch, err.reason, err.after)
+            outcome.released.extend(r.id for r in rest)
+            return False
+        except PermanentFailure as err:
+            if len(batch) > 1 and not err.destination_broken:
+                log.warning("outbox: merged messages %d–%d refused (%s); sending them one by one",
+                            head.id, batch[-1].id, err.reason)
+                self._solo.update(r.id for r in batch)
+                self._retry(outcome, batch, err.reason, None)
+                outcome.released.extend(r.id for r in rest)
+                return False
+            self._fail(outcome, batch, err.reason)
+            log.warning("outbox: message %d failed permanently: %s", head.id, err.reason)
+            if err.destination_broken and team is not None:
+                settings = await self._mark_push_broken(team[0], head, err, now)
+                if settings is not None:
+                    group.team = (team[0], settings)
+                    return True  # the rows behind fail fast; other kinds (replies) still go
+            if err.destination_broken:
+                self._broken[head.dest_key] = (err.reason, now + timedelta(seconds=self.broken_ttl))
+                self._fail(outcome, rest, f"destination broken: {err.reason}")
+                group.broken.append((head.dest_key, f"destination broken: {err.reason}"))
+                return False
+            return True
+        except Exception as err:  # a bug in a deliverer must not lose the message
+            log.exception("outbox: unexpected error delivering message %d", head.id)
+            self._retry(outcome, batch, f"unexpected {type(err).__name__}", None)
+            outcome.released.extend(r.id for r in rest)
+            return False
+        outcome.sent.extend(r.id for r in batch)
+        if len(batch) > 1:
+            self.stats["merged"] += len(batch)
+        return True
 
     async def _prepare_group(
         self, rows: list[ClaimedRow], outcome: Outcome
@@ -365,7 +509,7 @@ class OutboxWorker:
                 destination = await scope(head.id, destination)
             except Exception as err:
                 log.exception("outbox: could not scope the destination of message %d", head.id)
-                self._retry(outcome, head, f"unexpected {type(err).__name__}", None)
+                self._retry(outcome, [head], f"unexpected {type(err).__name__}", None)
                 outcome.released.extend(r.id for r in rows[1:])
                 return None
         try:
@@ -388,16 +532,18 @@ class OutboxWorker:
         self.stats["failed"] += len(rows)
         outcome.failures.extend(Failure(r.id, reason) for r in rows)
 
-    def _retry(self, outcome: Outcome, row: ClaimedRow, reason: str, after: float | None) -> None:
-        attempts = row.attempts + 1
-        if attempts >= self.max_attempts:
-            self.stats["failed"] += 1
-            outcome.failures.append(Failure(row.id, f"gave up after {attempts} attempts: {reason}"))
-            log.warning("outbox: message %d gave up after %d attempts: %s", row.id, attempts, reason)
-            return
-        self.stats["retried"] += 1
-        delay = self.backoff(attempts, after)
-        outcome.retries.append(Retry(row.id, self.clock() + timedelta(seconds=delay), reason))
+    def _retry(self, outcome: Outcome, rows: list[ClaimedRow], reason: str, after: float | None) -> None:
+        """Back off `rows` (one, or the parts of a merged message) together, by the first one's attempts."""
+        delay = self.backoff(rows[0].attempts + 1, after)
+        for row in rows:
+            attempts = row.attempts + 1
+            if attempts >= self.max_attempts:
+                self.stats["failed"] += 1
+                outcome.failures.append(Failure(row.id, f"gave up after {attempts} attempts: {reason}"))
+                log.warning("outbox: message %d gave up after %d attempts: %s", row.id, attempts, reason)
+                continue
+            self.stats["retried"] += 1
+            outcome.retries.append(Retry(row.id, self.clock() + timedelta(seconds=delay), reason))
 
     def backoff(self, attempts: int, after: float | None) -> float:
         """Exponential backoff with jitter, never earlier than the platform asked (`after`)."""

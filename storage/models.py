@@ -402,6 +402,21 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
+class SendWindow(Base):
+    """The sends of the last minute to one rate-limited target (a robot, a group, an app member), shared
+    by every worker on the database.
+
+    `sent` holds the epoch seconds of the sends still inside the window; `version` makes each update a
+    compare-and-swap, so two replicas can never both take the 20th slot (storage.send_windows).
+    """
+
+    __tablename__ = "send_windows"
+
+    limit_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sent: Mapped[list[float]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer)
+
+
 # --------------------------------------------------------------------------- scheduled pushes
 class StandupAnswer(Base):
     """A member's answer to one day's stand-up (晨会); a second answer the same day replaces the first."""

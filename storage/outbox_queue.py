@@ -146,12 +146,26 @@ def _claim_statements() -> tuple[Any, dict[bool, Any], Any, Any, Any]:
 
 
 _HEADS, _FOLLOWERS, _LEASE, _CLAIMED, _LEASE_HEADS_PG = _claim_statements()
+# The rows queued behind what a worker holds of one destination, for merging (`claim_behind`).
+_BEHIND = (
+    select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.next_attempt_at, OutboxMessage.lease_until)
+    .where(OutboxMessage.dest_key == bindparam("key"), OutboxMessage.id > bindparam("after"),
+           OutboxMessage.status.in_(ACTIVE))
+    .order_by(OutboxMessage.id)
+    .limit(bindparam("limit"))
+)
 _MARK_SENT = (
     update(OutboxMessage)
     .where(OutboxMessage.id.in_(bindparam("ids", expanding=True)), OutboxMessage.status == "sending")
     .values(status="sent", sent_at=bindparam("now", type_=OutboxMessage.sent_at.type), lease_until=None,
             attempts=OutboxMessage.attempts + 1)
 )
+
+
+def _is_due(row: Any, now: datetime) -> bool:
+    return bool((row.status == "pending" and row.next_attempt_at <= now) or (
+        row.status == "sending" and row.lease_until is not None and row.lease_until <= now
+    ))
 
 
 def _next_due_statement() -> Any:
@@ -180,16 +194,18 @@ async def _followers(
             break
         if row.id <= head_of[row.dest_key] or row.dest_key in blocked:
             continue
-        due = (row.status == "pending" and row.next_attempt_at <= now) or (
-            row.status == "sending" and row.lease_until is not None and row.lease_until <= now
-        )
-        if not due or taken.get(row.dest_key, 1) >= per_destination:
+        if not _is_due(row, now) or taken.get(row.dest_key, 1) >= per_destination:
             blocked.add(row.dest_key)  # keep each destination's claim contiguous
             continue
         taken[row.dest_key] = taken.get(row.dest_key, 1) + 1
         ids.append(row.id)
         room -= 1
     return ids
+
+
+def _claimed(r: Any) -> ClaimedRow:
+    return ClaimedRow(r.id, r.platform, r.dest_key, r.destination, r.body, r.attempts, r.tid,
+                      dict(r.settings or {}) if r.tid is not None else None)
 
 
 class OutboxQueue:
@@ -242,8 +258,30 @@ class OutboxQueue:
                     ids += await _followers(session, followed, now, batch_size - len(ids), per_destination, pg)
                 await session.execute(_LEASE, {"ids": ids, "lease_until": lease_until})
                 rows = list((await session.execute(_CLAIMED, {"ids": ids})).all())
-        return [ClaimedRow(r.id, r.platform, r.dest_key, r.destination, r.body, r.attempts, r.tid,
-                           dict(r.settings or {}) if r.tid is not None else None) for r in rows]
+        return [_claimed(r) for r in rows]
+
+    async def claim_behind(
+        self, dest_key: str, after_id: int, now: datetime, *, lease_seconds: float, limit: int
+    ) -> list[ClaimedRow]:
+        """Lease the due rows right behind `after_id` of a destination whose rows up to it this worker holds.
+
+        The outbox worker asks for them when the destination is saturated and it merges what waits into one
+        message. Nobody else can hold them: rows behind an unsettled head are never claimable (see claim).
+        Contiguous like a claim's followers: the first row not due (backing off) ends the run.
+        """
+        async with self.sessions() as session, session.begin():
+            # Locked, not skipped: a row skipped here would be overtaken by the rows behind it.
+            statement = _BEHIND if self.is_sqlite else _BEHIND.with_for_update()
+            ids: list[int] = []
+            for row in (await session.execute(statement, {"key": dest_key, "after": after_id, "limit": limit})).all():
+                if not _is_due(row, now):
+                    break
+                ids.append(row.id)
+            if not ids:
+                return []
+            await session.execute(_LEASE, {"ids": ids, "lease_until": now + timedelta(seconds=lease_seconds)})
+            rows = (await session.execute(_CLAIMED, {"ids": ids})).all()
+        return [_claimed(r) for r in rows]
 
     async def finish(self, outcome: Outcome, now: datetime) -> None:
         """Settle a batch in one transaction: sent, retry later, failed, or handed back untouched.

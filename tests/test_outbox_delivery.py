@@ -115,7 +115,7 @@ async def test_45009_for_a_minute_loses_nothing_and_keeps_order(db: Database, ht
     texts = [f"提醒 {n}" for n in range(30)]
     await enqueue_texts(db, KEY, texts, clock.now)
     wecom.fail_webhook(KEY, ERR_FREQ_LIMIT, for_seconds=60)
-    worker = make_worker(db, http, wecom, clock=clock)
+    worker = make_worker(db, http, wecom, clock=clock, merge_bursts=False)
 
     await drive(worker, clock, until=lambda: len(received_texts(wecom, KEY)) == 30, step=5)
 
@@ -129,7 +129,7 @@ async def test_40_messages_to_one_robot_within_a_minute_never_hit_its_rate_limit
 ) -> None:
     texts = [f"日报 {n}" for n in range(40)]
     await enqueue_texts(db, KEY, texts, clock.now)
-    worker = make_worker(db, http, wecom, clock=clock)
+    worker = make_worker(db, http, wecom, clock=clock, merge_bursts=False)
     await drive(worker, clock, until=lambda: len(received_texts(wecom, KEY)) == 40, step=1)
     assert rate_limit_answers(wecom) == 0
     assert received_texts(wecom, KEY) == texts
@@ -137,7 +137,7 @@ async def test_40_messages_to_one_robot_within_a_minute_never_hit_its_rate_limit
 
 
 async def test_interleaved_arrivals_and_sends_stay_under_the_limit(db: Database, http, wecom, clock) -> None:
-    worker = make_worker(db, http, wecom, clock=clock)
+    worker = make_worker(db, http, wecom, clock=clock, merge_bursts=False)
     texts = [f"播报 {n}" for n in range(40)]
     for text in texts:
         await enqueue_texts(db, KEY, [text], clock.now)
