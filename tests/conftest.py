@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 from sqlalchemy import text
 
@@ -152,3 +153,10 @@ def make_bot(db: Database, clock: FakeClock):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def bot(make_bot) -> Harness:  # type: ignore[no-untyped-def]
     return make_bot()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session of the test's own, for deliverers and for talking to the fakes directly."""
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from storage.database import Database
+
 
 class TcpProxy:
     """A loopback TCP forwarder we can cut, to take the database away from a running bot."""
@@ -17,7 +19,8 @@ class TcpProxy:
     async def start(self, port: int = 0) -> int:
         """Listen (again, when `port` is the one it had) and return the port."""
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", port)
-        return self.server.sockets[0].getsockname()[1]
+        self.port: int = self.server.sockets[0].getsockname()[1]
+        return self.port
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(*self.target)
@@ -48,3 +51,15 @@ class TcpProxy:
         for writer in self.writers:
             writer.close()
         await self.server.wait_closed()
+
+
+async def proxied_database(pg_url: str, schema: str) -> tuple[TcpProxy, Database]:
+    """A Database that reaches PostgreSQL (in the test run's `schema`) through a TcpProxy the test can cut."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(pg_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    port = await proxy.start()
+    proxied = url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    db = Database.from_url(proxied, connect_args={"server_settings": {"search_path": schema}, "timeout": 2})
+    return proxy, db

@@ -17,7 +17,7 @@ from bot.app import build_app
 from bot.settings import ConfigError, load_settings
 from storage.database import Database
 from tests.server_support import AppServer
-from tests.tcp_proxy import TcpProxy
+from tests.tcp_proxy import proxied_database
 
 PG_URL = os.environ.get("SALESBOT_TEST_PG_URL")
 
@@ -120,13 +120,7 @@ def test_an_unmigrated_postgresql_database_is_refused_with_the_command_to_run() 
 
 @pytest.mark.skipif(not PG_URL, reason="needs SALESBOT_TEST_PG_URL")
 async def test_healthz_answers_503_when_the_database_goes_away(pg_schema: str) -> None:
-    from sqlalchemy.engine import make_url
-
-    url = make_url(PG_URL)
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    port = await proxy.start()
-    proxied = url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
-    db = Database.from_url(proxied, connect_args={"server_settings": {"search_path": pg_schema}, "timeout": 2})
+    proxy, db = await proxied_database(PG_URL, pg_schema)
     app = build_app(load_settings({}), database=db, components=[])
     async with TestClient(AppServer(app)) as client:
         response = await client.get("/healthz")
@@ -144,15 +138,10 @@ async def test_a_command_after_the_database_dropped_idle_connections_just_works(
     """Connections idle past PING_AFTER_IDLE_S are checked before use, so a restart of PostgreSQL (or a
     firewall that drops quiet connections) overnight costs the first rep of the morning nothing."""
     from sqlalchemy import text
-    from sqlalchemy.engine import make_url
 
     import storage.engine
 
-    url = make_url(PG_URL)
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    port = await proxy.start()
-    proxied = url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
-    db = Database.from_url(proxied, connect_args={"server_settings": {"search_path": pg_schema}, "timeout": 2})
+    proxy, db = await proxied_database(PG_URL, pg_schema)
     try:
         async with db.transaction() as store:
             assert (await store.session.execute(text("SELECT 1"))).scalar() == 1

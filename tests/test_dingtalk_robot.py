@@ -19,6 +19,7 @@ from bot.adapters.dingtalk_send import sign
 from storage.models import Customer, Deal, InboundMessage, Member, OutboxMessage, Team
 from tests.dingtalk_support import DINGTALK_KEY, RunningBot, count, dingtalk_settings, outbox_rows, running_bot, text_of
 from tests.fakes.dingtalk import FakeDingTalk
+from tests.tcp_proxy import proxied_database
 
 
 @pytest.fixture
@@ -390,16 +391,9 @@ async def test_a_callback_that_cannot_be_recorded_gets_503_and_its_redelivery_ru
 ) -> None:
     """The database goes away: DingTalk is told to retry (nothing half-recorded); once it is back, the
     re-delivery is recorded and runs once."""
-    from sqlalchemy.engine import make_url
 
-    from storage.database import Database
-    from tests.tcp_proxy import TcpProxy
 
-    url = make_url(os.environ["SALESBOT_TEST_PG_URL"])
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    port = await proxy.start()
-    proxied = url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
-    db = Database.from_url(proxied, connect_args={"server_settings": {"search_path": pg_schema}, "timeout": 2})
+    proxy, db = await proxied_database(os.environ["SALESBOT_TEST_PG_URL"], pg_schema)
     try:
         async with running_bot(dingtalk_settings(ding), db, {"recover_every": None}) as bot:
             assert (await bot.post_robot(*ding.robot_text_callback("认领 断库前科技", "zhangsan", "张三")))[0] == 200
@@ -408,7 +402,7 @@ async def test_a_callback_that_cannot_be_recorded_gets_503_and_its_redelivery_ru
             headers, body = ding.robot_text_callback("认领 断库中科技", "zhangsan", "张三", msg_id="m-outage")
             status, text = await bot.post_robot(headers, body)
             assert status == 503 and "retry" in text
-            await proxy.start(port)
+            await proxy.start(proxy.port)
             status, _ = await bot.post_robot(headers, body)  # DingTalk re-delivers
             assert status == 200
             assert (await bot.post_robot(headers, body))[0] == 200  # and once more: still one effect

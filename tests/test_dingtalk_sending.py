@@ -27,12 +27,6 @@ async def ding() -> AsyncIterator[FakeDingTalk]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 def deliverer(ding: FakeDingTalk, http: aiohttp.ClientSession) -> DingTalkDeliverer:
     return DingTalkDeliverer(dingtalk_settings(ding), http)
 

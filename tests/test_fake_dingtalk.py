@@ -48,12 +48,6 @@ async def ding(clock: ManualClock) -> AsyncIterator[FakeDingTalk]:
         yield fake
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def post_json(
     http: aiohttp.ClientSession, url: str | URL, body: Any, **kwargs: Any
 ) -> tuple[int, Any]:

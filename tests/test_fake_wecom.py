@@ -129,12 +129,6 @@ async def wecom(clock: ManualClock) -> AsyncIterator[FakeWeCom]:
         yield fake
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def get_json(http: aiohttp.ClientSession, url: str, **params: str) -> dict[str, Any]:
     async with http.get(url, params=params) as resp:
         assert resp.status == 200

@@ -32,7 +32,7 @@ from tests.conftest import PG_URL
 from tests.dingtalk_support import dingtalk_settings, running_bot
 from tests.fakes.dingtalk import FakeDingTalk
 from tests.fakes.wecom import FakeWeCom
-from tests.tcp_proxy import TcpProxy
+from tests.tcp_proxy import proxied_database
 from tests.wecom_support import WALL, fake, wecom_settings  # noqa: F401  (the `fake` fixture)
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -250,13 +250,7 @@ async def test_readyz_is_503_when_a_due_message_has_waited_too_long(db: Database
 
 @pytest.mark.skipif(not PG_URL, reason="needs SALESBOT_TEST_PG_URL")
 async def test_readyz_is_503_when_the_database_goes_away(pg_schema: str) -> None:
-    from sqlalchemy.engine import make_url
-
-    url = make_url(PG_URL)
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    port = await proxy.start()
-    proxied = url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
-    db = Database.from_url(proxied, connect_args={"server_settings": {"search_path": pg_schema}, "timeout": 2})
+    proxy, db = await proxied_database(PG_URL, pg_schema)
     app = build_app(load_settings({}), database=db, components=[])
     async with db.session() as session:  # the schema is shared with the other tests: nothing of theirs waits
         await session.execute(delete(OutboxMessage))

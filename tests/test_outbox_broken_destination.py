@@ -7,12 +7,10 @@ Driven through the fake platforms, the real deliverers and the real `OutboxWorke
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-import pytest
 from sqlalchemy import select
 
 from bot.adapters.dingtalk_send import DingTalkDeliverer
@@ -35,12 +33,6 @@ KEY = "oldkey-0123456789abcdef"
 NEW_KEY = "newkey-0123456789abcdef"
 NOW = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
 _ids = itertools.count(1)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def say(router: Router, platform: str, org: str, chat: str, text: str, user: str, name: str) -> str:

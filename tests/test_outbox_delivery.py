@@ -28,12 +28,6 @@ async def wecom(clock: FakeClock) -> AsyncIterator[FakeWeCom]:
         yield fake
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def make_worker(db: Database, http: aiohttp.ClientSession, wecom: FakeWeCom, **kwargs: object) -> OutboxWorker:
     deliverer = WeComWebhookDeliverer(http, api_base=wecom.base_url)
     return OutboxWorker(db, {"wecom": DeliverersByKind("wecom", {"webhook": deliverer})}, **kwargs)  # type: ignore[arg-type,dict-item]

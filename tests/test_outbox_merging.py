@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 
 from bot.adapters.wecom_webhook import MARKDOWN_MAX_BYTES
@@ -24,12 +23,6 @@ KEY = "robot-key-merge-secret"
 async def wecom(clock: FakeClock) -> AsyncIterator[FakeWeCom]:
     async with FakeWeCom(webhook_keys=[KEY], clock=lambda: clock.now.timestamp()) as fake:
         yield fake
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def parts(wecom: FakeWeCom) -> list[str]:

@@ -47,12 +47,6 @@ async def trap() -> AsyncIterator[RedirectTrap]:
         yield server
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def send_one(db: Database, deliverer: Any, platform: str, destination: dict[str, Any], key: str) -> OutboxMessage:
     """Queue one reply, run one outbox pass, return the row as the pass left it."""
     async with db.transaction() as store:
