@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -96,3 +97,16 @@ async def test_stream_event_user_leave_org_is_acked(bot: RunningBot, ding: FakeD
     await bot.drain()
     [pool] = [g for g in ding.group_messages("cid123")]
     assert "公海" in text_of(pool) and "京东" in text_of(pool)
+
+
+async def test_a_frame_nested_beyond_the_parser_is_ignored_and_the_connection_goes_on(
+    bot: RunningBot, ding: FakeDingTalk
+) -> None:
+    connects = len(ding.requests("stream_open"))
+    await ding.stream_send_raw("[" * 30_000 + "]" * 30_000)
+    nested_data = {"headers": {"messageId": "m-deep", "topic": "/v1.0/im/bot/messages/get"}, "type": "CALLBACK",
+                   "data": "[" * 30_000 + "]" * 30_000}
+    await ding.stream_send_raw(json.dumps(nested_data))
+    [reply] = await say(bot, ding, "认领 北京华为技术有限公司", "zhangsan", "张三")
+    assert "认领成功" in reply
+    assert len(ding.requests("stream_open")) == connects  # the same connection carried on

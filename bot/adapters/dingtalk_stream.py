@@ -127,7 +127,7 @@ class StreamClient:
             frame = json.loads(text)
             headers = frame["headers"]
             message_id = headers["messageId"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             log.warning("dingtalk stream: unreadable frame ignored")
             return None
         frame_type = frame.get("type")
@@ -153,7 +153,7 @@ class StreamClient:
         try:
             payload = json.loads(data)
             await self.inbound.accept(payload)  # recorded durably; the command runs from the queue
-        except (ValueError, Rejected) as err:
+        except (ValueError, RecursionError, Rejected) as err:
             log.warning("dingtalk stream: robot frame rejected: %s", getattr(err, "reason", type(err).__name__))
         except Exception:
             log.exception("dingtalk stream: robot frame failed")
@@ -170,7 +170,7 @@ class StreamClient:
                      "UserId": payload.get("userId") or payload.get("UserId") or []}
             dedup = f"stream-event:{headers.get('eventId') or message_id}"
             await self.inbound.within(self.inbound.handle_event(event, dedup), 1.2)
-        except ValueError:
+        except (ValueError, RecursionError):
             log.warning("dingtalk stream: unreadable event ignored")
         except Exception:
             log.exception("dingtalk stream: event failed")

@@ -123,7 +123,7 @@ class WeComLongConnection:
                     continue
                 try:
                     frame = json.loads(message.data)
-                except ValueError:
+                except (ValueError, RecursionError):  # nested beyond the parser's depth, too
                     log.warning("long connection: frame is not JSON")
                     continue
                 if isinstance(frame, dict):

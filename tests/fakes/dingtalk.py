@@ -1261,6 +1261,11 @@ class FakeDingTalk:
         await conn.ws.send_str(_dumps(frame))
         return message_id
 
+    async def stream_send_raw(self, text: str, *, timeout: float = 5.0) -> None:
+        """Send `text` as it is on the Stream socket: a malformed frame, as a broken gateway might."""
+        conn = await self._stream_conn(timeout)
+        await conn.ws.send_str(text)
+
     async def stream_push_robot_message(
         self,
         text: str,
