@@ -25,7 +25,7 @@ from bot.app_keys import (
     ROUTER_KEY,
     SETTINGS_KEY,
 )
-from bot.assembly import build_router, open_database
+from bot.assembly import build_router, open_database, prepare_database
 from bot.logs import log_context
 from bot.metrics import CONTENT_TYPE, Metrics, callback_outcome, end_callback, start_callback
 from bot.settings import Settings
@@ -163,7 +163,7 @@ def build_app(
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         db = database or open_database(settings)
-        await db.prepare()
+        await prepare_database(db)
         app[DATABASE_KEY] = db
         app[ROUTER_KEY] = build_router(
             db, settings, reply_sink=_platform_sink(app[REPLY_SINKS_KEY]), metrics=app[METRICS_KEY]

@@ -16,7 +16,7 @@ from datetime import UTC
 from typing import Any
 
 from bot import cli_ops, cli_serve, cli_sheets
-from bot.assembly import open_database
+from bot.assembly import open_database, rekey_customer_names
 from bot.cli_base import Command, prepared_database
 from bot.logs import configure_logging
 from bot.settings import ConfigError, Settings, load_settings
@@ -68,7 +68,10 @@ async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.action == "upgrade":
             await migrate.upgrade(db.engine, args.revision)
-            print(f"数据库已升级到 {await migrate.current_revision(db.engine)}")
+            current = await migrate.current_revision(db.engine)
+            print(f"数据库已升级到 {current}")
+            if current == migrate.head_revision():
+                await rekey_customer_names(db)
         elif args.action == "prune":
             from datetime import datetime
 

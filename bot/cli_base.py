@@ -6,7 +6,7 @@ import argparse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from bot.assembly import open_database
+from bot.assembly import open_database, prepare_database
 from bot.settings import Settings
 from storage.database import Database
 
@@ -15,10 +15,10 @@ Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
 
 @asynccontextmanager
 async def prepared_database(settings: Settings) -> AsyncIterator[Database]:
-    """The configured database, migrated (SQLite) or checked (PostgreSQL), closed afterwards."""
+    """The configured database, migrated (SQLite) or checked (PostgreSQL) and re-keyed, closed afterwards."""
     db = open_database(settings)
     try:
-        await db.prepare()
+        await prepare_database(db)
         yield db
     finally:
         await db.close()

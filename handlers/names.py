@@ -21,6 +21,7 @@ from typing import Final, TypeVar
 from handlers.regions import is_places, match_region_prefix
 
 __all__ = [
+    "NAME_KEY_VERSION",
     "NEAR_MATCH_THRESHOLD",
     "find_near_matches",
     "normalise_company_name",
@@ -29,6 +30,11 @@ __all__ = [
 ]
 
 K = TypeVar("K")
+
+#: Bump whenever `normalise_company_name` would give a stored name another key: start-up then re-keys
+#: every organisation's customers (storage.rekey). 1: GB/T 2260 places, OpenCC, places in brackets or
+#: after the brand (0 is every key made before versions were recorded).
+NAME_KEY_VERSION: Final[int] = 1
 
 #: Scores at or above this make the bot ask "你是不是指…？" / warn about a possible 撞单. 85 is where
 #: one- or two-character typos in a 4–8 character Chinese name still score, while unrelated names

@@ -1,5 +1,6 @@
 """Customers: claiming (new, from the team's pool or the company pool), releasing, transferring,
-collaborators, search, the pools, possible duplicates and a customer's detail.
+collaborators, search, the pools, possible duplicates and a customer's detail (re-keying names when the
+撞单 key's rules change: storage.rekey).
 
 Customers belong to the organisation: a name is unique across its teams. Two reps claiming one
 customer at once — of one team or of two — are decided by the unique keys and by conditional
@@ -17,6 +18,7 @@ from sqlalchemy.orm import aliased
 
 from storage.deals import DealQueries, open_deal_exists
 from storage.models import AuditLog, Collaborator, Customer, Deal, FollowUp, Member, Membership, Team
+from storage.rekey import RekeyQueries
 from storage.sql import escape_like, rowcount, table_of
 
 ClaimOutcome = Literal["created", "from_pool", "already_yours", "owned_by_other", "other_team_pool"]
@@ -40,7 +42,7 @@ class CustomerDetail:
     deals: list[Deal]
 
 
-class CustomerQueries(DealQueries):
+class CustomerQueries(DealQueries, RekeyQueries):
     """Customers as the acting member sees them: their team's (owned or in its pool), the company
     pool's, and those they collaborate on from another team. Another team's customer is found only by
     a claim (`org_customer_by_norm`), and then only its owner, team and claim date are told."""

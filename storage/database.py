@@ -125,6 +125,7 @@ class Database:
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._after_commit: list[Callable[[Store], None]] = []
         self.default_timezone = "Asia/Shanghai"
+        self.name_key_version = 0  # bot.assembly sets the running normaliser's (storage does not know it)
         self._inbound_writer = GroupWriter(self._insert_inbound)
         # The outbox as a queue (claims, settles, send-time lookups): its own short transactions and
         # autocommitted statements, outside any unit of work.
@@ -145,7 +146,7 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Store]:
         async with self.sessions() as session:
-            store = Store(session, default_timezone=self.default_timezone)
+            store = Store(session, default_timezone=self.default_timezone, name_key_version=self.name_key_version)
             async with session.begin():
                 yield store
             for callback in self._after_commit:

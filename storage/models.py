@@ -73,6 +73,8 @@ class Organisation(Base):
     corp_key: Mapped[str] = mapped_column(String(128))
     name: Mapped[str] = mapped_column(String(128))
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    # The `handlers.names.NAME_KEY_VERSION` its customers' `norm_name` were made with (0: before versions).
+    name_key_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

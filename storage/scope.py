@@ -44,12 +44,16 @@ class NoTeamYet(LookupError):
 
 
 class StoreBase:
-    def __init__(self, session: AsyncSession, *, default_timezone: str = "Asia/Shanghai") -> None:
+    def __init__(
+        self, session: AsyncSession, *, default_timezone: str = "Asia/Shanghai", name_key_version: int = 0
+    ) -> None:
         self.session = session
         self._scope: Scope | None = None
         self.enqueued = 0
         # The zone a newly seen organisation starts with (SALESBOT_TIMEZONE); admins change it later.
         self.default_timezone = default_timezone
+        # The name-key version a newly seen organisation's keys are made with (handlers.names.NAME_KEY_VERSION).
+        self.name_key_version = name_key_version
 
     # ------------------------------------------------------------------ scope
     @property

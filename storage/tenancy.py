@@ -138,7 +138,7 @@ class TenancyQueries(StoreBase):
             select(Organisation).where(Organisation.platform == platform, Organisation.corp_key == corp_key),
             Organisation,
             {"platform": platform, "corp_key": corp_key, "name": corp_key, "timezone": self.default_timezone,
-             "created_at": now},
+             "name_key_version": self.name_key_version, "created_at": now},
             ("platform", "corp_key"),
         )
         return org
