@@ -7,10 +7,11 @@ half-way leaves nothing behind; the outbox rows it enqueued roll back with it.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
@@ -22,10 +23,12 @@ from storage.engine import create_engine, is_sqlite
 from storage.inbound import inbound_insert, inbound_values
 from storage.migrate import ensure_schema
 from storage.models import InboundMessage
-from storage.outbox_queue import OutboxQueue
 from storage.signatures import admit_robot_signature
 from storage.sql import table_of
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from storage.outbox_queue import OutboxQueue
 
 _inbound = table_of(InboundMessage)
 
@@ -127,9 +130,15 @@ class Database:
         self.default_timezone = "Asia/Shanghai"
         self.name_key_version = 0  # bot.assembly sets the running normaliser's (storage does not know it)
         self._inbound_writer = GroupWriter(self._insert_inbound)
-        # The outbox as a queue (claims, settles, send-time lookups): its own short transactions and
-        # autocommitted statements, outside any unit of work.
-        self.outbox = OutboxQueue(engine, self.sessions)
+
+    @functools.cached_property
+    def outbox(self) -> OutboxQueue:
+        """The outbox as a queue (claims, settles, send-time lookups): its own short transactions and
+        autocommitted statements, outside any unit of work. Built on first use: its prebuilt statements
+        (~25 ms to import) are for the worker and the CLI, not for a console chat."""
+        from storage import outbox_queue
+
+        return outbox_queue.OutboxQueue(self.engine, self.sessions)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: object) -> Database:
