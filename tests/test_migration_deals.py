@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from storage import migrate
 from storage.database import Database
+from tests.db_helpers import insert_rows
 
 T0 = datetime(2026, 11, 1, 2, 0)
 T1 = datetime(2026, 11, 5, 2, 0)
@@ -129,11 +130,7 @@ async def _seed_at_0005(db: Database) -> None:
             },
         ],
     }
-    async with db.engine.begin() as conn:
-        for table, values in rows.items():
-            columns = list(values[0])
-            placeholders = ", ".join(f":{c}" for c in columns)
-            await conn.execute(text(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"), values)
+    await insert_rows(db, rows)
 
 
 async def _all(db: Database, sql: str) -> list[tuple]:

@@ -11,6 +11,7 @@ from handlers.names import normalise_company_name
 from storage import migrate
 from storage.database import Database
 from storage.models import AuditLog, Collaborator, Contact, Customer, Deal, FollowUp, Member
+from tests.db_helpers import insert_rows
 
 T0 = datetime(2026, 11, 1, 2, 0)
 T1 = datetime(2026, 11, 20, 2, 0)
@@ -86,14 +87,7 @@ async def _seed_two_teams_holding_one_company(db: Database) -> None:
             },
         ],
     }
-    async with db.engine.begin() as conn:
-        for table, values in rows.items():
-            columns = list(values[0])
-            placeholders = ", ".join(f":{c}" for c in columns)
-            await conn.execute(text(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"), values)
-            if conn.dialect.name == "postgresql" and "id" in columns:  # rows written with their ids, as a dump
-                sequence = f"pg_get_serial_sequence('{table}', 'id')"
-                await conn.execute(text(f"SELECT setval({sequence}, (SELECT MAX(id) FROM {table}))"))
+    await insert_rows(db, rows)
     await migrate.upgrade(db.engine)
 
 

@@ -30,6 +30,7 @@ from storage.engine import create_engine
 from storage.models import OutboxMessage
 from tests.dingtalk_support import text_of
 from tests.fakes.dingtalk import FakeDingTalk
+from tests.server_support import wait_healthz
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("SALESBOT_TEST_PG_URL")
@@ -62,18 +63,6 @@ def serve(db_url: str, ding: FakeDingTalk, port: int) -> Iterator[subprocess.Pop
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-async def wait_up(http: aiohttp.ClientSession, port: int) -> None:
-    for _ in range(300):
-        try:
-            async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"serve on port {port} did not start")
 
 
 @asynccontextmanager
@@ -158,7 +147,7 @@ async def test_two_serve_processes_on_postgresql_keep_a_groups_20_a_minute_and_m
     async with fresh_postgresql() as url, FakeDingTalk() as ding, aiohttp.ClientSession() as http:
         ports = [free_port(), free_port()]
         with serve(url, ding, ports[0]), serve(url, ding, ports[1]):
-            await asyncio.gather(*(wait_up(http, p) for p in ports))
+            await asyncio.gather(*(wait_healthz(p) for p in ports))
             await burst(http, ding, ports)
             await check_burst(ding, url, replicas=2)
 
@@ -168,6 +157,6 @@ async def test_one_serve_process_on_sqlite_merges_the_burst_too(tmp_path: Path) 
     async with FakeDingTalk() as ding, aiohttp.ClientSession() as http:
         port = free_port()
         with serve(url, ding, port):
-            await wait_up(http, port)
+            await wait_healthz(port)
             await burst(http, ding, [port])
             await check_burst(ding, url, replicas=1)

@@ -16,6 +16,7 @@ import aiohttp
 
 from storage import migrate
 from tests.fakes.dingtalk import FakeDingTalk
+from tests.server_support import wait_healthz
 
 ROOT = Path(__file__).resolve().parent.parent
 # Heavy packages a start-up on an up-to-date database must not load: they serve migrations and sheets.
@@ -57,20 +58,6 @@ def test_chat_on_a_new_database_and_on_one_at_head_imports_no_alembic_and_no_ope
     assert "LOADED []" in again.stderr
 
 
-async def _wait_healthz(port: int, proc: asyncio.subprocess.Process) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            assert proc.returncode is None, "serve exited during start-up"
-            try:
-                async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("serve did not answer /healthz")
-
-
 async def test_sigterm_lets_the_command_in_flight_and_its_outbox_row_commit_then_exits_0(tmp_path: Path) -> None:
     """A DingTalk callback is in flight (its acknowledgement waits for SQLite's write lock, held here)
     when SIGTERM arrives: the process stops accepting, finishes it — the record, the command, the
@@ -88,7 +75,7 @@ async def test_sigterm_lets_the_command_in_flight_and_its_outbox_row_commit_then
             env=env, cwd=ROOT, stderr=asyncio.subprocess.PIPE)
         assert proc.stderr is not None
         try:
-            await _wait_healthz(port, proc)
+            await wait_healthz(port, exited=lambda: proc.returncode is not None)
             await asyncio.sleep(0.5)  # start-up's own writes (outbox lease reclaim) are done
             lock = sqlite3.connect(db_file, isolation_level=None)
             lock.execute("BEGIN IMMEDIATE")
