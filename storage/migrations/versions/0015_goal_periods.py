@@ -1,7 +1,7 @@
 """goals keyed by period (year, quarter, month, ISO week), four metrics, and the setter's role
 
 Revision ID: 0015_goal_periods
-Revises: 0013_name_key_version
+Revises: 0014_deal_credits
 Create Date: 2026-12-07 08:00:00
 
 `goals.month` ("YYYY-MM") becomes `goals.period`: existing rows keep their key, which is the month
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0015_goal_periods'
-down_revision = '0013_name_key_version'
+down_revision = '0014_deal_credits'
 branch_labels = None
 depends_on = None
 
