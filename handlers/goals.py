@@ -22,6 +22,7 @@ from handlers.common import OPEN_STAGES, local_today, names_of, to_fen, who, yua
 from handlers.periods import Period, current, is_bare_year, looks_like_period, parse_period
 from handlers.targets import METRIC_NAMES, PeriodProgress, Progress, RowProgress, period_progress
 from storage import goals as goal_store
+from storage import ledger
 from storage.models import Member
 from storage.store import Store
 
@@ -227,15 +228,17 @@ async def board(msg: IncomingMessage, args: Args, store: Store, now: datetime) -
     period = parse_period(args.text, today, BOARD_EXAMPLE) if args.text.strip() else current("month", today)
     progress = await period_progress(store, period, today)
     past = period.end <= today
-    stages = await goal_store.active_by_stage(store) if not past else {}
+    # A past period shows the pipeline as it stood at its end, rebuilt from the deals' history.
+    at = goal_store.local_bounds(store, period.start, period.end)[1] if past else now
+    pipeline = await ledger.pipeline_at(store, at)
+    stages = {} if past else await goal_store.active_by_stage(store)
     lines = [f"📊 {store.team.name} · {period.label(today)}看板", _timing(progress)]
     lines.extend(_row_lines(progress.team, progress))
-    team_stages: dict[str, int] = {}
-    for per in stages.values():
-        for stage, n in per.items():
-            team_stages[stage] = team_stages.get(stage, 0) + n
-    if not past:
-        lines.append(f"· 跟进中 {sum(team_stages.values())}" + _stage_detail(team_stages))
+    open_fen = sum(t.fen for t in pipeline.values())
+    value = f" · {format_amount(yuan(open_fen))}" if open_fen else ""
+    when = "（期末）" if past else ""
+    counts = {stage: t.count for stage, t in pipeline.items()}
+    lines.append(f"· 跟进中{when} {sum(counts.values())}{value}{_stage_detail(counts)}")
     if not progress.rows:
         lines += ["", f"{period.label(today)}还没有目标和成交。设目标：目标 50万"]
         return Reply("\n".join(lines))

@@ -1,8 +1,8 @@
-"""Monthly targets and the numbers they are measured against (目标, 看板, the manager digest).
+"""Targets of any period and the numbers they are measured against (目标, 看板, the manager digest).
 
-Won amount counts the team's deals whose status is won and whose `closed_at` falls inside the month
-(organisation-local), credited to the customer's owner. New customers count the member's
-claims (audit action "claim": new customers and customers taken from the pool) in the month.
+A target row is keyed by a period key (handlers/periods.py: "2027", "2027Q1", "2027-03", "2027-W05") and
+a metric, and remembers who set it in which role. The results come from storage/ledger.py — the credited
+won amount net of un-wins, wins, claims and follow-ups — so a goal agrees with every report of the period.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from storage.models import AuditLog, Customer, Deal, FollowUp, Goal, Member
+from storage import ledger
+from storage.models import Customer, Deal, Goal, Member
 from storage.store import Store
 
 METRICS = ("won_amount", "won_count", "new_customers", "followups")
@@ -122,61 +123,6 @@ async def set_goal(
     return before
 
 
-async def won_amounts(store: Store, start: datetime, end: datetime) -> dict[int, int]:
-    """{owner member id: won amount in fen} for deals closed as won in [start, end)."""
-    rows = await store.session.execute(
-        select(Customer.owner_id, func.coalesce(func.sum(Deal.amount_fen), 0))
-        .join(Customer, Customer.id == Deal.customer_id)
-        .where(
-            Deal.org_id == store.org.id,
-            Deal.team_id == store.team.id,
-            Deal.status == "won",
-            Customer.owner_id.is_not(None),
-            Deal.closed_at >= start,
-            Deal.closed_at < end,
-        )
-        .group_by(Customer.owner_id)
-    )
-    return {m: int(total or 0) for m, total in rows.all() if m is not None}  # owned ones, by the query
-
-
-async def won_counts(store: Store, start: datetime, end: datetime) -> dict[int, int]:
-    """{owner member id: deals closed as won in [start, end)}."""
-    rows = await store.session.execute(
-        select(Customer.owner_id, func.count())
-        .select_from(Deal)
-        .join(Customer, Customer.id == Deal.customer_id)
-        .where(
-            Deal.org_id == store.org.id,
-            Deal.team_id == store.team.id,
-            Deal.status == "won",
-            Customer.owner_id.is_not(None),
-            Deal.closed_at >= start,
-            Deal.closed_at < end,
-        )
-        .group_by(Customer.owner_id)
-    )
-    return {m: int(n) for m, n in rows.all() if m is not None}
-
-
-async def new_customer_counts(store: Store, start: datetime, end: datetime) -> dict[int, int]:
-    """{member id: customers claimed in [start, end)}, from the audit trail."""
-    claims = await store.session.execute(
-        select(AuditLog.actor_id, func.count())
-        .where(
-            AuditLog.org_id == store.org.id,
-            AuditLog.team_id == store.team.id,
-            AuditLog.action == "claim",
-            AuditLog.actor_id.is_not(None),
-            AuditLog.created_at >= start,
-            AuditLog.created_at < end,
-        )
-        .group_by(AuditLog.actor_id)
-    )
-    counts = {m: int(n) for m, n in claims.all() if m is not None}  # members' claims, by the query
-    return counts
-
-
 async def active_by_stage(store: Store) -> dict[int, dict[str, int]]:
     """{owner member id: {stage: number of open deals}}."""
     rows = await store.session.execute(
@@ -197,21 +143,6 @@ async def active_by_stage(store: Store) -> dict[int, dict[str, int]]:
     return result
 
 
-async def followup_counts(store: Store, start: datetime, end: datetime) -> dict[int, int]:
-    """{author member id: follow-up records written in [start, end)}."""
-    rows = await store.session.execute(
-        select(FollowUp.author_id, func.count())
-        .where(
-            FollowUp.org_id == store.org.id,
-            FollowUp.team_id == store.team.id,
-            FollowUp.created_at >= start,
-            FollowUp.created_at < end,
-        )
-        .group_by(FollowUp.author_id)
-    )
-    return {m: int(n) for m, n in rows.all()}
-
-
 @dataclass
 class MemberNumbers:
     """One member's results in a period, in the goal metrics' terms (amounts in fen)."""
@@ -226,14 +157,15 @@ class MemberNumbers:
 
 
 async def period_numbers(store: Store, start: datetime, end: datetime) -> dict[int, MemberNumbers]:
-    """{member id: results in [start, end)} for every member with any result, from the period's records."""
+    """{member id: results in [start, end)} for every member with any result, from the ledger.
+
+    Won amount is the member's credited amount (业绩分成) net of un-wins; the win count goes to the owner
+    at the moment of the win — the same numbers as every other report of the period.
+    """
     numbers: dict[int, MemberNumbers] = {}
-    for mid, fen in (await won_amounts(store, start, end)).items():
-        numbers.setdefault(mid, MemberNumbers()).won_amount = fen
-    for mid, count in (await won_counts(store, start, end)).items():
-        numbers.setdefault(mid, MemberNumbers()).won_count = count
-    for mid, count in (await new_customer_counts(store, start, end)).items():
-        numbers.setdefault(mid, MemberNumbers()).new_customers = count
-    for mid, count in (await followup_counts(store, start, end)).items():
-        numbers.setdefault(mid, MemberNumbers()).followups = count
+    for mid, credit in (await ledger.period_wins(store, start, end)).by_member.items():
+        numbers[mid] = MemberNumbers(won_amount=credit.fen, won_count=credit.count)
+    for mid, activity in (await ledger.activity_by_member(store, start, end)).items():
+        row = numbers.setdefault(mid, MemberNumbers())
+        row.new_customers, row.followups = activity.new_customers, activity.followups
     return numbers
