@@ -237,11 +237,9 @@ async def board(msg: IncomingMessage, args: Args, store: Store, now: datetime) -
     stages = {} if past else await goal_store.active_by_stage(store)
     lines = [f"📊 {store.team.name} · {period.label(today)}看板", _timing(progress)]
     lines.extend(_row_lines(progress.team, progress))
-    open_fen = sum(t.fen for t in pipeline.values())
-    value = f" · {format_amount(yuan(open_fen))}" if open_fen else ""
     when = "（期末）" if past else ""
     counts = {stage: t.count for stage, t in pipeline.items()}
-    lines.append(f"· 跟进中{when} {sum(counts.values())}{value}{_stage_detail(counts)}")
+    lines.append(f"· 跟进中{when} {sum(counts.values())}{_stage_detail(counts)}")
     if not progress.rows:
         lines += ["", f"{period.label(today)}还没有成员的目标和成交。设目标：目标 @张三 50万"]
         return Reply("\n".join(lines))
