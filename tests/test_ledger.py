@@ -142,3 +142,16 @@ async def test_a_win_undone_after_a_handover_takes_the_count_back_from_who_had_t
     ids = await member_ids(db)
     assert (wins.count, wins.fen, wins.deals) == (0, 0, [])
     assert wins.by_member == {ids["张三"]: ledger.Credit(0, 0)}  # nothing ever counted for 李四
+
+
+async def test_a_handed_over_win_undone_next_month_takes_the_count_from_who_had_the_win(bot, db, clock) -> None:
+    await bot.join("李四")
+    clock.set_local("2026-11-24 10:00")
+    await bot.say("认领 小米", user="张三")
+    await bot.say("赢单 小米 200万", user="张三")
+    await bot.say("转交 小米 @李四", user="张三")
+    clock.set_local("2026-12-02 10:00")
+    await bot.say("撤销赢单 小米", user="李四")
+    ids = await member_ids(db)
+    december = await week(db, "2026-12-01", "2027-01-01", ledger.period_wins)
+    assert december.by_member == {ids["张三"]: ledger.Credit(-200_000_000, -1)}
