@@ -80,7 +80,7 @@ async def _calendar_command(args: Args, store: Store, now: datetime, kind: str) 
     example = HOLIDAY_EXAMPLE if kind == HOLIDAY else WORKDAY_EXAMPLE
     first, last, name = read_range(text, today, example)
     written = await write_days(
-        store, [DayEntry(first + timedelta(days=i), kind, name) for i in range((last - first).days + 1)],
+        store, store.org.id, [DayEntry(first + timedelta(days=i), kind, name) for i in range((last - first).days + 1)],
         "admin", now, actor_id=store.actor.id,
     )
     return Reply(_confirmation(kind, first, last, name, written))
@@ -155,7 +155,7 @@ async def _remove(store: Store, text: str, today: date, now: datetime) -> Reply:
     first, last, name = read_range(text, today, REMOVE_EXAMPLE)
     if name:
         raise UserError("删除时只写日期（或日期范围）。", example=REMOVE_EXAMPLE)
-    removed = await remove_days(store, first, last, now)
+    removed = await remove_days(store, store.org.id, first, last, now)
     if not removed:
         raise UserError(f"{_span(first, last)} 没有录入的假期或调休。发送「设置 假期」查看已录入的日子。")
     lines = [f"✅ 已删除 {len(removed)} 天的录入{_ORG_WIDE}："]

@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from storage.models import CalendarDay, Member, Organisation
+from storage.models import AuditLog, CalendarDay, Member, Organisation
+from storage.scope import NotBound, Scope
 from storage.sql import insert_for, rowcount, table_of
 from storage.store import Store
 
@@ -44,9 +46,9 @@ class Written:
 
 
 async def write_days(
-    store: Store, entries: Sequence[DayEntry], source: str, now: datetime, *, actor_id: int | None = None
+    store: Store, org_id: int, entries: Sequence[DayEntry], source: str, now: datetime, *, actor_id: int | None = None
 ) -> Written:
-    """Write `entries` for the bound organisation (one per day; the last one of a day wins), audit-logged.
+    """Write `entries` for organisation `org_id` (one per day; the last one of a day wins), audit-logged.
 
     Days that already hold the same kind and name are left as they are; others are replaced.
     """
@@ -55,7 +57,6 @@ async def write_days(
     wanted = {e.day: e for e in entries}
     if not wanted:
         return Written(0, 0, 0)
-    org_id = store.org.id
     existing = {
         row.day: row
         for row in (
@@ -79,9 +80,9 @@ async def write_days(
         ]
         # ON CONFLICT DO NOTHING: an admin writing the same day at the same moment keeps theirs.
         await store.session.execute(insert_for(store.dialect, table_of(CalendarDay), ("org_id", "day")), rows)
-        await _bump_version(store)
-        await store.audit(
-            "calendar_set", "calendar", None,
+        await _bump_version(store, org_id)
+        await _audit(
+            store, org_id, "calendar_set",
             {"replaced": [d.isoformat() for d in sorted(replace)]} if replace else None,
             {"kinds": sorted({e.kind for e in fresh}), "from": fresh[0].day.isoformat(),
              "to": fresh[-1].day.isoformat(), "days": len(fresh), "source": source},
@@ -90,29 +91,46 @@ async def write_days(
     return Written(added=len(fresh) - len(replace), replaced=len(replace), unchanged=len(same))
 
 
-async def remove_days(store: Store, start: date, end: date, now: datetime) -> list[CalendarDay]:
-    """Delete the bound organisation's entries from `start` to `end` inclusive; return what was removed."""
-    org_id = store.org.id
+async def remove_days(store: Store, org_id: int, start: date, end: date, now: datetime) -> list[CalendarDay]:
+    """Delete organisation `org_id`'s entries from `start` to `end` inclusive; return what was removed."""
     in_range = (CalendarDay.org_id == org_id, CalendarDay.day >= start, CalendarDay.day <= end)
     removed = list((await store.session.execute(select(CalendarDay).where(*in_range))).scalars())
     if removed:
         await store.session.execute(delete(CalendarDay).where(*in_range))
-        await _bump_version(store)
-        await store.audit(
-            "calendar_remove", "calendar", None,
-            {"days": [(r.day.isoformat(), r.kind, r.name) for r in removed]}, None, now,
+        await _bump_version(store, org_id)
+        await _audit(
+            store, org_id, "calendar_remove", {"days": [(r.day.isoformat(), r.kind, r.name) for r in removed]}, None,
+            now,
         )
     return removed
 
 
-async def _bump_version(store: Store) -> None:
+async def _bump_version(store: Store, org_id: int) -> None:
     result = await store.session.execute(
         update(Organisation)
-        .where(Organisation.id == store.org.id)
+        .where(Organisation.id == org_id)
         .values(calendar_version=Organisation.calendar_version + 1)
         .execution_options(synchronize_session=False)
     )
     assert rowcount(result) == 1
+
+
+async def _audit(
+    store: Store, org_id: int, action: str, before: dict[str, Any] | None, after: dict[str, Any] | None, now: datetime
+) -> None:
+    """The audit row of a calendar change: through the chat's scope (team, member, message) when a command
+    made it, else an organisation-wide row with nobody named (`salesbot calendar import`)."""
+    try:
+        scope: Scope | None = store.scope
+    except NotBound:
+        scope = None
+    if scope is not None and scope.org.id == org_id:
+        await store.audit(action, "calendar", None, before, after, now)
+        return
+    store.session.add(
+        AuditLog(org_id=org_id, team_id=None, actor_id=None, action=action, entity="calendar", entity_id=None,
+                 before=before, after=after, msg_id=None, created_at=now)
+    )
 
 
 async def org_days(store: Store, org_id: int, start: date | None = None, end: date | None = None) -> list[CalendarDay]:
