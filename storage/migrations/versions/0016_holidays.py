@@ -1,7 +1,7 @@
 """holidays and make-up working days an organisation's admins maintain
 
 Revision ID: 0016_holidays
-Revises: 0013_name_key_version
+Revises: 0014_deal_credits
 Create Date: 2026-12-07 08:00:00
 
 `chinesecalendar` knows a fixed range of years (1.11.0: up to 2026); from the first day of a year it
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0016_holidays'
-down_revision = '0013_name_key_version'
+down_revision = '0014_deal_credits'
 branch_labels = None
 depends_on = None
 
