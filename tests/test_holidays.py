@@ -210,3 +210,27 @@ async def test_a_digest_preview_claims_no_notice(bot, db: Database, clock) -> No
     assert any("2027 年" in p.message.text for p in preview.pushes)
     await Scheduler(db, clock=clock).tick()
     assert len(notices(await outbox(db))) == 1
+
+
+async def test_on_wecom_the_notice_goes_to_the_admins_and_leads_by_direct_message(db: Database, clock) -> None:
+    from schedules.firing import fire
+
+    clock.set_local("2026-12-07 18:00:30")
+    async with db.transaction() as store:
+        org = await store.ensure_org("wecom", "ww-corp", clock.now)
+        team = await store.ensure_team(org, "wrChat1", "销售一组", clock.now)
+        store.bind_team(org, team)
+        lead = await store.ensure_member(org, "lisi", "李四", clock.now)
+        await store.set_team_role(lead, "lead", clock.now)
+        boss = await store.ensure_member(org, "boss", "老板", clock.now)
+        await store.set_admin(org, boss, True, clock.now)
+        team_id = team.id
+    result = await fire(db, team_id, "digest", clock.now)
+    destinations = [(p.destination["user_ids"], p.dedup) for p in result.pushes]
+    assert destinations == [
+        (["lisi"], None),  # the digest itself
+        (["boss"], f"holidays:2027:member:{boss.id}"),
+        (["lisi"], f"holidays:2027:member:{lead.id}"),
+    ]
+    clock.set_local("2026-12-08 18:00:30")
+    assert len((await fire(db, team_id, "digest", clock.now)).pushes) == 1
