@@ -13,6 +13,14 @@ from storage.database import Database
 Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
 
 
+class DryRun(Exception):
+    """Leaves a unit of work without committing (`--dry-run`), carrying what to print."""
+
+    def __init__(self, report: str) -> None:
+        super().__init__(report)
+        self.report = report
+
+
 @asynccontextmanager
 async def prepared_database(settings: Settings) -> AsyncIterator[Database]:
     """The configured database, migrated (SQLite) or checked (PostgreSQL) and re-keyed, closed afterwards."""

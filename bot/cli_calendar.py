@@ -14,17 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.cli_base import prepared_database
+from bot.cli_base import DryRun, prepared_database
 from bot.settings import Settings
 from storage.database import Database
-
-
-class _DryRun(Exception):
-    """Leaves the import's unit of work without committing, carrying the report."""
-
-    def __init__(self, report: str) -> None:
-        super().__init__(report)
-        self.report = report
 
 
 async def _org(store: Any, args: argparse.Namespace, now: datetime, *, create: bool) -> Any:
@@ -69,9 +61,9 @@ async def run_calendar_import(db: Database, args: argparse.Namespace, now: datet
                 lines += [f"  {p}" for p in found.problems]
             lines.append(f"查看：salesbot calendar show {years[0]} --org {args.org} --platform {args.platform}")
             if args.dry_run:
-                raise _DryRun("\n".join(lines))
+                raise DryRun("\n".join(lines))
             return 0, "\n".join(lines)
-    except _DryRun as dry:
+    except DryRun as dry:
         return 0, dry.report
     except HolidayFileError as err:
         return 1, str(err)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.cli_base import prepared_database
+from bot.cli_base import DryRun, prepared_database
 from bot.settings import Settings
 from storage.database import Database
 
@@ -36,14 +36,6 @@ async def _bind_team(store: Any, args: argparse.Namespace, now: Any, *, create: 
     return team
 
 
-class _RollBack(Exception):
-    """Leaves a unit of work without committing (a dry run), carrying what to print."""
-
-    def __init__(self, report: str) -> None:
-        super().__init__(report)
-        self.report = report
-
-
 async def run_import(db: Database, args: argparse.Namespace, now: Any = None) -> tuple[int, str]:
     """`salesbot import customers …` on an open database: (exit code, report or error line)."""
     from zoneinfo import ZoneInfo
@@ -60,9 +52,9 @@ async def run_import(db: Database, args: argparse.Namespace, now: Any = None) ->
             today = now.astimezone(ZoneInfo(store.org.timezone)).date()
             plan = await plan_import(store, Path(args.file), today)
             if args.dry_run:
-                raise _RollBack(import_report(team.name, plan, None))
+                raise DryRun(import_report(team.name, plan, None))
             return 0, import_report(team.name, plan, await apply_import(store, plan, now))
-    except _RollBack as dry:
+    except DryRun as dry:
         return 0, dry.report
     except SheetError as err:
         return 1, str(err)

@@ -35,6 +35,7 @@ MAX_NAME = 16
 _REMOVE_WORDS = ("删除", "取消", "移除", "delete", "remove")
 _RANGE = re.compile(r"^(?P<first>\S+?)\s*(?:到|至|~)\s*(?P<last>\S+)(?:\s+(?P<name>.*))?$")
 _ORG_WIDE = "（整个企业所有团队生效）"
+KIND_WORDS = {HOLIDAY: "假期", WORKDAY: "调休"}
 
 
 @commands.command(
@@ -84,9 +85,6 @@ async def _calendar_command(args: Args, store: Store, now: datetime, kind: str) 
         "admin", now, actor_id=store.actor.id,
     )
     return Reply(_confirmation(kind, first, last, name, written))
-
-
-KIND_WORDS = {HOLIDAY: "假期", WORKDAY: "调休"}
 
 
 def read_range(text: str, today: date, example: str) -> tuple[date, date, str]:
