@@ -17,7 +17,8 @@ from datetime import date, datetime
 
 import chinese_calendar
 
-from schedules.calendar import HOLIDAY, WORKDAY, library_covers
+from schedules.calendar import HOLIDAY, WORKDAY, WorkCalendar, library_covers
+from schedules.jobs import TeamSchedule
 from storage.calendar_days import count_in_year, day_kinds
 from storage.models import CalendarDay, Organisation
 from storage.schedule_store import ScheduleStore
@@ -67,6 +68,12 @@ class OrgCalendars:
 async def load_days(store: Store, org_id: int) -> Mapping[date, str]:
     """One organisation's days, straight from the database (commands and `jobs run`, not the tick)."""
     return (await day_kinds(store, [org_id]))[org_id]
+
+
+async def team_calendar(store: Store) -> WorkCalendar:
+    """The bound team's working-day calendar (设置 日历) with its organisation's own days in front — what
+    its stand-ups and digests follow, for a command or report that counts working days (goals, 看板)."""
+    return TeamSchedule.of(store.team.settings, store.org.timezone, await load_days(store, store.org.id)).work_calendar
 
 
 # ------------------------------------------------------------------ listing

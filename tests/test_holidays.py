@@ -15,6 +15,7 @@ from sqlalchemy import select
 from schedules.scheduler import Scheduler
 from storage.database import Database
 from storage.models import AuditLog, CalendarDay
+from storage.schedule_store import all_teams
 from tests.schedule_helpers import outbox, plain, run_job
 
 
@@ -99,6 +100,19 @@ async def test_a_weekdays_team_takes_the_holidays_but_not_the_make_up_days(bot, 
     assert standups(await scheduler.tick()) == []
     clock.set_local("2027-02-14 09:00:30")
     assert standups(await scheduler.tick()) == []
+
+
+async def test_a_commands_working_days_count_the_organisations_own_days(bot, db: Database) -> None:
+    from schedules.holidays import team_calendar
+    from tests.schedule_helpers import team_id
+
+    await enter_spring_festival_2027(bot)
+    async with db.transaction() as store:
+        [(org, team)] = await all_teams(store, await team_id(db))
+        store.bind_team(org, team)
+        calendar = await team_calendar(store)
+    # February 2027: 20 weekdays, minus 5 in 春节, plus the make-up Sunday.
+    assert calendar.working_days_between(date(2027, 2, 1), date(2027, 3, 1)) == 16
 
 
 # --- chat: listing, replacing, removing, refusals -------------------------------------------------------------
