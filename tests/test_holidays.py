@@ -6,6 +6,7 @@ to Monday–Friday — in the middle of 春节 — unless an admin enters the ye
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 
 import chinese_calendar
@@ -16,6 +17,7 @@ from schedules.scheduler import Scheduler
 from storage.database import Database
 from storage.models import AuditLog, CalendarDay
 from storage.schedule_store import all_teams
+from tests.conftest import PG_URL, pg_engine
 from tests.schedule_helpers import outbox, plain, run_job
 
 
@@ -248,3 +250,18 @@ async def test_on_wecom_the_notice_goes_to_the_admins_and_leads_by_direct_messag
     ]
     clock.set_local("2026-12-08 18:00:30")
     assert len((await fire(db, team_id, "digest", clock.now)).pushes) == 1
+
+
+@pytest.mark.skipif(not PG_URL, reason="PostgreSQL tests need SALESBOT_TEST_PG_URL")
+async def test_two_replicas_ticking_at_once_send_one_notice(make_bot, db: Database, clock, pg_schema, request) -> None:
+    if request.node.callspec.params.get("db") != "postgresql":
+        pytest.skip("needs two processes' worth of connections on PostgreSQL")
+    for team, rep in (("销售一组", "张三"), ("销售二组", "王五"), ("销售三组", "赵六")):
+        await make_bot(team=team).say("认领 " + team, user=rep)
+    other = Database(pg_engine(pg_schema))  # a second replica: its own engine and pool
+    try:
+        clock.set_local("2026-12-07 18:00:10")
+        await asyncio.gather(Scheduler(db, clock=clock).tick(), Scheduler(other, clock=clock).tick())
+        assert len(notices(await outbox(db))) == 1
+    finally:
+        await other.close()
