@@ -14,20 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.cli_base import DryRun, prepared_database
+from bot.cli_base import DryRun, find_org, prepared_database
 from bot.settings import Settings
 from storage.database import Database
-
-
-async def _org(store: Any, args: argparse.Namespace, now: datetime, *, create: bool) -> Any:
-    """The organisation named by --platform/--org; on the console an import may create it (as sheets do)."""
-    org = await store.get_org(args.platform, args.org)
-    if org is None and create and args.platform == "console":
-        org = await store.ensure_org(args.platform, args.org, now)
-    if org is None:
-        print(f"找不到组织「{args.org}」（平台 {args.platform}）。请检查 --org 和 --platform；"
-              "企业微信/钉钉的组织在有人给机器人发过消息后才会出现。", file=sys.stderr)
-    return org
 
 
 async def run_calendar_import(db: Database, args: argparse.Namespace, now: datetime | None = None) -> tuple[int, str]:
@@ -41,7 +30,7 @@ async def run_calendar_import(db: Database, args: argparse.Namespace, now: datet
     now = now or datetime.now(UTC)
     try:
         async with db.transaction() as store:
-            org = await _org(store, args, now, create=True)
+            org = await find_org(store, args, now, create=True)
             if org is None:
                 return 1, ""
             found = read_holiday_file(Path(args.file), now.astimezone(ZoneInfo(org.timezone)).date())
@@ -80,7 +69,7 @@ async def run_calendar_show(db: Database, args: argparse.Namespace) -> tuple[int
 
     year = args.year
     async with db.transaction() as store:
-        org = await _org(store, args, datetime.now(UTC), create=False)
+        org = await find_org(store, args, datetime.now(UTC), create=False)
         if org is None:
             return 1, ""
         shown = year_days(year, await org_days(store, org.id))

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.cli_base import DryRun, prepared_database
+from bot.cli_base import DryRun, find_org, prepared_database
 from bot.settings import Settings
 from storage.database import Database
 
@@ -20,11 +20,8 @@ async def _bind_team(store: Any, args: argparse.Namespace, now: Any, *, create: 
     (that is what makes "export, then import into an empty database" work). On WeCom/DingTalk the team
     must already exist: it is bound to its group chat when someone there first talks to the bot.
     """
-    org = await store.get_org(args.platform, args.org)
-    if org is None and create and args.platform == "console":
-        org = await store.ensure_org(args.platform, args.org, now)
+    org = await find_org(store, args, now, create=create)
     if org is None:
-        print(f"找不到组织「{args.org}」（平台 {args.platform}）。请检查 --org 和 --platform。", file=sys.stderr)
         return None
     team = await store.get_team(org, args.team)
     if team is None and create and args.platform == "console":
