@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
-from bot import cli_ops, cli_serve, cli_sheets
+from bot import cli_calendar, cli_ops, cli_serve, cli_sheets
 from bot.assembly import open_database, rekey_customer_names
 from bot.cli_base import Command, prepared_database
 from bot.logs import configure_logging
@@ -98,8 +98,28 @@ async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 # ----------------------------------------------------------------- config
 async def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     print(json.dumps(settings.masked(), ensure_ascii=False, indent=2))
+    for warning in _calendar_warnings(settings):
+        print(f"警告：{warning}", file=sys.stderr)
     print("配置检查通过。", file=sys.stderr)
     return 0
+
+
+def _calendar_warnings(settings: Settings) -> list[str]:
+    """The holiday package lacks this year, or (in December) next year: what the admins' notice says too."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    import chinese_calendar
+
+    from schedules.holidays import missing_years
+
+    today = datetime.now(ZoneInfo(settings.timezone)).date()
+    return [
+        f"chinesecalendar {chinese_calendar.__version__} 没有 {year} 年的节假日数据：{year} 年未录入的日子按周一到周五"
+        f"发晨会和日报。请管理员在群里「设置 假期 …」/「设置 调休 …」，或运行 salesbot calendar import <文件>"
+        f"（已录入的可用 salesbot calendar show {year} 核对），或升级 chinesecalendar。"
+        for year in missing_years(today)
+    ]
 
 
 # ------------------------------------------------------------------ admin
@@ -201,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_ops.add_parsers(sub)
     cli_sheets.add_parsers(sub)
+    cli_calendar.add_parsers(sub)
     return parser
 
 
@@ -215,6 +236,7 @@ COMMANDS: dict[str, Command] = {
     "jobs": cli_ops.cmd_jobs,
     "import": cli_sheets.cmd_import,
     "export": cli_sheets.cmd_export,
+    "calendar": cli_calendar.cmd_calendar,
 }
 
 

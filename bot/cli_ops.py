@@ -52,24 +52,27 @@ async def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
 
     async with prepared_database(settings) as db:
         now = datetime.now(UTC)
+        from storage.calendar_days import day_kinds
+
         async with db.transaction() as store:
             teams = await (find_teams(store, args.team) if args.team else all_teams(store))
+            days = await day_kinds(store, {org.id for org, _ in teams})
         if not teams:
             print(f"找不到团队：{args.team}" if args.team else "还没有任何团队。", file=sys.stderr)
             return 1
         if args.action == "list":
-            _list_jobs(teams, now)
+            _list_jobs(teams, days, now)
             return 0
         return await _run_job(db, args, teams, now)
 
 
-def _list_jobs(teams: list[Any], now: datetime) -> None:
-    """`jobs list`: every team's jobs and when each fires next."""
+def _list_jobs(teams: list[Any], days: dict[int, Any], now: datetime) -> None:
+    """`jobs list`: every team's jobs and when each fires next (the organisation's own holidays counted)."""
     from schedules.calendar import local_now
     from schedules.jobs import JOBS, TeamSchedule
 
     for org, team in teams:
-        schedule = TeamSchedule.of(team.settings, org.timezone)
+        schedule = TeamSchedule.of(team.settings, org.timezone, days[org.id])
         print(f"团队 {team.id}「{team.name}」（{org.platform}/{org.corp_key}，{org.timezone}，"
               f"日历 {schedule.calendar}）")
         for kind in JOBS.values():

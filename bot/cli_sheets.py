@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.cli_base import prepared_database
+from bot.cli_base import DryRun, find_org, prepared_database
 from bot.settings import Settings
 from storage.database import Database
 
@@ -20,11 +20,8 @@ async def _bind_team(store: Any, args: argparse.Namespace, now: Any, *, create: 
     (that is what makes "export, then import into an empty database" work). On WeCom/DingTalk the team
     must already exist: it is bound to its group chat when someone there first talks to the bot.
     """
-    org = await store.get_org(args.platform, args.org)
-    if org is None and create and args.platform == "console":
-        org = await store.ensure_org(args.platform, args.org, now)
+    org = await find_org(store, args, now, create=create)
     if org is None:
-        print(f"找不到组织「{args.org}」（平台 {args.platform}）。请检查 --org 和 --platform。", file=sys.stderr)
         return None
     team = await store.get_team(org, args.team)
     if team is None and create and args.platform == "console":
@@ -34,14 +31,6 @@ async def _bind_team(store: Any, args: argparse.Namespace, now: Any, *, create: 
         return None
     store.bind_team(org, team)
     return team
-
-
-class _RollBack(Exception):
-    """Leaves a unit of work without committing (a dry run), carrying what to print."""
-
-    def __init__(self, report: str) -> None:
-        super().__init__(report)
-        self.report = report
 
 
 async def run_import(db: Database, args: argparse.Namespace, now: Any = None) -> tuple[int, str]:
@@ -60,9 +49,9 @@ async def run_import(db: Database, args: argparse.Namespace, now: Any = None) ->
             today = now.astimezone(ZoneInfo(store.org.timezone)).date()
             plan = await plan_import(store, Path(args.file), today)
             if args.dry_run:
-                raise _RollBack(import_report(team.name, plan, None))
+                raise DryRun(import_report(team.name, plan, None))
             return 0, import_report(team.name, plan, await apply_import(store, plan, now))
-    except _RollBack as dry:
+    except DryRun as dry:
         return 0, dry.report
     except SheetError as err:
         return 1, str(err)

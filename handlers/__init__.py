@@ -16,6 +16,7 @@ def all_commands() -> list[CommandSpec]:
         goals,
         guide,
         help_requests,
+        holidays,
         knowledge,
         members,
         merge,
@@ -25,7 +26,7 @@ def all_commands() -> list[CommandSpec]:
 
     specs: list[CommandSpec] = []
     areas = (customers, contacts, merge, deals, followups, help_requests, goals, points, knowledge, standup, admin,
-             members, guide)
+             holidays, members, guide)
     for module in areas:
         specs.extend(module.commands.specs)
     return specs

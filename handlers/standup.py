@@ -15,6 +15,7 @@ from handlers.common import local_today
 from handlers.dates import DateError, format_date, parse_date
 from handlers.options import BLOCKER
 from schedules.calendar import CALENDAR_KINDS
+from schedules.holidays import load_days
 from schedules.jobs import DEFAULTS, WEEKDAY_NAMES, TeamSchedule
 from schedules.runners import build_retro, week_start_of
 from storage.schedule_store import ScheduleStore
@@ -100,7 +101,8 @@ async def retro(msg: IncomingMessage, args: Args, store: Store, now: datetime) -
     start = week_start_of(local_today(store, now))
     if which == "上周":
         start -= timedelta(days=7)
-    schedule = TeamSchedule.of(store.team.settings, store.org.timezone)
+    # Participation counts the working days of the organisation's own calendar too (设置 假期).
+    schedule = TeamSchedule.of(store.team.settings, store.org.timezone, await load_days(store, store.org.id))
     message = await build_retro(store, start, schedule, now)
     return Reply(message.text, title=message.title, names=message.names)
 

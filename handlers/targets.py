@@ -21,8 +21,8 @@ from datetime import date, timedelta
 from fractions import Fraction
 
 from handlers.periods import Period
-from schedules.calendar import WorkCalendar, calendar_for
-from schedules.jobs import TeamSchedule
+from schedules.calendar import WorkCalendar
+from schedules.holidays import team_calendar
 from storage import goals as goal_store
 from storage.goals import MemberNumbers
 from storage.models import Member
@@ -204,14 +204,6 @@ def _rank(row: RowProgress) -> tuple[int, float, int]:
     """Highest won amount first, then the furthest along, then by member id (a stable order)."""
     won = row.metrics["won_amount"]
     return (-won.actual, -(won.ratio or 0.0), row.member.id if row.member else 0)
-
-
-async def team_calendar(store: Store) -> WorkCalendar:
-    """The team's working-day calendar (设置 日历), the one its stand-ups and digests follow.
-
-    Async and in one place so the organisation's own holidays (read from storage) can join it.
-    """
-    return calendar_for(TeamSchedule.of(store.team.settings, store.org.timezone).calendar)
 
 
 async def period_progress(store: Store, period: Period, today: date) -> PeriodProgress:

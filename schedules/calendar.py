@@ -17,6 +17,13 @@ The holiday schedule for a year is published only a few weeks before it starts (
 January until someone upgrades a package: for a year the data does not cover, the ``"cn"`` calendar falls
 back to Mon–Fri and logs one WARNING per year per process, naming the remedy.
 
+An organisation's admins can enter their own holidays and make-up days (``设置 假期``, ``设置 调休``,
+``salesbot calendar import``); ``calendar_for(kind, overrides)`` puts them in front of the kind's rule
+(:class:`OverriddenCalendar`), for any year — so the admins' entries make a year the package lacks right.
+A ``"weekdays"`` team takes the organisation's holidays (a company holiday is a day off for everyone) but
+not its make-up days: a 调休 Saturday pays back a bridge day of the statutory schedule, which a Mon–Fri
+team never took.
+
 Dates given to these methods are dates *in the organisation's time zone*; :func:`local_now` and
 :func:`at_local` convert between UTC and that zone.
 """
@@ -28,6 +35,7 @@ import logging
 import math
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -35,11 +43,15 @@ import chinese_calendar
 
 __all__ = [
     "CALENDAR_KINDS",
+    "HOLIDAY",
+    "WORKDAY",
     "ChinaHolidayCalendar",
+    "OverriddenCalendar",
     "WeekdayCalendar",
     "WorkCalendar",
     "at_local",
     "calendar_for",
+    "library_covers",
     "local_now",
 ]
 
@@ -169,7 +181,9 @@ def _warn_fallback_once(year: int) -> None:
         _fallback_years_warned.add(year)
     logger.warning(
         "chinesecalendar %s has no holiday data for %d; treating Monday-Friday as working days for that year "
-        "(holidays and make-up working days (调休) are ignored). Upgrade it: pip install -U chinesecalendar",
+        "(holidays and make-up working days (调休) are ignored, except those an organisation's admins entered). "
+        "Upgrade it (pip install -U chinesecalendar), or enter the year's days: 设置 假期 … in chat or "
+        "salesbot calendar import <file>",
         chinese_calendar.__version__,
         year,
     )
@@ -207,6 +221,37 @@ def _china_workday(d: date) -> bool | None:
         return None
 
 
+def library_covers(year: int) -> bool:
+    """Whether ``chinesecalendar`` has the holiday schedule of ``year`` (it covers whole years)."""
+    return _china_workday(date(year, 6, 30)) is not None
+
+
+HOLIDAY = "holiday"
+WORKDAY = "workday"
+
+
+class OverriddenCalendar(WorkCalendar):
+    """A calendar with an organisation's own entries in front: ``overrides`` maps a day to ``"holiday"``
+    or ``"workday"`` (调休); every other day is the base calendar's. On a ``"weekdays"`` base only the
+    holidays count (see the module docstring)."""
+
+    def __init__(self, base: WorkCalendar, overrides: Mapping[date, str]) -> None:
+        self.base = base
+        self.kind = base.kind
+        if base.kind == WeekdayCalendar.kind:
+            overrides = {d: k for d, k in overrides.items() if k == HOLIDAY}
+        self.overrides = overrides
+
+    def is_working_day(self, d: date) -> bool:
+        found = self.overrides.get(_as_date(d))
+        if found is None:
+            return self.base.is_working_day(d)
+        return found == WORKDAY
+
+    def __repr__(self) -> str:
+        return f"OverriddenCalendar({self.base!r}, {len(self.overrides)} days)"
+
+
 _CALENDARS: dict[str, WorkCalendar] = {
     ChinaHolidayCalendar.kind: ChinaHolidayCalendar(),
     WeekdayCalendar.kind: WeekdayCalendar(),
@@ -216,17 +261,19 @@ CALENDAR_KINDS: tuple[str, ...] = tuple(_CALENDARS)
 """The names :func:`calendar_for` accepts, for validating settings."""
 
 
-def calendar_for(kind: str) -> WorkCalendar:
+def calendar_for(kind: str, overrides: Mapping[date, str] | None = None) -> WorkCalendar:
     """The calendar named ``kind`` (``"cn"`` or ``"weekdays"``); ``ValueError`` for any other name.
 
-    Calendars hold no state, so one shared instance per kind is returned.
+    With ``overrides`` (an organisation's own days: day → ``"holiday"`` / ``"workday"``) they take
+    precedence; without, calendars hold no state, so one shared instance per kind is returned.
     """
     try:
-        return _CALENDARS[kind]
+        base = _CALENDARS[kind]
     except (KeyError, TypeError):
         raise ValueError(
             f"unknown work calendar {kind!r}; expected one of: {', '.join(CALENDAR_KINDS)}"
         ) from None
+    return OverriddenCalendar(base, overrides) if overrides else base
 
 
 def _zone(tz_name: str) -> ZoneInfo:

@@ -13,10 +13,12 @@ reclaimed, nothing queued) and returns the messages — `salesbot jobs run --pri
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
+from schedules.holidays import load_days
 from schedules.jobs import JOBS, Slot, TeamSchedule
 from schedules.runners import RUNNERS, Push
 from storage.database import Database
@@ -51,8 +53,13 @@ async def fire(
     slot: Slot | None = None,
     force: bool = False,
     preview: bool = False,
+    days: Mapping[date, str] | None = None,
 ) -> FiringResult:
-    """Fire `job` for one team: claim, build, enqueue — all in one transaction."""
+    """Fire `job` for one team: claim, build, enqueue — all in one transaction.
+
+    `days` are the organisation's own calendar days when the caller has them (the tick's cache);
+    otherwise they are read here.
+    """
     kind = JOBS[job]
     runner = RUNNERS[job]
     result: FiringResult | None = None
@@ -60,7 +67,9 @@ async def fire(
         async with db.transaction() as store:
             [(org, team)] = await all_teams(store, team_id)
             store.bind_team(org, team)
-            schedule = TeamSchedule.of(team.settings, org.timezone)
+            if days is None:
+                days = await load_days(store, org.id)
+            schedule = TeamSchedule.of(team.settings, org.timezone, days)
             slot = slot or kind.slot_for_run(now, schedule)
             key = slot.key
             if force:

@@ -11,11 +11,13 @@ wall clock of the organisation's time zone; working days come from the team's ca
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from schedules.calendar import at_local, calendar_for, local_now
+from schedules.calendar import WorkCalendar, at_local, calendar_for, local_now
 
 _UTC = UTC
 
@@ -43,7 +45,8 @@ def parse_hhmm(value: str) -> time:
 
 @dataclass(frozen=True)
 class TeamSchedule:
-    """A team's schedule settings with defaults filled in."""
+    """A team's schedule settings with defaults filled in, and its organisation's own calendar days
+    (day → "holiday" / "workday", from `storage.calendar_days`), which take precedence over the calendar kind."""
 
     standup_time: time
     summary_time: time
@@ -57,9 +60,10 @@ class TeamSchedule:
     calendar: str
     escalate_hours: float
     tz: str
+    days: Mapping[date, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @classmethod
-    def of(cls, settings: dict[str, Any] | None, tz: str) -> TeamSchedule:
+    def of(cls, settings: dict[str, Any] | None, tz: str, days: Mapping[date, str] | None = None) -> TeamSchedule:
         merged = {**DEFAULTS, **(settings or {})}
         calendar = merged["calendar"] if merged["calendar"] in ("cn", "weekdays") else "cn"
         return cls(
@@ -75,10 +79,16 @@ class TeamSchedule:
             calendar=calendar,
             escalate_hours=float(merged["escalate_hours"]),
             tz=tz or "Asia/Shanghai",
+            days=days or {},
         )
 
+    @functools.cached_property
+    def work_calendar(self) -> WorkCalendar:
+        """The team's calendar kind with the organisation's own days in front (built once per schedule)."""
+        return calendar_for(self.calendar, self.days)
+
     def is_working_day(self, day: date) -> bool:
-        return calendar_for(self.calendar).is_working_day(day)
+        return self.work_calendar.is_working_day(day)
 
     def today(self, now: datetime) -> date:
         return local_now(now, self.tz).date()

@@ -16,8 +16,10 @@ from bot.messages import OutgoingMessage
 from handlers import reports
 from handlers.periods import month_of
 from handlers.targets import METRIC_NAMES, period_progress
-from schedules.calendar import at_local, calendar_for, local_now
+from schedules.calendar import at_local, local_now
+from schedules.holidays import claim_year_notice, missing_year_text, year_to_announce
 from schedules.jobs import Slot, TeamSchedule
+from storage.calendar_days import org_admins
 from storage.models import Customer, Member
 from storage.points import top_helpers
 from storage.reports import ReportStore
@@ -145,14 +147,38 @@ async def _goal_rows(store: Store, day: date) -> list[reports.GoalProgress]:
 
 async def run_digest(store: Store, slot: Slot, schedule: TeamSchedule, now: datetime) -> list[Push]:
     leads = await store.team_leads()
+    pushes: list[Push] = []
     if store.org.platform in DIRECT_MESSAGE_PLATFORMS and not leads:
         log.info("digest skipped for team %s: no lead set (设置 主管 @成员)", store.team.id)
+    elif store.org.platform in DIRECT_MESSAGE_PLATFORMS:
+        message = await build_digest(store, slot.day, schedule, now)
+        pushes = [member_push(lead, message) for lead in leads]
+    else:
+        # No direct messages on this platform (the console): the group stands in for the managers' group.
+        pushes = [team_push(store, await build_digest(store, slot.day, schedule, now))]
+    return pushes + await _holiday_data_notice(store, slot.day, now, leads)
+
+
+async def _holiday_data_notice(store: Store, day: date, now: datetime, leads: list[Member]) -> list[Push]:
+    """Once per organisation and year, with the first digest of December: next year's holidays are missing.
+
+    To the organisation's admins and this digest's readers by direct message (the group on the console);
+    a team with nobody to tell leaves the notice to the organisation's next digest.
+    """
+    year = await year_to_announce(store, day)
+    if year is None:
         return []
-    message = await build_digest(store, slot.day, schedule, now)
+    message = OutgoingMessage(missing_year_text(year), title=f"{year} 年节假日待录入")
     if store.org.platform in DIRECT_MESSAGE_PLATFORMS:
-        return [member_push(lead, message) for lead in leads]
-    # No direct messages on this platform (the console): the group stands in for the managers' group.
-    return [team_push(store, message)]
+        readers = {m.id: m for m in [*await org_admins(store), *leads]}
+        pushes = [member_push(member, message) for member in readers.values()]
+    else:
+        pushes = [team_push(store, message)]
+    if not pushes or not await claim_year_notice(store, year, now):
+        return []
+    for push in pushes:
+        push.dedup = f"holidays:{year}:{push.dest_key}"
+    return pushes
 
 
 # --------------------------------------------------------------------- retro
@@ -165,7 +191,7 @@ async def _participation(store: Store, start: date, end: date, schedule: TeamSch
     ss = ScheduleStore(store)
     today = local_now(now, schedule.tz).date()
     summary_passed = local_now(now, schedule.tz).time() >= schedule.summary_time
-    calendar = calendar_for(schedule.calendar)
+    calendar = schedule.work_calendar
     days = [
         start + timedelta(days=i)
         for i in range((end - start).days)
@@ -256,7 +282,7 @@ async def run_escalation(store: Store, slot: Slot, schedule: TeamSchedule, now: 
     candidates = await ss.open_help_created_before(now - timedelta(hours=hours))
     if not candidates:
         return []
-    calendar = calendar_for(schedule.calendar)
+    calendar = schedule.work_calendar
     leads = await store.team_leads()
     requesters = await ss.members_by_id([r.requester_id for r in candidates])
     pushes = []

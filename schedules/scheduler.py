@@ -22,6 +22,7 @@ from aiohttp import web
 from bot.app_keys import DATABASE_KEY, METRICS_KEY, SETTINGS_KEY
 from bot.metrics import Metrics
 from schedules.firing import FiringResult, fire
+from schedules.holidays import OrgCalendars
 from schedules.jobs import JOBS, TeamSchedule
 from schedules.runners import CANDIDATES
 from storage.database import Database
@@ -61,6 +62,8 @@ class Scheduler:
         # per tick. Only an optimisation — the database decides.
         self._settled: dict[tuple[str, int, str], datetime] = {}
         self._warmed = False
+        # Each organisation's own holidays and 调休 days, re-read only when its calendar_version moves.
+        self.calendars = OrgCalendars()
         # Finished delivery bookkeeping older than this is deleted once a day (0: never); see
         # storage.housekeeping. Every replica may do it: deleting what is gone already is harmless.
         self.retention_days = retention_days
@@ -82,16 +85,18 @@ class Scheduler:
         async with self.db.transaction() as store:
             teams = await all_teams(store)
             candidates = {job: await find(store) for job, find in CANDIDATES.items()}
+            await self.calendars.refresh(store, {org.id: org for org, _ in teams}.values())
         for index, (org, team) in enumerate(teams):
             if index and index % YIELD_EVERY_TEAMS == 0:
                 await asyncio.sleep(0)  # the tick shares the loop with callbacks: let them in between teams
-            schedule = TeamSchedule.of(team.settings, org.timezone)
+            days = self.calendars.days_of(org.id)
+            schedule = TeamSchedule.of(team.settings, org.timezone, days)
             for kind in JOBS.values():
                 try:
                     if kind.continuous:
                         if kind.name in candidates and team.id not in candidates[kind.name]:
                             continue
-                        result = await fire(self.db, team.id, kind.name, now)
+                        result = await fire(self.db, team.id, kind.name, now, days=days)
                         if result.pushes:
                             self._count(kind.name, result.status)
                             fired.append(result)
@@ -112,7 +117,7 @@ class Scheduler:
                         self._settled[key] = now
                         self._count(kind.name, "late")
                         continue
-                    result = await fire(self.db, team.id, kind.name, now, slot=slot)
+                    result = await fire(self.db, team.id, kind.name, now, slot=slot, days=days)
                     self._settled[key] = now
                     self._count(kind.name, result.status)
                     if result.status == "sent" and result.pushes:

@@ -75,6 +75,9 @@ class Organisation(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
     # The `handlers.names.NAME_KEY_VERSION` its customers' `norm_name` were made with (0: before versions).
     name_key_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Raised whenever its admins change `calendar_days`: the scheduler's tick already reads every
+    # organisation, so a cached calendar is checked against this number at no extra query.
+    calendar_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -515,6 +518,27 @@ class Notice(Base):
     kind: Mapped[str] = mapped_column(String(16))
     entity_id: Mapped[int] = mapped_column(Integer)
     ref: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CalendarDay(Base):
+    """A day an organisation's admins declared a holiday (假期) or a make-up working day (调休).
+
+    It takes precedence over the `chinesecalendar` package for every year, which is what keeps the
+    stand-up right in a year the package has no data for yet. One entry per organisation and day: a
+    correction replaces the day's entry. `source` is `admin` (chat) or `import` (a CSV/.ics file).
+    """
+
+    __tablename__ = "calendar_days"
+    __table_args__ = (UniqueConstraint("org_id", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    day: Mapped[date] = mapped_column(Date)
+    kind: Mapped[str] = mapped_column(String(8))  # holiday | workday
+    name: Mapped[str] = mapped_column(String(32), default="")
+    source: Mapped[str] = mapped_column(String(8))  # admin | import
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

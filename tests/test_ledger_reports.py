@@ -22,7 +22,8 @@ async def _export(db, clock, tmp_path: Path, month: str) -> list[list[object]]: 
 
 async def _reports(bot, db, clock, day: str):  # type: ignore[no-untyped-def]
     clock.set_local(f"{day} 18:00")
-    [digest] = texts(await run_job(db, "digest", clock.now))
+    # The first push is the digest; in December a once-a-year holiday-data notice may follow it.
+    digest = texts(await run_job(db, "digest", clock.now))[0]
     [retro] = texts(await run_job(db, "retro", clock.now))
     [board] = await bot.say("看板", user="老板")
     return digest, retro, board
