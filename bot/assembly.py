@@ -63,10 +63,11 @@ def all_settings() -> SettingsTable:
     before its platform is switched on, and the rows are plain parsing with no platform client behind them.
     """
     from bot.adapters import dingtalk_settings, wecom_settings
-    from handlers import admin, points, standup
+    from handlers import admin, forecast, points, standup
 
     return settings_table(
-        admin.settings, wecom_settings.settings, dingtalk_settings.settings, standup.settings, points.settings
+        admin.settings, wecom_settings.settings, dingtalk_settings.settings, standup.settings, points.settings,
+        forecast.settings,
     )
 
 

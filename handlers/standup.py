@@ -16,7 +16,7 @@ from handlers.dates import DateError, format_date, parse_date
 from handlers.options import BLOCKER
 from schedules.calendar import CALENDAR_KINDS
 from schedules.jobs import DEFAULTS, WEEKDAY_NAMES, TeamSchedule
-from schedules.runners import build_retro, week_start_of
+from schedules.manager_reports import build_month_retro, build_retro, month_key, previous_month, week_start_of
 from storage.schedule_store import ScheduleStore
 from storage.store import Store
 
@@ -84,24 +84,32 @@ async def back(msg: IncomingMessage, args: Args, store: Store, now: datetime) ->
     return Reply(f"👋 欢迎回来，{store.actor.name}！从今天起恢复晨会。")
 
 
+RETRO_PERIODS = {"本周": "week", "这周": "week", "上周": "last_week", "本月": "month", "这个月": "month",
+                 "上月": "last_month", "上个月": "last_month"}
+
+
 @commands.command(
     "复盘",
     "/retro",
-    summary="查看本周或上周的复盘",
-    usage="复盘 [本周|上周]",
-    example="复盘 上周",
+    summary="查看本周、上周、本月或上月的复盘",
+    usage="复盘 [本周|上周|本月|上月]",
+    example="复盘 上月",
     role="lead",
 )
 async def retro(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
-    """赢单、阶段推进、新客户、每人跟进、求助协作、晨会参与率和沉默客户，并与前一周对比。"""
-    which = args.text.strip() or "本周"
-    if which not in ("本周", "上周", "这周"):
-        raise UserError("请写「本周」或「上周」。", example="复盘 上周")
-    start = week_start_of(local_today(store, now))
-    if which == "上周":
-        start -= timedelta(days=7)
+    """周复盘：赢单和输单（逐单列出）、商机按阶段及较周初变化、本月预测、新客户、每人跟进、求助协作、晨会参与率、沉默客户和逾期。
+    月度协作复盘（本月/上月）：同样的数字按月统计，另有每人新客户和协作之星。已过去的周期显示当时的商机。"""
+    which = RETRO_PERIODS.get(args.text.strip() or "本周")
+    if which is None:
+        raise UserError("请写「本周」「上周」「本月」或「上月」。", example="复盘 上月")
     schedule = TeamSchedule.of(store.team.settings, store.org.timezone)
-    message = await build_retro(store, start, schedule, now)
+    today = local_today(store, now)
+    if which in ("month", "last_month"):
+        month = month_key(today) if which == "month" else previous_month(today)
+        message = await build_month_retro(store, month, schedule, now)
+    else:
+        start = week_start_of(today) - timedelta(days=7 if which == "last_week" else 0)
+        message = await build_retro(store, start, schedule, now)
     return Reply(message.text, title=message.title, names=message.names)
 
 

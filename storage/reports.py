@@ -1,7 +1,10 @@
 """SQL behind the manager digest and the weekly retro: plain numbers, bounded by team and period.
 
+Wins, new customers and follow-ups per rep are not here: every report takes them from storage.ledger
+(the week's `won_count`, `won_fen`, `new_customers`, `followups_by_rep` are filled from it).
+
 Every query filters on the team and a time range that an index leads with (followups(team_id,
-created_at), deal_events(team_id, kind, created_at), audit_log(team_id, action, created_at),
+created_at), audit_log(team_id, action, created_at),
 customers(team_id, last_activity_at), customers(team_id, created_at), help_requests(team_id,
 created_at|taken_at|resolved_at)), so the cost follows the team's activity in the period, not the size of its history.
 """
@@ -12,21 +15,11 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import func, select
 
 from storage.deals import open_deal_exists
-from storage.models import AuditLog, Customer, DealEvent, FollowUp, HelpRequest, Member, StandupAnswer
+from storage.models import AuditLog, Customer, FollowUp, HelpRequest, Member, StandupAnswer
 from storage.store import Store
-
-
-def _events_in(team_id: int, kind: str, start: datetime, end: datetime) -> tuple[ColumnElement[bool], ...]:
-    """The team's deal events of one kind in [start, end) (index deal_events(team_id, kind, created_at))."""
-    return (
-        DealEvent.team_id == team_id,
-        DealEvent.kind == kind,
-        DealEvent.created_at >= start,
-        DealEvent.created_at < end,
-    )
 
 
 @dataclass
@@ -38,22 +31,6 @@ class RepDay:
 
 
 @dataclass
-class WonDeal:
-    customer: str
-    member_id: int
-    amount_fen: int | None
-
-
-@dataclass
-class StaleHelp:
-    number: int
-    content: str
-    requester_id: int
-    created_at: datetime
-    status: str
-
-
-@dataclass
 class PoolSoon:
     customer: str
     owner_id: int
@@ -62,9 +39,10 @@ class PoolSoon:
 
 @dataclass
 class DigestNumbers:
+    """The day's activity per rep and the customers about to go back to the pool; wins, losses and
+    waiting help are the shared sections (schedules.manager_reports)."""
+
     reps: dict[int, RepDay]
-    won: list[WonDeal]
-    stale_help: list[StaleHelp]
     pool_soon: list[PoolSoon]
     members: dict[int, Member]
 
@@ -83,7 +61,6 @@ class WeekNumbers:
     top_helpers: list[tuple[int, int]] = field(default_factory=list)
     went_idle: list[str] = field(default_factory=list)
     went_idle_count: int = 0
-    reclaimed: int = 0
 
     @property
     def followups(self) -> int:
@@ -148,26 +125,6 @@ class ReportStore:
         for author_id, name, before, after in changes.all():
             if after is not None:  # excluded by the query; narrows the type
                 rep(author_id).stage_changes.append((name, before, after))
-        # Wins are deal events: the amount is the one won at that moment, credited to who won it.
-        wins = await self.session.execute(
-            select(DealEvent.actor_id, Customer.name, DealEvent.amount_fen)
-            .join(Customer, Customer.id == DealEvent.customer_id)
-            .where(*_events_in(team_id, "won", start, end))
-            .order_by(DealEvent.created_at, DealEvent.id)
-        )
-        won = [WonDeal(name, actor_id, amount) for actor_id, name, amount in wins.all() if actor_id is not None]
-        stale = await self.session.execute(
-            select(HelpRequest)
-            .where(
-                HelpRequest.team_id == team_id,
-                HelpRequest.status.in_(("open", "taken")),
-                HelpRequest.created_at < now - timedelta(hours=24),
-            )
-            .order_by(HelpRequest.number)
-        )
-        stale_help = [
-            StaleHelp(r.number, r.content, r.requester_id, r.created_at, r.status) for r in stale.scalars().all()
-        ]
         soon = await self.session.execute(
             select(Customer.name, Customer.owner_id, Customer.last_activity_at)
             .where(
@@ -180,38 +137,21 @@ class ReportStore:
             .order_by(Customer.last_activity_at)
         )
         pool_soon = [PoolSoon(n, o, t) for n, o, t in soon.all() if o is not None]  # owned ones, by the query
-        ids = set(reps) | {w.member_id for w in won} | {h.requester_id for h in stale_help}
-        ids |= {p.owner_id for p in pool_soon}
+        ids = set(reps) | {p.owner_id for p in pool_soon}
         members = await self.store.members_by_id(list(ids))
-        return DigestNumbers(reps, won, stale_help, pool_soon, members)
+        return DigestNumbers(reps, pool_soon, members)
 
     # ------------------------------------------------------------------- retro
     async def week_numbers(self, start: datetime, end: datetime, idle_days: int, idle_names: int = 5) -> WeekNumbers:
         team_id = self.team_id
         week = WeekNumbers()
         in_range = (FollowUp.team_id == team_id, FollowUp.created_at >= start, FollowUp.created_at < end)
-        won = await self.session.execute(
-            select(func.count(), func.sum(DealEvent.amount_fen)).where(*_events_in(team_id, "won", start, end))
-        )
-        week.won_count, won_fen = won.one()
-        week.won_fen = int(won_fen or 0)
         moves = await self.session.execute(
             select(FollowUp.stage_after, func.count())
             .where(*in_range, FollowUp.stage_after.is_not(None))
             .group_by(FollowUp.stage_after)
         )
         week.stage_moves = {stage: count for stage, count in moves.all() if stage is not None}
-        by_rep = await self.session.execute(
-            select(FollowUp.author_id, func.count()).where(*in_range).group_by(FollowUp.author_id)
-        )
-        week.followups_by_rep = {a: c for a, c in by_rep.all()}
-        week.new_customers = (
-            await self.session.execute(
-                select(func.count())
-                .select_from(Customer)
-                .where(Customer.team_id == team_id, Customer.created_at >= start, Customer.created_at < end)
-            )
-        ).scalar_one()
         week.help_raised = (
             await self.session.execute(
                 select(func.count()).select_from(HelpRequest).where(
@@ -256,16 +196,6 @@ class ReportStore:
             select(Customer.name).where(*idle_where).order_by(Customer.last_activity_at).limit(idle_names)
         )
         week.went_idle = [n for (n,) in names.all()]
-        week.reclaimed = (
-            await self.session.execute(
-                select(func.count()).select_from(AuditLog).where(
-                    AuditLog.team_id == team_id,
-                    AuditLog.action == "reclaim",
-                    AuditLog.created_at >= start,
-                    AuditLog.created_at < end,
-                )
-            )
-        ).scalar_one()
         return week
 
     async def standup_answers_between(self, start: date, end: date) -> set[tuple[int, date]]:
