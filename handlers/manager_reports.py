@@ -114,7 +114,7 @@ def lost_lines(view: ManagerView) -> list[str]:
     if not view.losses:
         return []
     total = sum(loss.fen or 0 for loss in view.losses)
-    lines = [f"❌ 输单 {len(view.losses)} 个 · {yuan_text(total)}"]
+    lines = [f"❌ 输单 {len(view.losses)} 个" + (f" · {yuan_text(total)}" if total else "")]
     for loss in view.losses[:LINES_SHOWN]:
         reason = loss.reason or "未填原因"
         amount = f" {yuan_text(loss.fen)}" if loss.fen else ""
@@ -141,7 +141,8 @@ def pipeline_lines(view: ManagerView) -> list[str]:
         this, last = now.get(stage, StageCount()), before.get(stage, StageCount())
         if this.count or last.count:
             diff = arrow(this.count - last.count) if view.pipeline_before is not None else ""
-            lines.append(f"· {stage} {this.count} 个 · {yuan_text(this.fen)}" + (f" {diff}" if diff else ""))
+            value = f" · {yuan_text(this.fen)}" if this.fen else ""
+            lines.append(f"· {stage} {this.count} 个{value}" + (f" {diff}" if diff else ""))
     return lines
 
 
