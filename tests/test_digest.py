@@ -41,7 +41,7 @@ async def test_the_digest_shows_the_days_numbers(bot, db: Database, clock) -> No
     assert "· 张三：认领 2，跟进 2" in digest and "· 李四：认领 1，跟进 1" in digest
     assert "华为：线索 → 报价" in digest and "腾讯：线索 → 赢单" in digest
     assert "🎉 赢单 2 个 · 120万" in digest and "· 阿里 100万 · 李四" in digest and "· 腾讯 20万 · 张三" in digest
-    assert "商机 3 个 · 0元（较本周一 ↑2个）" in digest and "· 报价 1 个 · 0元 ↑1" in digest
+    assert "商机 3 个 · 0元（较本周一 ↑2个）" in digest and "· 报价 1 个 ↑1" in digest
     assert "💤 没有跟进和新客户：王五" in digest
     assert "超过 24 小时未解决的求助 1 个" in digest and "#1 需要一份报价模板（李四，56 小时，待接）" in digest
     assert "今天的求助" not in digest
