@@ -49,7 +49,8 @@ class WonLine:
     deal: str
     fen: int
     owner_id: int | None
-    shares: list[tuple[int, int]] = field(default_factory=list)  # (member id, percent) when split
+    shares: list[tuple[int, int]] = field(default_factory=list)  # (member id, basis points) of the credit
+    reversal: bool = False  # an un-win of an earlier period's win (fen < 0)
 
 
 @dataclass
@@ -103,8 +104,12 @@ def won_lines(view: ManagerView) -> list[str]:
     lines = [f"🎉 赢单 {view.won_count} 个 · {yuan_text(view.won_fen)}"]
     for win in view.wins[:LINES_SHOWN]:
         split = len(win.shares) > 1
-        who = " ".join(f"{view.name(m)}{p}%" for m, p in win.shares) if split else view.name(win.owner_id)
-        lines.append(f"· {deal_title(win.customer, win.deal)} {yuan_text(win.fen)} · {who}")
+        who = " ".join(f"{view.name(m)} {bp / 100:g}%" for m, bp in win.shares) if split else view.name(win.owner_id)
+        title = deal_title(win.customer, win.deal)
+        if win.reversal:
+            lines.append(f"· ↩️ 撤销赢单 {title} {yuan_text(win.fen)} · {who}（往期赢单，已从本期扣除）")
+        else:
+            lines.append(f"· {title} {yuan_text(win.fen)} · {who}")
     if len(view.wins) > LINES_SHOWN:
         lines.append(f"……共 {len(view.wins)} 单")
     return lines

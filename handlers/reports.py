@@ -252,6 +252,8 @@ def weekly_retro(
     lines = [f"📈 **{team} 周复盘 · {week_start.month}月{week_start.day}日–{end.month}月{end.day}日**", ""]
     lines.append(f"🎉 赢单 {this.won_count} 个{_delta(this.won_count, last.won_count)}，金额 {_yuan(this.won_fen)}"
                  + ("" if this.won_fen == last.won_fen else f"（上周 {_yuan(last.won_fen)}）"))
+    if this.unwon_count:
+        lines.append(f"↩️ 其中撤销往期赢单 {this.unwon_count} 个，{_yuan(this.unwon_fen)}，已从本周扣除")
     lines += won_lines(view)[1:]
     lines.append(f"🆕 新客户 {this.new_customers} 个{_delta(this.new_customers, last.new_customers)}")
     lines.append(f"📝 跟进 {this.followups} 次{_delta(this.followups, last.followups)}")

@@ -108,8 +108,8 @@ def _idle_reps(
 def _wins(found: ledger.PeriodWins) -> list[words.WonLine]:
     lines = []
     for deal in found.deals:
-        shares = [(c.member_id, round(c.share * 100)) for c in deal.credits if c.member_id is not None]
-        lines.append(words.WonLine(deal.customer, deal.deal, deal.fen, deal.owner_id, shares))
+        shares = [(c.member_id, c.share_bp) for c in deal.credits]
+        lines.append(words.WonLine(deal.customer, deal.deal, deal.fen, deal.owner_id, shares, deal.reversal))
     return lines
 
 
@@ -174,18 +174,11 @@ async def build_retro(store: Store, week_start: date, schedule: TeamSchedule, no
     last_start = week_start - timedelta(days=7)
     this_range = _bounds(week_start, week_end, schedule.tz)
     last_range = _bounds(last_start, week_start, schedule.tz)
-    view, roster, activity = await manager_view(
+    view, roster, _ = await manager_view(
         store, week_start, week_end, schedule, now, change_from=week_start, change_label="较周初"
     )
     this = await report.week_numbers(*this_range, idle_days=IDLE_DAYS)
     last = await report.week_numbers(*last_range, idle_days=IDLE_DAYS)
-    last_wins = await ledger.period_wins(store, *last_range)
-    last_activity = await ledger.activity_by_member(store, *last_range)
-    for numbers, wins, acts in ((this, None, activity), (last, last_wins, last_activity)):
-        numbers.won_count = view.won_count if wins is None else wins.count
-        numbers.won_fen = view.won_fen if wins is None else wins.fen
-        numbers.new_customers = sum(a.new_customers for a in acts.values())
-        numbers.followups_by_rep = {m: a.followups for m, a in acts.items() if a.followups}
     # 协作之星 come from the points ledger (taking, resolving, helping win), not from raw counts.
     this.top_helpers = [(m.id, p) for m, p in await top_helpers(store, *this_range)]
     rate = await participation(store, roster, week_start, week_end, schedule, now)

@@ -1,10 +1,8 @@
 """SQL behind the manager digest and the weekly retro: plain numbers, bounded by team and period.
 
-Wins, new customers and follow-ups per rep are not here: every report takes them from storage.ledger
-(the week's `won_count`, `won_fen`, `new_customers`, `followups_by_rep` are filled from it).
-
-Every query filters on the team and a time range that an index leads with (followups(team_id,
-created_at), audit_log(team_id, action, created_at),
+Wins, claims and follow-ups per member are the ledger's (storage.ledger), so the digest, the retro,
+看板 and the export agree for the same period. Every query filters on the team and a time range that
+an index leads with (followups(team_id, created_at), audit_log(team_id, action, created_at),
 customers(team_id, last_activity_at), customers(team_id, created_at), help_requests(team_id,
 created_at|taken_at|resolved_at)), so the cost follows the team's activity in the period, not the size of its history.
 """
@@ -18,7 +16,8 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 
 from storage.deals import open_deal_exists
-from storage.models import AuditLog, Customer, FollowUp, HelpRequest, Member, StandupAnswer
+from storage.ledger import activity_by_member, period_wins
+from storage.models import Customer, FollowUp, HelpRequest, Member, StandupAnswer
 from storage.store import Store
 
 
@@ -49,8 +48,10 @@ class DigestNumbers:
 
 @dataclass
 class WeekNumbers:
-    won_count: int = 0
+    won_count: int = 0  # net of un-wins in the week (storage.ledger)
     won_fen: int = 0
+    unwon_count: int = 0  # of which: un-wins of earlier weeks' wins, and their (negative) amount
+    unwon_fen: int = 0
     stage_moves: dict[str, int] = field(default_factory=dict)
     new_customers: int = 0
     followups_by_rep: dict[int, int] = field(default_factory=dict)
@@ -86,26 +87,9 @@ class ReportStore:
         def rep(member_id: int) -> RepDay:
             return reps.setdefault(member_id, RepDay(member_id))
 
-        claims = await self.session.execute(
-            select(AuditLog.actor_id, func.count())
-            .where(
-                AuditLog.team_id == team_id,
-                AuditLog.action == "claim",
-                AuditLog.created_at >= start,
-                AuditLog.created_at < end,
-            )
-            .group_by(AuditLog.actor_id)
-        )
-        for actor_id, count in claims.all():
-            if actor_id is not None:
-                rep(actor_id).claims = count
-        counts = await self.session.execute(
-            select(FollowUp.author_id, func.count())
-            .where(FollowUp.team_id == team_id, FollowUp.created_at >= start, FollowUp.created_at < end)
-            .group_by(FollowUp.author_id)
-        )
-        for author_id, count in counts.all():
-            rep(author_id).followups = count
+        # Claims, follow-ups and wins are the ledger's numbers (storage.ledger), as every report's.
+        for member_id, activity in (await activity_by_member(self.store, start, end)).items():
+            rep(member_id).claims, rep(member_id).followups = activity.new_customers, activity.followups
         changes = await self.session.execute(
             select(
                 FollowUp.author_id,
@@ -146,12 +130,18 @@ class ReportStore:
         team_id = self.team_id
         week = WeekNumbers()
         in_range = (FollowUp.team_id == team_id, FollowUp.created_at >= start, FollowUp.created_at < end)
+        wins = await period_wins(self.store, start, end)
+        week.won_count, week.won_fen = wins.count, wins.fen
+        week.unwon_count, week.unwon_fen = len(wins.reversals), sum(d.fen for d in wins.reversals)
+        activity = await activity_by_member(self.store, start, end)
         moves = await self.session.execute(
             select(FollowUp.stage_after, func.count())
             .where(*in_range, FollowUp.stage_after.is_not(None))
             .group_by(FollowUp.stage_after)
         )
         week.stage_moves = {stage: count for stage, count in moves.all() if stage is not None}
+        week.followups_by_rep = {m: a.followups for m, a in activity.items() if a.followups}
+        week.new_customers = sum(a.new_customers for a in activity.values())
         week.help_raised = (
             await self.session.execute(
                 select(func.count()).select_from(HelpRequest).where(
