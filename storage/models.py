@@ -529,23 +529,27 @@ Index("ix_audit_log_team_action_created", AuditLog.team_id, AuditLog.action, Aud
 
 # --------------------------------------------------------------------------- goals, points, knowledge
 class Goal(Base):
-    """A monthly target (目标). `member_id` NULL is the team's own target.
+    """A target (目标) for one period. `member_id` NULL is the team's own target.
 
-    `metric` is "won_amount" (target in fen, compared with won deals closed in the month) or
-    "new_customers" (a count of customers claimed or imported in the month).
+    `period` is a period key from handlers.periods: "2027" (year), "2027Q1" (quarter), "2027-03" (month)
+    or "2027-W05" (ISO week). `metric` is "won_amount" (target in fen, against the credited won amount),
+    "won_count" (won deals), "new_customers" (customers claimed) or "followups" (follow-up records).
+    `set_by_role` is the setter's role then ("rep", "lead", "admin"): a rep may not overwrite a target a
+    lead or admin set for them, so who set it is kept with the row, not looked up later.
     """
 
     __tablename__ = "goals"
-    __table_args__ = (Index("ix_goals_team_month", "team_id", "month"),)
+    __table_args__ = (Index("ix_goals_team_period", "team_id", "period"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
-    month: Mapped[str] = mapped_column(String(7))
+    period: Mapped[str] = mapped_column(String(8))
     metric: Mapped[str] = mapped_column(String(16), default="won_amount")
     target: Mapped[int] = mapped_column(BigInteger)
     set_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
+    set_by_role: Mapped[str] = mapped_column(String(8), default="lead", server_default="lead")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
