@@ -1,6 +1,6 @@
 """The forecast's win rates: `设置 赢率 <阶段> <百分比>` (leads), listed by `设置`.
 
-The forecast itself (storage.forecast.month_forecast) weighs each open deal expected to close in the
+The forecast itself (storage.forecast.forecast) weighs each open deal expected to close in the
 month by its stage's rate; a team whose 报价 deals close half the time says so here instead of living
 with the default 60%.
 """

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from bot.messages import OutgoingMessage
@@ -154,8 +154,7 @@ def pipeline_lines(view: ManagerView) -> list[str]:
 def forecast_lines(forecast: Forecast | None) -> list[str]:
     if forecast is None:
         return []
-    month = int(forecast.month.split("-")[1])
-    lines = [f"🔮 {month}月预测 {yuan_text(forecast.weighted_fen)}（按阶段赢率加权）"]
+    lines = [f"🔮 {forecast.first.month}月预测 {yuan_text(forecast.weighted_fen)}（按阶段赢率加权）"]
     for stage in OPEN_STAGES:
         row = forecast.by_stage.get(stage)
         if row:
@@ -255,12 +254,12 @@ class MonthNumbers:
     participation: float | None = None
 
 
-def monthly_retro(team: str, month: str, view: ManagerView, numbers: MonthNumbers) -> OutgoingMessage:
-    """协作复盘 of one month: what was won and lost (named), the pipeline then against the month's
+def monthly_retro(team: str, month: date, view: ManagerView, numbers: MonthNumbers) -> OutgoingMessage:
+    """协作复盘 of the month starting on `month`: what was won and lost (named), the pipeline then against the month's
     start, the reps' activity, who helped whom, and the stand-up participation."""
-    year, mon = month.split("-")
+    year, mon = month.year, month.month
     followups = sum(numbers.followups_by_rep.values())
-    lines = [f"📅 **{team} {int(year)}年{int(mon)}月 协作复盘**", ""]
+    lines = [f"📅 **{team} {year}年{mon}月 协作复盘**", ""]
     lines.append(f"🆕 新客户 {numbers.new_customers} 个 · 📝 跟进 {followups} 次")
     lines += sections(view)
     reps = set(numbers.followups_by_rep) | set(numbers.new_by_rep)
@@ -274,4 +273,4 @@ def monthly_retro(team: str, month: str, view: ManagerView, numbers: MonthNumber
     if numbers.top_helpers:
         lines.append("⭐ 协作之星：" + "、".join(f"{view.name(m)}（{p} 分）" for m, p in numbers.top_helpers))
     lines.append(participation_text(numbers.participation))
-    return OutgoingMessage("\n".join(lines), title=f"{team} {int(mon)}月协作复盘")
+    return OutgoingMessage("\n".join(lines), title=f"{team} {mon}月协作复盘")

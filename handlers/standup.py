@@ -7,16 +7,17 @@ later answer still counts for participation. A second answer the same day replac
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from bot.messages import IncomingMessage, Reply
 from handlers.commands import Args, CommandSet, SettingSet, UserError
 from handlers.common import local_today
 from handlers.dates import DateError, format_date, parse_date
 from handlers.options import BLOCKER
+from handlers.periods import current, parse_period
 from schedules.calendar import CALENDAR_KINDS
 from schedules.jobs import DEFAULTS, WEEKDAY_NAMES, TeamSchedule
-from schedules.manager_reports import build_month_retro, build_retro, month_key, previous_month, week_start_of
+from schedules.manager_reports import build_month_retro, build_retro
 from storage.schedule_store import ScheduleStore
 from storage.store import Store
 
@@ -84,32 +85,29 @@ async def back(msg: IncomingMessage, args: Args, store: Store, now: datetime) ->
     return Reply(f"👋 欢迎回来，{store.actor.name}！从今天起恢复晨会。")
 
 
-RETRO_PERIODS = {"本周": "week", "这周": "week", "上周": "last_week", "本月": "month", "这个月": "month",
-                 "上月": "last_month", "上个月": "last_month"}
+RETRO_EXAMPLE = "复盘 上月"
 
 
 @commands.command(
     "复盘",
     "/retro",
-    summary="查看本周、上周、本月或上月的复盘",
-    usage="复盘 [本周|上周|本月|上月]",
-    example="复盘 上月",
+    summary="查看一周或一个月的复盘（本周、上周、本月、上月、10月 …）",
+    usage="复盘 [本周|上周|本月|上月|<月份>]",
+    example=RETRO_EXAMPLE,
     role="lead",
 )
 async def retro(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
     """周复盘：赢单和输单（逐单列出）、商机按阶段及较周初变化、本月预测、新客户、每人跟进、求助协作、晨会参与率、沉默客户和逾期。
-    月度协作复盘（本月/上月）：同样的数字按月统计，另有每人新客户和协作之星。已过去的周期显示当时的商机。"""
-    which = RETRO_PERIODS.get(args.text.strip() or "本周")
-    if which is None:
-        raise UserError("请写「本周」「上周」「本月」或「上月」。", example="复盘 上月")
-    schedule = TeamSchedule.of(store.team.settings, store.org.timezone)
+    月度协作复盘（本月、上月、10月、2026-10）：同样的数字按月统计，另有每人新客户和协作之星。已过去的周期显示当时的商机。"""
     today = local_today(store, now)
-    if which in ("month", "last_month"):
-        month = month_key(today) if which == "month" else previous_month(today)
-        message = await build_month_retro(store, month, schedule, now)
+    period = parse_period(args.text.strip(), today, RETRO_EXAMPLE) if args.text.strip() else current("week", today)
+    if period.kind not in ("week", "month"):
+        raise UserError("复盘按周或按月看：本周、上周、本月、上月、10月。", example=RETRO_EXAMPLE)
+    schedule = TeamSchedule.of(store.team.settings, store.org.timezone)
+    if period.kind == "month":
+        message = await build_month_retro(store, period, schedule, now)
     else:
-        start = week_start_of(today) - timedelta(days=7 if which == "last_week" else 0)
-        message = await build_retro(store, start, schedule, now)
+        message = await build_retro(store, period.start, schedule, now)
     return Reply(message.text, title=message.title, names=message.names)
 
 

@@ -16,10 +16,11 @@ from datetime import date, datetime, time, timedelta
 from bot.messages import OutgoingMessage
 from handlers import manager_reports as words
 from handlers import reports
+from handlers.periods import Period, current, week_of
 from schedules.calendar import at_local, calendar_for, local_now
 from schedules.jobs import TeamSchedule
 from storage import ledger
-from storage.forecast import month_forecast
+from storage.forecast import forecast
 from storage.manager_numbers import Roster, help_waiting, overdue_steps, owner_moves, team_roster
 from storage.points import top_helpers
 from storage.reports import ReportStore
@@ -29,21 +30,12 @@ IDLE_DAYS = 14
 
 
 def week_start_of(day: date) -> date:
-    return day - timedelta(days=day.weekday())
+    return week_of(day).start
 
 
-def month_key(day: date) -> str:
-    return f"{day.year:04d}-{day.month:02d}"
-
-
-def month_days(month: str) -> tuple[date, date]:
-    """"2026-11" → (the 1st, the 1st of the next month)."""
-    year, mon = (int(x) for x in month.split("-"))
-    return date(year, mon, 1), date(year + (mon == 12), mon % 12 + 1, 1)
-
-
-def previous_month(day: date) -> str:
-    return month_key(day.replace(day=1) - timedelta(days=1))
+def previous_month(day: date) -> Period:
+    """The month before the one holding `day` (what the monthly job covers)."""
+    return current("month", day).shift(-1)
 
 
 def _bounds(first: date, after: date, tz: str) -> tuple[datetime, datetime]:
@@ -133,7 +125,8 @@ async def manager_view(
     start, end = _bounds(first, after, schedule.tz)
     until = min(end, now)
     today = local_now(now, schedule.tz).date()
-    current = today < after
+    running = today < after
+    this_month = current("month", today)
     wins = await ledger.period_wins(store, start, end)
     activity = await ledger.activity_by_member(store, start, end)
     roster = await team_roster(store, first, after)
@@ -149,8 +142,8 @@ async def manager_view(
         pipeline=_stages(await ledger.pipeline_at(store, until)),
         pipeline_before=_stages(await ledger.pipeline_at(store, at_local(change_from, time(0), schedule.tz))),
         change_label=change_label,
-        forecast=await month_forecast(store, month_key(today)) if current else None,
-        overdue=await overdue_steps(store, today) if current else None,
+        forecast=await forecast(store, this_month.start, this_month.end) if running else None,
+        overdue=await overdue_steps(store, today) if running else None,
         idle_reps=_idle_reps(roster, activity, first, min(after, today + timedelta(days=1)), schedule),
         moves=await owner_moves(store, start, end),
         waiting_help=await help_waiting(store, until),
@@ -190,11 +183,11 @@ async def build_retro(store: Store, week_start: date, schedule: TeamSchedule, no
 
 
 # ------------------------------------------------------------- monthly retro
-async def build_month_retro(store: Store, month: str, schedule: TeamSchedule, now: datetime) -> OutgoingMessage:
-    """协作复盘 of `month` ("YYYY-MM"): wins and losses named, the pipeline at the month's end against
+async def build_month_retro(store: Store, month: Period, schedule: TeamSchedule, now: datetime) -> OutgoingMessage:
+    """协作复盘 of `month` (handlers.periods.month_of): wins and losses named, the pipeline at the month's end against
     its start, new customers and follow-ups per rep, help taken and resolved with 协作之星, and the
     stand-up participation."""
-    first, after = month_days(month)
+    first, after = month.start, month.end
     view, roster, activity = await manager_view(
         store, first, after, schedule, now, change_from=first, change_label="较月初"
     )
@@ -212,7 +205,7 @@ async def build_month_retro(store: Store, month: str, schedule: TeamSchedule, no
     )
     ids = {m for m, _ in numbers.top_helpers} - set(view.names)
     view.names.update({i: m.name for i, m in (await store.members_by_id(list(ids))).items()})
-    return words.monthly_retro(store.team.name, month, view, numbers)
+    return words.monthly_retro(store.team.name, month.start, view, numbers)
 
 
 # -------------------------------------------------------------------- digest

@@ -1,6 +1,6 @@
 """The month's forecast: Σ amount × stage win rate over the open deals expected to close in the month.
 
-One function, `month_forecast`, serves every place that shows a forecast (the digest, the weekly
+One function, `forecast`, serves every place that shows a forecast (the digest, the weekly
 retro, the web board), so they cannot disagree. It reads the deals as they stand now — a forecast
 is about what is still open — and the team's win rates (`设置 赢率 报价 50%`, defaults in
 storage.team_settings).
@@ -39,9 +39,11 @@ class Tally:
 
 @dataclass
 class Forecast:
-    """The forecast of `month` ("YYYY-MM"): weighted value by stage, and what it leaves out."""
+    """The forecast of the local days [first, end) — a month as the reports use it: weighted value by
+    stage, and what it leaves out."""
 
-    month: str
+    first: date
+    end: date
     rates: dict[str, int]
     by_stage: dict[str, StageForecast] = field(default_factory=dict)
     undated: Tally = field(default_factory=Tally)  # open, no 预计
@@ -56,32 +58,27 @@ class Forecast:
         return sum(s.count for s in self.by_stage.values())
 
 
-def _month_days(month: str) -> tuple[date, date]:
-    year, mon = (int(x) for x in month.split("-"))
-    return date(year, mon, 1), date(year + (mon == 12), mon % 12 + 1, 1)
-
-
-async def month_forecast(store: Store, month: str) -> Forecast:
-    """The bound team's forecast for `month` ("YYYY-MM", dates in the organisation's calendar)."""
-    first, after = _month_days(month)
+async def forecast(store: Store, first: date, end: date) -> Forecast:
+    """The bound team's forecast for the days [first, end) (the organisation's calendar; the reports
+    pass a month, handlers.periods.month_of)."""
     rates = win_rates(store.team.settings)
     rows = await store.session.execute(
         select(Deal.stage, Deal.amount_fen, Deal.expected_close_on).where(
             Deal.org_id == store.org.id, Deal.team_id == store.team.id, Deal.status == "open"
         )
     )
-    forecast = Forecast(month, rates)
+    found = Forecast(first, end, rates)
     for stage, amount, expected in rows.all():
         fen = int(amount or 0)
         if expected is None or expected < first:
-            tally = forecast.undated if expected is None else forecast.overdue
+            tally = found.undated if expected is None else found.overdue
             tally.count += 1
             tally.fen += fen
             continue
-        if expected >= after or stage not in DEFAULT_WIN_RATES:
+        if expected >= end or stage not in DEFAULT_WIN_RATES:
             continue
-        row = forecast.by_stage.setdefault(stage, StageForecast())
+        row = found.by_stage.setdefault(stage, StageForecast())
         row.count += 1
         row.fen += fen
         row.weighted_fen += fen * rates[stage] // 100
-    return forecast
+    return found

@@ -67,8 +67,12 @@ async def test_leads_ask_for_this_or_last_months_retro(bot, clock) -> None:
     assert "2026年12月 协作复盘" in reply and "新客户 1 个" in reply and "🔮 12月预测" in reply
     [reply] = await bot.say("复盘 上周", user="老板")
     assert "周复盘 · 11月23日–11月29日" in reply
+    [reply] = await bot.say("复盘 10月", user="老板")
+    assert "2026年10月 协作复盘" in reply and "新客户 1 个" in reply
     [reply] = await bot.say("复盘 去年", user="老板")
-    assert "请写「本周」「上周」「本月」或「上月」" in reply and "示例：复盘 上月" in reply
+    assert "复盘按周或按月看" in reply and "示例：复盘 上月" in reply
+    [reply] = await bot.say("复盘 前阵子", user="老板")
+    assert "看不懂" in reply and "示例：复盘 上月" in reply
     [reply] = await bot.say("复盘 上月", user="张三")
     assert "只有主管" in reply
 
