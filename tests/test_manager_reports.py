@@ -115,3 +115,11 @@ async def test_last_weeks_retro_shows_the_pipeline_as_it_stood_then(bot, db: Dat
     assert "🗂 商机 5 个 · 120万（较周初 ↑1个 ↑70万）" in reply and "· 需求确认 1 个 · 20万 ↑1" in reply
     assert "谈判" not in reply and "预测" not in reply  # the forecast is about now, not a closed week
     assert "#1 需要法务看合同（张三，110 小时，待接）" in reply  # waiting at the week's end
+
+
+async def test_a_deal_whose_expected_date_passed_is_not_forecast_for_the_next_month(bot, db: Database, clock) -> None:
+    await _seed_week(bot, db, clock)
+    clock.set_local("2026-12-01 10:00")
+    [reply] = await bot.say("复盘 本周", user="老板")
+    assert "🔮 12月预测 0元（按阶段赢率加权）" in reply
+    assert "· 预计已过 1 个 100万（不计入）" in reply and "· 未填预计 4 个 20万（不计入）" in reply
