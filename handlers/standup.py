@@ -168,6 +168,18 @@ async def _set_retro(args: Args, value: str, store: Store, now: datetime) -> str
 
 
 @settings.row(
+    "月复盘",
+    role="lead",
+    usage="设置 月复盘 10:00",
+    describe=lambda s: f"月度协作复盘：每月第一个工作日 {_sched(s).month_retro_time:%H:%M}（上月的数字）",
+)
+async def _set_month_retro(args: Args, value: str, store: Store, now: datetime) -> str:
+    hhmm = _hhmm(value, "设置 月复盘 10:00")
+    await store.update_team_settings({"month_retro_time": hhmm}, now)
+    return f"月度协作复盘已设为每月第一个工作日 {hhmm}（{store.org.timezone}），内容是上个月。"
+
+
+@settings.row(
     "公海",
     role="lead",
     usage="设置 公海 30天",

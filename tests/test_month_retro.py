@@ -75,6 +75,12 @@ async def test_leads_ask_for_this_or_last_months_retro(bot, clock) -> None:
     assert "看不懂" in reply and "示例：复盘 上月" in reply
     [reply] = await bot.say("复盘 上月", user="张三")
     assert "只有主管" in reply
+    [reply] = await bot.say("设置 月复盘 9点半", user="老板")
+    assert "月度协作复盘已设为每月第一个工作日 09:30" in reply
+    [listing] = await bot.say("设置", user="张三")
+    assert "月度协作复盘：每月第一个工作日 09:30（上月的数字）" in listing
+    [reply] = await bot.say("设置 月复盘 25:00", user="老板")
+    assert "不是有效的时间" in reply and "示例：设置 月复盘 10:00" in reply
 
 
 def test_jobs_list_and_run_know_the_month_retro(tmp_path: Path) -> None:
