@@ -123,3 +123,15 @@ async def test_a_deal_whose_expected_date_passed_is_not_forecast_for_the_next_mo
     [reply] = await bot.say("复盘 本周", user="老板")
     assert "🔮 12月预测 0元（按阶段赢率加权）" in reply
     assert "· 预计已过 1 个 100万（不计入）" in reply and "· 未填预计 4 个 20万（不计入）" in reply
+
+
+async def test_every_line_fits_a_phone_and_no_table_or_heading_is_used(bot, db: Database, clock) -> None:
+    await _seed_week(bot, db, clock)
+    [retro] = texts(await run_job(db, "retro", clock.set_local("2026-11-27 17:00")))
+    [digest] = texts(await run_job(db, "digest", clock.set_local("2026-11-27 18:00")))
+    clock.set_local("2026-12-01 10:00")
+    [month] = await bot.say("复盘 上月", user="老板")
+    for text in (retro, digest, month):
+        for line in text.splitlines():
+            assert len(line) <= 32, line  # a phone shows about this many characters of Chinese text per line
+            assert not line.startswith(("|", "#", "- ", "> ")), line  # DingTalk renders no tables
