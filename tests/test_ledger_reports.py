@@ -90,7 +90,7 @@ async def test_an_unwin_in_december_leaves_november_as_it_was_and_december_says_
     clock.set_local("2026-12-02 10:00")
     await bot.say("撤销赢单 小米", user="张三")
     digest, retro, board = await _reports(bot, db, clock, "2026-12-02")
-    assert "赢单 -1" in digest and "· ↩️ 撤销赢单 小米 -200万 · 张三（往期赢单，已从本期扣除）" in digest
+    assert "赢单 -1" in digest and "· ↩️ 撤销往期赢单 小米 -200万 · 张三" in digest
     assert "🎉 赢单 -1 个" in retro and "金额 -200万" in retro
     assert "↩️ 其中撤销往期赢单 1 个，-200万，已从本周扣除" in retro
     assert "· 赢单 -200万" in board
