@@ -95,10 +95,15 @@ RETRO_EXAMPLE = "复盘 上月"
     usage="复盘 [本周|上周|本月|上月|<月份>]",
     example=RETRO_EXAMPLE,
     role="lead",
+    details=(
+        "周复盘：赢单和输单（逐单列出）、商机按阶段及较周初变化、本月预测、新客户、每人跟进、求助协作、"
+        "晨会参与率、沉默客户和逾期。\n"
+        "月度协作复盘（本月、上月、10月、2026-10）：同样的数字按月统计，另有每人新客户和协作之星。"
+        "已过去的周期显示当时的商机。"
+    ),
 )
 async def retro(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
-    """周复盘：赢单和输单（逐单列出）、商机按阶段及较周初变化、本月预测、新客户、每人跟进、求助协作、晨会参与率、沉默客户和逾期。
-    月度协作复盘（本月、上月、10月、2026-10）：同样的数字按月统计，另有每人新客户和协作之星。已过去的周期显示当时的商机。"""
+    """A week (the default: this one) or a month; quarters and years are refused with an example."""
     today = local_today(store, now)
     period = parse_period(args.text.strip(), today, RETRO_EXAMPLE) if args.text.strip() else current("week", today)
     if period.kind not in ("week", "month"):
