@@ -139,3 +139,18 @@ def assert_fits_a_phone(text: str) -> None:
     for line in text.splitlines():
         assert len(line) <= 32, line  # a phone shows about this many characters of Chinese text per line
         assert not line.startswith(("|", "#", "- ", "> ")), line  # DingTalk renders no tables
+
+
+async def test_a_rep_dates_a_claimed_deal_with_yuji_and_it_enters_the_forecast(bot, db: Database, clock) -> None:
+    await _seed_week(bot, db, clock)
+    clock.set_local("2026-11-27 10:00")
+    [reply] = await bot.say("跟进 阿里 谈价格 阶段:谈判 预计:11-30", user="李四")
+    assert "阶段：需求确认 → 谈判" in reply and "预计成交：11-30 周一" in reply
+    [reply] = await bot.say("复盘 本周", user="老板")
+    # 华为 二期 100万 × 60% + 阿里 20万 × 80%; 阿里 is no longer undated.
+    assert "🔮 11月预测 76万（按阶段赢率加权）" in reply and "· 谈判 1 个 20万 × 80%" in reply
+    assert "· 未填预计 3 个 0元（不计入）" in reply
+    [reply] = await bot.say("跟进 阿里 催款 预计:11-01", user="李四")
+    assert "预计成交日期 2026-11-01 已经过去了" in reply and "示例：跟进 华为 已报价 阶段:报价 预计:12-20" in reply
+    [reply] = await bot.say("跟进 阿里 催款 预计:不知道", user="李四")
+    assert "预计「不知道」不认识" in reply
