@@ -9,7 +9,7 @@ digest are built from those records rather than from current state.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from bot.messages import IncomingMessage, Reply
 from handlers import credit_split, points
@@ -27,7 +27,7 @@ from handlers.common import (
 )
 from handlers.dates import DateError, format_date, parse_date
 from handlers.deal_choice import DEAL_STATUS_NAMES, choose_deal, deal_label
-from handlers.options import AMOUNT, NEXT, STAGE, STAGE_ALIASES, STAGE_CHOICES
+from handlers.options import AMOUNT, EXPECTED, NEXT, STAGE, STAGE_ALIASES, STAGE_CHOICES
 from storage.deals import deal_state
 from storage.models import Customer, Deal, Member
 from storage.store import Store
@@ -35,6 +35,7 @@ from storage.store import Store
 commands = CommandSet("跟进")
 
 PROGRESS_EXAMPLE = "跟进 华为 已约下周拜访 阶段:初访 金额:50万 下次:周五"
+EXPECTED_EXAMPLE = "跟进 华为 已报价 阶段:报价 预计:12-20"
 DEAL_PROGRESS_EXAMPLE = "跟进 华为 <商机> 已约下周拜访 阶段:报价"
 
 
@@ -85,14 +86,15 @@ def parse_amount_fen(value: str) -> int:
     "跟进",
     "/progress",
     summary="记录客户跟进进展",
-    usage="跟进 <客户> <内容> [阶段:<阶段>] [金额:<金额>] [下次:<日期>]",
+    usage="跟进 <客户> <内容> [阶段:<阶段>] [金额:<金额>] [下次:<日期>] [预计:<日期>]",
     example=PROGRESS_EXAMPLE,
-    options=(STAGE, AMOUNT, NEXT, credit_split.SPLIT),
+    options=(STAGE, AMOUNT, NEXT, EXPECTED, credit_split.SPLIT),
     details=(
         "记录一次跟进。阶段：线索 → 初访 → 需求确认 → 报价 → 谈判 → 赢单/输单。\n"
         "金额可写 50万、1.2亿、300000、30k；下次日期可写 明天、周五、下周一、12-05、2026-12-05。\n"
         "只有负责人和协作人可以提交。也可以写英文 stage: amount: next:，冒号也可以换成空格（阶段 谈判）。\n"
-        "阶段写赢单时可以同时写业绩分成：分成:张三60,李四40（不写按团队默认）。"
+        "阶段写赢单时可以同时写业绩分成：分成:张三60,李四40（不写按团队默认）。\n"
+        "预计:<日期> 写商机预计成交的日期，月度预测按它计入当月。"
     ),
 )
 async def progress(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
@@ -105,8 +107,8 @@ async def progress(msg: IncomingMessage, args: Args, store: Store, now: datetime
         raise UserError("请写上这次跟进的内容。", example=PROGRESS_EXAMPLE)
     stage = parse_stage(args.options["阶段"]) if "阶段" in args.options else None
     amount = parse_amount_fen(args.options["金额"]) if "金额" in args.options else None
-    if deal is None and (stage or amount is not None):
-        # Stage and amount belong to a deal: with none open there is nothing they could move.
+    if deal is None and (stage or amount is not None or "预计" in args.options):
+        # Stage, amount and 预计 belong to a deal: with none open there is nothing they could move.
         raise UserError(await _no_open_deal(store, customer), example=f"商机 {customer.name} 二期 金额:50万")
     today = local_today(store, now)
     next_on = None
@@ -119,16 +121,17 @@ async def progress(msg: IncomingMessage, args: Args, store: Store, now: datetime
             raise UserError(
                 f"下次跟进日期 {next_on.isoformat()} 已经过去了，请写今天或以后的日期。", example=PROGRESS_EXAMPLE
             )
+    expected = _expected_date(args, today)
     status = {"赢单": "won", "输单": "lost"}.get(stage or "")
     old_stage = deal.stage if deal else None
     if not content:
-        content = "更新" + "、".join(k for k in ("阶段", "金额", "下次") if k in args.options)
+        content = "更新" + "、".join(k for k in ("阶段", "金额", "下次", "预计") if k in args.options)
     shares = await _shares(store, customer, args) if status == "won" and deal else []
     if "分成" in args.options and status != "won":
         raise UserError("业绩分成只在赢单时写。", example=f"跟进 {customer.name} 签约了 阶段:赢单 分成:张三60,李四40")
     await store.add_followup(
         customer, content, now, deal=deal, stage=stage, amount_fen=amount, next_on=next_on, status=status,
-        split=credit_split.as_split(shares),
+        split=credit_split.as_split(shares), expected_on=expected,
     )
     bonus = await _award_collaborators(store, customer, now) if status == "won" else ""
     shared = credit_split.split_text(shares, deal.amount_fen, customer.owner_id) if shares and deal else ""
@@ -139,10 +142,25 @@ async def progress(msg: IncomingMessage, args: Args, store: Store, now: datetime
         parts.append(f"金额：{format_amount(yuan(amount))}")
     if next_on:
         parts.append(f"下次跟进：{format_date(next_on, today)}")
+    if expected:
+        parts.append(f"预计成交：{format_date(expected, today)}")
     parts += [line for line in (shared, bonus) if line]
     if deal is None:
         parts.append(await _no_open_deal(store, customer))
     return Reply("\n".join(parts))
+
+
+def _expected_date(args: Args, today: date) -> date | None:
+    """预计:<日期> — when the deal is expected to close (the month's forecast counts it then)."""
+    if "预计" not in args.options:
+        return None
+    try:
+        expected = parse_date(args.options["预计"], today)
+    except DateError as err:
+        raise UserError(str(err), example=EXPECTED_EXAMPLE) from None
+    if expected < today:
+        raise UserError(f"预计成交日期 {expected.isoformat()} 已经过去了。", example=EXPECTED_EXAMPLE)
+    return expected
 
 
 async def _shares(store: Store, customer: Customer, args: Args) -> list[tuple[Member, int]]:

@@ -30,6 +30,8 @@ def _tracked(customer: Customer, deal: Deal | None) -> dict[str, Any]:
     }
     if deal is not None:
         tracked.update(deal=deal.id, stage=deal.stage, amount_fen=deal.amount_fen, status=deal.status)
+        if deal.expected_close_on is not None:
+            tracked["expected_close_on"] = deal.expected_close_on.isoformat()
     return tracked
 
 
@@ -47,9 +49,11 @@ class FollowUpQueries(DealQueries):
         status: str | None = None,
         lost_reason: str | None = None,
         split: Split | None = None,
+        expected_on: date | None = None,
     ) -> None:
         """Record a follow-up; stage, amount and status (won / lost / open again) change `deal`; a win
-        credits `split` (storage.credits; the owner in full without one)."""
+        credits `split` (storage.credits; the owner in full without one); `expected_on` moves the deal's
+        expected close date (预计, what the month's forecast reads)."""
         before = _tracked(customer, deal)
         old_stage = deal.stage if deal else None
         # A prebuilt Core INSERT (the hottest write): no ORM object, no flush, no RETURNING of the id.
@@ -75,6 +79,8 @@ class FollowUpQueries(DealQueries):
         await _apply(self, _CUSTOMER_UPDATES, Customer, customer, changes)
         if deal is not None:
             await self._move_deal(customer, deal, now, stage, amount_fen, status, lost_reason, split)
+            if expected_on is not None and expected_on != deal.expected_close_on:
+                await _apply(self, _DEAL_UPDATES, Deal, deal, {"expected_close_on": expected_on})
         await self.audit("followup", "customer", customer.id, before, _tracked(customer, deal), now)
 
     async def _move_deal(

@@ -31,3 +31,18 @@ def dingtalk_robot(settings: Mapping[str, Any] | None) -> dict[str, str] | None:
     """The team's DingTalk custom robot, or None unless one with a webhook is set."""
     robot = (settings or {}).get(DINGTALK_ROBOT)
     return robot if isinstance(robot, dict) and robot.get("webhook") else None
+
+# Win rates per open stage for the month's forecast ({stage: percent}, `设置 赢率 报价 50%`).
+WIN_RATES = "win_rates"
+# Defaults: the share of deals at each stage that a B2B team typically closes, rising as the buyer
+# commits — an unqualified lead rarely, a deal in negotiation most of the time.
+DEFAULT_WIN_RATES: dict[str, int] = {"线索": 10, "初访": 20, "需求确认": 40, "报价": 60, "谈判": 80}
+
+
+def win_rates(settings: Mapping[str, Any] | None) -> dict[str, int]:
+    """The team's win rate per open stage in percent: its own where set, the default elsewhere."""
+    own = (settings or {}).get(WIN_RATES)
+    rates = dict(DEFAULT_WIN_RATES)
+    if isinstance(own, dict):
+        rates.update({s: int(p) for s, p in own.items() if s in rates and isinstance(p, int) and 0 <= p <= 100})
+    return rates
