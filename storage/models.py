@@ -569,3 +569,24 @@ class Tip(Base):
     content: Mapped[str] = mapped_column(Text)
     tags: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AppSecret(Base):
+    """A secret generated once, so every process agrees on it (the board links' key); never shown."""
+
+    __tablename__ = "app_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BoardLinks(Base):
+    """A team's board-link generation: `看板 链接 撤销` bumps it; tokens of an older one stop working."""
+
+    __tablename__ = "board_links"
+
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)

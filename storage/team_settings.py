@@ -31,3 +31,12 @@ def dingtalk_robot(settings: Mapping[str, Any] | None) -> dict[str, str] | None:
     """The team's DingTalk custom robot, or None unless one with a webhook is set."""
     robot = (settings or {}).get(DINGTALK_ROBOT)
     return robot if isinstance(robot, dict) and robot.get("webhook") else None
+
+# How many days a new board link (`看板 链接`) stays valid (`设置 看板有效期 7天`).
+BOARD_LINK_DAYS = "board_link_days"
+
+
+def board_link_days(settings: Mapping[str, Any] | None, default: int) -> int:
+    """The team's board-link validity in days, or `default` when unset or unreadable."""
+    days = (settings or {}).get(BOARD_LINK_DAYS)
+    return days if isinstance(days, int) and days > 0 else default
