@@ -36,7 +36,7 @@ async def overview_page(request: web.Request, store: Store, now: datetime) -> tu
         period = period_of("month", today)
     assert period is not None
     view = await build_overview(store, period, now)
-    months = [f"{today.year - (today.month - i <= 0):04d}-{(today.month - i - 1) % 12 + 1:02d}" for i in range(1, 7)]
+    months = [f"{today.year - (today.month - i <= 0):04d}-{(today.month - i - 1) % 12 + 1:02d}" for i in range(0, 7)]
     return "overview.html", {**_base(store, now), "view": view, "note": note, "periods": PERIOD_WORDS,
                              "months": months}
 

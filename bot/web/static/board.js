@@ -21,7 +21,9 @@
                                   { label: "目标（元）", data: d.target, backgroundColor: grey }]);
     },
     funnel: function (d) {
-      return bar(true, d.labels, [{ label: "商机个数", data: d.count, backgroundColor: blue }]);
+      var chart = bar(true, d.labels, [{ label: "商机个数", data: d.count, backgroundColor: blue }]);
+      chart.options.scales = { x: { beginAtZero: true, ticks: { precision: 0 } } };
+      return chart;
     },
     trend: function (d) {
       return { type: "line", data: { labels: d.labels, datasets: [
