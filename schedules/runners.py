@@ -14,9 +14,10 @@ from typing import Any
 
 from bot.messages import OutgoingMessage
 from handlers import reports
+from handlers.periods import month_of
+from handlers.targets import METRIC_NAMES, period_progress
 from schedules.calendar import at_local, calendar_for, local_now
 from schedules.jobs import Slot, TeamSchedule
-from storage.goals import goal_progress
 from storage.models import Customer, Member
 from storage.points import top_helpers
 from storage.reports import ReportStore
@@ -125,13 +126,20 @@ async def build_digest(
 
 
 async def _goal_rows(store: Store, day: date) -> list[reports.GoalProgress]:
-    """This month's won-amount goals (reps, then the team) for the digest; no targets → no section."""
+    """This month's targets (reps, then the team; split from longer periods where not set) for the digest,
+    from the same progress code as 看板; no targets → no section."""
+    progress = await period_progress(store, month_of(day.year, day.month), day)
     rows = []
-    for row in await goal_progress(store, f"{day.year:04d}-{day.month:02d}"):
-        if not row.target_fen:
-            continue
-        label = row.member.name if row.member else "团队合计"
-        rows.append(reports.GoalProgress(label, Decimal(row.won_fen) / 100, Decimal(row.target_fen) / 100, unit="元"))
+    for row in [*progress.rows, progress.team]:
+        name = row.member.name if row.member else "团队合计"
+        for metric, p in row.metrics.items():
+            if p.target is None:
+                continue
+            if metric == "won_amount":
+                target = Decimal(round(p.target.value)) / 100
+                rows.append(reports.GoalProgress(name, Decimal(p.actual) / 100, target, "元"))
+            else:
+                rows.append(reports.GoalProgress(f"{name} {METRIC_NAMES[metric]}", p.actual, round(p.target.value)))
     return rows
 
 

@@ -5,9 +5,10 @@ expiry and the team's link generation; the mac is HMAC-SHA256 over the payload w
 Both the handler (which makes links) and the web board in bot/ (which checks them) use this module, so
 it sits in storage — the layer both may import — and its token functions are pure.
 
-The secret is `SALESBOT_BOARD_SECRET` when set; otherwise one random secret is generated once and kept
-in `app_secrets` (first writer wins), so every process and replica agrees. `看板 链接 撤销` bumps the
-team's generation: every token made before carries an older generation and is refused.
+The secret is `SALESBOT_BOARD_SECRET` when set; otherwise a random secret is generated once per
+organisation and kept in `organisations.board_secret` (first writer wins), so every process and replica
+agrees. `看板 链接 撤销` bumps the team's generation (team settings): every token made before carries an
+older generation and is refused.
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
-from storage.models import AppSecret, BoardLinks
-from storage.sql import dialect_of, insert_for, table_of
+from storage.models import Organisation
 from storage.store import Store
+from storage.team_settings import BOARD_LINK_GENERATION, board_link_generation
 
-SECRET_NAME = "board_link_secret"
 DEFAULT_DAYS = 7
 MAX_DAYS = 90
 
@@ -71,6 +71,14 @@ def sign_token(secret: str, claims: BoardClaims) -> str:
     return f"{payload}.{_mac(secret, payload)}"
 
 
+def token_org(token: str) -> int | None:
+    """The organisation a token names, unverified: only to find the key its mac is checked with."""
+    try:
+        return int(json.loads(_unb64(token.partition(".")[0]))["o"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return None
+
+
 def read_token(secret: str, token: str) -> BoardClaims | None:
     """The claims of a token whose mac is right (compared in constant time), else None.
 
@@ -97,38 +105,32 @@ def mask_token(path: str) -> str:
     return "/".join(parts)
 
 
-async def signing_secret(store: Store, configured: str | None, now: datetime) -> str:
-    """The configured secret, or the generated one (made on first use, the same for every process)."""
+async def signing_secret(store: Store, configured: str | None, org_id: int, *, create: bool = True) -> str | None:
+    """The configured secret, or the organisation's generated one (made on first use unless `create` is
+    False — the pages only read — the same for every process: the first writer wins). None when there is
+    no such organisation or no secret yet."""
     if configured:
         return configured
-    found = await store.session.scalar(select(AppSecret.value).where(AppSecret.name == SECRET_NAME))
-    if found:
-        return found
-    stmt = insert_for(dialect_of(store.session), table_of(AppSecret), ("name",))
-    await store.session.execute(stmt, {"name": SECRET_NAME, "value": secrets.token_urlsafe(32), "created_at": now})
-    value = await store.session.scalar(select(AppSecret.value).where(AppSecret.name == SECRET_NAME))
+    found = await store.session.execute(select(Organisation.board_secret).where(Organisation.id == org_id))
+    row = found.first()
+    if row is None:
+        return None
+    if row[0] or not create:
+        return str(row[0]) if row[0] else None
+    await store.session.execute(
+        update(Organisation)
+        .where(Organisation.id == org_id, Organisation.board_secret.is_(None))
+        .values(board_secret=secrets.token_urlsafe(32))
+    )
+    value = await store.session.scalar(select(Organisation.board_secret).where(Organisation.id == org_id))
     assert value is not None  # written just now, or by whoever won the race
-    return value
-
-
-async def link_generation(store: Store, team_id: int) -> int:
-    """The team's current generation: tokens of any other generation are revoked."""
-    found = await store.session.scalar(select(BoardLinks.generation).where(BoardLinks.team_id == team_id))
-    return int(found or 0)
+    return str(value)
 
 
 async def revoke_links(store: Store, now: datetime) -> int:
-    """Revoke every link of the bound team (audit-logged); returns the new generation."""
-    team_id = store.team.id
-    stmt = insert_for(dialect_of(store.session), table_of(BoardLinks), ("team_id",))
-    await store.session.execute(stmt, {"team_id": team_id, "generation": 0})
-    await store.session.execute(
-        update(BoardLinks)
-        .where(BoardLinks.team_id == team_id)
-        .values(generation=BoardLinks.generation + 1, revoked_at=now, revoked_by_id=store.actor.id)
-    )
-    generation = await link_generation(store, team_id)
-    await store.audit("revoke_board_links", "team", team_id, None, {"generation": generation}, now)
+    """Revoke every link of the bound team (audit-logged with the settings change); returns the new generation."""
+    generation = board_link_generation(store.team.settings) + 1
+    await store.update_team_settings({BOARD_LINK_GENERATION: generation}, now)
     return generation
 
 
@@ -136,8 +138,10 @@ async def make_token(store: Store, configured_secret: str | None, days: int, now
     """A token for the bound team and acting member, valid for `days`; returns it with its expiry."""
     expires = (now + timedelta(days=days)).replace(microsecond=0)
     claims = BoardClaims(store.org.id, store.team.id, store.actor.id, expires,
-                         await link_generation(store, store.team.id))
-    return sign_token(await signing_secret(store, configured_secret, now), claims), expires
+                         board_link_generation(store.team.settings))
+    secret = await signing_secret(store, configured_secret, store.org.id)
+    assert secret is not None  # the bound organisation exists
+    return sign_token(secret, claims), expires
 
 
 def token_problem(claims: BoardClaims | None, generation: int | None, now: datetime) -> str | None:

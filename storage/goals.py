@@ -1,22 +1,24 @@
-"""Monthly targets and the numbers they are measured against (目标, 看板, the manager digest).
+"""Targets of any period and the numbers they are measured against (目标, 看板, the manager digest).
 
-Won amount counts the team's deals whose status is won and whose `closed_at` falls inside the month
-(organisation-local), credited to the customer's owner. New customers count the member's
-claims (audit action "claim": new customers and customers taken from the pool) in the month.
+A target row is keyed by a period key (handlers/periods.py: "2027", "2027Q1", "2027-03", "2027-W05") and
+a metric, and remembers who set it in which role. The results come from storage/ledger.py — the credited
+won amount net of un-wins, wins, claims and follow-ups — so a goal agrees with every report of the period.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from storage.models import AuditLog, Customer, Deal, FollowUp, Goal, Member
+from storage import ledger
+from storage.models import Customer, Deal, Goal, Member
 from storage.store import Store
 
-METRICS = ("won_amount", "new_customers")
+METRICS = ("won_amount", "won_count", "new_customers", "followups")
+LEAD_ROLES = ("lead", "admin")
 
 
 def month_bounds(store: Store, month: str) -> tuple[datetime, datetime]:
@@ -36,17 +38,56 @@ def local_bounds(store: Store, first: date, last_exclusive: date) -> tuple[datet
     )
 
 
+@dataclass(frozen=True)
+class GoalTarget:
+    """One explicit target row: whose (None = the team), which period key and metric, and who set it."""
+
+    member_id: int | None
+    period: str
+    metric: str
+    target: int
+    set_by_id: int | None
+    set_by_role: str
+
+    @property
+    def lead_set(self) -> bool:
+        """Set by a lead or admin — then a rep may not change it."""
+        return self.set_by_role in LEAD_ROLES
+
+
+async def goals_in(store: Store, periods: list[str]) -> list[GoalTarget]:
+    """The team's explicit targets for any of the period keys (a board needs its period and the longer ones)."""
+    if not periods:
+        return []
+    rows = await store.session.execute(
+        select(Goal.member_id, Goal.period, Goal.metric, Goal.target, Goal.set_by_id, Goal.set_by_role).where(
+            Goal.org_id == store.org.id, Goal.team_id == store.team.id, Goal.period.in_(periods)
+        )
+    )
+    return [GoalTarget(*row) for row in rows.all()]
+
+
+async def goal_for(store: Store, member_id: int | None, period: str, metric: str) -> GoalTarget | None:
+    """The explicit target of one member (None = the team) for one period and metric, if any."""
+    found = [g for g in await goals_in(store, [period]) if g.member_id == member_id and g.metric == metric]
+    return found[0] if found else None
+
+
 async def set_goal(
-    store: Store, member: Member | None, month: str, metric: str, target: int, now: datetime
+    store: Store, member: Member | None, period: str, metric: str, target: int, now: datetime
 ) -> int | None:
-    """Create or replace a target; returns the previous target (None when there was none)."""
+    """Create or replace a target; returns the previous target (None when there was none).
+
+    Who may set it is the handler's rule; this records the setter and their role with the row, so a
+    later rep's attempt can be refused by what the row says rather than by who is a lead today.
+    """
     assert metric in METRICS
     existing = (
         await store.session.execute(
             select(Goal).where(
                 Goal.org_id == store.org.id,
                 Goal.team_id == store.team.id,
-                Goal.month == month,
+                Goal.period == period,
                 Goal.metric == metric,
                 Goal.member_id.is_(None) if member is None else Goal.member_id == member.id,
             )
@@ -59,10 +100,11 @@ async def set_goal(
             org_id=store.org.id,
             team_id=store.team.id,
             member_id=member.id if member else None,
-            month=month,
+            period=period,
             metric=metric,
             target=target,
             set_by_id=actor.id if actor else None,
+            set_by_role=store.role,
             updated_at=now,
         )
         store.session.add(goal)
@@ -71,58 +113,14 @@ async def set_goal(
         goal = existing
         goal.target = target
         goal.set_by_id = actor.id if actor else None
+        goal.set_by_role = store.role
         goal.updated_at = now
     await store.audit(
         "set_goal", "goal", goal.id, {"target": before},
-        {"member": member.id if member else None, "month": month, "metric": metric, "target": target}, now,
+        {"member": member.id if member else None, "period": period, "metric": metric, "target": target,
+         "role": store.role}, now,
     )
     return before
-
-
-async def goals_for_month(store: Store, month: str) -> dict[tuple[int | None, str], int]:
-    """{(member_id or None for the team, metric): target} for one month."""
-    rows = await store.session.execute(
-        select(Goal.member_id, Goal.metric, Goal.target).where(
-            Goal.org_id == store.org.id, Goal.team_id == store.team.id, Goal.month == month
-        )
-    )
-    return {(m, metric): target for m, metric, target in rows.all()}
-
-
-async def won_amounts(store: Store, start: datetime, end: datetime) -> dict[int, int]:
-    """{owner member id: won amount in fen} for deals closed as won in [start, end)."""
-    rows = await store.session.execute(
-        select(Customer.owner_id, func.coalesce(func.sum(Deal.amount_fen), 0))
-        .join(Customer, Customer.id == Deal.customer_id)
-        .where(
-            Deal.org_id == store.org.id,
-            Deal.team_id == store.team.id,
-            Deal.status == "won",
-            Customer.owner_id.is_not(None),
-            Deal.closed_at >= start,
-            Deal.closed_at < end,
-        )
-        .group_by(Customer.owner_id)
-    )
-    return {m: int(total or 0) for m, total in rows.all() if m is not None}  # owned ones, by the query
-
-
-async def new_customer_counts(store: Store, start: datetime, end: datetime) -> dict[int, int]:
-    """{member id: customers claimed in [start, end)}, from the audit trail."""
-    claims = await store.session.execute(
-        select(AuditLog.actor_id, func.count())
-        .where(
-            AuditLog.org_id == store.org.id,
-            AuditLog.team_id == store.team.id,
-            AuditLog.action == "claim",
-            AuditLog.actor_id.is_not(None),
-            AuditLog.created_at >= start,
-            AuditLog.created_at < end,
-        )
-        .group_by(AuditLog.actor_id)
-    )
-    counts = {m: int(n) for m, n in claims.all() if m is not None}  # members' claims, by the query
-    return counts
 
 
 async def active_by_stage(store: Store) -> dict[int, dict[str, int]]:
@@ -145,79 +143,29 @@ async def active_by_stage(store: Store) -> dict[int, dict[str, int]]:
     return result
 
 
-async def followup_counts(store: Store, start: datetime, end: datetime) -> dict[int, int]:
-    """{author member id: follow-up records written in [start, end)}."""
-    rows = await store.session.execute(
-        select(FollowUp.author_id, func.count())
-        .where(
-            FollowUp.org_id == store.org.id,
-            FollowUp.team_id == store.team.id,
-            FollowUp.created_at >= start,
-            FollowUp.created_at < end,
-        )
-        .group_by(FollowUp.author_id)
-    )
-    return {m: int(n) for m, n in rows.all()}
-
-
 @dataclass
-class GoalProgress:
-    """One row of goal progress for a month.
+class MemberNumbers:
+    """One member's results in a period, in the goal metrics' terms (amounts in fen)."""
 
-    `member` is None for the team row. Amounts are in fen; `target_fen` / `new_target` are None
-    when no target was set. `ratio` is won/target (None without a target) and may exceed 1.
-    For the team row, `target_fen` is the team's own target, or the sum of the reps' targets when
-    the team has none (then `target_is_sum` is True).
-    """
-
-    member: Member | None
-    won_fen: int
-    target_fen: int | None
+    won_amount: int = 0
+    won_count: int = 0
     new_customers: int = 0
-    new_target: int | None = None
-    target_is_sum: bool = False
-    extra: dict[str, object] = field(default_factory=dict)
+    followups: int = 0
 
-    @property
-    def ratio(self) -> float | None:
-        if not self.target_fen:
-            return None
-        return self.won_fen / self.target_fen
+    def get(self, metric: str) -> int:
+        return int(getattr(self, metric))
 
 
-async def goal_progress(store: Store, month: str) -> list[GoalProgress]:
-    """Won amount against target for every rep with a target or a result in `month`, then the team.
+async def period_numbers(store: Store, start: datetime, end: datetime) -> dict[int, MemberNumbers]:
+    """{member id: results in [start, end)} for every member with any result, from the ledger.
 
-    Returns `[GoalProgress(member, ...), ..., GoalProgress(None, ...)]`: reps ordered by won amount
-    (highest first), the team total always last. `month` is "YYYY-MM" in the organisation's time zone.
+    Won amount is the member's credited amount (业绩分成) net of un-wins; the win count goes to the owner
+    at the moment of the win — the same numbers as every other report of the period.
     """
-    start, end = month_bounds(store, month)
-    goals = await goals_for_month(store, month)
-    won = await won_amounts(store, start, end)
-    new = await new_customer_counts(store, start, end)
-    ids = {m for (m, _metric) in goals if m is not None} | set(won) | set(new)
-    members = await store.members_by_id(list(ids))
-    rows = [
-        GoalProgress(
-            member=members[mid],
-            won_fen=won.get(mid, 0),
-            target_fen=goals.get((mid, "won_amount")),
-            new_customers=new.get(mid, 0),
-            new_target=goals.get((mid, "new_customers")),
-        )
-        for mid in ids
-        if mid in members
-    ]
-    rows.sort(key=lambda r: (-r.won_fen, -(r.target_fen or 0), r.member.id if r.member else 0))
-    team_target = goals.get((None, "won_amount"))
-    rep_targets = [r.target_fen for r in rows if r.target_fen]
-    team = GoalProgress(
-        member=None,
-        won_fen=sum(won.values()),
-        target_fen=team_target if team_target is not None else (sum(rep_targets) if rep_targets else None),
-        new_customers=sum(new.values()),
-        new_target=goals.get((None, "new_customers")),
-        target_is_sum=team_target is None and bool(rep_targets),
-    )
-    return [*rows, team]
-
+    numbers: dict[int, MemberNumbers] = {}
+    for mid, credit in (await ledger.period_wins(store, start, end)).by_member.items():
+        numbers[mid] = MemberNumbers(won_amount=credit.fen, won_count=credit.count)
+    for mid, activity in (await ledger.activity_by_member(store, start, end)).items():
+        row = numbers.setdefault(mid, MemberNumbers())
+        row.new_customers, row.followups = activity.new_customers, activity.followups
+    return numbers

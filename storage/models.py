@@ -75,6 +75,8 @@ class Organisation(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
     # The `handlers.names.NAME_KEY_VERSION` its customers' `norm_name` were made with (0: before versions).
     name_key_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The web board links' HMAC key when SALESBOT_BOARD_SECRET is unset: generated once (storage.board_links).
+    board_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -214,6 +216,7 @@ class DealEvent(Base):
     __table_args__ = (
         Index("ix_deal_events_team_kind_created", "team_id", "kind", "created_at"),
         Index("ix_deal_events_deal_created", "deal_id", "created_at"),
+        Index("ix_deal_events_team_created", "team_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -228,6 +231,27 @@ class DealEvent(Base):
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
     msg_id: Mapped[str | None] = mapped_column(String(191), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DealCredit(Base):
+    """Who is credited how much of a win (业绩分成): rows of one `won` event sum exactly to its amount;
+    an `unwon` event writes the same rows negated, so a period's credit is a plain signed sum."""
+
+    __tablename__ = "deal_credits"
+    __table_args__ = (
+        Index("ix_deal_credits_team_created", "team_id", "created_at"),
+        Index("ix_deal_credits_event_id", "event_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("deal_events.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    share_bp: Mapped[int] = mapped_column(Integer)  # the share in basis points (6000 = 60%)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -507,23 +531,27 @@ Index("ix_audit_log_team_action_created", AuditLog.team_id, AuditLog.action, Aud
 
 # --------------------------------------------------------------------------- goals, points, knowledge
 class Goal(Base):
-    """A monthly target (目标). `member_id` NULL is the team's own target.
+    """A target (目标) for one period. `member_id` NULL is the team's own target.
 
-    `metric` is "won_amount" (target in fen, compared with won deals closed in the month) or
-    "new_customers" (a count of customers claimed or imported in the month).
+    `period` is a period key from handlers.periods: "2027" (year), "2027Q1" (quarter), "2027-03" (month)
+    or "2027-W05" (ISO week). `metric` is "won_amount" (target in fen, against the credited won amount),
+    "won_count" (won deals), "new_customers" (customers claimed) or "followups" (follow-up records).
+    `set_by_role` is the setter's role then ("rep", "lead", "admin"): a rep may not overwrite a target a
+    lead or admin set for them, so who set it is kept with the row, not looked up later.
     """
 
     __tablename__ = "goals"
-    __table_args__ = (Index("ix_goals_team_month", "team_id", "month"),)
+    __table_args__ = (Index("ix_goals_team_period", "team_id", "period"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
-    month: Mapped[str] = mapped_column(String(7))
+    period: Mapped[str] = mapped_column(String(8))
     metric: Mapped[str] = mapped_column(String(16), default="won_amount")
     target: Mapped[int] = mapped_column(BigInteger)
     set_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
+    set_by_role: Mapped[str] = mapped_column(String(8), default="lead", server_default="lead")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -570,23 +598,3 @@ class Tip(Base):
     tags: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
-
-class AppSecret(Base):
-    """A secret generated once, so every process agrees on it (the board links' key); never shown."""
-
-    __tablename__ = "app_secrets"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class BoardLinks(Base):
-    """A team's board-link generation: `看板 链接 撤销` bumps it; tokens of an older one stop working."""
-
-    __tablename__ = "board_links"
-
-    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), primary_key=True)
-    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)

@@ -40,3 +40,12 @@ def board_link_days(settings: Mapping[str, Any] | None, default: int) -> int:
     """The team's board-link validity in days, or `default` when unset or unreadable."""
     days = (settings or {}).get(BOARD_LINK_DAYS)
     return days if isinstance(days, int) and days > 0 else default
+
+
+# The team's board-link generation: `看板 链接 撤销` bumps it, and links of an older one stop working.
+BOARD_LINK_GENERATION = "board_link_generation"
+
+
+def board_link_generation(settings: Mapping[str, Any] | None) -> int:
+    generation = (settings or {}).get(BOARD_LINK_GENERATION)
+    return generation if isinstance(generation, int) else 0

@@ -53,10 +53,11 @@ async def test_the_board_shows_won_amount_against_target_for_a_seeded_month(bot,
     assert "团队 ██░░░░░░ 26%" in board and "· 赢单 52万 / 200万" in board
     assert "👤 张三 ████░░░░ 52%" in board and "· 赢单 52万 / 100万" in board
     assert "👤 李四 ░░░░░░░░ 0%" in board and "· 赢单 0 / 50万" in board
-    assert "跟进中 1（报价1） · 本周跟进 3" in board
+    assert "工作日 9/21 · 应完成 43%" in board  # 11-12 is the 9th of November's 21 working days
+    assert "· 赢单数 2 · 新客户 3 · 跟进 3\n· 跟进中 1（报价1）" in board
     assert "|" not in board and all(len(line) <= 32 for line in lines)
     [october] = await bot.say("看板 10月", user="张三")
-    assert "10月看板" in october and "· 赢单 30万" in october
+    assert "10月看板" in october and "· 赢单 30万" in october and "52万" not in october
 
 
 async def test_a_rep_sets_their_own_goal_but_not_a_colleagues(bot) -> None:
@@ -72,11 +73,14 @@ async def test_a_rep_sets_their_own_goal_but_not_a_colleagues(bot) -> None:
     [reply] = await bot.say("目标", user="李四")
     assert "你的11月目标" in reply and "· 赢单 0 / 40万" in reply
     [reply] = await bot.say("看板 13月", user="李四")
-    assert "不存在" in reply and "看板 12月" in reply
+    assert "不存在" in reply and "示例：看板 本季" in reply
 
 
 async def test_goal_progress_for_the_digest_lists_reps_then_the_team(bot, db, clock) -> None:
-    from storage.goals import goal_progress
+    from datetime import date
+
+    from handlers.periods import month_of
+    from handlers.targets import period_progress
 
     await bot.join("张三")  # they speak in the group before they are @-ed
     await bot.say("目标 @张三 100万", user="老板")
@@ -85,9 +89,11 @@ async def test_goal_progress_for_the_digest_lists_reps_then_the_team(bot, db, cl
     async with db.transaction() as store:
         org = await store.get_org("console", "console")
         store.bind_team(org, await store.get_team(org, "销售一组"))
-        rows = await goal_progress(store, "2026-11")
-    assert rows[0].member.name == "张三" and rows[0].won_fen == 52_000_000 and round(rows[0].ratio, 2) == 0.52
-    assert rows[-1].member is None and rows[-1].target_is_sum
+        progress = await period_progress(store, month_of(2026, 11), date(2026, 11, 30))
+    [row] = progress.rows
+    won = row.metrics["won_amount"]
+    assert row.member.name == "张三" and won.actual == 52_000_000 and round(won.ratio, 2) == 0.52
+    assert progress.team.member is None and progress.team.metrics["won_amount"].target.summed
 
 
 # ----------------------------------------------------------------- points

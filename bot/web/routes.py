@@ -21,6 +21,7 @@ from aiohttp import web
 from bot.app_keys import DATABASE_KEY, SETTINGS_KEY
 from storage import board_links, board_pages
 from storage.store import Store
+from storage.team_settings import board_link_generation
 
 log = logging.getLogger("salesbot.board")
 
@@ -116,19 +117,26 @@ def _page(build: PageBuilder) -> Callable[[web.Request], Awaitable[web.Response]
 
 async def _admit(request: web.Request, store: Store, now: datetime) -> bool:
     """Whether the path's token opens a board now; binds the store to its team when it does."""
-    secret = await _secret(request.app, store, now)
-    claims = board_links.read_token(secret, request.match_info["token"])
-    generation = await board_links.link_generation(store, claims.team_id) if claims else None
+    token = request.match_info["token"]
+    org_id = board_links.token_org(token)
+    secret = await _secret(request.app, store, org_id) if org_id is not None else None
+    claims = board_links.read_token(secret, token) if secret else None
+    opened = claims is not None and await board_pages.open_scope(store, claims.org_id, claims.team_id,
+                                                                 claims.member_id)
+    generation = board_link_generation(store.team.settings) if opened else None
     problem = board_links.token_problem(claims, generation, now)
-    if problem is not None or claims is None:
+    if problem is not None:
         log.info("board link refused (%s): %s", problem, board_links.mask_token(request.path))
         return False
-    return await board_pages.open_scope(store, claims.org_id, claims.team_id, claims.member_id)
+    return True
 
 
-async def _secret(app: web.Application, store: Store, now: datetime) -> str:
-    """The signing secret, read once per process (the generated one never changes once stored)."""
+async def _secret(app: web.Application, store: Store, org_id: int) -> str | None:
+    """The organisation's signing secret, read once per process (a generated one never changes once stored)."""
     cache = app[SECRET_KEY]
-    if "value" not in cache:
-        cache["value"] = await board_links.signing_secret(store, app[SETTINGS_KEY].board_secret, now)
-    return str(cache["value"])
+    if org_id not in cache:
+        secret = await board_links.signing_secret(store, app[SETTINGS_KEY].board_secret, org_id, create=False)
+        if secret is None:
+            return None
+        cache[org_id] = secret
+    return str(cache[org_id])
