@@ -19,7 +19,9 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--disable-sync"]
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no chromium at {CHROMIUM} (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason=f"browser tests need chromium at {CHROMIUM} (apt-get install chromium)"
+)
 
 # A canvas counts as drawn when some pixel is not transparent.
 CANVAS_INK = """canvas => {
@@ -43,6 +45,7 @@ async def seed(bot, clock) -> None:  # type: ignore[no-untyped-def]
     await bot.say("跟进 腾讯 需求确认 阶段:需求确认 金额:50万", user="李四")
     await bot.say("跟进 小米 初次拜访 阶段:初访", user="王五")
     await bot.say("赢单 华为 120万", user="张三")
+    clock.advance(minutes=5)
 
 
 @pytest.fixture

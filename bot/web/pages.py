@@ -37,8 +37,10 @@ async def overview_page(request: web.Request, store: Store, now: datetime) -> tu
     assert period is not None
     view = await build_overview(store, period, now)
     months = [f"{today.year - (today.month - i <= 0):04d}-{(today.month - i - 1) % 12 + 1:02d}" for i in range(0, 7)]
+    months += [f"{today.year}Q{q}" for q in range((today.month - 1) // 3 + 1, 0, -1)]
+    current_keys = {word: period_of(word, today).key for word in PERIOD_WORDS}  # type: ignore[union-attr]
     return "overview.html", {**_base(store, now), "view": view, "note": note, "periods": PERIOD_WORDS,
-                             "months": months}
+                             "months": months, "current_keys": current_keys}
 
 
 def _int(value: str | None) -> int | None:

@@ -18,6 +18,7 @@
   var builders = {
     goals: function (d) {
       return bar(true, d.labels, [{ label: "赢单（元）", data: d.won, backgroundColor: blue },
+                                  { label: "应达（元）", data: d.due, backgroundColor: orange },
                                   { label: "目标（元）", data: d.target, backgroundColor: grey }]);
     },
     funnel: function (d) {
