@@ -19,7 +19,7 @@ from bot.messages import IncomingMessage, Reply
 from handlers.amounts import AmountError, format_amount, parse_amount
 from handlers.commands import ROLE_NAMES, Args, CommandSet, UserError
 from handlers.common import OPEN_STAGES, local_today, names_of, to_fen, who, yuan
-from handlers.periods import Period, current, is_bare_year, looks_like_period, parse_period
+from handlers.periods import Period, current, is_bare_year, is_plausible_year, looks_like_period, parse_period
 from handlers.targets import METRIC_NAMES, PeriodProgress, Progress, RowProgress, period_progress
 from storage import goals as goal_store
 from storage import ledger
@@ -96,9 +96,10 @@ def _read_goal_words(words: list[str], today: date) -> tuple[bool, Period | None
             period = parse_period(word, today, GOAL_EXAMPLE)
         else:
             rest.append(word)
-    # 目标 团队 2027 5000万: a bare year next to a value is the period, not a second value.
+    # 目标 团队 2027 5000万: a bare year next to a value is the period, not a second value; alone
+    # (目标 团队 2027) it asks for that year's progress — nobody's target is 2,027 元.
     years = [w for w in rest if is_bare_year(w)]
-    if period is None and len(rest) == 2 and len(years) >= 1:
+    if period is None and years and (len(rest) == 2 or (len(rest) == 1 and is_plausible_year(years[0]))):
         period = parse_period(years[0], today, GOAL_EXAMPLE)
         rest.remove(years[0])
     return team, period, metric, rest
@@ -145,7 +146,7 @@ async def set_goal(msg: IncomingMessage, args: Args, store: Store, now: datetime
             setter = setters.get(existing.set_by_id or 0)
             by = f"{setter.name}（{ROLE_NAMES[existing.set_by_role]}）" if setter else ROLE_NAMES[existing.set_by_role]
             raise UserError(
-                f"你的{label}{what} {show_value(metric, existing.target)} 是 {by} 设定的，"
+                f"你的{label}{what} {show_value(metric, existing.target)} 是 {by}设定的，"
                 "只有主管或管理员可以修改。可以给还没有主管目标的期间或种类设目标。",
                 example="目标 本周 跟进 20",
             )

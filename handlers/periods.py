@@ -27,6 +27,7 @@ __all__ = [
     "PeriodKind",
     "current",
     "is_bare_year",
+    "is_plausible_year",
     "looks_like_period",
     "month_of",
     "parse_period",
@@ -195,6 +196,11 @@ def looks_like_period(word: str) -> bool:
 def is_bare_year(word: str) -> bool:
     """`2027` (or `2027年`): a year where a value is also present (目标 团队 2027 5000万)."""
     return bool(re.fullmatch(r"\d{4}年?", _clean(word)))
+
+
+def is_plausible_year(word: str) -> bool:
+    """A bare year inside the accepted range (目标 2027 is the year, 目标 5000 is an amount)."""
+    return is_bare_year(word) and MIN_YEAR <= int(_clean(word).rstrip("年")) <= MAX_YEAR
 
 
 def parse_period(text: str, today: date, example: str = PERIOD_EXAMPLE) -> Period:
