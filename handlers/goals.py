@@ -172,6 +172,8 @@ async def _show_progress(store: Store, member: Member | None, period: Period, to
 
 def _timing(progress: PeriodProgress) -> str:
     """Where in the period we are: 工作日 8/21 · 应完成 38%, or that it is over or yet to come."""
+    if not progress.working_days:
+        return "这个期间没有工作日"
     if progress.elapsed_days >= progress.working_days:
         return f"已结束 · 工作日 {progress.working_days} 天"
     if progress.elapsed_days == 0:

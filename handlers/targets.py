@@ -197,7 +197,10 @@ def _rank(row: RowProgress) -> tuple[int, float, int]:
 
 
 async def team_calendar(store: Store) -> WorkCalendar:
-    """The team's working-day calendar (设置 日历), the one its stand-ups and digests follow."""
+    """The team's working-day calendar (设置 日历), the one its stand-ups and digests follow.
+
+    Async and in one place so the organisation's own holidays (read from storage) can join it.
+    """
     return calendar_for(TeamSchedule.of(store.team.settings, store.org.timezone).calendar)
 
 
