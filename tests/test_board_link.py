@@ -105,3 +105,20 @@ async def test_tokens_never_reach_the_logs(bot, board, caplog) -> None:
     await board.get(f"{url}/customers?q=华为")
     assert token not in caplog.text and token[:-2] not in caplog.text
     assert "board link refused (invalid): /board/***" in caplog.text
+
+
+async def test_in_a_dingtalk_group_the_link_goes_to_the_requester_only(db) -> None:
+    """The link opens the team's numbers: it travels as the requester's work notification, never to the group."""
+    from tests.dingtalk_support import dingtalk_settings, running_bot, text_of
+    from tests.fakes.dingtalk import FakeDingTalk
+
+    async with FakeDingTalk() as ding, running_bot(dingtalk_settings(ding), db) as bot:
+        db.board = BoardConfig(public_url="https://bot.example.com")
+        status, _ = await bot.post_robot(*ding.robot_text_callback("看板 链接", "boss", "老板"))
+        assert status == 200
+        await bot.drain()
+        in_group = [text_of(r) for r in ding.session_messages() + ding.group_messages()]
+        assert in_group == ["🔗 看板链接已私信发给你（7 天内有效）。"]
+        [notice] = ding.work_notifications()
+        assert notice.json["userid_list"] == "boss"
+        assert "https://bot.example.com/board/" in str(notice.json["msg"])
