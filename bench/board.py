@@ -18,23 +18,20 @@ import os
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import aiohttp
-import asyncpg
 from aiohttp import web
 
-from bench.reports import NOW, seed
+from bench.reports import NOW, seeded_database
 from bot.app import build_app, make_runner
 from bot.app_keys import SETTINGS_KEY
 from bot.settings import Settings
 from bot.web.routes import CLOCK_KEY, board_component
-from storage import board_links, migrate
+from storage import board_links
 from storage.board_links import BoardClaims
 from storage.database import Database
-from storage.engine import create_engine
 
 TEAM_ID, LEAD_ID = 7, 121  # team 7's first member is its lead (bench.reports.seed)
 RUNS = 7
@@ -105,24 +102,8 @@ async def main() -> int:
         return 2
     scale = sys.argv[1] if len(sys.argv) > 1 else "full"
     customers, followups, days = (200_000, 2_000_000, 730) if scale == "full" else (20_000, 200_000, 73)
-    raw = url.replace("postgresql+asyncpg://", "postgresql://")
-    schema = f"bench_board_{uuid.uuid4().hex[:6]}"
-    admin = await asyncpg.connect(raw)
-    await admin.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        engine = create_engine(url, connect_args={"server_settings": {"search_path": schema}})
-        await migrate.upgrade(engine)
-        t = time.perf_counter()
-        await seed(raw, schema, customers, followups, days)
-        seeded = time.perf_counter() - t
-        db = Database(engine)
-        try:
-            figures = await measure(db)
-        finally:
-            await db.close()
-    finally:
-        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await admin.close()
+    async with seeded_database(url, "board", customers, followups, days) as (db, seeded):
+        figures = await measure(db)
     result = {"customers": customers, "followups": followups, "history_days": days, "seed_s": round(seeded, 1),
               "pages": figures, "target_overview_server_ms": TARGET_MS,
               "overview_met": all(v["server_ms"] <= TARGET_MS for k, v in figures.items() if k.startswith("overview"))}

@@ -18,7 +18,7 @@ from handlers.amounts import format_amount
 from handlers.commands import UserError
 from handlers.common import OPEN_STAGES, yuan
 from handlers.periods import Period, current, period_from_key
-from handlers.targets import period_progress
+from handlers.targets import Progress, period_progress
 from schedules.jobs import TeamSchedule
 from schedules.runners import _participation
 from storage import goals as goal_store
@@ -63,15 +63,15 @@ async def build_overview(store: Store, period: Period, now: datetime) -> Overvie
     today = now.astimezone(ZoneInfo(store.org.timezone)).date()
     start, end = goal_store.local_bounds(store, period.start, period.end)
     view = Overview(period, period.label(today))
-    wins = await ledger.period_wins(store, start, end)
-    activity = await ledger.activity_by_member(store, start, end)
+    # The team row of the goal progress is the ledger's period numbers (wins net of un-wins, credited
+    # amounts, claims, follow-ups): the KPIs read it instead of asking the ledger twice.
+    team = await _goals(store, view, today)
     view.kpis = [
-        ("赢单", f"{wins.count} 个"),
-        ("赢单金额", f"{money(wins.fen)} 元"),
-        ("新客户", f"{sum(a.new_customers for a in activity.values())} 个"),
-        ("跟进", f"{sum(a.followups for a in activity.values())} 次"),
+        ("赢单", f"{team['won_count'].actual} 个"),
+        ("赢单金额", f"{money(team['won_amount'].actual)} 元"),
+        ("新客户", f"{team['new_customers'].actual} 个"),
+        ("跟进", f"{team['followups'].actual} 次"),
     ]
-    await _goals(store, view, today)
     past = period.end <= today
     pipeline = await ledger.pipeline_at(store, end if past else now)
     for stage in OPEN_STAGES:
@@ -109,8 +109,9 @@ def _charts(view: Overview) -> dict[str, object]:
     }
 
 
-async def _goals(store: Store, view: Overview, today: date) -> None:
-    """Won amount against the (split) target per rep, and where each should be by now (the `看板` numbers)."""
+async def _goals(store: Store, view: Overview, today: date) -> dict[str, Progress]:
+    """Won amount against the (split) target per rep, and where each should be by now (the `看板` numbers);
+    returns the team's row, every metric."""
     progress = await period_progress(store, view.period, today)
     view.timing = f"已过 {progress.elapsed_days}/{progress.working_days} 个工作日"
     for row in [*progress.rows, progress.team]:
@@ -127,3 +128,4 @@ async def _goals(store: Store, view: Overview, today: date) -> None:
             "percent": f"{won.ratio * 100:.0f}%" if won.ratio is not None else "—",
             "team": row.member is None,
         })
+    return progress.team.metrics
