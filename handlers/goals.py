@@ -174,9 +174,9 @@ def _timing(progress: PeriodProgress) -> str:
     """Where in the period we are: 工作日 8/21 · 应完成 38%, or that it is over or yet to come."""
     if not progress.working_days:
         return "这个期间没有工作日"
-    if progress.elapsed_days >= progress.working_days:
+    if progress.over:
         return f"已结束 · 工作日 {progress.working_days} 天"
-    if progress.elapsed_days == 0:
+    if not progress.running:
         return f"未开始 · 工作日 {progress.working_days} 天"
     share = progress.due_share or 0
     return f"工作日 {progress.elapsed_days}/{progress.working_days} · 应完成 {round(share * 100)}%"
@@ -202,7 +202,7 @@ def _row_lines(row: RowProgress, progress: PeriodProgress) -> list[str]:
     ratios = [p.ratio for p in row.metrics.values() if p.ratio is not None]
     ratio = row.metrics["won_amount"].ratio if row.metrics["won_amount"].target else (ratios[0] if ratios else None)
     lines = [f"👤 {name} {progress_bar(ratio)}" if row.member else f"团队 {progress_bar(ratio)}"]
-    running = 0 < progress.elapsed_days < progress.working_days
+    running = progress.running
     counts = []
     for metric, p in row.metrics.items():
         if metric == "won_amount" or p.target is not None:
@@ -230,20 +230,18 @@ async def board(msg: IncomingMessage, args: Args, store: Store, now: datetime) -
     today = local_today(store, now)
     period = parse_period(args.text, today, BOARD_EXAMPLE) if args.text.strip() else current("month", today)
     progress = await period_progress(store, period, today)
-    past = period.end <= today
+    past = progress.over
     # A past period shows the pipeline as it stood at its end, rebuilt from the deals' history.
     at = goal_store.local_bounds(store, period.start, period.end)[1] if past else now
     pipeline = await ledger.pipeline_at(store, at)
     stages = {} if past else await goal_store.active_by_stage(store)
     lines = [f"📊 {store.team.name} · {period.label(today)}看板", _timing(progress)]
     lines.extend(_row_lines(progress.team, progress))
-    open_fen = sum(t.fen for t in pipeline.values())
-    value = f" · {format_amount(yuan(open_fen))}" if open_fen else ""
     when = "（期末）" if past else ""
     counts = {stage: t.count for stage, t in pipeline.items()}
-    lines.append(f"· 跟进中{when} {sum(counts.values())}{value}{_stage_detail(counts)}")
+    lines.append(f"· 跟进中{when} {sum(counts.values())}{_stage_detail(counts)}")
     if not progress.rows:
-        lines += ["", f"{period.label(today)}还没有目标和成交。设目标：目标 50万"]
+        lines += ["", f"{period.label(today)}还没有成员的目标和成交。设目标：目标 @张三 50万"]
         return Reply("\n".join(lines))
     for row in progress.rows:
         assert row.member is not None

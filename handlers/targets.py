@@ -92,6 +92,16 @@ class PeriodProgress:
     elapsed_days: int
     rows: list[RowProgress]
     team: RowProgress
+    today: date
+
+    @property
+    def running(self) -> bool:
+        """Today is inside the period (its last day included: the week is not over on Friday morning)."""
+        return self.period.start <= self.today < self.period.end
+
+    @property
+    def over(self) -> bool:
+        return self.period.end <= self.today
 
     @property
     def due_share(self) -> Fraction | None:
@@ -187,7 +197,7 @@ def build_progress(
             if shares:
                 target = Target(sum((t.value for t in shares if t is not None), Fraction(0)), summed=True)
         team.metrics[metric] = Progress(metric, actual, target, due_share)
-    return PeriodProgress(period, total, elapsed, rows, team)
+    return PeriodProgress(period, total, elapsed, rows, team, today)
 
 
 def _rank(row: RowProgress) -> tuple[int, float, int]:

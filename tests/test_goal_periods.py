@@ -118,7 +118,7 @@ async def test_a_past_months_board_shows_that_months_pipeline_not_todays(bot, cl
     await bot.say("赢单 华为 50万", user="张三")
     await bot.say("认领 小米", user="张三")
     [october] = await bot.say("看板 10月", user="张三")
-    assert "已结束" in october and "· 跟进中（期末） 1 · 50万（报价1）" in october
+    assert "已结束" in october and "· 跟进中（期末） 1（报价1）" in october
     assert "赢单 0" in october
     [november] = await bot.say("看板", user="张三")
     assert "· 跟进中 1（线索1）" in november and "· 赢单 50万" in november
@@ -152,6 +152,8 @@ async def test_targets_for_a_year_a_quarter_and_a_week_read_naturally(bot) -> No
     assert "已设定 @张三 2027年第1季度赢单目标：300万" in reply
     [reply] = await bot.say("目标 @张三 本周 跟进 20", user="老板")
     assert "已设定 @张三 第48周（11月23日起）跟进目标：20 次" in reply
+    [week] = await bot.say("看板 本周", user="张三")  # Friday morning: the week is not over yet
+    assert "工作日 5/5 · 应完成 100%" in week and "· 跟进 0 / 20 · 应 20" in week and "已结束" not in week
     [quarter] = await bot.say("看板 2027Q1", user="老板")
     assert "2027年第1季度看板" in quarter
     assert "· 赢单 0 / 1250万（拆分自 2027）" in quarter and "· 赢单 0 / 300万" in quarter
