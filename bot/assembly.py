@@ -65,11 +65,11 @@ def all_settings() -> SettingsTable:
     before its platform is switched on, and the rows are plain parsing with no platform client behind them.
     """
     from bot.adapters import dingtalk_settings, wecom_settings
-    from handlers import admin, board_link, credit_split, points, standup
+    from handlers import admin, board_link, credit_split, forecast, points, standup
 
     return settings_table(
         admin.settings, wecom_settings.settings, dingtalk_settings.settings, standup.settings, points.settings,
-        credit_split.settings, board_link.settings,
+        credit_split.settings, forecast.settings, board_link.settings,
     )
 
 

@@ -16,6 +16,13 @@ from typing import Protocol
 from bot.messages import OutgoingMessage, mention
 from handlers.amounts import format_amount
 from handlers.dates import weekday_name
+from handlers.manager_reports import (
+    ManagerView,
+    deal_sections,
+    participation_text,
+    people_sections,
+    won_lines,
+)
 from storage.reports import DigestNumbers, WeekNumbers
 
 STAGE_ORDER = ("线索", "初访", "需求确认", "报价", "谈判", "赢单", "输单")
@@ -181,17 +188,19 @@ def manager_digest(
     *,
     pool_days: int,
     goals: Sequence[GoalProgress] = (),
+    view: ManagerView | None = None,
 ) -> OutgoingMessage:
-    members = numbers.members
-
-    def name(member_id: int) -> str:
-        m = members.get(member_id)
-        return m.name if m else f"#{member_id}"
+    """The lead's evening read: the day's activity per rep, then the shared sections (wins and losses
+    named, the pipeline against Monday, the month's forecast, overdue next steps, idle reps, moves,
+    waiting help), the stand-up participation, the pool and the goals."""
+    view = view or ManagerView(names={})
+    view.names = {**{i: m.name for i, m in numbers.members.items()}, **view.names}
+    name = view.name
 
     lines = [f"📊 **{team} 日报 · {_day(day)}**"]
     total_claims = sum(r.claims for r in numbers.reps.values())
     total_followups = sum(r.followups for r in numbers.reps.values())
-    lines.append(f"认领 {total_claims} · 跟进 {total_followups} · 赢单 {numbers.won_count}")
+    lines.append(f"认领 {total_claims} · 跟进 {total_followups} · 赢单 {view.won_count}")
     lines += ["", "**👥 成员动态**"]
     if numbers.reps:
         for member_id, rep in sorted(numbers.reps.items(), key=lambda p: (-(p[1].claims + p[1].followups), name(p[0]))):
@@ -200,17 +209,11 @@ def manager_digest(
                 lines.append(f"  {customer}：{before or '—'} → {after}")
     else:
         lines.append("今天没有认领和跟进记录。")
-    if numbers.won or numbers.unwon:
-        lines += ["", f"**🎉 赢单 {numbers.won_count} 个，合计 {_yuan(numbers.won_fen)}**"]
-        lines += [f"· {w.customer}（{name(w.member_id)}）{_yuan(w.amount_fen)}" for w in numbers.won]
-        lines += [f"· ↩️ 撤销赢单 {w.customer}（{name(w.member_id)}）{_yuan(w.amount_fen)}，往期赢单已从本期扣除"
-                  for w in numbers.unwon]
-    if numbers.stale_help:
-        lines += ["", f"**🆘 超过 24 小时未解决的求助 {len(numbers.stale_help)} 个**"]
-        for h in numbers.stale_help:
-            hours = int((now - h.created_at).total_seconds() // 3600)
-            state = "待接" if h.status == "open" else "处理中"
-            lines.append(f"· #{h.number} {h.content}（{name(h.requester_id)}，{hours} 小时，{state}）")
+    if view.won_count or view.wins:
+        lines += ["", *won_lines(view)]
+    lines += deal_sections(view) + people_sections(view)
+    if view.participation is not None:
+        lines += ["", participation_text(view.participation)]
     if numbers.pool_soon:
         lines += ["", f"**⚠️ 3 天内将退回公海 {len(numbers.pool_soon)} 个**"]
         for p in numbers.pool_soon:
@@ -235,10 +238,6 @@ def _delta(this: float, last: float, fmt: str = "{:+g}") -> str:
     return "（较上周 " + ("↑" if diff > 0 else "↓") + fmt.format(abs(diff)).lstrip("+") + "）"
 
 
-def _rate(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:.0f}%"
-
-
 def weekly_retro(
     team: str,
     week_start: date,
@@ -246,22 +245,22 @@ def weekly_retro(
     last: WeekNumbers,
     participation: float | None,
     participation_last: float | None,
-    names: dict[int, str],
+    view: ManagerView,
 ) -> OutgoingMessage:
-    def name(member_id: int) -> str:
-        return names.get(member_id, f"#{member_id}")
-
+    name = view.name
     end = date.fromordinal(week_start.toordinal() + 6)
     lines = [f"📈 **{team} 周复盘 · {week_start.month}月{week_start.day}日–{end.month}月{end.day}日**", ""]
     lines.append(f"🎉 赢单 {this.won_count} 个{_delta(this.won_count, last.won_count)}，金额 {_yuan(this.won_fen)}"
                  + ("" if this.won_fen == last.won_fen else f"（上周 {_yuan(last.won_fen)}）"))
     if this.unwon_count:
         lines.append(f"↩️ 其中撤销往期赢单 {this.unwon_count} 个，{_yuan(this.unwon_fen)}，已从本周扣除")
+    lines += won_lines(view)[1:]
     lines.append(f"🆕 新客户 {this.new_customers} 个{_delta(this.new_customers, last.new_customers)}")
     lines.append(f"📝 跟进 {this.followups} 次{_delta(this.followups, last.followups)}")
     if this.stage_moves:
         moved = "，".join(f"{s} {this.stage_moves[s]}" for s in STAGE_ORDER if s in this.stage_moves)
         lines.append(f"🔀 阶段推进：{moved}")
+    lines += deal_sections(view)
     if this.followups_by_rep:
         lines += ["", "**每人跟进**"]
         for member_id, count in sorted(this.followups_by_rep.items(), key=lambda p: (-p[1], name(p[0]))):
@@ -275,15 +274,12 @@ def weekly_retro(
     if this.top_helpers:
         stars = "、".join(f"{name(m)}（{c} 分）" for m, c in this.top_helpers)
         lines.append(f"⭐ 协作之星：{stars}")
-    rate_delta = ""
-    if participation is not None and participation_last is not None and participation != participation_last:
-        rate_delta = f"（上周 {_rate(participation_last)}）"
-    lines.append(f"🗣 晨会参与率：{_rate(participation)}{rate_delta}")
+    lines.append(participation_text(participation, participation_last))
     lines += ["", "**🧊 风险**"]
     idle = ""
     if this.went_idle:
         more = " 等" if this.went_idle_count > len(this.went_idle) else ""
         idle = f"：{'、'.join(this.went_idle)}{more}"
     lines.append(f"本周变为沉默（14 天无跟进）的客户 {this.went_idle_count} 个{idle}")
-    lines.append(f"退回公海 {this.reclaimed} 个{_delta(this.reclaimed, last.reclaimed)}")
+    lines += people_sections(view)
     return OutgoingMessage("\n".join(lines), title=f"{team} 周复盘")

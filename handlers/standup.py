@@ -7,16 +7,17 @@ later answer still counts for participation. A second answer the same day replac
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from bot.messages import IncomingMessage, Reply
 from handlers.commands import Args, CommandSet, SettingSet, UserError
 from handlers.common import local_today
 from handlers.dates import DateError, format_date, parse_date
 from handlers.options import BLOCKER
+from handlers.periods import current, parse_period
 from schedules.calendar import CALENDAR_KINDS
 from schedules.jobs import DEFAULTS, WEEKDAY_NAMES, TeamSchedule
-from schedules.runners import build_retro, week_start_of
+from schedules.manager_reports import build_month_retro, build_retro
 from storage.schedule_store import ScheduleStore
 from storage.store import Store
 
@@ -84,24 +85,29 @@ async def back(msg: IncomingMessage, args: Args, store: Store, now: datetime) ->
     return Reply(f"👋 欢迎回来，{store.actor.name}！从今天起恢复晨会。")
 
 
+RETRO_EXAMPLE = "复盘 上月"
+
+
 @commands.command(
     "复盘",
     "/retro",
-    summary="查看本周或上周的复盘",
-    usage="复盘 [本周|上周]",
-    example="复盘 上周",
+    summary="查看一周或一个月的复盘（本周、上周、本月、上月、10月 …）",
+    usage="复盘 [本周|上周|本月|上月|<月份>]",
+    example=RETRO_EXAMPLE,
     role="lead",
 )
 async def retro(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
-    """赢单、阶段推进、新客户、每人跟进、求助协作、晨会参与率和沉默客户，并与前一周对比。"""
-    which = args.text.strip() or "本周"
-    if which not in ("本周", "上周", "这周"):
-        raise UserError("请写「本周」或「上周」。", example="复盘 上周")
-    start = week_start_of(local_today(store, now))
-    if which == "上周":
-        start -= timedelta(days=7)
+    """周复盘：赢单和输单（逐单列出）、商机按阶段及较周初变化、本月预测、新客户、每人跟进、求助协作、晨会参与率、沉默客户和逾期。
+    月度协作复盘（本月、上月、10月、2026-10）：同样的数字按月统计，另有每人新客户和协作之星。已过去的周期显示当时的商机。"""
+    today = local_today(store, now)
+    period = parse_period(args.text.strip(), today, RETRO_EXAMPLE) if args.text.strip() else current("week", today)
+    if period.kind not in ("week", "month"):
+        raise UserError("复盘按周或按月看：本周、上周、本月、上月、10月。", example=RETRO_EXAMPLE)
     schedule = TeamSchedule.of(store.team.settings, store.org.timezone)
-    message = await build_retro(store, start, schedule, now)
+    if period.kind == "month":
+        message = await build_month_retro(store, period, schedule, now)
+    else:
+        message = await build_retro(store, period.start, schedule, now)
     return Reply(message.text, title=message.title, names=message.names)
 
 
@@ -159,6 +165,18 @@ async def _set_retro(args: Args, value: str, store: Store, now: datetime) -> str
     hhmm = _hhmm(found.group(2) or DEFAULTS["retro_time"], example)
     await store.update_team_settings({"retro_weekday": weekday, "retro_time": hhmm}, now)
     return f"每周复盘已设为{WEEKDAY_NAMES[weekday]} {hhmm}。"
+
+
+@settings.row(
+    "月复盘",
+    role="lead",
+    usage="设置 月复盘 10:00",
+    describe=lambda s: f"月度协作复盘：每月第一个工作日 {_sched(s).month_retro_time:%H:%M}（上月的数字）",
+)
+async def _set_month_retro(args: Args, value: str, store: Store, now: datetime) -> str:
+    hhmm = _hhmm(value, "设置 月复盘 10:00")
+    await store.update_team_settings({"month_retro_time": hhmm}, now)
+    return f"月度协作复盘已设为每月第一个工作日 {hhmm}（{store.org.timezone}），内容是上个月。"
 
 
 @settings.row(

@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "digest_time": "18:00",
     "retro_weekday": 4,
     "retro_time": "17:00",
+    "month_retro_time": "10:00",
     "reclaim_time": "08:30",
     "pool_days": 30,
     "pool_warn_days": 3,
@@ -50,6 +51,7 @@ class TeamSchedule:
     digest_time: time
     retro_weekday: int
     retro_time: time
+    month_retro_time: time
     reclaim_time: time
     pool_days: int
     pool_warn_days: int
@@ -68,6 +70,7 @@ class TeamSchedule:
             digest_time=parse_hhmm(merged["digest_time"]),
             retro_weekday=int(merged["retro_weekday"]),
             retro_time=parse_hhmm(merged["retro_time"]),
+            month_retro_time=parse_hhmm(merged["month_retro_time"]),
             reclaim_time=parse_hhmm(merged["reclaim_time"]),
             pool_days=int(merged["pool_days"]),
             pool_warn_days=int(merged["pool_warn_days"]),
@@ -100,6 +103,7 @@ class JobKind:
     title: str
     working_days_only: bool
     weekly: bool = False
+    monthly: bool = False  # the first working day of each month, keyed by the month
     continuous: bool = False  # checked every tick; exactly-once per item, not per slot
 
     def at(self, schedule: TeamSchedule) -> time:
@@ -109,6 +113,7 @@ class JobKind:
             "reminders": schedule.standup_time,
             "digest": schedule.digest_time,
             "retro": schedule.retro_time,
+            "month_retro": schedule.month_retro_time,
             "reclaim": schedule.reclaim_time,
         }[self.name]
 
@@ -120,9 +125,18 @@ class JobKind:
             return None
         if self.working_days_only and not schedule.is_working_day(day):
             return None
+        if self.monthly and any(schedule.is_working_day(day.replace(day=d)) for d in range(1, day.day)):
+            return None
         due = at_local(day, self.at(schedule), schedule.tz)
-        key = f"{day.isocalendar().year}-W{day.isocalendar().week:02d}" if self.weekly else day.isoformat()
-        return Slot(self.name, key, due.astimezone(_UTC), day)
+        return Slot(self.name, self._key(day), due.astimezone(_UTC), day)
+
+    def _key(self, day: date) -> str:
+        """The exactly-once key of the slot on `day`: its ISO week, its month, or the date."""
+        if self.weekly:
+            return f"{day.isocalendar().year}-W{day.isocalendar().week:02d}"
+        if self.monthly:
+            return f"{day.year:04d}-{day.month:02d}"
+        return day.isoformat()
 
     def latest_slot(self, now: datetime, schedule: TeamSchedule, lookback_days: int = 1) -> Slot | None:
         """The most recent slot due at or before `now` (looking back over `lookback_days` local days)."""
@@ -145,12 +159,7 @@ class JobKind:
     def slot_for_run(self, now: datetime, schedule: TeamSchedule) -> Slot:
         """The slot `jobs run` fires now: today's (or this week's) key even off schedule, due now."""
         today = schedule.today(now)
-        if self.weekly:
-            key = f"{today.isocalendar().year}-W{today.isocalendar().week:02d}"
-        elif self.continuous:
-            key = now.astimezone(_UTC).strftime("%Y-%m-%dT%H:%M")
-        else:
-            key = today.isoformat()
+        key = now.astimezone(_UTC).strftime("%Y-%m-%dT%H:%M") if self.continuous else self._key(today)
         return Slot(self.name, key, now, today)
 
 
@@ -162,6 +171,7 @@ JOBS: dict[str, JobKind] = {
         JobKind("reminders", "跟进提醒", working_days_only=False),
         JobKind("digest", "主管日报", working_days_only=True),
         JobKind("retro", "每周复盘", working_days_only=True, weekly=True),
+        JobKind("month_retro", "协作复盘", working_days_only=True, monthly=True),
         JobKind("reclaim", "公海回收", working_days_only=False),
         JobKind("escalation", "求助升级", working_days_only=False, continuous=True),
     )

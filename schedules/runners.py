@@ -18,15 +18,20 @@ from handlers.periods import month_of
 from handlers.targets import METRIC_NAMES, period_progress
 from schedules.calendar import at_local, calendar_for, local_now
 from schedules.jobs import Slot, TeamSchedule
+from schedules.manager_reports import (
+    build_month_retro,
+    build_retro,
+    digest_view,
+    previous_month,
+    week_start_of,
+)
 from storage.models import Customer, Member
-from storage.points import top_helpers
 from storage.reports import ReportStore
 from storage.schedule_store import ScheduleStore, teams_with_open_help
 from storage.store import Store
 
 log = logging.getLogger("salesbot.jobs")
 
-IDLE_DAYS = 14
 DIRECT_MESSAGE_PLATFORMS = ("wecom", "dingtalk")
 
 
@@ -122,7 +127,10 @@ async def build_digest(
     if goals is None:
         goals = await _goal_rows(store, day)
     numbers = await ReportStore(store).digest_numbers(start, end, now, schedule.pool_days, schedule.pool_warn_days)
-    return reports.manager_digest(store.team.name, day, numbers, now, pool_days=schedule.pool_days, goals=goals or [])
+    view = await digest_view(store, day, schedule, now)
+    return reports.manager_digest(
+        store.team.name, day, numbers, now, pool_days=schedule.pool_days, goals=goals or [], view=view
+    )
 
 
 async def _goal_rows(store: Store, day: date) -> list[reports.GoalProgress]:
@@ -156,66 +164,13 @@ async def run_digest(store: Store, slot: Slot, schedule: TeamSchedule, now: date
 
 
 # --------------------------------------------------------------------- retro
-def week_start_of(day: date) -> date:
-    return day - timedelta(days=day.weekday())
-
-
-async def _participation(store: Store, start: date, end: date, schedule: TeamSchedule, now: datetime) -> float | None:
-    """Answered stand-ups / expected ones (working days so far, members not on leave)."""
-    ss = ScheduleStore(store)
-    today = local_now(now, schedule.tz).date()
-    summary_passed = local_now(now, schedule.tz).time() >= schedule.summary_time
-    calendar = calendar_for(schedule.calendar)
-    days = [
-        start + timedelta(days=i)
-        for i in range((end - start).days)
-        if calendar.is_working_day(start + timedelta(days=i))
-        and (start + timedelta(days=i) < today or (start + timedelta(days=i) == today and summary_passed))
-    ]
-    if not days:
-        return None
-    members = await ss.active_members()
-    leaves = await ss.leaves_between(start, end)
-    answers = await ReportStore(store).standup_answers_between(start, end)
-    expected = answered = 0
-    for tm in members:
-        member = tm.member
-        joined = local_now(tm.joined_at, schedule.tz).date()
-        for day in days:
-            on_leave = any(
-                leave.member_id == member.id
-                and leave.starts_on <= day
-                and (leave.ends_on is None or leave.ends_on >= day)
-                for leave in leaves
-            )
-            if day < joined or on_leave:
-                continue
-            expected += 1
-            answered += (member.id, day) in answers
-    return None if expected == 0 else answered / expected
-
-
-async def build_retro(store: Store, week_start: date, schedule: TeamSchedule, now: datetime) -> OutgoingMessage:
-    report = ReportStore(store)
-    last_start = week_start - timedelta(days=7)
-    this_range = (
-        at_local(week_start, time(0), schedule.tz),
-        at_local(week_start + timedelta(days=7), time(0), schedule.tz),
-    )
-    last_range = (at_local(last_start, time(0), schedule.tz), this_range[0])
-    this = await report.week_numbers(*this_range, idle_days=IDLE_DAYS)
-    last = await report.week_numbers(*last_range, idle_days=IDLE_DAYS)
-    # 协作之星 come from the points ledger (taking, resolving, helping win), not from raw counts.
-    this.top_helpers = [(m.id, p) for m, p in await top_helpers(store, *this_range)]
-    rate = await _participation(store, week_start, week_start + timedelta(days=7), schedule, now)
-    rate_last = await _participation(store, last_start, week_start, schedule, now)
-    ids = set(this.followups_by_rep) | set(last.followups_by_rep) | {m for m, _ in this.top_helpers}
-    names = {i: m.name for i, m in (await store.members_by_id(list(ids))).items()}
-    return reports.weekly_retro(store.team.name, week_start, this, last, rate, rate_last, names)
-
-
 async def run_retro(store: Store, slot: Slot, schedule: TeamSchedule, now: datetime) -> list[Push]:
     return [team_push(store, await build_retro(store, week_start_of(slot.day), schedule, now))]
+
+
+async def run_month_retro(store: Store, slot: Slot, schedule: TeamSchedule, now: datetime) -> list[Push]:
+    """协作复盘 of the month before the slot's (its first working day)."""
+    return [team_push(store, await build_month_retro(store, previous_month(slot.day), schedule, now))]
 
 
 # ---------------------------------------------------------------------- pool
@@ -285,6 +240,7 @@ RUNNERS: dict[str, Runner] = {
     "reminders": run_reminders,
     "digest": run_digest,
     "retro": run_retro,
+    "month_retro": run_month_retro,
     "reclaim": run_reclaim,
     "escalation": run_escalation,
 }

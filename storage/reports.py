@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from storage.deals import open_deal_exists
 from storage.ledger import activity_by_member, period_wins
-from storage.models import AuditLog, Customer, FollowUp, HelpRequest, Member, StandupAnswer
+from storage.models import Customer, FollowUp, HelpRequest, Member, StandupAnswer
 from storage.store import Store
 
 
@@ -30,22 +30,6 @@ class RepDay:
 
 
 @dataclass
-class WonDeal:
-    customer: str
-    member_id: int
-    amount_fen: int | None
-
-
-@dataclass
-class StaleHelp:
-    number: int
-    content: str
-    requester_id: int
-    created_at: datetime
-    status: str
-
-
-@dataclass
 class PoolSoon:
     customer: str
     owner_id: int
@@ -54,15 +38,12 @@ class PoolSoon:
 
 @dataclass
 class DigestNumbers:
+    """The day's activity per rep and the customers about to go back to the pool; wins, losses and
+    waiting help are the shared sections (schedules.manager_reports)."""
+
     reps: dict[int, RepDay]
-    won: list[WonDeal]  # the period's wins not undone in it
-    stale_help: list[StaleHelp]
     pool_soon: list[PoolSoon]
     members: dict[int, Member]
-    # Net of reversals (storage.ledger): wins minus un-wins in the period, amount likewise.
-    won_count: int = 0
-    won_fen: int = 0
-    unwon: list[WonDeal] = field(default_factory=list)  # un-wins of earlier periods' wins (amount < 0)
 
 
 @dataclass
@@ -81,7 +62,6 @@ class WeekNumbers:
     top_helpers: list[tuple[int, int]] = field(default_factory=list)
     went_idle: list[str] = field(default_factory=list)
     went_idle_count: int = 0
-    reclaimed: int = 0
 
     @property
     def followups(self) -> int:
@@ -129,21 +109,6 @@ class ReportStore:
         for author_id, name, before, after in changes.all():
             if after is not None:  # excluded by the query; narrows the type
                 rep(author_id).stage_changes.append((name, before, after))
-        wins = await period_wins(self.store, start, end)
-        won = [WonDeal(d.customer, d.owner_id, d.fen) for d in wins.deals if not d.reversal and d.owner_id is not None]
-        unwon = [WonDeal(d.customer, d.owner_id, d.fen) for d in wins.reversals if d.owner_id is not None]
-        stale = await self.session.execute(
-            select(HelpRequest)
-            .where(
-                HelpRequest.team_id == team_id,
-                HelpRequest.status.in_(("open", "taken")),
-                HelpRequest.created_at < now - timedelta(hours=24),
-            )
-            .order_by(HelpRequest.number)
-        )
-        stale_help = [
-            StaleHelp(r.number, r.content, r.requester_id, r.created_at, r.status) for r in stale.scalars().all()
-        ]
         soon = await self.session.execute(
             select(Customer.name, Customer.owner_id, Customer.last_activity_at)
             .where(
@@ -156,10 +121,9 @@ class ReportStore:
             .order_by(Customer.last_activity_at)
         )
         pool_soon = [PoolSoon(n, o, t) for n, o, t in soon.all() if o is not None]  # owned ones, by the query
-        ids = set(reps) | {w.member_id for w in won + unwon} | {h.requester_id for h in stale_help}
-        ids |= {p.owner_id for p in pool_soon}
+        ids = set(reps) | {p.owner_id for p in pool_soon}
         members = await self.store.members_by_id(list(ids))
-        return DigestNumbers(reps, won, stale_help, pool_soon, members, wins.count, wins.fen, unwon)
+        return DigestNumbers(reps, pool_soon, members)
 
     # ------------------------------------------------------------------- retro
     async def week_numbers(self, start: datetime, end: datetime, idle_days: int, idle_names: int = 5) -> WeekNumbers:
@@ -222,16 +186,6 @@ class ReportStore:
             select(Customer.name).where(*idle_where).order_by(Customer.last_activity_at).limit(idle_names)
         )
         week.went_idle = [n for (n,) in names.all()]
-        week.reclaimed = (
-            await self.session.execute(
-                select(func.count()).select_from(AuditLog).where(
-                    AuditLog.team_id == team_id,
-                    AuditLog.action == "reclaim",
-                    AuditLog.created_at >= start,
-                    AuditLog.created_at < end,
-                )
-            )
-        ).scalar_one()
         return week
 
     async def standup_answers_between(self, start: date, end: date) -> set[tuple[int, date]]:

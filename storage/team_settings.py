@@ -49,3 +49,19 @@ BOARD_LINK_GENERATION = "board_link_generation"
 def board_link_generation(settings: Mapping[str, Any] | None) -> int:
     generation = (settings or {}).get(BOARD_LINK_GENERATION)
     return generation if isinstance(generation, int) else 0
+
+
+# Win rates per open stage for the month's forecast ({stage: percent}, `设置 赢率 报价 50%`).
+WIN_RATES = "win_rates"
+# Defaults: the share of deals at each stage that a B2B team typically closes, rising as the buyer
+# commits — an unqualified lead rarely, a deal in negotiation most of the time.
+DEFAULT_WIN_RATES: dict[str, int] = {"线索": 10, "初访": 20, "需求确认": 40, "报价": 60, "谈判": 80}
+
+
+def win_rates(settings: Mapping[str, Any] | None) -> dict[str, int]:
+    """The team's win rate per open stage in percent: its own where set, the default elsewhere."""
+    own = (settings or {}).get(WIN_RATES)
+    rates = dict(DEFAULT_WIN_RATES)
+    if isinstance(own, dict):
+        rates.update({s: int(p) for s, p in own.items() if s in rates and isinstance(p, int) and 0 <= p <= 100})
+    return rates

@@ -91,3 +91,24 @@ async def test_a_past_month_and_a_period_that_does_not_read(bot, board, clock) -
     assert kpi(november, "赢单") == "1 个" and kpi(november, "赢单金额") == "200万 元" and "11月" in november
     status, odd, _ = await board.get(f"{url}?p=2026-13")
     assert status == 200 and "看不懂的时段「2026-13」，已显示本月。" in odd and "12月" in odd
+
+
+async def test_the_forecast_is_the_retro_s(bot, board, clock) -> None:
+    await bot.join("张三")
+    clock.set_local("2026-11-23 09:00")
+    await bot.say("认领 华为", user="张三")
+    await bot.say("商机 华为 二期 金额:100万 阶段:报价 预计:2026-11-30", user="张三")
+    await bot.say("认领 阿里", user="张三")
+    await bot.say("跟进 阿里 需求会 阶段:需求确认 金额:20万", user="张三")
+    await bot.say("设置 赢率 报价 50%", user="老板")
+    clock.set_local("2026-11-27 17:00")
+    [retro] = await bot.say("复盘 本周", user="老板")
+    assert "🔮 11月预测 50万（按阶段赢率加权）\n· 报价 1 个 100万 × 50%" in retro
+    assert "· 未填预计 2 个 20万（不计入）" in retro
+    url = link_in(await bot.say("看板 链接", user="老板"))
+    _, page, _ = await board.get(url)
+    assert re.search(r"data-forecast>50万<", page)
+    assert "<td>报价</td><td>1</td><td>100万</td><td>50%</td><td>50万</td>" in page
+    assert "未填预计 2 个 20万（不计入）" in page
+    _, past, _ = await board.get(f"{url}?p=2026-10")
+    assert "已结束的时段没有预测。" in past

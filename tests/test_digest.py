@@ -40,7 +40,9 @@ async def test_the_digest_shows_the_days_numbers(bot, db: Database, clock) -> No
     assert "认领 3 · 跟进 3 · 赢单 2" in digest
     assert "· 张三：认领 2，跟进 2" in digest and "· 李四：认领 1，跟进 1" in digest
     assert "华为：线索 → 报价" in digest and "腾讯：线索 → 赢单" in digest
-    assert "赢单 2 个，合计 120万" in digest and "阿里（李四）100万" in digest and "腾讯（张三）20万" in digest
+    assert "🎉 赢单 2 个 · 120万" in digest and "· 阿里 100万 · 李四" in digest and "· 腾讯 20万 · 张三" in digest
+    assert "商机 3 个 · 0元（较本周一 ↑2个）" in digest and "· 报价 1 个 ↑1" in digest
+    assert "💤 没有跟进和新客户：王五" in digest
     assert "超过 24 小时未解决的求助 1 个" in digest and "#1 需要一份报价模板（李四，56 小时，待接）" in digest
     assert "今天的求助" not in digest
     assert "3 天内将退回公海 1 个" in digest and "旧客户（王五，28 天未跟进，还剩 2 天）" in digest
@@ -85,7 +87,7 @@ async def test_on_wecom_each_lead_gets_the_digest_as_a_direct_message(db: Databa
 def test_goal_progress_is_shown_only_when_goals_exist() -> None:
     from datetime import date, datetime
 
-    empty = DigestNumbers({}, [], [], [], {})
+    empty = DigestNumbers({}, [], {})
     now = datetime(2026, 11, 27, 10, tzinfo=UTC)
     assert "目标" not in manager_digest("一组", date(2026, 11, 27), empty, now, pool_days=30).text
     text = manager_digest(

@@ -35,9 +35,11 @@ async def test_a_win_undone_and_then_priced_higher_counts_zero_everywhere(bot, d
     await bot.say("撤销赢单 小米", user="张三")
     await bot.say("跟进 小米 重新报价 金额:900万", user="张三")
     digest, retro, board = await _reports(bot, db, clock, "2026-11-25")
-    assert "赢单 0" in digest and "900万" not in digest and "200万" not in digest
-    assert "🎉 赢单 0 个（持平），金额 0元" in retro and "900万" not in retro
-    assert "· 赢单 0" in board and "900万" not in board
+    # No win anywhere; 900万 is only the open deal's value in the pipeline (谈判, back from 赢单).
+    assert "赢单 0" in digest and "🎉" not in digest and "200万" not in digest
+    assert "🗂 商机 1 个 · 900万" in digest and "· 谈判 1 个 · 900万" in digest
+    assert "🎉 赢单 0 个（持平），金额 0元" in retro and "200万" not in retro and "· 小米" not in retro
+    assert "· 赢单 0" in board and "· 跟进中 1 · 900万（谈判1）" in board  # the open deal, not a win
     rows = await _export(db, clock, tmp_path, "2026-11")
     assert rows[1:] == [[None, "合计", "赢单 0 个（已扣除撤销）", None, None, 0, None, "输单 0 个"]]
     [detail] = await bot.say("客户 小米", user="张三")
@@ -59,8 +61,8 @@ async def test_digest_retro_board_and_export_agree_on_a_seeded_week(bot, db, clo
     await bot.say("认领 百度", user="李四")
     await bot.say("输单 百度 没预算", user="李四")
     digest, retro, board = await _reports(bot, db, clock, "2026-11-27")
-    assert "认领 2 · 跟进 2 · 赢单 2" in monday_digest and "赢单 2 个，合计 250万" in monday_digest
-    assert "· 华为（张三）200万" in monday_digest and "· 腾讯（李四）50万" in monday_digest
+    assert "认领 2 · 跟进 2 · 赢单 2" in monday_digest and "🎉 赢单 2 个 · 250万" in monday_digest
+    assert "· 华为 200万 · 张三 60% 李四 40%" in monday_digest and "· 腾讯 50万 · 李四" in monday_digest
     wednesday = texts(await run_job(db, "digest", clock.set_local("2026-11-25 18:00")))[0]
     assert "赢单 0" in wednesday and "🎉" not in wednesday  # 小米 shows only as stage moves
     assert "🎉 赢单 2 个" in retro and "金额 250万" in retro
@@ -83,15 +85,19 @@ async def test_an_unwin_in_december_leaves_november_as_it_was_and_december_says_
     await bot.say("认领 小米", user="张三")
     await bot.say("赢单 小米 200万", user="张三")
     _, november_retro, _ = await _reports(bot, db, clock, "2026-11-27")
+    clock.set_local("2026-11-30 09:00")
+    [closed_week] = await bot.say("复盘 上周", user="老板")
     clock.set_local("2026-12-02 10:00")
     await bot.say("撤销赢单 小米", user="张三")
     digest, retro, board = await _reports(bot, db, clock, "2026-12-02")
-    assert "赢单 -1" in digest and "↩️ 撤销赢单 小米（张三）-200万，往期赢单已从本期扣除" in digest
+    assert "赢单 -1" in digest and "· ↩️ 撤销赢单 小米 -200万 · 张三（往期赢单，已从本期扣除）" in digest
     assert "🎉 赢单 -1 个" in retro and "金额 -200万" in retro
     assert "↩️ 其中撤销往期赢单 1 个，-200万，已从本周扣除" in retro
     assert "· 赢单 -200万" in board
-    again = await run_job(db, "retro", clock.set_local("2026-11-27 18:00"), preview=True)
-    assert texts(again)[0] == november_retro  # a closed week never changes afterwards
+    clock.set_local("2026-12-02 18:00")
+    [again] = await bot.say("复盘 上周", user="老板")
+    assert again == closed_week  # a closed week never changes afterwards
+    assert "🎉 赢单 1 个" in november_retro and "· 小米 200万 · 张三" in again
     [board_november] = await bot.say("看板 11月", user="老板")
     assert "· 赢单 200万" in board_november
     november = await _export(db, clock, tmp_path, "2026-11")

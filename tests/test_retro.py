@@ -59,7 +59,7 @@ async def test_the_retro_has_the_weeks_numbers_compared_with_last_week(bot, db: 
     # Last week 张三 and 王五 were already members and never answered.
     assert "晨会参与率：20%（上周 0%）" in retro
     assert "沉默（14 天无跟进）的客户 1 个：乙公司" in retro
-    assert "退回公海 1 个（较上周 ↑1）" in retro
+    assert "🔁 退回公海 1" in retro and "· 甲公司 王五 → 公海（无跟进回收）" in retro
 
 
 async def test_retro_on_demand_is_for_leads_and_can_show_last_week(bot, db: Database, clock) -> None:

@@ -11,7 +11,7 @@ shows, so page and chat agree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from handlers.amounts import format_amount
@@ -20,9 +20,11 @@ from handlers.common import OPEN_STAGES, yuan
 from handlers.periods import Period, current, period_from_key
 from handlers.targets import Progress, period_progress
 from schedules.jobs import TeamSchedule
-from schedules.runners import _participation
+from schedules.manager_reports import participation
 from storage import goals as goal_store
 from storage import ledger, points, trends
+from storage.forecast import forecast
+from storage.manager_numbers import team_roster
 from storage.store import Store
 
 PERIOD_WORDS = {"week": "本周", "month": "本月", "quarter": "本季"}
@@ -56,6 +58,9 @@ class Overview:
     leaderboard: list[dict[str, object]] = field(default_factory=list)
     help: list[dict[str, object]] = field(default_factory=list)
     participation: str = "—"
+    forecast: list[dict[str, object]] = field(default_factory=list)
+    forecast_total: str = ""
+    forecast_left_out: list[str] = field(default_factory=list)
     charts: dict[str, object] = field(default_factory=dict)
 
 
@@ -89,8 +94,11 @@ async def build_overview(store: Store, period: Period, now: datetime) -> Overvie
         view.help.append({"number": item.request.number, "content": item.request.content, "age": age,
                           "requester": item.requester.name, "helper": item.helper.name if item.helper else "待接"})
     schedule = TeamSchedule.of(store.team.settings, store.org.timezone)
-    rate = await _participation(store, period.start, min(period.end, today + timedelta(days=1)), schedule, now)
+    roster = await team_roster(store, period.start, period.end)
+    rate = await participation(store, roster, period.start, period.end, schedule, now)
     view.participation = "—" if rate is None else f"{rate * 100:.0f}%"
+    if not past:  # a forecast is about what is still open: none for a period that is over
+        await _forecast(store, view)
     view.charts = _charts(view)
     return view
 
@@ -129,3 +137,18 @@ async def _goals(store: Store, view: Overview, today: date) -> dict[str, Progres
             "team": row.member is None,
         })
     return progress.team.metrics
+
+
+async def _forecast(store: Store, view: Overview) -> None:
+    """The period's forecast (storage.forecast, as the digest and the retro): open deals expected to close in
+    it, weighted by the team's win rate per stage, and what it leaves out."""
+    found = await forecast(store, view.period.start, view.period.end)
+    view.forecast_total = money(found.weighted_fen)
+    for stage in OPEN_STAGES:
+        row = found.by_stage.get(stage)
+        if row:
+            view.forecast.append({"stage": stage, "count": row.count, "value": money(row.fen),
+                                  "rate": f"{found.rates[stage]}%", "weighted": money(row.weighted_fen)})
+    for label, tally in (("未填预计", found.undated), ("预计已过", found.overdue)):
+        if tally.count:
+            view.forecast_left_out.append(f"{label} {tally.count} 个 {money(tally.fen)}（不计入）")
