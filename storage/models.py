@@ -75,8 +75,7 @@ class Organisation(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
     # The `handlers.names.NAME_KEY_VERSION` its customers' `norm_name` were made with (0: before versions).
     name_key_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    # The web board links' HMAC key when SALESBOT_BOARD_SECRET is unset: generated once (storage.board_links).
-    board_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    board_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)  # storage.board_links: link key
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
