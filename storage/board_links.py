@@ -74,9 +74,10 @@ def sign_token(secret: str, claims: BoardClaims) -> str:
 def token_org(token: str) -> int | None:
     """The organisation a token names, unverified: only to find the key its mac is checked with."""
     try:
-        return int(json.loads(_unb64(token.partition(".")[0]))["o"])
+        org_id = int(json.loads(_unb64(token.partition(".")[0]))["o"])
     except (ValueError, KeyError, TypeError, binascii.Error):
         return None
+    return org_id if 0 < org_id < 2**31 else None  # a database integer, or nothing to look up
 
 
 def read_token(secret: str, token: str) -> BoardClaims | None:

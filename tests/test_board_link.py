@@ -3,6 +3,7 @@ open nothing; the pages are read-only, scoped to the team and carry the security
 
 from __future__ import annotations
 
+import base64
 import logging
 
 from storage.board_links import BoardConfig
@@ -37,8 +38,9 @@ async def test_a_tampered_link_gets_a_chinese_403_with_no_data(bot, board) -> No
     await bot.say("认领 华为技术", user="张三")
     url = link_in(await bot.say("看板 链接", user="老板"))
     payload, mac = url.rsplit(".", 1)
+    huge = base64.urlsafe_b64encode(b'{"o":99999999999999999999,"t":1}').decode().rstrip("=")
     for bad in (f"{payload}.{mac[:-1]}{'A' if mac[-1] != 'A' else 'B'}", f"{payload}x.{mac}", url + "/../x",
-                f"{board.url}/board/nonsense"):
+                f"{board.url}/board/nonsense", f"{board.url}/board/{huge}.{mac}"):
         status, page, headers = await board.get(bad)
         assert status in (403, 404), bad
         assert "华为" not in page and "销售一组" not in page
