@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from handlers.periods import current
+from handlers.periods import month_of
 from handlers.targets import period_progress
 from schedules.jobs import TeamSchedule
 from schedules.runners import build_digest, build_retro, week_start_of
@@ -259,7 +259,7 @@ async def measure(db: Database, team_id: int, runs: int = 15) -> dict[str, float
             steps = {
                 "digest_ms": build_digest(store, today, schedule, NOW),
                 "retro_ms": build_retro(store, week, schedule, NOW),
-                "board_ms": period_progress(store, current("month", today), today),
+                "board_ms": period_progress(store, month_of(today.year, today.month), today),
                 "pipeline_week_ms": pipeline_at(store, local_bounds(store, week, today)[0]),
                 "pipeline_month_ms": pipeline_at(store, month_bounds(store, f"{today:%Y-%m}")[0]),
             }

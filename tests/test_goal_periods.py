@@ -159,3 +159,19 @@ async def test_targets_for_a_year_a_quarter_and_a_week_read_naturally(bot) -> No
     assert "· 赢单 0 / 1250万（拆分自 2027）" in quarter and "· 赢单 0 / 300万" in quarter
     [team] = await bot.say("目标 团队 2027", user="老板")
     assert "团队的2027年目标" in team and "· 赢单 0 / 5000万" in team
+
+
+async def test_the_digest_lists_this_months_targets_split_from_the_quarter_like_the_board(bot, db, clock) -> None:
+    from tests.schedule_helpers import run_job, texts
+
+    await bot.join("张三")
+    await bot.say("目标 @张三 本季 300万", user="老板")  # 2026Q4 → 100万 for November
+    await bot.say("目标 @张三 本月 跟进 40", user="老板")
+    await bot.say("认领 华为", user="张三")
+    await bot.say("赢单 华为 52万", user="张三")
+    clock.set_local("2026-11-27 18:00")
+    [digest] = texts(await run_job(db, "digest", clock.now))
+    assert "🎯 本月目标" in digest
+    assert "· 张三 ▓▓▓▓▓░░░░░ 52% 52万/100万" in digest
+    assert "· 张三 跟进 ░░░░░░░░░░ 2% 1/40" in digest  # the 赢单 record
+    assert "· 团队合计 ▓▓▓▓▓░░░░░ 52% 52万/100万" in digest
