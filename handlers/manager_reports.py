@@ -107,7 +107,7 @@ def won_lines(view: ManagerView) -> list[str]:
         who = " ".join(f"{view.name(m)} {bp / 100:g}%" for m, bp in win.shares) if split else view.name(win.owner_id)
         title = deal_title(win.customer, win.deal)
         if win.reversal:
-            lines.append(f"· ↩️ 撤销赢单 {title} {yuan_text(win.fen)} · {who}（往期赢单，已从本期扣除）")
+            lines.append(f"· ↩️ 撤销往期赢单 {title} {yuan_text(win.fen)} · {who}")
         else:
             lines.append(f"· {title} {yuan_text(win.fen)} · {who}")
     if len(view.wins) > LINES_SHOWN:

@@ -132,6 +132,10 @@ async def test_every_line_fits_a_phone_and_no_table_or_heading_is_used(bot, db: 
     clock.set_local("2026-12-01 10:00")
     [month] = await bot.say("复盘 上月", user="老板")
     for text in (retro, digest, month):
-        for line in text.splitlines():
-            assert len(line) <= 32, line  # a phone shows about this many characters of Chinese text per line
-            assert not line.startswith(("|", "#", "- ", "> ")), line  # DingTalk renders no tables
+        assert_fits_a_phone(text)
+
+
+def assert_fits_a_phone(text: str) -> None:
+    for line in text.splitlines():
+        assert len(line) <= 32, line  # a phone shows about this many characters of Chinese text per line
+        assert not line.startswith(("|", "#", "- ", "> ")), line  # DingTalk renders no tables
