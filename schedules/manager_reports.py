@@ -209,10 +209,13 @@ async def build_month_retro(store: Store, month: Period, schedule: TeamSchedule,
 
 
 # -------------------------------------------------------------------- digest
-async def digest_view(store: Store, day: date, schedule: TeamSchedule, now: datetime) -> words.ManagerView:
-    """The digest's sections for `day`: the day's wins and losses, the pipeline now against Monday."""
-    view, roster, _ = await manager_view(
+async def digest_view(
+    store: Store, day: date, schedule: TeamSchedule, now: datetime
+) -> tuple[words.ManagerView, dict[int, ledger.Activity]]:
+    """The digest's sections for `day` (the day's wins and losses, the pipeline now against Monday), and
+    the day's activity per member for its per-rep lines."""
+    view, roster, activity = await manager_view(
         store, day, day + timedelta(days=1), schedule, now, change_from=week_start_of(day), change_label="较本周一"
     )
     view.participation = await participation(store, roster, day, day + timedelta(days=1), schedule, now)
-    return view
+    return view, activity

@@ -126,8 +126,10 @@ async def build_digest(
     start, end = _utc_day(day, schedule.tz)
     if goals is None:
         goals = await _goal_rows(store, day)
-    numbers = await ReportStore(store).digest_numbers(start, end, now, schedule.pool_days, schedule.pool_warn_days)
-    view = await digest_view(store, day, schedule, now)
+    view, activity = await digest_view(store, day, schedule, now)
+    numbers = await ReportStore(store).digest_numbers(
+        start, end, now, schedule.pool_days, schedule.pool_warn_days, activity=activity
+    )
     return reports.manager_digest(
         store.team.name, day, numbers, now, pool_days=schedule.pool_days, goals=goals or [], view=view
     )

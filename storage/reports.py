@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 
 from storage.deals import open_deal_exists
-from storage.ledger import activity_by_member, period_wins
+from storage.ledger import Activity, activity_by_member, period_wins
 from storage.models import Customer, FollowUp, HelpRequest, Member, StandupAnswer
 from storage.store import Store
 
@@ -79,8 +79,15 @@ class ReportStore:
 
     # ------------------------------------------------------------------ digest
     async def digest_numbers(
-        self, start: datetime, end: datetime, now: datetime, pool_days: int, warn_days: int = 3
+        self,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        pool_days: int,
+        warn_days: int = 3,
+        activity: dict[int, Activity] | None = None,
     ) -> DigestNumbers:
+        """The day's numbers; `activity` is the ledger's for [start, end) when the caller already has it."""
         team_id = self.team_id
         reps: dict[int, RepDay] = {}
 
@@ -88,8 +95,10 @@ class ReportStore:
             return reps.setdefault(member_id, RepDay(member_id))
 
         # Claims, follow-ups and wins are the ledger's numbers (storage.ledger), as every report's.
-        for member_id, activity in (await activity_by_member(self.store, start, end)).items():
-            rep(member_id).claims, rep(member_id).followups = activity.new_customers, activity.followups
+        if activity is None:
+            activity = await activity_by_member(self.store, start, end)
+        for member_id, done in activity.items():
+            rep(member_id).claims, rep(member_id).followups = done.new_customers, done.followups
         changes = await self.session.execute(
             select(
                 FollowUp.author_id,
