@@ -22,6 +22,8 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -269,7 +271,11 @@ async def measure(db: Database, team_id: int, runs: int = 15) -> dict[str, float
     return {k: round(statistics.median(v), 1) for k, v in timings.items()}
 
 
-async def run_scale(url: str, name: str, customers: int, followups: int, history_days: int) -> dict[str, object]:
+@asynccontextmanager
+async def seeded_database(
+    url: str, name: str, customers: int, followups: int, history_days: int
+) -> AsyncIterator[tuple[Database, float]]:
+    """A throwaway schema migrated and seeded at this scale: (the database, seconds the seed took)."""
     raw = url.replace("postgresql+asyncpg://", "postgresql://")
     schema = f"bench_{name}_{uuid.uuid4().hex[:6]}"
     admin = await asyncpg.connect(raw)
@@ -282,19 +288,24 @@ async def run_scale(url: str, name: str, customers: int, followups: int, history
         seeded = time.perf_counter() - t
         db = Database(engine)
         try:
-            figures = await measure(db, team_id=7)
+            yield db, seeded
         finally:
             await db.close()
-        return {
-            "customers": customers,
-            "followups": followups,
-            "history_days": history_days,
-            "seed_s": round(seeded, 1),
-            **figures,
-        }
     finally:
         await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await admin.close()
+
+
+async def run_scale(url: str, name: str, customers: int, followups: int, history_days: int) -> dict[str, object]:
+    async with seeded_database(url, name, customers, followups, history_days) as (db, seeded):
+        figures = await measure(db, team_id=7)
+    return {
+        "customers": customers,
+        "followups": followups,
+        "history_days": history_days,
+        "seed_s": round(seeded, 1),
+        **figures,
+    }
 
 
 async def main() -> int:

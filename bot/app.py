@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.web_log import AccessLogger
 
 from bot.adapters.common import platform_session
 from bot.app_keys import (
@@ -29,6 +30,7 @@ from bot.assembly import build_router, open_database, prepare_database
 from bot.logs import log_context
 from bot.metrics import CONTENT_TYPE, Metrics, callback_outcome, end_callback, start_callback
 from bot.settings import Settings
+from storage.board_links import mask_token
 from storage.database import Database
 from storage.health import backlog
 
@@ -205,8 +207,18 @@ def runner_options(settings: Settings) -> dict[str, Any]:
 
 def make_runner(app: web.Application, settings: Settings, **options: Any) -> web.AppRunner:
     """The runner every server of the app uses — `salesbot serve` and the tests — so the slow-client
-    protection is part of the app, not of one caller. `options` are aiohttp's (access_log, …)."""
-    return web.AppRunner(app, **{**runner_options(settings), **options})
+    protection is part of the app, not of one caller. `options` are aiohttp's (access_log, …). An access
+    log, when one is on, never shows a board token."""
+    return web.AppRunner(app, **{**runner_options(settings), "access_log_class": MaskingAccessLogger, **options})
+
+
+class MaskingAccessLogger(AccessLogger):
+    """aiohttp's access logger with board tokens masked in the request line (`/board/***/customers`)."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if request.path.startswith("/board/"):
+            request = request.clone(rel_url=mask_token(request.rel_url.path))
+        super().log(request, response, time)
 
 
 def _platform_sink(sinks: dict[str, Any]) -> Any:
@@ -233,4 +245,7 @@ def default_components(settings: Settings) -> list[Component]:
     from schedules.scheduler import scheduler_component
 
     components.append(scheduler_component)
+    from bot.web.routes import board_component
+
+    components.append(board_component)
     return components

@@ -16,6 +16,7 @@ from bot.settings import Settings
 from handlers import all_commands
 from handlers.commands import SettingsTable, settings_table
 from handlers.names import NAME_KEY_VERSION, normalise_company_name
+from storage.board_links import BoardConfig
 from storage.database import Database
 
 log = logging.getLogger("salesbot")
@@ -26,6 +27,7 @@ def open_database(settings: Settings) -> Database:
     db = Database.from_url(settings.database_url)
     db.default_timezone = settings.timezone
     db.name_key_version = NAME_KEY_VERSION
+    db.board = BoardConfig(public_url=settings.public_url, secret=settings.board_secret)
     return db
 
 
@@ -63,11 +65,11 @@ def all_settings() -> SettingsTable:
     before its platform is switched on, and the rows are plain parsing with no platform client behind them.
     """
     from bot.adapters import dingtalk_settings, wecom_settings
-    from handlers import admin, credit_split, forecast, points, standup
+    from handlers import admin, board_link, credit_split, forecast, points, standup
 
     return settings_table(
         admin.settings, wecom_settings.settings, dingtalk_settings.settings, standup.settings, points.settings,
-        credit_split.settings, forecast.settings,
+        credit_split.settings, forecast.settings, board_link.settings,
     )
 
 

@@ -139,6 +139,14 @@ def _check_url(value: str) -> str:
     return value
 
 
+def _check_public_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", value):
+        raise ValueError(f"必须是 http(s):// 开头的网址，例如 https://bot.example.com，当前 {value!r}")
+    return value.rstrip("/")
+
+
 def _check_tz(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -167,6 +175,7 @@ class Settings:
         "retention_days": _check_retention,
         "database_url": _check_url,
         "timezone": _check_tz,
+        "public_url": _check_public_url,
         "header_timeout_s": _check_timeout,
         "body_timeout_s": _check_timeout,
         "dingtalk_sign_window_s": _check_sign_window,
@@ -188,6 +197,10 @@ class Settings:
     # its previous answer) is closed; a request body must arrive within body_timeout_s (slow clients).
     header_timeout_s: int = 10
     body_timeout_s: int = 10
+    # Where people reach this service from outside (the web board's links: `<public_url>/board/<token>`),
+    # and the board links' HMAC secret (unset: one is generated once and kept in the database).
+    public_url: str | None = None
+    board_secret: str | None = None
 
     wecom_corp_id: str | None = None
     wecom_aibot_token: str | None = None

@@ -9,6 +9,7 @@ def all_commands() -> list[CommandSpec]:
     """Every command of every area, in the order help lists them."""
     from handlers import (
         admin,
+        board_link,
         contacts,
         customers,
         deals,
@@ -25,8 +26,8 @@ def all_commands() -> list[CommandSpec]:
     )
 
     specs: list[CommandSpec] = []
-    areas = (customers, contacts, merge, deals, followups, help_requests, goals, points, knowledge, standup, admin,
-             holidays, members, guide)
+    areas = (customers, contacts, merge, deals, followups, help_requests, goals, board_link, points, knowledge, standup,
+             admin, holidays, members, guide)
     for module in areas:
         specs.extend(module.commands.specs)
     return specs

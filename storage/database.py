@@ -19,6 +19,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage import housekeeping
+from storage.board_links import BoardConfig
 from storage.engine import create_engine, is_sqlite
 from storage.inbound import inbound_insert, inbound_values
 from storage.migrate import ensure_schema
@@ -129,6 +130,7 @@ class Database:
         self._after_commit: list[Callable[[Store], None]] = []
         self.default_timezone = "Asia/Shanghai"
         self.name_key_version = 0  # bot.assembly sets the running normaliser's (storage does not know it)
+        self.board = BoardConfig()  # bot.assembly sets the configured public URL and secret
         self._inbound_writer = GroupWriter(self._insert_inbound)
 
     @functools.cached_property
@@ -155,7 +157,8 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Store]:
         async with self.sessions() as session:
-            store = Store(session, default_timezone=self.default_timezone, name_key_version=self.name_key_version)
+            store = Store(session, default_timezone=self.default_timezone, name_key_version=self.name_key_version,
+                          board=self.board)
             async with session.begin():
                 yield store
             for callback in self._after_commit:

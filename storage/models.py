@@ -78,6 +78,7 @@ class Organisation(Base):
     # Raised whenever its admins change `calendar_days`: the scheduler's tick already reads every
     # organisation, so a cached calendar is checked against this number at no extra query.
     calendar_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    board_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)  # storage.board_links: link key
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -620,3 +621,4 @@ class Tip(Base):
     content: Mapped[str] = mapped_column(Text)
     tags: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+

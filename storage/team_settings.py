@@ -32,6 +32,25 @@ def dingtalk_robot(settings: Mapping[str, Any] | None) -> dict[str, str] | None:
     robot = (settings or {}).get(DINGTALK_ROBOT)
     return robot if isinstance(robot, dict) and robot.get("webhook") else None
 
+# How many days a new board link (`看板 链接`) stays valid (`设置 看板有效期 7天`).
+BOARD_LINK_DAYS = "board_link_days"
+
+
+def board_link_days(settings: Mapping[str, Any] | None, default: int) -> int:
+    """The team's board-link validity in days, or `default` when unset or unreadable."""
+    days = (settings or {}).get(BOARD_LINK_DAYS)
+    return days if isinstance(days, int) and days > 0 else default
+
+
+# The team's board-link generation: `看板 链接 撤销` bumps it, and links of an older one stop working.
+BOARD_LINK_GENERATION = "board_link_generation"
+
+
+def board_link_generation(settings: Mapping[str, Any] | None) -> int:
+    generation = (settings or {}).get(BOARD_LINK_GENERATION)
+    return generation if isinstance(generation, int) else 0
+
+
 # Win rates per open stage for the month's forecast ({stage: percent}, `设置 赢率 报价 50%`).
 WIN_RATES = "win_rates"
 # Defaults: the share of deals at each stage that a B2B team typically closes, rising as the buyer

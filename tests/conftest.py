@@ -28,7 +28,7 @@ from storage.models import Base
 # The WeCom adapter tests' fixtures (`fake`, `make_client`, `client`) live with their helpers in
 # tests/wecom_support.py; registering it as a plugin gives every test module those fixtures without importing
 # them (an imported fixture is an unused name that the test's parameter of the same name then shadows).
-pytest_plugins = ["tests.wecom_support"]
+pytest_plugins = ["tests.wecom_support", "tests.board_support"]
 
 PG_URL = os.environ.get("SALESBOT_TEST_PG_URL")
 DATABASES = ["sqlite", "postgresql"]

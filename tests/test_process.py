@@ -19,8 +19,9 @@ from tests.fakes.dingtalk import FakeDingTalk
 from tests.server_support import wait_healthz
 
 ROOT = Path(__file__).resolve().parent.parent
-# Heavy packages a start-up on an up-to-date database must not load: they serve migrations and sheets.
-NOT_AT_START = ("alembic", "mako", "openpyxl")
+# Heavy packages a start-up on an up-to-date database must not load: they serve migrations, sheets and the
+# web board's pages (`serve` only).
+NOT_AT_START = ("alembic", "mako", "openpyxl", "jinja2")
 
 
 def _env(**extra: str) -> dict[str, str]:
