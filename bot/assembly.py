@@ -26,6 +26,10 @@ def open_database(settings: Settings) -> Database:
     db = Database.from_url(settings.database_url)
     db.default_timezone = settings.timezone
     db.name_key_version = NAME_KEY_VERSION
+    from handlers.charts import announce_font, find_cjk_font
+
+    db.chart_font = find_cjk_font(settings.chart_font_dir)
+    announce_font(db.chart_font)
     return db
 
 

@@ -139,6 +139,12 @@ def _check_url(value: str) -> str:
     return value
 
 
+def _check_public_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("https://", "http://")):
+        raise ValueError(f"必须以 https:// 或 http:// 开头，例如 https://bot.example.com，当前 {value!r}")
+    return value.rstrip("/") if value else value
+
+
 def _check_tz(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -167,6 +173,7 @@ class Settings:
         "retention_days": _check_retention,
         "database_url": _check_url,
         "timezone": _check_tz,
+        "public_url": _check_public_url,
         "header_timeout_s": _check_timeout,
         "body_timeout_s": _check_timeout,
         "dingtalk_sign_window_s": _check_sign_window,
@@ -188,6 +195,11 @@ class Settings:
     # its previous answer) is closed; a request body must arrive within body_timeout_s (slow clients).
     header_timeout_s: int = 10
     body_timeout_s: int = 10
+    # Where this service is reachable from outside (https://bot.example.com): DingTalk shows the retro's
+    # chart from <public_url>/charts/<id>.png; without it DingTalk retros are text only.
+    public_url: str | None = None
+    # Search only this directory for the charts' CJK font (default: fontconfig, then the usual font paths).
+    chart_font_dir: str | None = None
 
     wecom_corp_id: str | None = None
     wecom_aibot_token: str | None = None

@@ -10,6 +10,7 @@ import re
 from datetime import date, datetime, timedelta
 
 from bot.messages import IncomingMessage, Reply
+from handlers.charts import retro_chart
 from handlers.commands import Args, CommandSet, SettingSet, UserError
 from handlers.common import local_today
 from handlers.dates import DateError, format_date, parse_date
@@ -92,7 +93,7 @@ async def back(msg: IncomingMessage, args: Args, store: Store, now: datetime) ->
     example="复盘 上周",
     role="lead",
 )
-async def retro(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
+async def retro(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> list[Reply]:
     """赢单、阶段推进、新客户、每人跟进、求助协作、晨会参与率和沉默客户，并与前一周对比。"""
     which = args.text.strip() or "本周"
     if which not in ("本周", "上周", "这周"):
@@ -102,7 +103,11 @@ async def retro(msg: IncomingMessage, args: Args, store: Store, now: datetime) -
         start -= timedelta(days=7)
     schedule = TeamSchedule.of(store.team.settings, store.org.timezone)
     message = await build_retro(store, start, schedule, now)
-    return Reply(message.text, title=message.title, names=message.names)
+    replies = [Reply(message.text, title=message.title, names=message.names)]
+    image = await retro_chart(store, start, schedule.tz, now)
+    if image is not None:
+        replies.append(Reply(image.alt, image=image))
+    return replies
 
 
 # ------------------------------------------------------------------ settings

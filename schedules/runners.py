@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.messages import OutgoingMessage
 from handlers import reports
+from handlers.charts import retro_chart
 from schedules.calendar import at_local, calendar_for, local_now
 from schedules.jobs import Slot, TeamSchedule
 from storage.goals import goal_progress
@@ -207,7 +208,13 @@ async def build_retro(store: Store, week_start: date, schedule: TeamSchedule, no
 
 
 async def run_retro(store: Store, slot: Slot, schedule: TeamSchedule, now: datetime) -> list[Push]:
-    return [team_push(store, await build_retro(store, week_start_of(slot.day), schedule, now))]
+    """The retro's text, then its chart as a picture of its own (when there is a font to draw with)."""
+    start = week_start_of(slot.day)
+    pushes = [team_push(store, await build_retro(store, start, schedule, now))]
+    image = await retro_chart(store, start, schedule.tz, now)
+    if image is not None:
+        pushes.append(team_push(store, OutgoingMessage(image.alt, image=image)))
+    return pushes
 
 
 # ---------------------------------------------------------------------- pool

@@ -45,7 +45,12 @@ class NoTeamYet(LookupError):
 
 class StoreBase:
     def __init__(
-        self, session: AsyncSession, *, default_timezone: str = "Asia/Shanghai", name_key_version: int = 0
+        self,
+        session: AsyncSession,
+        *,
+        default_timezone: str = "Asia/Shanghai",
+        name_key_version: int = 0,
+        chart_font: str | None = None,
     ) -> None:
         self.session = session
         self._scope: Scope | None = None
@@ -54,6 +59,8 @@ class StoreBase:
         self.default_timezone = default_timezone
         # The name-key version a newly seen organisation's keys are made with (handlers.names.NAME_KEY_VERSION).
         self.name_key_version = name_key_version
+        # The CJK font charts are drawn with, found once at start (handlers.charts); None: text-only reports.
+        self.chart_font = chart_font
 
     # ------------------------------------------------------------------ scope
     @property
