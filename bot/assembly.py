@@ -61,16 +61,17 @@ async def rekey_customer_names(db: Database, now: datetime | None = None) -> int
 
 def all_settings() -> SettingsTable:
     """Every `设置` row, in the order `设置` lists them: the team's own rows, each platform's group push,
-    the schedules, the points.
+    the schedules, the points, the credit split.
 
     Both platforms' rows are offered whatever is configured (the console too): a team may be set up
     before its platform is switched on, and the rows are plain parsing with no platform client behind them.
     """
     from bot.adapters import dingtalk_settings, wecom_settings
-    from handlers import admin, points, standup
+    from handlers import admin, credit_split, points, standup
 
     return settings_table(
-        admin.settings, wecom_settings.settings, dingtalk_settings.settings, standup.settings, points.settings
+        admin.settings, wecom_settings.settings, dingtalk_settings.settings, standup.settings, points.settings,
+        credit_split.settings,
     )
 
 

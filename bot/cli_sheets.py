@@ -69,7 +69,10 @@ async def run_import(db: Database, args: argparse.Namespace, now: Any = None) ->
 
 
 async def run_export(db: Database, args: argparse.Namespace, now: Any = None) -> tuple[int, str]:
-    """`salesbot export customers|followups|points …` on an open database: (exit code, message)."""
+    """`salesbot export customers|followups|points|deals …` on an open database: (exit code, message)."""
+    from zoneinfo import ZoneInfo
+
+    from handlers.deal_sheet import MonthError, deal_rows, month_of
     from handlers.excel_io import SheetError, export_rows, write_workbook
 
     now = now or datetime.now(UTC)
@@ -77,7 +80,14 @@ async def run_export(db: Database, args: argparse.Namespace, now: Any = None) ->
         team = await _bind_team(store, args, now, create=False)
         if team is None:
             return 1, ""
-        title, headers, rows = await export_rows(store, args.what)
+        if args.what == "deals":
+            try:
+                month = month_of(getattr(args, "month", None), now.astimezone(ZoneInfo(store.org.timezone)).date())
+            except MonthError as err:
+                return 1, str(err)
+            title, headers, rows = await deal_rows(store, month)
+        else:
+            title, headers, rows = await export_rows(store, args.what)
     try:
         write_workbook(Path(args.out), title, headers, rows)
     except SheetError as err:
@@ -111,10 +121,11 @@ def add_parsers(sub: Any) -> None:
     imp.add_argument("--dry-run", action="store_true", help="只预演，不写入数据库")
     imp.add_argument("--db", dest="sub_db")
 
-    exp = sub.add_parser("export", help="导出客户、跟进记录或协作积分为 Excel")
-    exp.add_argument("what", choices=["customers", "followups", "points"])
+    exp = sub.add_parser("export", help="导出客户、跟进记录、协作积分或某月的赢单输单为 Excel")
+    exp.add_argument("what", choices=["customers", "followups", "points", "deals"])
     exp.add_argument("--team", required=True, help="团队名或群 ID")
     exp.add_argument("--out", required=True, help="输出文件 FILE.xlsx")
+    exp.add_argument("--month", help="deals：哪个月，如 2026-11（默认本月）")
     exp.add_argument("--org", default="console", help="企业 CorpID（控制台为 console）")
     exp.add_argument("--platform", default="console", choices=["console", "wecom", "dingtalk"])
     exp.add_argument("--db", dest="sub_db")

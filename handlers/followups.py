@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.messages import IncomingMessage, Reply
-from handlers import points
+from handlers import credit_split, points
 from handlers.amounts import AmountError, format_amount, parse_amount
 from handlers.commands import Args, CommandSet, UserError
 from handlers.common import (
@@ -122,10 +122,14 @@ async def progress(msg: IncomingMessage, args: Args, store: Store, now: datetime
     old_stage = deal.stage if deal else None
     if not content:
         content = "更新" + "、".join(k for k in ("阶段", "金额", "下次") if k in args.options)
+    shares = await credit_split.default_split(store, customer) if status == "won" and deal else []
     await store.add_followup(
-        customer, content, now, deal=deal, stage=stage, amount_fen=amount, next_on=next_on, status=status
+        customer, content, now, deal=deal, stage=stage, amount_fen=amount, next_on=next_on, status=status,
+        split=credit_split.as_split(shares),
     )
     bonus = await _award_collaborators(store, customer, now) if status == "won" else ""
+    if shares and deal:
+        bonus = "\n".join(t for t in (credit_split.split_text(shares, deal.amount_fen, customer.owner_id), bonus) if t)
     parts = [f"📝 已记录{deal_label(customer, deal) if deal else f'「{customer.name}」'}的跟进"]
     if stage and stage != old_stage:
         parts.append(f"阶段：{old_stage} → {stage}")
@@ -155,18 +159,37 @@ async def _award_collaborators(store: Store, customer: Customer, now: datetime) 
 WON_EXAMPLE = "赢单 华为 120万"
 
 
-@commands.command("赢单", "/won", summary="标记赢单", usage="赢单 <客户> [商机] [金额]", example=WON_EXAMPLE)
+@commands.command(
+    "赢单",
+    "/won",
+    summary="标记赢单",
+    usage="赢单 <客户> [商机] [金额] [分成:<成员百分比>]",
+    example=WON_EXAMPLE,
+    options=(credit_split.SPLIT,),
+    details=(
+        "把客户的商机标记为赢单，可同时写上成交金额；客户有多个商机时在客户名后写上商机名称。\n"
+        "几个人一起拿下的单可以写业绩分成：赢单 华为 200万 分成:张三60,李四40（团队成员，百分比加起来等于 100，"
+        "英文 split:）。不写时按团队默认（设置 分成 负责人/平分）。目标、看板和「排行 业绩」按分成后的金额计算。"
+    ),
+)
 async def won(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
-    """把客户的商机标记为赢单，可同时写上成交金额；客户有多个商机时在客户名后写上商机名称。"""
     query, rest = split_customer_and_rest(args.text)
     customer = await writable_customer(store, query, WON_EXAMPLE)
     deal, rest = await _open_deal_of(store, customer, rest, "赢单 华为 <商机> 120万")
     amount = parse_amount_fen(rest) if rest else None
-    await store.add_followup(customer, "赢单", now, deal=deal, stage="赢单", amount_fen=amount, status="won")
+    if "分成" in args.options:
+        shares = await credit_split.parse_split(store, args.options["分成"])
+    else:
+        shares = await credit_split.default_split(store, customer)
+    await store.add_followup(
+        customer, "赢单", now, deal=deal, stage="赢单", amount_fen=amount, status="won",
+        split=credit_split.as_split(shares),
+    )
     bonus = await _award_collaborators(store, customer, now)
     final = yuan(deal.amount_fen)
-    tail = f"\n{bonus}" if bonus else ""
-    return Reply(f"🎉 恭喜！{deal_label(customer, deal)}赢单，金额 {format_amount(final)}。{tail}")
+    lines = [f"🎉 恭喜！{deal_label(customer, deal)}赢单，金额 {format_amount(final)}。"]
+    lines += [t for t in (credit_split.split_text(shares, deal.amount_fen, customer.owner_id), bonus) if t]
+    return Reply("\n".join(lines))
 
 
 REVERT_EXAMPLE = "撤销赢单 华为 谈判"

@@ -17,10 +17,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bot.messages import IncomingMessage, Reply
+from handlers.amounts import format_amount
 from handlers.commands import Args, CommandSet, SettingSet, UserError
-from handlers.common import local_today
+from handlers.common import local_today, yuan
 from storage import points as ledger
 from storage.goals import local_bounds
+from storage.ledger import period_wins
 from storage.models import Customer, HelpRequest, Member
 from storage.store import Store
 
@@ -42,6 +44,7 @@ REASON_TEXT = {
     "won_revert": "撤销赢单",
 }
 RANK_EXAMPLE = "排行 本月"
+SALES_RANK_EXAMPLE = "排行 业绩 本月"
 
 
 def rule_points(store: Store, key: str) -> int:
@@ -127,24 +130,29 @@ def period_bounds(store: Store, now: datetime, period: str) -> tuple[datetime, d
 @commands.command(
     "排行",
     "/rank",
-    summary="协作积分排行",
-    usage="排行 [本周|本月]",
+    summary="协作积分排行，或业绩排行（排行 业绩）",
+    usage="排行 [业绩] [本周|本月]",
     example=RANK_EXAMPLE,
     extra_words=("积分排行",),
     details=(
         "协作积分：接下求助 +1，以接单人身份解决 +3，赢单时每位协作人 +5（管理员可用「设置 积分」调整）。\n"
-        "求助被重开会扣回解决的积分（接单分保留）；撤销赢单会扣回协作人的积分。默认看本周。"
+        "求助被重开会扣回解决的积分（接单分保留）；撤销赢单会扣回协作人的积分。默认看本周。\n"
+        "排行 业绩 [本周|本月]：按赢单业绩（分成后的金额，撤销赢单会扣回）排名，英文 /rank sales。"
     ),
 )
 async def rank(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
-    period = args.text.strip() or "本周"
+    words = args.text.split()
+    sales = bool(words) and words[0].lower() in ("业绩", "sales")
+    period = " ".join(words[1:] if sales else words) or "本周"
     if period in ("周", "这周", "week"):
         period = "本周"
     if period in ("月", "这个月", "month"):
         period = "本月"
     if period not in ("本周", "本月"):
-        raise UserError("排行可以看本周或本月。", example=RANK_EXAMPLE)
+        raise UserError("排行可以看本周或本月。", example=SALES_RANK_EXAMPLE if sales else RANK_EXAMPLE)
     start, end, label = period_bounds(store, now, period)
+    if sales:
+        return await _sales_rank(store, start, end, label)
     board = await ledger.leaderboard(store, start, end, limit=10)
     if not board:
         return Reply(f"🏆 {label}协作积分排行\n还没有人得分。接下同事的求助（接 #编号）就能得分！")
@@ -156,4 +164,24 @@ async def rank(msg: IncomingMessage, args: Args, store: Store, now: datetime) ->
     mine = next((p for m, p in board if m.id == store.actor.id), None)
     if mine is None:
         lines.append("你本期还没有积分，去「求助列表」看看谁需要帮忙吧。")
+    return Reply("\n".join(lines))
+
+
+async def _sales_rank(store: Store, start: datetime, end: datetime, label: str) -> Reply:
+    """Members by credited won amount in the period (业绩分成 counted, un-wins subtracted)."""
+    wins = await period_wins(store, start, end)
+    credited = [(mid, c) for mid, c in wins.by_member.items() if c.fen or c.count]
+    members = await store.members_by_id([mid for mid, _ in credited])
+    credited.sort(key=lambda p: (-p[1].fen, p[0]))
+    title = f"💰 {label}业绩排行（按分成后的赢单金额）"
+    if not credited:
+        return Reply(f"{title}\n还没有赢单。")
+    medals = ["🥇", "🥈", "🥉"]
+    lines = [title]
+    for i, (mid, credit) in enumerate(credited[:10]):
+        mark = medals[i] if i < 3 else f"{i + 1}."
+        name = members[mid].name if mid in members else f"#{mid}"
+        wins_text = f" · 赢单 {credit.count} 个" if credit.count else ""
+        lines.append(f"{mark} {name} {format_amount(yuan(credit.fen))}{wins_text}")
+    lines.append(f"团队合计 {format_amount(yuan(wins.fen))} · 赢单 {wins.count} 个")
     return Reply("\n".join(lines))

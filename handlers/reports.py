@@ -191,7 +191,7 @@ def manager_digest(
     lines = [f"📊 **{team} 日报 · {_day(day)}**"]
     total_claims = sum(r.claims for r in numbers.reps.values())
     total_followups = sum(r.followups for r in numbers.reps.values())
-    lines.append(f"认领 {total_claims} · 跟进 {total_followups} · 赢单 {len(numbers.won)}")
+    lines.append(f"认领 {total_claims} · 跟进 {total_followups} · 赢单 {numbers.won_count}")
     lines += ["", "**👥 成员动态**"]
     if numbers.reps:
         for member_id, rep in sorted(numbers.reps.items(), key=lambda p: (-(p[1].claims + p[1].followups), name(p[0]))):
@@ -200,10 +200,11 @@ def manager_digest(
                 lines.append(f"  {customer}：{before or '—'} → {after}")
     else:
         lines.append("今天没有认领和跟进记录。")
-    if numbers.won:
-        total = sum(w.amount_fen or 0 for w in numbers.won)
-        lines += ["", f"**🎉 赢单 {len(numbers.won)} 个，合计 {_yuan(total)}**"]
+    if numbers.won or numbers.unwon:
+        lines += ["", f"**🎉 赢单 {numbers.won_count} 个，合计 {_yuan(numbers.won_fen)}**"]
         lines += [f"· {w.customer}（{name(w.member_id)}）{_yuan(w.amount_fen)}" for w in numbers.won]
+        lines += [f"· ↩️ 撤销赢单 {w.customer}（{name(w.member_id)}）{_yuan(w.amount_fen)}，往期赢单已从本期扣除"
+                  for w in numbers.unwon]
     if numbers.stale_help:
         lines += ["", f"**🆘 超过 24 小时未解决的求助 {len(numbers.stale_help)} 个**"]
         for h in numbers.stale_help:
@@ -254,6 +255,8 @@ def weekly_retro(
     lines = [f"📈 **{team} 周复盘 · {week_start.month}月{week_start.day}日–{end.month}月{end.day}日**", ""]
     lines.append(f"🎉 赢单 {this.won_count} 个{_delta(this.won_count, last.won_count)}，金额 {_yuan(this.won_fen)}"
                  + ("" if this.won_fen == last.won_fen else f"（上周 {_yuan(last.won_fen)}）"))
+    if this.unwon_count:
+        lines.append(f"↩️ 其中撤销往期赢单 {this.unwon_count} 个，{_yuan(this.unwon_fen)}，已从本周扣除")
     lines.append(f"🆕 新客户 {this.new_customers} 个{_delta(this.new_customers, last.new_customers)}")
     lines.append(f"📝 跟进 {this.followups} 次{_delta(this.followups, last.followups)}")
     if this.stage_moves:

@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import Exists, and_, bindparam, exists, insert, select
 
+from storage.credits import CreditQueries, Split
 from storage.models import Customer, Deal, DealEvent
-from storage.scope import StoreBase
 from storage.sql import table_of
 
 OPEN = "open"
@@ -29,7 +29,7 @@ def open_deal_exists() -> Exists:
     return exists().where(Deal.customer_id == Customer.id, Deal.status == OPEN)
 
 
-class DealQueries(StoreBase):
+class DealQueries(CreditQueries):
     async def open_deals(self, customer: Customer) -> list[Deal]:
         """The customer's open deals, oldest first (the first is the one a single-deal customer has)."""
         rows = await self.session.execute(_OPEN_DEALS, {"org_id": self.org.id, "customer_id": customer.id})
@@ -119,8 +119,14 @@ class DealQueries(StoreBase):
         deal: Deal,
         events: Sequence[tuple[str, str | None, str | None, int | None]],
         now: datetime,
+        *,
+        split: Split | None = None,
     ) -> None:
-        """Write (kind, stage before, stage after, amount at that moment) events of one deal at once."""
+        """Write (kind, stage before, stage after, amount at that moment) events of one deal at once.
+
+        A `won` event credits `split` (the owner in full without one, storage.credits); an `unwon`
+        carries the amount of the win it undoes and writes that win's credit negated.
+        """
         if not events:
             return
         scope = self.scope
@@ -138,7 +144,24 @@ class DealQueries(StoreBase):
             {**base, "kind": kind, "stage_before": before, "stage_after": after, "amount_fen": amount}
             for kind, before, after, amount in events
         ]
-        await self.session.execute(_EVENT_INSERT, rows)
+        plain = [row for row in rows if row["kind"] not in ("won", "unwon")]
+        if plain:
+            await self.session.execute(_EVENT_INSERT, plain)
+        for row in rows:
+            if row["kind"] == "won":
+                event_id = await self._event_id(row)
+                owner = ((customer.owner_id, 1),) if customer.owner_id is not None else ()
+                await self.credit_win(event_id, deal.id, deal.team_id, row["amount_fen"], split or owner, now)
+            elif row["kind"] == "unwon":
+                undone = await self.last_win(deal.id)
+                if undone is not None:
+                    row["amount_fen"] = undone[1]
+                event_id = await self._event_id(row)
+                if undone is not None:
+                    await self.uncredit_win(undone[0], event_id, now)
+
+    async def _event_id(self, row: dict[str, Any]) -> int:
+        return int((await self.session.execute(_EVENT_INSERT.returning(_EVENT_ID), row)).scalar_one())
 
 
 def deal_state(deals: Sequence[Deal]) -> str:
@@ -163,3 +186,4 @@ _OPEN_DEALS = (
     .order_by(Deal.id)
 )
 _EVENT_INSERT = insert(table_of(DealEvent))
+_EVENT_ID = table_of(DealEvent).c.id

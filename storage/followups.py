@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Update, bindparam, insert, update
 from sqlalchemy.orm.attributes import set_committed_value
 
+from storage.credits import Split
 from storage.deals import DealQueries
 from storage.models import Customer, Deal, FollowUp
 from storage.sql import table_of
@@ -45,8 +46,10 @@ class FollowUpQueries(DealQueries):
         next_on: date | None = None,
         status: str | None = None,
         lost_reason: str | None = None,
+        split: Split | None = None,
     ) -> None:
-        """Record a follow-up; stage, amount and status (won / lost / open again) change `deal`."""
+        """Record a follow-up; stage, amount and status (won / lost / open again) change `deal`; a win
+        credits `split` (storage.credits; the owner in full without one)."""
         before = _tracked(customer, deal)
         old_stage = deal.stage if deal else None
         # A prebuilt Core INSERT (the hottest write): no ORM object, no flush, no RETURNING of the id.
@@ -71,7 +74,7 @@ class FollowUpQueries(DealQueries):
             changes["next_followup_on"] = next_on
         await _apply(self, _CUSTOMER_UPDATES, Customer, customer, changes)
         if deal is not None:
-            await self._move_deal(customer, deal, now, stage, amount_fen, status, lost_reason)
+            await self._move_deal(customer, deal, now, stage, amount_fen, status, lost_reason, split)
         await self.audit("followup", "customer", customer.id, before, _tracked(customer, deal), now)
 
     async def _move_deal(
@@ -83,6 +86,7 @@ class FollowUpQueries(DealQueries):
         amount_fen: int | None,
         status: str | None,
         lost_reason: str | None,
+        split: Split | None,
     ) -> None:
         old_stage, old_amount, old_status = deal.stage, deal.amount_fen, deal.status
         changes: dict[str, Any] = {}
@@ -102,13 +106,14 @@ class FollowUpQueries(DealQueries):
         if "amount_fen" in changes:
             events.append(("amount", None, None, amount_fen))
         if "status" in changes:
-            # An un-win carries the amount that was won, so a period's wins minus un-wins nets out.
+            # An un-win carries the amount that was won (deal_events looks the win up), so a period's
+            # wins minus un-wins nets out.
             kind = _STATUS_EVENTS.get(status or "", "unwon" if old_status == "won" else "reopened")
             amount = old_amount if kind == "unwon" else deal.amount_fen
             events.append((kind, old_stage, deal.stage, amount))
         elif "stage" in changes:
             events.append(("stage", old_stage, deal.stage, deal.amount_fen))
-        await self.deal_events(customer, deal, events, now)
+        await self.deal_events(customer, deal, events, now, split=split)
 
 
 async def _apply(

@@ -1,8 +1,8 @@
 """Monthly targets and the numbers they are measured against (目标, 看板, the manager digest).
 
-Won amount counts the team's deals whose status is won and whose `closed_at` falls inside the month
-(organisation-local), credited to the customer's owner. New customers count the member's
-claims (audit action "claim": new customers and customers taken from the pool) in the month.
+Won amount is the member's credited amount of the month's wins net of un-wins (业绩分成, from the
+ledger, storage.ledger). New customers count the member's claims (audit action "claim": new
+customers and customers taken from the pool) in the month.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from storage.models import AuditLog, Customer, Deal, FollowUp, Goal, Member
+from storage.ledger import activity_by_member, period_wins
+from storage.models import Customer, Deal, Goal, Member
 from storage.store import Store
 
 METRICS = ("won_amount", "new_customers")
@@ -90,39 +91,15 @@ async def goals_for_month(store: Store, month: str) -> dict[tuple[int | None, st
 
 
 async def won_amounts(store: Store, start: datetime, end: datetime) -> dict[int, int]:
-    """{owner member id: won amount in fen} for deals closed as won in [start, end)."""
-    rows = await store.session.execute(
-        select(Customer.owner_id, func.coalesce(func.sum(Deal.amount_fen), 0))
-        .join(Customer, Customer.id == Deal.customer_id)
-        .where(
-            Deal.org_id == store.org.id,
-            Deal.team_id == store.team.id,
-            Deal.status == "won",
-            Customer.owner_id.is_not(None),
-            Deal.closed_at >= start,
-            Deal.closed_at < end,
-        )
-        .group_by(Customer.owner_id)
-    )
-    return {m: int(total or 0) for m, total in rows.all() if m is not None}  # owned ones, by the query
+    """{member id: credited won amount in fen} in [start, end), net of un-wins (storage.ledger)."""
+    wins = await period_wins(store, start, end)
+    return {m: credit.fen for m, credit in wins.by_member.items() if credit.fen or credit.count}
 
 
 async def new_customer_counts(store: Store, start: datetime, end: datetime) -> dict[int, int]:
-    """{member id: customers claimed in [start, end)}, from the audit trail."""
-    claims = await store.session.execute(
-        select(AuditLog.actor_id, func.count())
-        .where(
-            AuditLog.org_id == store.org.id,
-            AuditLog.team_id == store.team.id,
-            AuditLog.action == "claim",
-            AuditLog.actor_id.is_not(None),
-            AuditLog.created_at >= start,
-            AuditLog.created_at < end,
-        )
-        .group_by(AuditLog.actor_id)
-    )
-    counts = {m: int(n) for m, n in claims.all() if m is not None}  # members' claims, by the query
-    return counts
+    """{member id: customers claimed in [start, end)}, from the audit trail (storage.ledger)."""
+    activity = await activity_by_member(store, start, end)
+    return {m: a.new_customers for m, a in activity.items() if a.new_customers}
 
 
 async def active_by_stage(store: Store) -> dict[int, dict[str, int]]:
@@ -146,18 +123,9 @@ async def active_by_stage(store: Store) -> dict[int, dict[str, int]]:
 
 
 async def followup_counts(store: Store, start: datetime, end: datetime) -> dict[int, int]:
-    """{author member id: follow-up records written in [start, end)}."""
-    rows = await store.session.execute(
-        select(FollowUp.author_id, func.count())
-        .where(
-            FollowUp.org_id == store.org.id,
-            FollowUp.team_id == store.team.id,
-            FollowUp.created_at >= start,
-            FollowUp.created_at < end,
-        )
-        .group_by(FollowUp.author_id)
-    )
-    return {m: int(n) for m, n in rows.all()}
+    """{author member id: follow-up records written in [start, end)} (storage.ledger)."""
+    activity = await activity_by_member(store, start, end)
+    return {m: a.followups for m, a in activity.items() if a.followups}
 
 
 @dataclass

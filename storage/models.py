@@ -215,6 +215,7 @@ class DealEvent(Base):
     __table_args__ = (
         Index("ix_deal_events_team_kind_created", "team_id", "kind", "created_at"),
         Index("ix_deal_events_deal_created", "deal_id", "created_at"),
+        Index("ix_deal_events_team_created", "team_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -229,6 +230,27 @@ class DealEvent(Base):
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
     msg_id: Mapped[str | None] = mapped_column(String(191), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DealCredit(Base):
+    """Who is credited how much of a win (业绩分成): rows of one `won` event sum exactly to its amount;
+    an `unwon` event writes the same rows negated, so a period's credit is a plain signed sum."""
+
+    __tablename__ = "deal_credits"
+    __table_args__ = (
+        Index("ix_deal_credits_team_created", "team_id", "created_at"),
+        Index("ix_deal_credits_event_id", "event_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("deal_events.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    share_bp: Mapped[int] = mapped_column(Integer)  # the share in basis points (6000 = 60%)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

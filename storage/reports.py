@@ -1,7 +1,8 @@
 """SQL behind the manager digest and the weekly retro: plain numbers, bounded by team and period.
 
-Every query filters on the team and a time range that an index leads with (followups(team_id,
-created_at), deal_events(team_id, kind, created_at), audit_log(team_id, action, created_at),
+Wins, claims and follow-ups per member are the ledger's (storage.ledger), so the digest, the retro,
+看板 and the export agree for the same period. Every query filters on the team and a time range that
+an index leads with (followups(team_id, created_at), audit_log(team_id, action, created_at),
 customers(team_id, last_activity_at), customers(team_id, created_at), help_requests(team_id,
 created_at|taken_at|resolved_at)), so the cost follows the team's activity in the period, not the size of its history.
 """
@@ -12,21 +13,12 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import func, select
 
 from storage.deals import open_deal_exists
-from storage.models import AuditLog, Customer, DealEvent, FollowUp, HelpRequest, Member, StandupAnswer
+from storage.ledger import activity_by_member, period_wins
+from storage.models import AuditLog, Customer, FollowUp, HelpRequest, Member, StandupAnswer
 from storage.store import Store
-
-
-def _events_in(team_id: int, kind: str, start: datetime, end: datetime) -> tuple[ColumnElement[bool], ...]:
-    """The team's deal events of one kind in [start, end) (index deal_events(team_id, kind, created_at))."""
-    return (
-        DealEvent.team_id == team_id,
-        DealEvent.kind == kind,
-        DealEvent.created_at >= start,
-        DealEvent.created_at < end,
-    )
 
 
 @dataclass
@@ -63,16 +55,22 @@ class PoolSoon:
 @dataclass
 class DigestNumbers:
     reps: dict[int, RepDay]
-    won: list[WonDeal]
+    won: list[WonDeal]  # the period's wins not undone in it
     stale_help: list[StaleHelp]
     pool_soon: list[PoolSoon]
     members: dict[int, Member]
+    # Net of reversals (storage.ledger): wins minus un-wins in the period, amount likewise.
+    won_count: int = 0
+    won_fen: int = 0
+    unwon: list[WonDeal] = field(default_factory=list)  # un-wins of earlier periods' wins (amount < 0)
 
 
 @dataclass
 class WeekNumbers:
-    won_count: int = 0
+    won_count: int = 0  # net of un-wins in the week (storage.ledger)
     won_fen: int = 0
+    unwon_count: int = 0  # of which: un-wins of earlier weeks' wins, and their (negative) amount
+    unwon_fen: int = 0
     stage_moves: dict[str, int] = field(default_factory=dict)
     new_customers: int = 0
     followups_by_rep: dict[int, int] = field(default_factory=dict)
@@ -109,26 +107,9 @@ class ReportStore:
         def rep(member_id: int) -> RepDay:
             return reps.setdefault(member_id, RepDay(member_id))
 
-        claims = await self.session.execute(
-            select(AuditLog.actor_id, func.count())
-            .where(
-                AuditLog.team_id == team_id,
-                AuditLog.action == "claim",
-                AuditLog.created_at >= start,
-                AuditLog.created_at < end,
-            )
-            .group_by(AuditLog.actor_id)
-        )
-        for actor_id, count in claims.all():
-            if actor_id is not None:
-                rep(actor_id).claims = count
-        counts = await self.session.execute(
-            select(FollowUp.author_id, func.count())
-            .where(FollowUp.team_id == team_id, FollowUp.created_at >= start, FollowUp.created_at < end)
-            .group_by(FollowUp.author_id)
-        )
-        for author_id, count in counts.all():
-            rep(author_id).followups = count
+        # Claims, follow-ups and wins are the ledger's numbers (storage.ledger), as every report's.
+        for member_id, activity in (await activity_by_member(self.store, start, end)).items():
+            rep(member_id).claims, rep(member_id).followups = activity.new_customers, activity.followups
         changes = await self.session.execute(
             select(
                 FollowUp.author_id,
@@ -148,14 +129,9 @@ class ReportStore:
         for author_id, name, before, after in changes.all():
             if after is not None:  # excluded by the query; narrows the type
                 rep(author_id).stage_changes.append((name, before, after))
-        # Wins are deal events: the amount is the one won at that moment, credited to who won it.
-        wins = await self.session.execute(
-            select(DealEvent.actor_id, Customer.name, DealEvent.amount_fen)
-            .join(Customer, Customer.id == DealEvent.customer_id)
-            .where(*_events_in(team_id, "won", start, end))
-            .order_by(DealEvent.created_at, DealEvent.id)
-        )
-        won = [WonDeal(name, actor_id, amount) for actor_id, name, amount in wins.all() if actor_id is not None]
+        wins = await period_wins(self.store, start, end)
+        won = [WonDeal(d.customer, d.owner_id, d.fen) for d in wins.deals if not d.reversal and d.owner_id is not None]
+        unwon = [WonDeal(d.customer, d.owner_id, d.fen) for d in wins.reversals if d.owner_id is not None]
         stale = await self.session.execute(
             select(HelpRequest)
             .where(
@@ -180,38 +156,28 @@ class ReportStore:
             .order_by(Customer.last_activity_at)
         )
         pool_soon = [PoolSoon(n, o, t) for n, o, t in soon.all() if o is not None]  # owned ones, by the query
-        ids = set(reps) | {w.member_id for w in won} | {h.requester_id for h in stale_help}
+        ids = set(reps) | {w.member_id for w in won + unwon} | {h.requester_id for h in stale_help}
         ids |= {p.owner_id for p in pool_soon}
         members = await self.store.members_by_id(list(ids))
-        return DigestNumbers(reps, won, stale_help, pool_soon, members)
+        return DigestNumbers(reps, won, stale_help, pool_soon, members, wins.count, wins.fen, unwon)
 
     # ------------------------------------------------------------------- retro
     async def week_numbers(self, start: datetime, end: datetime, idle_days: int, idle_names: int = 5) -> WeekNumbers:
         team_id = self.team_id
         week = WeekNumbers()
         in_range = (FollowUp.team_id == team_id, FollowUp.created_at >= start, FollowUp.created_at < end)
-        won = await self.session.execute(
-            select(func.count(), func.sum(DealEvent.amount_fen)).where(*_events_in(team_id, "won", start, end))
-        )
-        week.won_count, won_fen = won.one()
-        week.won_fen = int(won_fen or 0)
+        wins = await period_wins(self.store, start, end)
+        week.won_count, week.won_fen = wins.count, wins.fen
+        week.unwon_count, week.unwon_fen = len(wins.reversals), sum(d.fen for d in wins.reversals)
+        activity = await activity_by_member(self.store, start, end)
         moves = await self.session.execute(
             select(FollowUp.stage_after, func.count())
             .where(*in_range, FollowUp.stage_after.is_not(None))
             .group_by(FollowUp.stage_after)
         )
         week.stage_moves = {stage: count for stage, count in moves.all() if stage is not None}
-        by_rep = await self.session.execute(
-            select(FollowUp.author_id, func.count()).where(*in_range).group_by(FollowUp.author_id)
-        )
-        week.followups_by_rep = {a: c for a, c in by_rep.all()}
-        week.new_customers = (
-            await self.session.execute(
-                select(func.count())
-                .select_from(Customer)
-                .where(Customer.team_id == team_id, Customer.created_at >= start, Customer.created_at < end)
-            )
-        ).scalar_one()
+        week.followups_by_rep = {m: a.followups for m, a in activity.items() if a.followups}
+        week.new_customers = sum(a.new_customers for a in activity.values())
         week.help_raised = (
             await self.session.execute(
                 select(func.count()).select_from(HelpRequest).where(

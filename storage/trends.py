@@ -84,7 +84,7 @@ async def weekly_series(store: Store, now: datetime, weeks: int = DEFAULT_WEEKS)
     await _count_into(store, rows, "followups", FollowUp.created_at, bounds,
                       FollowUp.team_id == team_id)
     await _count_into(store, rows, "new_customers", AuditLog.created_at, bounds,
-                      AuditLog.team_id == team_id, AuditLog.action == "claim")
+                      AuditLog.team_id == team_id, AuditLog.action == "claim", AuditLog.actor_id.is_not(None))
     await _count_into(store, rows, "help_taken", HelpRequest.taken_at, bounds,
                       HelpRequest.team_id == team_id)
     return [WeekPoint(monday, **rows[i]) for i, monday in enumerate(mondays)]

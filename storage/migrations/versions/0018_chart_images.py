@@ -1,7 +1,7 @@
 """chart images served to platforms that show a picture only from a URL
 
 Revision ID: 0018_chart_images
-Revises: 0013_name_key_version
+Revises: 0014_deal_credits
 Create Date: 2026-12-07 08:00:00
 
 The weekly retro carries a PNG chart. WeCom's group robot takes the bytes; a DingTalk markdown message
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0018_chart_images'
-down_revision = '0013_name_key_version'
+down_revision = '0014_deal_credits'
 branch_labels = None
 depends_on = None
 
