@@ -2,7 +2,8 @@
 
 The retro's chart and the web board's 12-week trend both draw from `weekly_series`, so a picture and a
 page never disagree. Weeks start on Monday at the organisation's local midnight (as every report's periods,
-storage.goals.local_bounds). Each number follows the shared period rules, the same as storage/ledger.py:
+storage.goals.local_bounds). Each number is the week's figure of storage/ledger.py (tests/test_trends.py
+checks every week against it), computed for all weeks at once:
 
 * wins — `won` deal events net of `unwon` ones, each counted in the week it happened (an un-win takes its
   win back in the week of the un-win, so a closed week never changes afterwards); amount likewise;

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from storage.database import Database
+from storage.goals import local_bounds
+from storage.ledger import activity_by_member, period_wins
 from storage.trends import WeekPoint, weekly_series
 
 
@@ -56,3 +58,26 @@ async def test_twelve_weeks_by_default_this_week_last(bot, db: Database, clock) 
     assert len(points) == 12 and points[-1].start == date(2026, 11, 30) and points[0].start == date(2026, 9, 14)
     assert sum(p.wins for p in points) == 1 and sum(p.won_fen for p in points) == 30_000_000
     assert sum(p.new_customers for p in points) == 3
+
+
+async def test_every_week_agrees_with_the_ledgers_period_numbers(bot, db: Database, clock) -> None:
+    """The batched series and storage.ledger (what the digest, retro and 看板 read) give the same numbers."""
+    await _seed(bot, clock)
+    clock.set_local("2026-12-01 11:00")
+    await bot.join("王五")
+    await bot.say("认领 字节", user="王五")
+    await bot.say("赢单 字节 40万 分成:王五60,张三40", user="王五")
+    now = clock.set_local("2026-12-06 20:00")
+    points = await series(db, now, weeks=6)
+    async with db.transaction() as store:
+        org = await store.get_org("console", "console")
+        store.bind_team(org, await store.get_team(org, "销售一组"))
+        for point in points:
+            start, end = local_bounds(store, point.start, point.start + timedelta(days=7))
+            wins = await period_wins(store, start, end)
+            activity = await activity_by_member(store, start, end)
+            assert (point.wins, point.won_fen) == (wins.count, wins.fen), point
+            assert point.won_fen == sum(credit.fen for credit in wins.by_member.values())
+            assert point.followups == sum(a.followups for a in activity.values()), point
+            assert point.new_customers == sum(a.new_customers for a in activity.values()), point
+    assert [p.wins for p in points[-3:]] == [1, -1, 2]
