@@ -18,17 +18,20 @@ import logging
 import shutil
 import subprocess
 import threading
-from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.messages import Image
 from handlers.chart_png import TrendPanel, render_trend_png
 from schedules.calendar import at_local
 from storage.charts import new_chart_id, save_chart_image
 from storage.store import Store
-from storage.trends import WeekPoint, weekly_series
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from storage.trends import WeekPoint
 
 log = logging.getLogger("salesbot.charts")
 
@@ -103,7 +106,9 @@ class _Worker:
         self._timer: threading.Timer | None = None
 
     async def run(self, fn: Any, *args: Any) -> Any:
+        # Imported on the first chart: a console chat or a process that never draws does not pay for them.
         import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
         with self._lock:
             if self._timer is not None:
@@ -157,6 +162,8 @@ async def retro_chart(store: Store, week_start: Any, tz: str, now: datetime) -> 
     font = store.chart_font
     if font is None:
         return None
+    from storage.trends import weekly_series
+
     points = await weekly_series(store, at_local(week_start, time(12), tz), WEEKS)
     labels = [f"{p.start.month}/{p.start.day}" for p in points]
     title = f"{store.team.name} 周趋势（近 {WEEKS} 周）"
