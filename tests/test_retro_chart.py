@@ -176,3 +176,23 @@ def test_jobs_run_retro_print_writes_the_png_and_prints_its_path(tmp_path: Path)
     png = Path(line.split("：", 1)[1]).read_bytes()
     assert png.startswith(PNG_SIGNATURE) and 10_000 < len(png) <= 2 * 1024 * 1024
     assert os.path.dirname(line.split("：", 1)[1]).startswith(str(tmp_path))
+
+
+@needs_font
+async def test_retro_asked_in_a_wecom_group_answers_the_text_and_queues_the_chart_for_the_robot(
+    db: Database, fake: FakeWeCom, make_client
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.wecom_support import outbox_rows
+    from tests.wecom_support import say as wecom_say
+
+    db.chart_font = FONT
+    fake.add_webhook_key(KEY)
+    client = await make_client(reply_budget_ms=60_000)  # the first chart starts the drawing worker
+    await wecom_say(client, fake, "认领 华为", "zhangsan")
+    assert "机器人" in await wecom_say(client, fake, f"设置 推送 {fake.webhook_url(KEY)}", "boss")
+    answer = await wecom_say(client, fake, "复盘", "boss")
+    assert "周复盘" in answer and "周趋势" not in answer  # the picture is not answered inline as its caption
+    [row] = [r for r in await outbox_rows(db) if "image" in r.body]
+    assert row.destination == {"kind": "webhook", "key": KEY}
+    [stored] = await charts(db)
+    assert base64.b64decode(row.body["image"]["png"]) == bytes(stored.png)
