@@ -196,3 +196,18 @@ async def test_retro_asked_in_a_wecom_group_answers_the_text_and_queues_the_char
     assert row.destination == {"kind": "webhook", "key": KEY}
     [stored] = await charts(db)
     assert base64.b64decode(row.body["image"]["png"]) == bytes(stored.png)
+
+
+async def test_a_picture_over_two_megabytes_is_refused_before_calling_wecom(
+    fake: FakeWeCom, http: aiohttp.ClientSession
+) -> None:
+    from bot.adapters.wecom_webhook import WeComWebhookDeliverer, webhook_destination
+    from bot.delivery import OutgoingMessage, PermanentFailure
+    from bot.messages import Image
+
+    fake.add_webhook_key(KEY)
+    deliverer = WeComWebhookDeliverer(http, api_base=fake.base_url)
+    huge = Image(png=PNG_SIGNATURE + b"\0" * (2 * 1024 * 1024), image_id="x" * 22, alt="周趋势")
+    with pytest.raises(PermanentFailure, match="picture too large"):
+        await deliverer.deliver(webhook_destination(KEY), OutgoingMessage("周趋势", image=huge))
+    assert fake.webhook_messages(KEY) == [] and fake.received == []
