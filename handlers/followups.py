@@ -128,8 +128,7 @@ async def progress(msg: IncomingMessage, args: Args, store: Store, now: datetime
         split=credit_split.as_split(shares),
     )
     bonus = await _award_collaborators(store, customer, now) if status == "won" else ""
-    if shares and deal:
-        bonus = "\n".join(t for t in (credit_split.split_text(shares, deal.amount_fen, customer.owner_id), bonus) if t)
+    shared = credit_split.split_text(shares, deal.amount_fen, customer.owner_id) if shares and deal else ""
     parts = [f"📝 已记录{deal_label(customer, deal) if deal else f'「{customer.name}」'}的跟进"]
     if stage and stage != old_stage:
         parts.append(f"阶段：{old_stage} → {stage}")
@@ -137,8 +136,7 @@ async def progress(msg: IncomingMessage, args: Args, store: Store, now: datetime
         parts.append(f"金额：{format_amount(yuan(amount))}")
     if next_on:
         parts.append(f"下次跟进：{format_date(next_on, today)}")
-    if bonus:
-        parts.append(bonus)
+    parts += [line for line in (shared, bonus) if line]
     if deal is None:
         parts.append(await _no_open_deal(store, customer))
     return Reply("\n".join(parts))

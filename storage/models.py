@@ -187,6 +187,7 @@ class Deal(Base):
     __table_args__ = (
         Index("ix_deals_customer_status", "customer_id", "status"),
         Index("ix_deals_team_status_closed", "team_id", "status", "closed_at"),
+        Index("ix_deals_team_status_stage", "team_id", "status", "stage", "amount_fen"),  # pipeline, index-only
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
