@@ -123,7 +123,7 @@ class _Worker:
             return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(pool, fn, *args),
                                           TIMEOUT_SECONDS)
         except BaseException:
-            self.stop()  # a broken or stuck worker is replaced on the next chart
+            self.stop(kill=True)  # a broken or stuck worker is replaced on the next chart
             raise
         finally:
             with self._lock:
@@ -133,14 +133,20 @@ class _Worker:
                     self._timer.daemon = True
                     self._timer.start()
 
-    def stop(self) -> None:
+    def stop(self, *, kill: bool = False) -> None:
+        """Let the worker go (idle); with `kill`, end it now — it may be stuck in a drawing that timed out."""
         with self._lock:
             pool, self._pool = self._pool, None
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        if pool is None:
+            return
+        # Python 3.11 has no public way to end a pool's processes (3.14 adds terminate_workers()).
+        processes = list((getattr(pool, "_processes", None) or {}).values()) if kill else []
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
 
 
 worker = _Worker()

@@ -211,3 +211,16 @@ async def test_a_picture_over_two_megabytes_is_refused_before_calling_wecom(
     with pytest.raises(PermanentFailure, match="picture too large"):
         await deliverer.deliver(webhook_destination(KEY), OutgoingMessage("周趋势", image=huge))
     assert fake.webhook_messages(KEY) == [] and fake.received == []
+
+
+async def test_a_chart_that_cannot_be_drawn_leaves_the_retro_as_text(
+    db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = tmp_path / "wqy-microhei.ttc"
+    broken.write_bytes(b"not a font")  # found by name, fails in the drawing worker
+    db.chart_font = str(broken)
+    await seed_week(db, "console", "console", "销售一组", "帮助")
+    with caplog.at_level(logging.ERROR, logger="salesbot.charts"):
+        result = await run_job(db, "retro", FRIDAY)
+    assert [p.message.image for p in result.pushes] == [None] and "周复盘" in result.pushes[0].message.text
+    assert "sending text only" in caplog.text and await charts(db) == []
