@@ -140,9 +140,11 @@ def _check_url(value: str) -> str:
 
 
 def _check_public_url(value: str | None) -> str | None:
-    if value is not None and not value.startswith(("https://", "http://")):
-        raise ValueError(f"必须以 https:// 或 http:// 开头，例如 https://bot.example.com，当前 {value!r}")
-    return value.rstrip("/") if value else value
+    if value is None:
+        return None
+    if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", value):
+        raise ValueError(f"必须是 http(s):// 开头的网址，例如 https://bot.example.com，当前 {value!r}")
+    return value.rstrip("/")
 
 
 def _check_tz(value: str) -> str:
@@ -188,6 +190,8 @@ class Settings:
     # `json`: one JSON object per log line, with the message's context (bot.logs); `text`: classic lines.
     log_format: Literal["text", "json"] = "text"
     timezone: str = "Asia/Shanghai"
+    # Search only this directory for the charts' CJK font (default: fontconfig, then the usual font paths).
+    chart_font_dir: str | None = None
     reply_budget_ms: int = 1500
     # Days to keep finished delivery bookkeeping (inbound dedup rows, sent/failed outbox rows); 0 keeps all.
     retention_days: int = 30
@@ -195,11 +199,9 @@ class Settings:
     # its previous answer) is closed; a request body must arrive within body_timeout_s (slow clients).
     header_timeout_s: int = 10
     body_timeout_s: int = 10
-    # Where this service is reachable from outside (https://bot.example.com): DingTalk shows the retro's
-    # chart from <public_url>/charts/<id>.png; without it DingTalk retros are text only.
+    # Where people reach this service from outside (the web board's links: `<public_url>/board/<token>`;
+    # the retro chart's picture on DingTalk: `<public_url>/charts/<id>.png`).
     public_url: str | None = None
-    # Search only this directory for the charts' CJK font (default: fontconfig, then the usual font paths).
-    chart_font_dir: str | None = None
 
     wecom_corp_id: str | None = None
     wecom_aibot_token: str | None = None
