@@ -27,6 +27,7 @@ from bot.app_keys import (
     SETTINGS_KEY,
 )
 from bot.assembly import build_router, open_database, prepare_database
+from bot.charts_route import add_chart_route
 from bot.logs import log_context
 from bot.metrics import CONTENT_TYPE, Metrics, callback_outcome, end_callback, start_callback
 from bot.settings import Settings
@@ -189,6 +190,7 @@ def build_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
+    add_chart_route(app)
     for component in default_components(settings) if components is None else components:
         component(app)
     return app

@@ -81,7 +81,8 @@ async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
                 return 0
             removed = await db.prune_bookkeeping(datetime.now(UTC), days)
             print(f"已清理 {days} 天前已处理完的记录：消息去重 {removed['inbound_messages']} 条，"
-                  f"发送队列 {removed['outbox']} 条（审计日志和业务数据不受影响）。")
+                  f"发送队列 {removed['outbox']} 条，趋势图 {removed['chart_images']} 张"
+                  "（审计日志和业务数据不受影响）。")
         elif args.action == "downgrade":
             await migrate.downgrade(db.engine, args.revision)
             print(f"数据库已降级到 {await migrate.current_revision(db.engine) or '空'}")

@@ -116,6 +116,11 @@ def _print_pushes(job: str, team_name: str, pushes: list[Any]) -> None:
     for push in pushes:
         where = push.destination.get("chat_id") or ",".join(push.destination.get("user_ids") or [])
         print(f"--- {job} → {push.destination['kind']}:{where}")
+        if push.message.image is not None:  # a picture (the retro's chart): written to a file, its path shown
+            from bot.adapters.console import picture_line, save_picture
+
+            print(picture_line(push.message.image, save_picture(push.message.image)))
+            continue
         names = push.message.names
         print(render_mentions(push.message.text, lambda uid, names=names: f"@{names.get(uid, uid)}"))
     if not pushes:

@@ -31,11 +31,16 @@ def merged(parts: Sequence[OutgoingMessage]) -> OutgoingMessage:
 
 def fitting(parts: Sequence[OutgoingMessage], max_bytes: int) -> int:
     """How many of `parts`, from the first, fit into one merged message of at most `max_bytes` (at least 1:
-    every part fits alone, it was split under the limit when it was queued)."""
+    every part fits alone, it was split under the limit when it was queued). A picture is a message of its own:
+    it is never merged, and a merge stops before one."""
+    if parts[0].image is not None:
+        return 1
     title = parts[0].title
     size = len(title.encode("utf-8")) + TITLE_RESERVE if title else 0
     divider = len(DIVIDER.encode("utf-8"))
     for count, text in enumerate(_texts(parts)):
+        if parts[count].image is not None:
+            return count
         size += len(text.encode("utf-8")) + (divider if count else 0)
         if size > max_bytes:
             return max(count, 1)

@@ -8,6 +8,7 @@ Mentions travel inside text as `<@user_id>` markers so that each adapter can ren
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -49,6 +50,27 @@ class IncomingMessage:
 
 
 @dataclass(frozen=True)
+class Image:
+    """A picture that goes out as a message of its own, after the text it belongs to (the retro's chart).
+
+    `png` is what a platform taking bytes sends (WeCom's group robot); `image_id` names the stored copy that
+    a platform showing pictures only from a URL links to (DingTalk markdown, `/charts/<id>.png`); `alt` is
+    its caption where a platform shows one.
+    """
+
+    png: bytes
+    image_id: str
+    alt: str = "图片"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"png": base64.b64encode(self.png).decode("ascii"), "id": self.image_id, "alt": self.alt}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Image:
+        return cls(png=base64.b64decode(data["png"]), image_id=str(data["id"]), alt=str(data.get("alt") or "图片"))
+
+
+@dataclass(frozen=True)
 class Reply:
     """What a handler wants said.
 
@@ -63,6 +85,7 @@ class Reply:
     user_ids: tuple[str, ...] = ()
     names: dict[str, str] = field(default_factory=dict)
     title: str | None = None
+    image: Image | None = None  # a picture message: `text` is only its caption
 
     def plain_text(self) -> str:
         """The text with mention markers replaced by `@名字`, for the console and logs."""
@@ -71,26 +94,35 @@ class Reply:
 
 @dataclass(frozen=True)
 class OutgoingMessage:
-    """Platform-neutral body: light markdown with `<@user_id>` mention markers."""
+    """Platform-neutral body: light markdown with `<@user_id>` mention markers.
+
+    With `image`, the message is that picture and `text` only its caption: a platform sends the picture
+    alone (or its caption where it cannot show one), so a picture that must be retried never repeats text.
+    """
 
     text: str
     title: str | None = None
     names: dict[str, str] = field(default_factory=dict)
+    image: Image | None = None
 
     @property
     def mention_ids(self) -> list[str]:
         return list(dict.fromkeys(mentioned_ids(self.text)))
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "title": self.title, "names": dict(self.names)}
+        body: dict[str, Any] = {"text": self.text, "title": self.title, "names": dict(self.names)}
+        if self.image is not None:
+            body["image"] = self.image.to_json()
+        return body
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> OutgoingMessage:
-        return cls(text=data["text"], title=data.get("title"), names=dict(data.get("names") or {}))
+        image = Image.from_json(data["image"]) if data.get("image") else None
+        return cls(text=data["text"], title=data.get("title"), names=dict(data.get("names") or {}), image=image)
 
     @classmethod
     def from_reply(cls, reply: Reply) -> OutgoingMessage:
-        return cls(text=reply.text, title=reply.title, names=dict(reply.names))
+        return cls(text=reply.text, title=reply.title, names=dict(reply.names), image=reply.image)
 
 
 def mention(user_id: str) -> str:

@@ -81,7 +81,8 @@ async def enqueue_message(
         texts = split_text(message.text, max(max_bytes - reserve, 64))
     added = 0
     for index, text in enumerate(texts):
-        part = OutgoingMessage(text=text, title=message.title if index == 0 else None, names=message.names)
+        image = message.image if index == len(texts) - 1 else None
+        part = OutgoingMessage(text=text, title=message.title if index == 0 else None, names=message.names, image=image)
         key = None if dedup_key is None else (dedup_key if index == 0 else f"{dedup_key}#{index + 1}")
         ok = await store.enqueue(
             platform=platform, destination=destination, dest_key=dest_key, body=part.to_json(), now=now, dedup_key=key

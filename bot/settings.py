@@ -190,6 +190,8 @@ class Settings:
     # `json`: one JSON object per log line, with the message's context (bot.logs); `text`: classic lines.
     log_format: Literal["text", "json"] = "text"
     timezone: str = "Asia/Shanghai"
+    # Search only this directory for the charts' CJK font (default: fontconfig, then the usual font paths).
+    chart_font_dir: str | None = None
     reply_budget_ms: int = 1500
     # Days to keep finished delivery bookkeeping (inbound dedup rows, sent/failed outbox rows); 0 keeps all.
     retention_days: int = 30
@@ -197,8 +199,9 @@ class Settings:
     # its previous answer) is closed; a request body must arrive within body_timeout_s (slow clients).
     header_timeout_s: int = 10
     body_timeout_s: int = 10
-    # Where people reach this service from outside (the web board's links: `<public_url>/board/<token>`),
-    # and the board links' HMAC secret (unset: one is generated once and kept in the database).
+    # Where people reach this service from outside (the web board's links: `<public_url>/board/<token>`;
+    # the retro chart's picture on DingTalk: `<public_url>/charts/<id>.png`), and the board links' HMAC
+    # secret (unset: one is generated once and kept in the database).
     public_url: str | None = None
     board_secret: str | None = None
 

@@ -10,6 +10,7 @@ import re
 from datetime import date, datetime
 
 from bot.messages import IncomingMessage, Reply
+from handlers.charts import retro_chart
 from handlers.commands import Args, CommandSet, SettingSet, UserError
 from handlers.common import local_today
 from handlers.dates import DateError, format_date, parse_date
@@ -103,7 +104,7 @@ RETRO_EXAMPLE = "复盘 上月"
         "已过去的周期显示当时的商机。"
     ),
 )
-async def retro(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
+async def retro(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> list[Reply]:
     """A week (the default: this one) or a month; quarters and years are refused with an example."""
     today = local_today(store, now)
     period = parse_period(args.text.strip(), today, RETRO_EXAMPLE) if args.text.strip() else current("week", today)
@@ -115,7 +116,12 @@ async def retro(msg: IncomingMessage, args: Args, store: Store, now: datetime) -
         message = await build_month_retro(store, period, schedule, now)
     else:
         message = await build_retro(store, period.start, schedule, now)
-    return Reply(message.text, title=message.title, names=message.names)
+    replies = [Reply(message.text, title=message.title, names=message.names)]
+    if period.kind == "week":  # the weekly retro carries its chart: this week against the weeks before
+        image = await retro_chart(store, period.start, schedule.tz, now)
+        if image is not None:
+            replies.append(Reply(image.alt, image=image))
+    return replies
 
 
 # ------------------------------------------------------------------ settings

@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.messages import OutgoingMessage
 from handlers import reports
+from handlers.charts import retro_chart
 from handlers.periods import month_of
 from handlers.targets import METRIC_NAMES, period_progress
 from schedules.calendar import at_local, local_now
@@ -193,7 +194,13 @@ async def _holiday_data_notice(store: Store, day: date, now: datetime, leads: li
 
 # --------------------------------------------------------------------- retro
 async def run_retro(store: Store, slot: Slot, schedule: TeamSchedule, now: datetime) -> list[Push]:
-    return [team_push(store, await build_retro(store, week_start_of(slot.day), schedule, now))]
+    """The retro's text, then its chart as a picture of its own (when there is a font to draw with)."""
+    start = week_start_of(slot.day)
+    pushes = [team_push(store, await build_retro(store, start, schedule, now))]
+    image = await retro_chart(store, start, schedule.tz, now)
+    if image is not None:
+        pushes.append(team_push(store, OutgoingMessage(image.alt, image=image)))
+    return pushes
 
 
 async def run_month_retro(store: Store, slot: Slot, schedule: TeamSchedule, now: datetime) -> list[Push]:

@@ -131,6 +131,7 @@ class Database:
         self.default_timezone = "Asia/Shanghai"
         self.name_key_version = 0  # bot.assembly sets the running normaliser's (storage does not know it)
         self.board = BoardConfig()  # bot.assembly sets the configured public URL and secret
+        self.chart_font: str | None = None  # bot.assembly sets the font found at start (handlers.charts)
         self._inbound_writer = GroupWriter(self._insert_inbound)
 
     @functools.cached_property
@@ -158,7 +159,7 @@ class Database:
     async def transaction(self) -> AsyncIterator[Store]:
         async with self.sessions() as session:
             store = Store(session, default_timezone=self.default_timezone, name_key_version=self.name_key_version,
-                          board=self.board)
+                          board=self.board, chart_font=self.chart_font)
             async with session.begin():
                 yield store
             for callback in self._after_commit:

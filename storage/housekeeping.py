@@ -6,6 +6,9 @@ this re-delivery seen?" and "what happened to that push?" — questions nobody a
 alone they grow by a few rows per command for ever. The audit log, follow-ups and everything else a user
 or a report reads are never touched here. `Database.prune_bookkeeping` runs it chunk by chunk.
 
+Rendered charts (storage.charts, the retro's picture behind a DingTalk image link) go after the same
+period: the link in an old message then shows nothing, the numbers stay in the text.
+
 The inbound log's pass also forgets DingTalk's seen robot signatures (storage.signatures): they matter
 only within the timestamp window (at most a day, see `Settings.dingtalk_sign_window_s`), so any older
 than the retention cutoff (at least a day) are past it. They count with the inbound rows.
@@ -14,18 +17,24 @@ than the retention cutoff (at least a day) are past it. They count with the inbo
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, delete, select
 
-from storage.models import InboundMessage, OutboxMessage, RobotSignature
+from storage.models import ChartImage, InboundMessage, OutboxMessage, RobotSignature
 from storage.store import Store
 
 CHUNK = 5000  # rows per DELETE: short transactions, no long lock on a busy table
-TABLES = ("outbox", "inbound_messages")
+TABLES = ("outbox", "inbound_messages", "chart_images")
 
 
-def _finished(name: str, cutoff: datetime) -> tuple[type[OutboxMessage] | type[InboundMessage], Select[int]]:
+Pruned = type[OutboxMessage] | type[InboundMessage] | type[ChartImage]
+
+
+def _finished(name: str, cutoff: datetime) -> tuple[Pruned, Select[Any]]:
     """The model and the ids of its finished rows whose last activity is before `cutoff`."""
+    if name == "chart_images":
+        return ChartImage, select(ChartImage.id).where(ChartImage.created_at < cutoff)
     if name == "outbox":
         o = OutboxMessage
         # next_attempt_at is when a row was last tried: for a sent row, when it went out.

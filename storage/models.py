@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -622,3 +623,16 @@ class Tip(Base):
     tags: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
+
+class ChartImage(Base):
+    """A rendered chart (the retro's weekly trend), served read-only at `/charts/<id>.png` for platforms
+    that show an image only from a URL (DingTalk markdown). The id is a random token — the only way to
+    reach a team's numbers, so it is unguessable and never listed; images go with the housekeeping."""
+
+    __tablename__ = "chart_images"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    png: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

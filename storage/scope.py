@@ -51,6 +51,7 @@ class StoreBase:
         default_timezone: str = "Asia/Shanghai",
         name_key_version: int = 0,
         board: Any = None,
+        chart_font: str | None = None,
     ) -> None:
         self.session = session
         self._scope: Scope | None = None
@@ -61,6 +62,8 @@ class StoreBase:
         self.name_key_version = name_key_version
         # The web board's public URL and configured secret (storage.board_links.BoardConfig), for `看板 链接`.
         self.board = board
+        # The CJK font charts are drawn with, found once at start (handlers.charts); None: text-only reports.
+        self.chart_font = chart_font
 
     # ------------------------------------------------------------------ scope
     @property

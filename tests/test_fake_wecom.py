@@ -27,6 +27,7 @@ from tests.fakes.wecom import (
     ERR_FREQ_LIMIT,
     ERR_INVALID_AGENTID,
     ERR_INVALID_CORPID,
+    ERR_INVALID_IMAGE_SIZE,
     ERR_INVALID_MSGTYPE,
     ERR_INVALID_PARAMETER,
     ERR_INVALID_SECRET,
@@ -652,3 +653,25 @@ async def test_ws_second_connection_kicks_the_first(wecom: FakeWeCom, http: aioh
     assert (await second.receive_json(timeout=2))["body"]["text"]["content"] == "hello"
     await second.close()
     await first.close()
+
+
+async def test_webhook_image_is_checked_like_wecom(wecom: FakeWeCom, http: aiohttp.ClientSession) -> None:
+    """§2a: base64 of a JPG/PNG of at most 2 MB raw, with the md5 of the raw bytes."""
+    import hashlib
+
+    wecom.add_webhook_key("k")
+    url = f"{wecom.base_url}/cgi-bin/webhook/send"
+
+    def image(raw: bytes, md5: str | None = None) -> dict[str, Any]:
+        return {"msgtype": "image", "image": {"base64": base64.b64encode(raw).decode(),
+                                              "md5": md5 or hashlib.md5(raw).hexdigest()}}
+
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 100
+    assert (await post_json(http, url, image(png), key="k"))["errcode"] == ERR_OK
+    wrong_md5 = await post_json(http, url, image(png, md5=hashlib.md5(b"other").hexdigest()), key="k")
+    assert wrong_md5["errcode"] == ERR_INVALID_PARAMETER and "md5" in wrong_md5["errmsg"]
+    assert (await post_json(http, url, image(b"GIF89a" + b"\0" * 10), key="k"))["errcode"] == ERR_INVALID_PARAMETER
+    at_limit = png + b"\0" * (2 * 1024 * 1024 - len(png))
+    assert (await post_json(http, url, image(at_limit), key="k"))["errcode"] == ERR_OK
+    assert (await post_json(http, url, image(at_limit + b"\0"), key="k"))["errcode"] == ERR_INVALID_IMAGE_SIZE
+    assert len(wecom.webhook_messages("k")) == 2

@@ -57,7 +57,7 @@ async def test_month_old_bookkeeping_goes_and_everything_else_stays(bot, db: Dat
 
     assert await scheduler.housekeeping() is None  # once a day
     clock.advance(days=1)
-    assert await scheduler.housekeeping() == {"outbox": 0, "inbound_messages": 0}
+    assert await scheduler.housekeeping() == {"outbox": 0, "inbound_messages": 0, "chart_images": 0}
 
 
 async def test_rows_younger_than_the_retention_are_kept(bot, db: Database, clock) -> None:  # type: ignore[no-untyped-def]
@@ -65,9 +65,27 @@ async def test_rows_younger_than_the_retention_are_kept(bot, db: Database, clock
     await bot.say("我的", user="张三")
     before = await count(db, InboundMessage)
     early = await db.prune_bookkeeping(clock.now + timedelta(days=10), keep_days=30)
-    assert early == {"outbox": 0, "inbound_messages": 0}
+    assert early == {"outbox": 0, "inbound_messages": 0, "chart_images": 0}
     removed = await db.prune_bookkeeping(clock.now + timedelta(days=31), keep_days=30)
     assert removed["inbound_messages"] == before and await count(db, InboundMessage) == 0
+
+
+async def test_old_chart_images_go_with_the_bookkeeping(bot, db: Database, clock) -> None:  # type: ignore[no-untyped-def]
+    """The retro's pictures behind DingTalk image links (storage.charts) are kept as long as the rest."""
+    from storage.charts import chart_image, save_chart_image
+
+    clock.set_local("2026-09-01 10:00")
+    await bot.say("我的", user="张三")
+    async with db.transaction() as store:
+        org = await store.get_org("console", "console")
+        store.bind_team(org, await store.get_team(org, "销售一组"))
+        await save_chart_image(store, "old-chart-0123456789", b"\x89PNG old", clock.now)
+        await save_chart_image(store, "new-chart-0123456789", b"\x89PNG new", clock.now + timedelta(days=20))
+    removed = await db.prune_bookkeeping(clock.now + timedelta(days=31), keep_days=30)
+    assert removed["chart_images"] == 1
+    async with db.transaction() as store:
+        assert await chart_image(store, "old-chart-0123456789") is None
+        assert await chart_image(store, "new-chart-0123456789") == b"\x89PNG new"
 
 
 def test_salesbot_db_prune_on_the_command_line(tmp_path) -> None:  # type: ignore[no-untyped-def]

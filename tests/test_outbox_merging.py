@@ -79,3 +79,16 @@ async def test_a_merged_message_refused_for_good_is_sent_as_its_parts(db: Databa
     await drive(worker, clock, until=lambda: len(received_texts(wecom, KEY)) == 20, step=1)
     assert received_texts(wecom, KEY) == texts  # the five merged ones went one by one after the refusal
     assert await outbox_statuses(db) == {"sent": 20}
+
+
+def test_a_picture_is_never_merged_with_the_texts_around_it() -> None:
+    """A saturated group's waiting replies share one message, but a picture (the retro's chart) goes alone:
+    a merge stops before it, and one starting at it carries only it."""
+    from bot.delivery import OutgoingMessage
+    from bot.merge import fitting
+    from bot.messages import Image
+
+    picture = OutgoingMessage("周趋势", image=Image(png=b"\x89PNG", image_id="c" * 22, alt="周趋势"))
+    texts = [OutgoingMessage("复盘"), OutgoingMessage("求助 #1")]
+    assert fitting([*texts, picture, OutgoingMessage("晚报")], MARKDOWN_MAX_BYTES) == 2
+    assert fitting([picture, *texts], MARKDOWN_MAX_BYTES) == 1

@@ -124,13 +124,15 @@ async def enqueue_split(
     (DingTalk) every part carries it; where it is rendered into the text (WeCom) only the first does.
     `dedup` makes a second enqueue of the same message a no-op (one key per part).
     """
-    for index, part in enumerate(split_text(message.text, max_bytes)):
+    parts = split_text(message.text, max_bytes)
+    for index, part in enumerate(parts):
         title = message.title if title_on_every_part or index == 0 else None
+        image = message.image if index == len(parts) - 1 else None  # a picture's caption is one part
         await store.enqueue(
             platform=platform,
             destination=destination,
             dest_key=dest_key,
-            body=OutgoingMessage(part, title, message.names).to_json(),
+            body=OutgoingMessage(part, title, message.names, image).to_json(),
             now=now,
             dedup_key=f"{dedup}:{index}" if dedup else None,
         )

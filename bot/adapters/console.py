@@ -12,16 +12,35 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 from bot.delivery import OutgoingMessage, RateLimit
-from bot.messages import IncomingMessage, Reply, render_mentions
+from bot.messages import Image, IncomingMessage, Reply, render_mentions
 from bot.router import Router
 
 CONSOLE_ORG = "console"
 _SENDER = re.compile(r"^@([^\s:：]{1,64})\s*[:：]\s*(.*)$", re.S)
+
+
+def default_picture_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "salesbot-charts"
+
+
+def save_picture(image: Image, directory: Path | None = None) -> Path:
+    """A terminal shows no pictures: write it to a file (named by its id) and say where."""
+    folder = directory or default_picture_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{image.image_id}.png"
+    path.write_bytes(image.png)
+    return path
+
+
+def picture_line(image: Image, path: Path) -> str:
+    return f"📊 {image.alt}图已保存：{path}"
 
 
 @dataclass
@@ -30,6 +49,7 @@ class ConsoleChat:
     team: str = "销售一组"
     user: str = "我"
     org: str = CONSOLE_ORG
+    picture_dir: Path = field(default_factory=default_picture_dir)
 
     def parse_line(self, line: str) -> tuple[str, str]:
         """`@张三: 认领 华为` is sent as 张三; any other line as the default user."""
@@ -56,7 +76,7 @@ class ConsoleChat:
 
     async def say(self, text: str, user: str | None = None, msg_id: str | None = None) -> list[str]:
         """What the bot answers, rendered as the console prints it (mentions as @名字)."""
-        return [render(reply) for reply in await self.send(text, user, msg_id)]
+        return [render(reply, self.picture_dir) for reply in await self.send(text, user, msg_id)]
 
     async def say_line(self, line: str) -> list[str]:
         user, text = self.parse_line(line)
@@ -65,7 +85,9 @@ class ConsoleChat:
         return await self.say(text, user)
 
 
-def render(reply: Reply) -> str:
+def render(reply: Reply, picture_dir: Path | None = None) -> str:
+    if reply.image is not None:
+        return picture_line(reply.image, save_picture(reply.image, picture_dir))
     text = reply.plain_text()
     if reply.audience == "direct":
         people = "、".join(reply.names.get(u, u) for u in reply.user_ids)
@@ -98,7 +120,10 @@ class ConsoleDeliverer:
 
     async def deliver(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
         where = destination.get("chat_id") or ",".join(destination.get("user_ids") or []) or destination.get("kind")
-        text = render_mentions(message.text, lambda uid: f"@{message.names.get(uid, uid)}")
+        if message.image is not None:
+            text = picture_line(message.image, save_picture(message.image))
+        else:
+            text = render_mentions(message.text, lambda uid: f"@{message.names.get(uid, uid)}")
         if self.stream is not None:
             print(f"[{where}] {text}", file=self.stream, flush=True)
         else:

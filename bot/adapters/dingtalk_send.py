@@ -83,6 +83,16 @@ def _first_line(message: OutgoingMessage) -> str:
     return line[:20] + ("…" if len(line) > 20 else "")
 
 
+def picture_markdown(message: OutgoingMessage, public_url: str | None) -> OutgoingMessage | None:
+    """A picture as DingTalk shows one: markdown linking to our `/charts/<id>.png` (DingTalk robots take no
+    image bytes). None without `SALESBOT_PUBLIC_URL`: nothing outside can fetch it."""
+    if message.image is None or not public_url:
+        return None
+    alt = message.image.alt
+    url = f"{public_url.rstrip('/')}/charts/{message.image.image_id}.png"
+    return OutgoingMessage(text=f"![{alt}]({url})", title=message.title or alt)
+
+
 def robot_markdown_body(message: OutgoingMessage) -> dict[str, Any]:
     """Body for sessionWebhook and custom robot webhooks."""
     r = render(message)
@@ -186,6 +196,11 @@ class DingTalkDeliverer:
         return ROBOT_MAX_BYTES
 
     async def deliver(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
+        if message.image is not None:
+            shown = picture_markdown(message, self.settings.public_url)
+            if shown is None:
+                return  # no public URL to show it from: the report stands as text
+            message = shown
         kind = destination.get("kind")
         if kind == "session_webhook":
             await self._deliver_session(destination, message)

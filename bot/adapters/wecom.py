@@ -182,6 +182,13 @@ class WeComAdapter:
         corp = self.corp_of(msg)
         inline: list[Reply] = []
         for reply in replies:
+            if reply.image is not None:
+                # A picture (the retro's chart) goes through the group robot only (base64 + md5), after the
+                # text answered here; without a robot the text stands alone.
+                key = webhook_key(store.team.settings)
+                if key:
+                    await self.enqueue(store, {"kind": "webhook", "key": key}, OutgoingMessage.from_reply(reply), now)
+                continue
             if reply.audience == "team" and msg.chat_type != "group":
                 # From a 1:1 chat: announce in the team's group through its robot webhook. From the
                 # group itself the answer is inline — same chat, no webhook quota spent.

@@ -278,8 +278,11 @@ class WeComDeliverer:
             target = await self._team_target(destination)
             if target["kind"] == "webhook":
                 await self.webhook.deliver(target, message)
-            else:
+            elif message.image is None:
                 await self._send_ws(target, message)
+        elif message.image is not None:
+            # Pictures go through the group robot only (base64 + md5); the reports they belong to stand as text.
+            log.info("wecom: picture %s not sent to a %s destination (group robot only)", message.image.image_id, kind)
         elif kind == "member":
             await self._send_app(destination, message)
         elif kind == "response_url":

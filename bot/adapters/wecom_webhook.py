@@ -9,6 +9,7 @@ WeCom answers HTTP 200 with an `errcode` for errors too; we classify by errcode,
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 from typing import Any
@@ -23,6 +24,7 @@ from bot.messages import render_mentions
 log = logging.getLogger("salesbot.wecom.webhook")
 
 MARKDOWN_MAX_BYTES = 4096
+IMAGE_MAX_BYTES = 2 * 1024 * 1024  # the raw picture, before base64 (PLATFORMS.md §2a)
 ERR_BUSY = -1  # system busy — transient
 ERR_FREQ_LIMIT = 45009  # 20 messages / minute / robot exceeded
 BROKEN_DESTINATION = {
@@ -52,6 +54,24 @@ def render_markdown(message: OutgoingMessage) -> str:
     """WeCom markdown already mentions with `<@userid>`, our neutral marker; only the title is added."""
     text = render_mentions(message.text, lambda uid: f"<@{uid}>")
     return f"**{message.title}**\n{text}" if message.title else text
+
+
+def markdown_payload(message: OutgoingMessage) -> dict[str, Any]:
+    content = render_markdown(message)
+    size = len(content.encode("utf-8"))
+    if size > MARKDOWN_MAX_BYTES:
+        raise PermanentFailure(f"message too long after splitting: {size} > {MARKDOWN_MAX_BYTES} bytes")
+    return {"msgtype": "markdown", "markdown": {"content": content}}
+
+
+def image_payload(message: OutgoingMessage) -> dict[str, Any]:
+    """A picture message: the PNG/JPG as base64 with the md5 of its raw bytes, at most 2 MB raw."""
+    assert message.image is not None
+    png = message.image.png
+    if len(png) > IMAGE_MAX_BYTES:
+        raise PermanentFailure(f"picture too large: {len(png)} > {IMAGE_MAX_BYTES} bytes")
+    md5 = hashlib.md5(png, usedforsecurity=False).hexdigest()
+    return {"msgtype": "image", "image": {"base64": base64.b64encode(png).decode("ascii"), "md5": md5}}
 
 
 class WeComWebhookDeliverer:
@@ -84,11 +104,7 @@ class WeComWebhookDeliverer:
     async def deliver(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
         key = self._key(destination)
         masked = mask_secret(key)  # enough to tell robots apart in a log, useless to an attacker
-        content = render_markdown(message)
-        size = len(content.encode("utf-8"))
-        if size > MARKDOWN_MAX_BYTES:
-            raise PermanentFailure(f"message too long after splitting: {size} > {MARKDOWN_MAX_BYTES} bytes")
-        payload = {"msgtype": "markdown", "markdown": {"content": content}}
+        payload = image_payload(message) if message.image is not None else markdown_payload(message)
         url = f"{self.api_base}/cgi-bin/webhook/send"
         try:
             # A redirect is refused (permanent, `RedirectRefused`): following it would hand the key to its host.

@@ -92,6 +92,7 @@ ERR_OK = 0
 ERR_BUSY = -1  # "system busy" — retry (≤3), §2a
 ERR_INVALID_SECRET = 40001  # bad corpsecret / credential, §2b
 ERR_INVALID_MSGTYPE = 40008  # §2a
+ERR_INVALID_IMAGE_SIZE = 40009  # [unverified vs PLATFORMS.md] WeCom global list: 图片文件大小不合法
 ERR_INVALID_CORPID = 40013  # [unverified vs PLATFORMS.md] WeCom global list: 不合法的CorpID
 ERR_INVALID_TOKEN = 40014  # §2b
 ERR_INVALID_AGENTID = 40056  # [unverified vs PLATFORMS.md] WeCom global list: 不合法的agentid
@@ -310,6 +311,25 @@ def _cdata(text: str) -> str:
     return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>") + "]]>"
 
 
+def _image_problem(image: dict[str, Any], max_bytes: int) -> _Answer | None:
+    """What the webhook says about an `image` object (§2a): base64 of a JPG/PNG of at most 2 MB whose
+    md5 (hex, of the raw bytes) is given alongside; None when it is acceptable."""
+    encoded, md5 = image.get("base64"), image.get("md5")
+    if not isinstance(encoded, str) or not isinstance(md5, str) or not encoded:
+        return _Answer(ERR_INVALID_PARAMETER, "missing image.base64 or image.md5. invalid Request Parameter")
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except ValueError:
+        return _Answer(ERR_INVALID_PARAMETER, "image.base64 is not base64. invalid Request Parameter")
+    if len(raw) > max_bytes:
+        return _Answer(ERR_INVALID_IMAGE_SIZE, f"image size {len(raw)} exceed max {max_bytes}")
+    if hashlib.md5(raw, usedforsecurity=False).hexdigest() != md5.lower():
+        return _Answer(ERR_INVALID_PARAMETER, "image.md5 does not match image.base64. invalid Request Parameter")
+    if not raw.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")):
+        return _Answer(ERR_INVALID_PARAMETER, "image is neither JPG nor PNG. invalid Request Parameter")
+    return None
+
+
 def _utf8_len(text: str) -> int:
     return len(text.encode("utf-8"))
 
@@ -330,6 +350,7 @@ class FakeWeCom:
     WEBHOOK_RATE_WINDOW = 60.0  # sliding window (the real window semantics are unknown, §9.7)
     WEBHOOK_TEXT_MAX_BYTES = 2048  # §2a
     WEBHOOK_MARKDOWN_MAX_BYTES = 4096  # markdown and markdown_v2, §2a
+    WEBHOOK_IMAGE_MAX_BYTES = 2 * 1024 * 1024  # image: raw bytes before base64, JPG/PNG, §2a
     APP_CONTENT_MAX_BYTES = 2048  # text and markdown, §2c
     APP_MEMBER_PER_MINUTE = 30  # per app per member, excess silently dropped, §2c
     APP_MEMBER_PER_HOUR = 1000
@@ -415,7 +436,8 @@ class FakeWeCom:
 
     async def start(self) -> None:
         """Start serving on ``host`` with port 0 (the OS picks a free port)."""
-        app = web.Application(middlewares=[self._redirect_middleware])
+        # Bodies up to a 2 MB picture in base64 (§2a): the size rule is the webhook's own check, not aiohttp's.
+        app = web.Application(middlewares=[self._redirect_middleware], client_max_size=4 * 1024 * 1024)
         app.router.add_get(GETTOKEN_PATH, self._h_gettoken)
         app.router.add_post(APP_SEND_PATH, self._h_app_send)
         app.router.add_post(WEBHOOK_PATH, self._h_webhook)
@@ -835,6 +857,10 @@ class FakeWeCom:
                 )
         elif not isinstance(content_obj, dict):
             return _Answer(ERR_INVALID_PARAMETER, f"missing {msgtype} object. invalid Request Parameter")
+        elif msgtype == "image":
+            problem = _image_problem(content_obj, self.WEBHOOK_IMAGE_MAX_BYTES)
+            if problem is not None:
+                return problem
         window = self._webhook_sent.setdefault(key, deque())
         while window and window[0] <= now - self.WEBHOOK_RATE_WINDOW:
             window.popleft()
