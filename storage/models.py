@@ -8,7 +8,7 @@ and come back timezone-aware (see `UTCDateTime`).
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -16,51 +16,27 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Date,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
-    MetaData,
     String,
     Text,
     UniqueConstraint,
     false,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Mapped, mapped_column
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+from storage.model_base import Base, UTCDateTime
 
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Stores naive UTC, returns aware UTC — the same on SQLite (no time zones) and PostgreSQL."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the database; pass an aware one")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+# The bookkeeping tables live in storage/models_delivery.py; re-exported so `storage.models` names every table.
+from storage.models_delivery import ChartImage as ChartImage
+from storage.models_delivery import InboundMessage as InboundMessage
+from storage.models_delivery import JobFiring as JobFiring
+from storage.models_delivery import Notice as Notice
+from storage.models_delivery import OutboxMessage as OutboxMessage
+from storage.models_delivery import RobotSignature as RobotSignature
+from storage.models_delivery import SendWindow as SendWindow
 
 
 class Organisation(Base):
@@ -357,97 +333,6 @@ class AuditLog(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-class InboundMessage(Base):
-    """Every chat message the bot accepted, keyed so a platform's re-delivery is recognised.
-
-    Message ids are unique only within one organisation (two corps can send the same msgid), so the
-    key is (platform, org_key, msg_id), org_key being the organisation the message is bound to.
-    """
-
-    __tablename__ = "inbound_messages"
-    __table_args__ = (
-        UniqueConstraint("platform", "org_key", "msg_id"),
-        Index("ix_inbound_messages_status_received", "status", "received_at"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    platform: Mapped[str] = mapped_column(String(16))
-    msg_id: Mapped[str] = mapped_column(String(191))
-    org_key: Mapped[str] = mapped_column(String(128))
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # Acknowledged-then-processed messages (DingTalk): the payload waits here with status "received"
-    # until the command's transaction marks it "done" together with its effects. Messages handled
-    # synchronously (console, WeCom) are recorded "done" at once, without a payload.
-    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="done", server_default="done")
-    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    # Recovery lease: a replica that picked a stale "received" row up holds it until then.
-    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-
-
-class RobotSignature(Base):
-    """A DingTalk robot callback's (timestamp, sign) pair and the msgId it came with.
-
-    The signature covers only the timestamp and the app secret, not the body: without this, a captured
-    pair could carry any body for the whole timestamp window. A pair coming back with another msgId is
-    refused; with the same one it is DingTalk's re-delivery. Rows older than the window are useless and
-    go with the daily housekeeping (storage.housekeeping).
-    """
-
-    __tablename__ = "robot_signatures"
-
-    sign: Mapped[str] = mapped_column(String(64), primary_key=True)
-    timestamp: Mapped[int] = mapped_column(BigInteger)
-    msg_id: Mapped[str] = mapped_column(String(191))
-    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-
-
-class OutboxMessage(Base):
-    """A message the bot decided to send, committed with the change that caused it.
-
-    `destination` is a small JSON document an adapter understands (group webhook key, chat id, user
-    ids, response_url); `body` is the neutral message (text with `<@id>` markers, title, names).
-    """
-
-    __tablename__ = "outbox"
-    __table_args__ = (
-        Index("ix_outbox_status_due", "status", "next_attempt_at"),
-        Index("ix_outbox_dest_key", "dest_key", "id"),
-    )
-
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    org_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), nullable=True)
-    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"), nullable=True)
-    platform: Mapped[str] = mapped_column(String(16))
-    dest_key: Mapped[str] = mapped_column(String(255))
-    destination: Mapped[dict[str, Any]] = mapped_column(JSON)
-    body: Mapped[dict[str, Any]] = mapped_column(JSON)
-    dedup_key: Mapped[str | None] = mapped_column(String(255), nullable=True, unique=True)
-    status: Mapped[str] = mapped_column(String(8), default="pending")
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-
-
-class SendWindow(Base):
-    """The sends of the last minute to one rate-limited target (a robot, a group, an app member), shared
-    by every worker on the database.
-
-    `sent` holds the epoch seconds of the sends still inside the window; `version` makes each update a
-    compare-and-swap, so two replicas can never both take the 20th slot (storage.send_windows).
-    """
-
-    __tablename__ = "send_windows"
-
-    limit_key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    sent: Mapped[list[float]] = mapped_column(JSON)
-    version: Mapped[int] = mapped_column(Integer)
-
-
-# --------------------------------------------------------------------------- scheduled pushes
 class StandupAnswer(Base):
     """A member's answer to one day's stand-up (晨会); a second answer the same day replaces the first."""
 
@@ -480,46 +365,6 @@ class Leave(Base):
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
     starts_on: Mapped[date] = mapped_column(Date)
     ends_on: Mapped[date | None] = mapped_column(Date, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class JobFiring(Base):
-    """One scheduled firing of a job for a team and time slot.
-
-    The unique key is the exactly-once guarantee across replicas and restarts: it is inserted in the
-    same transaction that enqueues the firing's outbox messages, so whichever replica inserts it first
-    sends, and every other one finds the key taken.
-    """
-
-    __tablename__ = "job_firings"
-    __table_args__ = (UniqueConstraint("job", "team_id", "slot"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
-    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
-    job: Mapped[str] = mapped_column(String(32))
-    slot: Mapped[str] = mapped_column(String(64))
-    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    fired_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    messages: Mapped[int] = mapped_column(Integer, default=0)
-
-
-class Notice(Base):
-    """A once-only notice about one thing (a pool warning for one idle stretch, a help escalation).
-
-    `ref` distinguishes repeats that deserve a new notice (the customer's last activity that the
-    warning was about), so unique (kind, entity_id, ref) makes each one go out once.
-    """
-
-    __tablename__ = "notices"
-    __table_args__ = (UniqueConstraint("kind", "entity_id", "ref"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
-    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
-    kind: Mapped[str] = mapped_column(String(16))
-    entity_id: Mapped[int] = mapped_column(Integer)
-    ref: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -623,16 +468,3 @@ class Tip(Base):
     tags: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
-
-class ChartImage(Base):
-    """A rendered chart (the retro's weekly trend), served read-only at `/charts/<id>.png` for platforms
-    that show an image only from a URL (DingTalk markdown). The id is a random token — the only way to
-    reach a team's numbers, so it is unguessable and never listed; images go with the housekeeping."""
-
-    __tablename__ = "chart_images"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
-    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
-    png: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
