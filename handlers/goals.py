@@ -239,7 +239,10 @@ async def board(msg: IncomingMessage, args: Args, store: Store, now: datetime) -
     lines.extend(_row_lines(progress.team, progress))
     when = "（期末）" if past else ""
     counts = {stage: t.count for stage, t in pipeline.items()}
-    lines.append(f"· 跟进中{when} {sum(counts.values())}{_stage_detail(counts)}")
+    value = sum(t.fen for t in pipeline.values())
+    # The pipeline's value is what its open deals are worth now (or then): never a win, never in 赢单's line.
+    worth = f" · {format_amount(yuan(value))}" if value else ""
+    lines.append(f"· 跟进中{when} {sum(counts.values())}{worth}{_stage_detail(counts)}")
     if not progress.rows:
         lines += ["", f"{period.label(today)}还没有成员的目标和成交。设目标：目标 @张三 50万"]
         return Reply("\n".join(lines))

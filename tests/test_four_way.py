@@ -78,7 +78,7 @@ async def test_digests_month_retro_board_and_export_give_the_same_wins(
     assert "· 赢单 220万\n· 赢单数 1 " in board
     # The pipeline at the month's end agrees too: 京东 and 小米 back in 谈判 (30万 + 100万).
     assert "🗂 商机 2 个 · 130万（较月初 ↑2个 ↑130万）\n· 谈判 2 个 · 130万 ↑2" in retro
-    assert "· 跟进中（期末） 2（谈判2）" in board
+    assert "· 跟进中（期末） 2 · 130万（谈判2）" in board  # the retro's month-end pipeline
 
     out = tmp_path / "deals.xlsx"
     argv = ["export", "deals", "--team", "销售一组", "--month", "2026-11", "--out", str(out)]

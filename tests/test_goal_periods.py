@@ -118,7 +118,7 @@ async def test_a_past_months_board_shows_that_months_pipeline_not_todays(bot, cl
     await bot.say("赢单 华为 50万", user="张三")
     await bot.say("认领 小米", user="张三")
     [october] = await bot.say("看板 10月", user="张三")
-    assert "已结束" in october and "· 跟进中（期末） 1（报价1）" in october
+    assert "已结束" in october and "· 跟进中（期末） 1 · 50万（报价1）" in october  # as it stood on 31 October
     assert "赢单 0" in october
     [november] = await bot.say("看板", user="张三")
     assert "· 跟进中 1（线索1）" in november and "· 赢单 50万" in november

@@ -40,11 +40,12 @@ async def test_a_win_undone_and_then_priced_higher_counts_zero_everywhere(bot, d
     assert "赢单 0" in digest and "🎉" not in digest and "200万" not in digest
     assert "🗂 商机 1 个 · 900万" in digest and "· 谈判 1 个 · 900万" in digest
     assert "🎉 赢单 0 个（持平），金额 0元" in retro and "200万" not in retro and "· 小米" not in retro
-    assert "· 赢单 0" in board and "900万" not in board
+    assert "· 赢单 0" in board and "200万" not in board
+    assert "· 跟进中 1 · 900万（谈判1）" in board  # the open deal's value in the pipeline, not a win
     rows = await _export(db, clock, tmp_path, "2026-11")
     assert rows[1:] == [[None, "合计", "赢单 0 个（已扣除撤销）", None, None, 0, None, "输单 0 个"]]
     [detail] = await bot.say("客户 小米", user="张三")
-    assert "900万" in detail  # the open deal's amount: the only place it shows
+    assert "900万" in detail  # the open deal's amount
 
 
 async def test_digest_retro_board_and_export_agree_on_a_seeded_week(bot, db, clock, tmp_path) -> None:
