@@ -292,10 +292,11 @@ async def test_a_retried_picture_sends_the_stored_png_and_is_not_drawn_again(
     fake.add_webhook_key(KEY)
     await seed_week(db, "wecom", "wwcorp", "grpSales", f"设置 推送 {fake.webhook_url(KEY)}")
     await run_job(db, "retro", FRIDAY)
+    assert await charts(db) == []
     deliverer = WeComDeliverer(http, api_base=fake.base_url, corp_id="wwcorp", app_secret="sec",
                                agent_id=1000002, database=db)
     await OutboxWorker(db, {"wecom": deliverer}, clock=lambda: FRIDAY).run_once()
-    [stored] = await charts(db)
+    [stored] = await charts(db)  # drawn once, by the first delivery
     picture_row = (await outbox(db))[1]
     async with db.session() as s, s.begin():  # as the dead worker left it: leased, never settled
         await s.execute(update(OutboxMessage).where(OutboxMessage.id == picture_row.id)
@@ -309,3 +310,27 @@ async def test_a_retried_picture_sends_the_stored_png_and_is_not_drawn_again(
     _text, first, again = fake.webhook_messages(KEY)
     assert again == first and base64.b64decode(again["image"]["base64"]) == bytes(stored.png)
     assert [r.status for r in await outbox(db)] == ["sent", "sent"] and len(await charts(db)) == 1
+
+
+@needs_font
+async def test_retro_asked_on_dingtalk_sends_the_picture_after_the_text_to_the_same_reply_webhook(db: Database) -> None:
+    from tests.dingtalk_support import running_bot, text_of
+
+    db.chart_font = FONT
+    async with FakeDingTalk() as ding, running_bot(dingtalk_settings(ding, public_url="https://bot.example.com"),
+                                                   db) as bot:
+        for text, staff, nick in (("认领 华为", "zhangsan", "张三"), ("赢单 华为 50万", "zhangsan", "张三"),
+                                  ("复盘", "boss", "老板")):
+            assert (await bot.post_robot(*ding.robot_text_callback(text, staff, nick)))[0] == 200  # type: ignore[arg-type]
+            await bot.settle()
+        *_, text_row, picture_row = await outbox(db)
+        assert picture_row.dest_key == text_row.dest_key and "png" not in picture_row.body["image"]
+        assert await charts(db) == []  # the command committed without drawing
+
+        await bot.drain()
+        sent = sorted(ding.session_messages(), key=ding.received.index)
+        *_, text, picture = [text_of(r) for r in sent]
+        [stored] = await charts(db)
+        assert "周复盘" in text and picture == f"![周趋势](https://bot.example.com/charts/{stored.id}.png)"
+        async with bot.http.get(bot.server.make_url(f"/charts/{stored.id}.png")) as response:
+            assert response.status == 200 and await response.read() == bytes(stored.png)
