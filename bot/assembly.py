@@ -28,7 +28,7 @@ def open_database(settings: Settings) -> Database:
     db.default_timezone = settings.timezone
     db.name_key_version = NAME_KEY_VERSION
     db.board = BoardConfig(public_url=settings.public_url, secret=settings.board_secret)
-    from handlers.charts import announce_font, find_cjk_font
+    from bot.charts import announce_font, find_cjk_font
 
     db.chart_font = find_cjk_font(settings.chart_font_dir)
     announce_font(db.chart_font)

@@ -104,22 +104,25 @@ async def _run_job(db: Database, args: argparse.Namespace, teams: list[Any], now
             code = 1
             continue
         if args.print:
-            _print_pushes(args.job, team.name, result.pushes)
+            await _print_pushes(args.job, team.name, result.pushes, db.chart_font)
         else:
             print(f"团队「{team.name}」{args.job}（{result.slot}）：已放入发送队列 {len(result.pushes)} 条")
     return code
 
 
-def _print_pushes(job: str, team_name: str, pushes: list[Any]) -> None:
+async def _print_pushes(job: str, team_name: str, pushes: list[Any], font: str | None) -> None:
     from bot.messages import render_mentions
 
     for push in pushes:
         where = push.destination.get("chat_id") or ",".join(push.destination.get("user_ids") or [])
         print(f"--- {job} → {push.destination['kind']}:{where}")
-        if push.message.image is not None:  # a picture (the retro's chart): written to a file, its path shown
-            from bot.adapters.console import picture_line, save_picture
+        if push.message.image is not None:  # the retro's chart: drawn now, written to a file, its path shown
+            from bot.adapters.console import drawn_reply, picture_line, save_picture
+            from bot.messages import Reply
 
-            print(picture_line(push.message.image, save_picture(push.message.image)))
+            shown = await drawn_reply(Reply(push.message.text, image=push.message.image), font)
+            if shown is not None and shown.image is not None:
+                print(picture_line(shown.image, save_picture(shown.image)))
             continue
         names = push.message.names
         print(render_mentions(push.message.text, lambda uid, names=names: f"@{names.get(uid, uid)}"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 MENTION_MARKER = re.compile(r"<@([^<>\s]{1,128})>")
@@ -53,21 +53,34 @@ class IncomingMessage:
 class Image:
     """A picture that goes out as a message of its own, after the text it belongs to (the retro's chart).
 
-    `png` is what a platform taking bytes sends (WeCom's group robot); `image_id` names the stored copy that
-    a platform showing pictures only from a URL links to (DingTalk markdown, `/charts/<id>.png`); `alt` is
-    its caption where a platform shows one.
+    A unit of work only records what to draw: `chart` (the numbers, labels and title, small JSON) and a
+    pre-allocated unguessable `image_id`; `png` stays None until the outbox (or the console) draws it at
+    delivery (bot.charts). `png` is what a platform taking bytes sends (WeCom's group robot); `image_id` names
+    the stored copy a platform showing pictures only from a URL links to (DingTalk markdown,
+    `/charts/<id>.png`); `alt` is its caption where a platform shows one.
     """
 
-    png: bytes
     image_id: str
     alt: str = "图片"
+    chart: dict[str, Any] | None = None
+    png: bytes | None = None
+
+    def drawn(self, png: bytes) -> Image:
+        """The same picture with its bytes (never stored in the outbox row: a retry finds them by id)."""
+        return replace(self, png=png)
 
     def to_json(self) -> dict[str, Any]:
-        return {"png": base64.b64encode(self.png).decode("ascii"), "id": self.image_id, "alt": self.alt}
+        body: dict[str, Any] = {"id": self.image_id, "alt": self.alt}
+        if self.chart is not None:
+            body["chart"] = self.chart
+        if self.png is not None:
+            body["png"] = base64.b64encode(self.png).decode("ascii")
+        return body
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Image:
-        return cls(png=base64.b64decode(data["png"]), image_id=str(data["id"]), alt=str(data.get("alt") or "图片"))
+        png = base64.b64decode(data["png"]) if data.get("png") else None
+        return cls(image_id=str(data["id"]), alt=str(data.get("alt") or "图片"), chart=data.get("chart"), png=png)
 
 
 @dataclass(frozen=True)

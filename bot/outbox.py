@@ -12,6 +12,7 @@ group announcement commit together or not at all. `OutboxWorker` then delivers d
   handed back with the time the next slot frees, nobody sleeps holding them;
 * when a destination is saturated (bot.ratelimit.plan_slots) the replies waiting for it, claimed and queued
   behind, go out merged into one message per slot (bot.merge), and are marked sent together with it;
+* a picture row (the retro's chart) is drawn just before it is sent, its PNG stored first (bot.charts);
 * `RetryLater` → exponential backoff with jitter (at least the platform's `after`); `PermanentFailure` →
   `failed` with the platform's reason; a broken destination fails its backlog at once.
 * a team's group push (WeCom webhook, DingTalk custom robot) that the platform calls broken is marked
@@ -39,6 +40,7 @@ from aiohttp import web
 
 from bot.app_keys import DATABASE_KEY, DELIVERERS_KEY, HTTP_SESSION_KEY, METRICS_KEY, SETTINGS_KEY
 from bot.broken import BrokenPushes, blocked_reason
+from bot.charts import ready_to_send
 from bot.delivery import Deliverer, OutgoingMessage, PermanentFailure, RateLimit, RetryLater, split_text
 from bot.merge import fitting, merged
 from bot.metrics import Metrics
@@ -448,8 +450,10 @@ class OutboxWorker:
         now = self.clock()
         outcome, team = group.outcome, group.team
         try:
+            message = merged([OutgoingMessage.from_json(r.body) for r in batch])
+            message = await ready_to_send(self.db, message, head.team_id, now)  # a picture is drawn now
             started = time.perf_counter()
-            await group.deliverer.deliver(group.destination, merged([OutgoingMessage.from_json(r.body) for r in batch]))
+            await group.deliverer.deliver(group.destination, message)
             if self.metrics is not None:
                 self.metrics.delivered(head.platform, time.perf_counter() - started)
         except RetryLater as err:

@@ -1,8 +1,10 @@
 """The retro's weekly-trend picture: numbers in, PNG bytes out — a pure function, nothing else.
 
 matplotlib (Agg backend) draws it: axes, ticks and CJK text come right without hand-written layout code.
-It is imported only inside `render_trend_png`, which `handlers.charts` runs in a worker process, so no bot
-process (serve, chat) ever holds matplotlib's ~40 MB; this module itself imports only the standard library.
+It is imported only inside `render_trend_png`, which bot.charts runs in a worker process when the outbox
+delivers the picture, so no bot process (serve, chat) ever holds matplotlib's ~40 MB; this module itself
+imports only the standard library. A unit of work records only `chart_spec` (small JSON, in the outbox row);
+`render_chart` draws that spec.
 
 Layout for a phone: four small panels (one per measure, each with its own scale: follow-ups run in the
 dozens, wins in ones), this week's bar in a strong colour and labelled with its value, the weeks before in
@@ -15,6 +17,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 CURRENT = "#d9480f"
 PAST = "#a5b4c8"
@@ -69,3 +72,15 @@ def render_trend_png(title: str, week_labels: Sequence[str], panels: Sequence[Tr
         out = io.BytesIO()
         figure.savefig(out, format="png", dpi=DPI, facecolor="white")
     return out.getvalue()
+
+
+def chart_spec(title: str, week_labels: Sequence[str], panels: Sequence[TrendPanel]) -> dict[str, Any]:
+    """What to draw, as the JSON an outbox row carries until delivery: the numbers, never the picture."""
+    return {"kind": "weekly_trend", "title": title, "labels": list(week_labels),
+            "panels": [{"title": p.title, "values": list(p.values), "unit": p.unit} for p in panels]}
+
+
+def render_chart(spec: dict[str, Any], font_path: str) -> bytes:
+    """The PNG of a `chart_spec` (run in the drawing worker: a top-level function, picklable)."""
+    panels = [TrendPanel(str(p["title"]), tuple(int(v) for v in p["values"]), str(p["unit"])) for p in spec["panels"]]
+    return render_trend_png(str(spec["title"]), [str(label) for label in spec["labels"]], panels, font_path)

@@ -118,7 +118,7 @@ async def retro(msg: IncomingMessage, args: Args, store: Store, now: datetime) -
         message = await build_retro(store, period.start, schedule, now)
     replies = [Reply(message.text, title=message.title, names=message.names)]
     if period.kind == "week":  # the weekly retro carries its chart: this week against the weeks before
-        image = await retro_chart(store, period.start, schedule.tz, now)
+        image = await retro_chart(store, period.start, schedule.tz)
         if image is not None:
             replies.append(Reply(image.alt, image=image))
     return replies

@@ -197,7 +197,7 @@ async def run_retro(store: Store, slot: Slot, schedule: TeamSchedule, now: datet
     """The retro's text, then its chart as a picture of its own (when there is a font to draw with)."""
     start = week_start_of(slot.day)
     pushes = [team_push(store, await build_retro(store, start, schedule, now))]
-    image = await retro_chart(store, start, schedule.tz, now)
+    image = await retro_chart(store, start, schedule.tz)
     if image is not None:
         pushes.append(team_push(store, OutgoingMessage(image.alt, image=image)))
     return pushes

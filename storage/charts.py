@@ -1,6 +1,8 @@
 """Rendered charts kept for platforms that show a picture only from a URL (storage.models.ChartImage).
 
-The id is 128 random bits: a team's numbers are reachable only by someone handed the link. Nothing here
+The PNG is drawn when the outbox delivers the picture (bot.charts), not by the unit of work that queued it,
+and kept here before the message linking to it goes out; a retried delivery finds it here and does not
+draw again. The id is 128 random bits: a team's numbers are reachable only by someone handed the link. Nothing here
 lists images; the housekeeping deletes them after the retention period like other delivery bookkeeping.
 """
 
@@ -11,7 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from storage.models import ChartImage
+from storage.models import ChartImage, Team
 from storage.store import Store
 
 
@@ -20,9 +22,14 @@ def new_chart_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-async def save_chart_image(store: Store, chart_id: str, png: bytes, now: datetime) -> None:
-    """Keep the team's chart under `chart_id`, in the unit of work that queues the message linking to it."""
-    store.session.add(ChartImage(id=chart_id, org_id=store.org.id, team_id=store.team.id, png=png, created_at=now))
+async def save_chart_image(store: Store, chart_id: str, team_id: int, png: bytes, now: datetime) -> None:
+    """Keep team `team_id`'s chart under `chart_id` — drawn at delivery, in a short transaction of its own
+    that commits before the message linking to it is sent. A copy already kept under that id (another
+    replica drew it meanwhile: same numbers, same picture) is left as it is."""
+    if await chart_image(store, chart_id) is not None:
+        return
+    org_id = (await store.session.execute(select(Team.org_id).where(Team.id == team_id))).scalar_one()
+    store.session.add(ChartImage(id=chart_id, org_id=org_id, team_id=team_id, png=png, created_at=now))
     await store.session.flush()
 
 

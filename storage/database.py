@@ -131,7 +131,7 @@ class Database:
         self.default_timezone = "Asia/Shanghai"
         self.name_key_version = 0  # bot.assembly sets the running normaliser's (storage does not know it)
         self.board = BoardConfig()  # bot.assembly sets the configured public URL and secret
-        self.chart_font: str | None = None  # bot.assembly sets the font found at start (handlers.charts)
+        self.chart_font: str | None = None  # bot.assembly sets the font found at start (bot.charts)
         self._inbound_writer = GroupWriter(self._insert_inbound)
 
     @functools.cached_property

@@ -24,8 +24,10 @@ class OutboxQueries(StoreBase):
         body: dict[str, Any],
         now: datetime,
         dedup_key: str | None = None,
+        not_before: datetime | None = None,
     ) -> bool:
-        """Queue a message in this transaction; False if `dedup_key` was already queued."""
+        """Queue a message in this transaction; False if `dedup_key` was already queued. `not_before` holds
+        it back (a picture that must follow a text answered outside the outbox)."""
         scope = self._scope
         values = {
             "org_id": scope.org.id if scope else None,
@@ -37,7 +39,7 @@ class OutboxQueries(StoreBase):
             "dedup_key": dedup_key,
             "status": "pending",
             "attempts": 0,
-            "next_attempt_at": now,
+            "next_attempt_at": not_before or now,
             "created_at": now,
         }
         # A Core INSERT with the values as parameters of one prebuilt statement: no ORM object, no

@@ -62,7 +62,7 @@ class StoreBase:
         self.name_key_version = name_key_version
         # The web board's public URL and configured secret (storage.board_links.BoardConfig), for `看板 链接`.
         self.board = board
-        # The CJK font charts are drawn with, found once at start (handlers.charts); None: text-only reports.
+        # The CJK font charts are drawn with, found once at start (bot.charts); None: text-only reports.
         self.chart_font = chart_font
 
     # ------------------------------------------------------------------ scope

@@ -78,9 +78,10 @@ async def test_old_chart_images_go_with_the_bookkeeping(bot, db: Database, clock
     await bot.say("我的", user="张三")
     async with db.transaction() as store:
         org = await store.get_org("console", "console")
-        store.bind_team(org, await store.get_team(org, "销售一组"))
-        await save_chart_image(store, "old-chart-0123456789", b"\x89PNG old", clock.now)
-        await save_chart_image(store, "new-chart-0123456789", b"\x89PNG new", clock.now + timedelta(days=20))
+        team = await store.get_team(org, "销售一组")
+        assert team is not None
+        await save_chart_image(store, "old-chart-0123456789", team.id, b"\x89PNG old", clock.now)
+        await save_chart_image(store, "new-chart-0123456789", team.id, b"\x89PNG new", clock.now + timedelta(days=20))
     removed = await db.prune_bookkeeping(clock.now + timedelta(days=31), keep_days=30)
     assert removed["chart_images"] == 1
     async with db.transaction() as store:

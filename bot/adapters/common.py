@@ -117,12 +117,13 @@ async def enqueue_split(
     *,
     title_on_every_part: bool,
     dedup: str | None = None,
+    not_before: datetime | None = None,
 ) -> None:
     """One outbox row per part of `message` split under `max_bytes`, all in the caller's transaction.
 
     Rows share `dest_key`, so they are sent in order. Where the title is a notification title
     (DingTalk) every part carries it; where it is rendered into the text (WeCom) only the first does.
-    `dedup` makes a second enqueue of the same message a no-op (one key per part).
+    `dedup` makes a second enqueue of the same message a no-op (one key per part); `not_before` holds them back.
     """
     parts = split_text(message.text, max_bytes)
     for index, part in enumerate(parts):
@@ -135,6 +136,7 @@ async def enqueue_split(
             body=OutgoingMessage(part, title, message.names, image).to_json(),
             now=now,
             dedup_key=f"{dedup}:{index}" if dedup else None,
+            not_before=not_before,
         )
 
 

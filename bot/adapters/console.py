@@ -14,7 +14,7 @@ import logging
 import re
 import tempfile
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,7 +31,8 @@ def default_picture_dir() -> Path:
 
 
 def save_picture(image: Image, directory: Path | None = None) -> Path:
-    """A terminal shows no pictures: write it to a file (named by its id) and say where."""
+    """A terminal shows no pictures: write it (drawn, bot.charts) to a file named by its id and say where."""
+    assert image.png is not None
     folder = directory or default_picture_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{image.image_id}.png"
@@ -75,14 +76,29 @@ class ConsoleChat:
         return await self.router.handle(self.message(text, user, msg_id))
 
     async def say(self, text: str, user: str | None = None, msg_id: str | None = None) -> list[str]:
-        """What the bot answers, rendered as the console prints it (mentions as @名字)."""
-        return [render(reply, self.picture_dir) for reply in await self.send(text, user, msg_id)]
+        """What the bot answers, rendered as the console prints it (mentions as @名字); a picture is drawn
+        here, after the command's transaction, like the outbox draws it at delivery."""
+        shown = [await drawn_reply(reply, self.router.db.chart_font) for reply in await self.send(text, user, msg_id)]
+        return [render(reply, self.picture_dir) for reply in shown if reply is not None]
 
     async def say_line(self, line: str) -> list[str]:
         user, text = self.parse_line(line)
         if not text:
             return []
         return await self.say(text, user)
+
+
+async def drawn_reply(reply: Reply, font: str | None) -> Reply | None:
+    """`reply` with its picture drawn (bot.charts); None when it cannot be: the text before it stands."""
+    if reply.image is None or reply.image.png is not None:
+        return reply
+    from bot.charts import ChartFailed, draw
+
+    try:
+        return replace(reply, image=await draw(reply.image, font))
+    except ChartFailed as err:
+        logging.getLogger("salesbot.charts").warning("charts: picture %s not drawn: %s", reply.image.image_id, err)
+        return None
 
 
 def render(reply: Reply, picture_dir: Path | None = None) -> str:

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -57,6 +57,9 @@ from storage.store import Store
 from storage.team_settings import webhook_key
 
 log = logging.getLogger("salesbot.wecom")
+# How long a `复盘` picture waits behind its text: longer than the reply budget (1.5 s) the passive reply
+# or the response_url row gets, so the robot's picture lands after the answer it illustrates.
+PICTURE_AFTER_TEXT = timedelta(seconds=5)
 
 
 class WeComAdapter:
@@ -183,11 +186,13 @@ class WeComAdapter:
         inline: list[Reply] = []
         for reply in replies:
             if reply.image is not None:
-                # A picture (the retro's chart) goes through the group robot only (base64 + md5), after the
-                # text answered here; without a robot the text stands alone.
+                # A picture (the retro's chart) goes through the group robot only (base64 + md5), drawn at
+                # delivery and held back PICTURE_AFTER_TEXT: the text is answered here within the reply
+                # budget (or queued first on the response_url), so it arrives before. No robot: text alone.
                 key = webhook_key(store.team.settings)
                 if key:
-                    await self.enqueue(store, {"kind": "webhook", "key": key}, OutgoingMessage.from_reply(reply), now)
+                    await self.enqueue(store, {"kind": "webhook", "key": key}, OutgoingMessage.from_reply(reply), now,
+                                       not_before=now + PICTURE_AFTER_TEXT)
                 continue
             if reply.audience == "team" and msg.chat_type != "group":
                 # From a 1:1 chat: announce in the team's group through its robot webhook. From the
@@ -234,12 +239,13 @@ class WeComAdapter:
         now: datetime,
         *,
         dedup: str | None = None,
+        not_before: datetime | None = None,
     ) -> None:
         limit = (self.deliverer.max_bytes(destination) if self.deliverer else MARKDOWN_MAX_BYTES) - 64
         if message.title:
             limit -= len(message.title.encode("utf-8"))
         await enqueue_split(store, PLATFORM, destination, dest_key(destination), message, now, limit,
-                            title_on_every_part=False, dedup=dedup)
+                            title_on_every_part=False, dedup=dedup, not_before=not_before)
 
     async def enqueue_late(self, store: Store, msg: IncomingMessage, replies: list[Reply], now: datetime) -> None:
         """Replies that missed the passive-reply window: response_url (one shot) or message/send."""

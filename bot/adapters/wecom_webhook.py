@@ -68,6 +68,8 @@ def image_payload(message: OutgoingMessage) -> dict[str, Any]:
     """A picture message: the PNG/JPG as base64 with the md5 of its raw bytes, at most 2 MB raw."""
     assert message.image is not None
     png = message.image.png
+    if png is None:  # the outbox draws a picture before it hands it over (bot.charts.ready_to_send)
+        raise PermanentFailure(f"picture {message.image.image_id} was not drawn")
     if len(png) > IMAGE_MAX_BYTES:
         raise PermanentFailure(f"picture too large: {len(png)} > {IMAGE_MAX_BYTES} bytes")
     md5 = hashlib.md5(png, usedforsecurity=False).hexdigest()
