@@ -11,15 +11,22 @@
   Chart.defaults.animation = false;
   Chart.defaults.maintainAspectRatio = false;
 
+  function wan(value) {
+    if (Math.abs(value) >= 10000) { return (Math.round(value / 1000) / 10) + "万"; }
+    return value + "元";
+  }
   function bar(horizontal, labels, datasets) {
     return { type: "bar", data: { labels: labels, datasets: datasets },
              options: { indexAxis: horizontal ? "y" : "x", plugins: { legend: { position: "bottom" } } } };
   }
   var builders = {
     goals: function (d) {
-      return bar(true, d.labels, [{ label: "赢单（元）", data: d.won, backgroundColor: blue },
-                                  { label: "应达（元）", data: d.due, backgroundColor: orange },
-                                  { label: "目标（元）", data: d.target, backgroundColor: grey }]);
+      var chart = bar(true, d.labels, [{ label: "赢单", data: d.won, backgroundColor: blue },
+                                       { label: "应达", data: d.due, backgroundColor: orange },
+                                       { label: "目标", data: d.target, backgroundColor: grey }]);
+      // Amounts read the way managers say them: 100万, not 1,000,000.
+      chart.options.scales = { x: { beginAtZero: true, ticks: { callback: wan } } };
+      return chart;
     },
     funnel: function (d) {
       var chart = bar(true, d.labels, [{ label: "商机个数", data: d.count, backgroundColor: blue }]);
@@ -31,7 +38,7 @@
         { label: "跟进", data: d.followups, borderColor: blue, backgroundColor: blue },
         { label: "新客户", data: d.new_customers, borderColor: green, backgroundColor: green },
         { label: "赢单", data: d.wins, borderColor: orange, backgroundColor: orange }] },
-        options: { plugins: { legend: { position: "bottom" } }, scales: { y: { beginAtZero: true } } } };
+        options: { plugins: { legend: { position: "bottom" } }, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } } };
     },
     leaderboard: function (d) {
       return bar(true, d.labels, [{ label: "积分", data: d.points, backgroundColor: green }]);
