@@ -26,6 +26,7 @@ from bot.metrics import note_duplicate
 from bot.settings import admin_ids_for
 from handlers.commands import ROLE_RANK, Args, CommandSpec, OptionSpec, SettingsTable, UserError, role_refusal
 from storage.database import Database
+from storage.inbound import REPLAYED, SIGN_FRESH_S
 from storage.models import Member
 from storage.store import NoTeamYet, Store
 from storage.tenancy import RemovedFromTeam
@@ -87,6 +88,13 @@ def _take_options(spec: CommandSpec, text: str) -> tuple[dict[str, str], str]:
             text = (text[: found.start()] + " " + text[found.end() :]).strip()
             break
     return options, text
+
+
+def _note_replays(platform: str, msg_ids: list[str]) -> None:
+    """Messages whose (timestamp, sign) pair was first used too long ago: recorded, never run."""
+    for msg_id in msg_ids:
+        log.warning("replayed signature refused platform=%s msg_id=%s (its pair was first used over %.0f s before)",
+                    platform, msg_id, SIGN_FRESH_S)
 
 
 class _Refused(Exception):
@@ -252,8 +260,9 @@ class Router:
                 fresh: set[tuple[str, str, str]] = set()
                 for platform, org_key in {(m.platform, m.org_key) for m in msgs}:
                     ids = [m.msg_id for m in msgs if (m.platform, m.org_key) == (platform, org_key)]
-                    done_ids = await store.finish_inbound_many(platform, org_key, ids, self.clock())
-                    fresh |= {(platform, org_key, i) for i in done_ids}
+                    finished = await store.finish_inbound_many(platform, org_key, ids, self.clock())
+                    fresh |= {(platform, org_key, i) for i, status in finished.items() if status == "done"}
+                    _note_replays(platform, [i for i, status in finished.items() if status == REPLAYED])
                 results: list[list[Reply]] = []
                 notes: list[_Note] = []
                 for msg in msgs:
@@ -299,7 +308,12 @@ class Router:
         store.unbind()  # nothing of the previous message of a batch carries over
         if first is None:
             if queued:
-                first = await store.finish_inbound(msg.platform, msg.org_key, msg.msg_id, now)
+                status = await store.finish_inbound(msg.platform, msg.org_key, msg.msg_id, now)
+                if status == REPLAYED:
+                    _note_replays(msg.platform, [msg.msg_id])
+                    note.outcome = "refused"
+                    return []
+                first = status == "done"
             else:
                 first = await store.record_inbound(msg.platform, msg.msg_id, msg.org_key, now)
         if not first:
@@ -352,12 +366,17 @@ class Router:
         note.command = spec.alias.lstrip("/")
         if ROLE_RANK[store.role] < ROLE_RANK[spec.role]:
             return [Reply(role_refusal(spec.word, spec.role, store.role))]
+        mark = store.write_mark()
         try:
             args = await self._parse_args(store, msg, spec, match.rest, now)
             result = await spec.handler(msg, args, store, now)
         except UserError as err:
-            # A handler that refuses leaves nothing behind: the whole transaction rolls back (see
-            # `handle`), while the message is still recorded so that a re-delivery does not run it again.
+            # A handler that refuses leaves nothing behind. Most refuse before writing anything: their
+            # refusal is simply the answer, in this transaction (and a batch goes on). One that wrote
+            # first has the whole transaction rolled back (see `handle`), while the message is still
+            # recorded so that a re-delivery does not run it again.
+            if not store.wrote_since(mark):
+                return [Reply(err.text())]
             raise _Refused(Reply(err.text())) from None
         note.outcome = "ok"
         if result is None:

@@ -23,7 +23,7 @@ from storage.engine import create_engine, is_sqlite
 from storage.inbound import inbound_insert, inbound_values
 from storage.migrate import ensure_schema
 from storage.models import InboundMessage
-from storage.signatures import admit_robot_signature
+from storage.scope import UnitOfWorkSession
 from storage.sql import table_of
 from storage.store import Store
 
@@ -125,7 +125,7 @@ class GroupWriter:
 class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False, sync_session_class=UnitOfWorkSession)
         self._after_commit: list[Callable[[Store], None]] = []
         self.default_timezone = "Asia/Shanghai"
         self.name_key_version = 0  # bot.assembly sets the running normaliser's (storage does not know it)
@@ -161,12 +161,8 @@ class Database:
             for callback in self._after_commit:
                 callback(store)
 
-    async def admit_robot_signature(self, sign: str, timestamp_ms: int, msg_id: str, now: datetime) -> bool:
-        """Whether a DingTalk robot (timestamp, sign) pair may carry `msg_id` (storage.signatures says why)."""
-        return await admit_robot_signature(self.engine, sign, timestamp_ms, msg_id, now)
-
     async def queue_inbound(self, platform: str, msg_id: str, org_key: str, payload: Any, now: datetime,
-                            lease_until: datetime | None = None) -> bool:
+                            lease_until: datetime | None = None, sign: str | None = None) -> bool:
         """`Store.queue_inbound` as a unit of work of its own, shared with the callbacks arriving with it.
 
         The webhook answers as soon as this returns, so it is the whole of an acknowledgement's
@@ -175,7 +171,7 @@ class Database:
         recorded while another INSERT is in flight go together in the next one (`GroupWriter`).
         """
         values = inbound_values(platform, msg_id, org_key, now, status="received", payload=payload,
-                                lease_until=lease_until)
+                                lease_until=lease_until, sign=sign)
         return await self._inbound_writer.add(values)
 
     async def _insert_inbound(self, rows: list[dict[str, Any]]) -> set[InboundKey]:

@@ -6,9 +6,8 @@ this re-delivery seen?" and "what happened to that push?" — questions nobody a
 alone they grow by a few rows per command for ever. The audit log, follow-ups and everything else a user
 or a report reads are never touched here. `Database.prune_bookkeeping` runs it chunk by chunk.
 
-The inbound log's pass also forgets DingTalk's seen robot signatures (storage.signatures): they matter
-only within the timestamp window (at most a day, see `Settings.dingtalk_sign_window_s`), so any older
-than the retention cutoff (at least a day) are past it. They count with the inbound rows.
+A DingTalk robot signature is kept on its inbound row (storage.inbound): it matters only within the
+timestamp window (at most a day, see `Settings.dingtalk_sign_window_s`), so it goes with the row.
 """
 
 from __future__ import annotations
@@ -17,7 +16,8 @@ from datetime import datetime
 
 from sqlalchemy import Select, delete, select
 
-from storage.models import InboundMessage, OutboxMessage, RobotSignature
+from storage.inbound import REPLAYED
+from storage.models import InboundMessage, OutboxMessage
 from storage.store import Store
 
 CHUNK = 5000  # rows per DELETE: short transactions, no long lock on a busy table
@@ -31,25 +31,13 @@ def _finished(name: str, cutoff: datetime) -> tuple[type[OutboxMessage] | type[I
         # next_attempt_at is when a row was last tried: for a sent row, when it went out.
         return o, select(o.id).where(o.status.in_(("sent", "failed")), o.next_attempt_at < cutoff)
     i = InboundMessage
-    return i, select(i.id).where(i.status.in_(("done", "failed")), i.received_at < cutoff)
+    return i, select(i.id).where(i.status.in_(("done", "failed", REPLAYED)), i.received_at < cutoff)
 
 
 async def prune_chunk(store: Store, name: str, cutoff: datetime) -> int:
-    """Delete up to CHUNK finished rows of table `name` older than `cutoff` in this unit of work (for the
-    inbound log, up to CHUNK of its robot signatures too)."""
+    """Delete up to CHUNK finished rows of table `name` older than `cutoff` in this unit of work."""
     model, finished = _finished(name, cutoff)
     ids = list((await store.session.execute(finished.limit(CHUNK))).scalars())
     if ids:
         await store.session.execute(delete(model).where(model.id.in_(ids)))
-    removed = len(ids)
-    if name == "inbound_messages":
-        removed += await _prune_signatures(store, cutoff)
-    return removed
-
-
-async def _prune_signatures(store: Store, cutoff: datetime) -> int:
-    s = RobotSignature
-    signs = list((await store.session.execute(select(s.sign).where(s.seen_at < cutoff).limit(CHUNK))).scalars())
-    if signs:
-        await store.session.execute(delete(s).where(s.sign.in_(signs)))
-    return len(signs)
+    return len(ids)

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, insert, select
+from sqlalchemy import Select, event, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from storage.models import AuditLog, Customer, Member, Organisation, Team
 from storage.sql import dialect_of, insert_for, rowcount, table_of
@@ -33,6 +34,22 @@ class Scope:
     role: Role = "rep"
     msg_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class UnitOfWorkSession(Session):
+    """The session a unit of work runs on: it counts the statements that may have written (`StoreBase.
+    write_mark`), so a command refused before writing anything needs no rollback."""
+
+
+@event.listens_for(UnitOfWorkSession, "do_orm_execute")
+def _count_statement(state: ORMExecuteState) -> None:
+    if not state.is_select:  # INSERT, UPDATE, DELETE, or text nobody vouched for
+        state.session.info["writes"] = state.session.info.get("writes", 0) + 1
+
+
+@event.listens_for(UnitOfWorkSession, "after_flush")
+def _count_flush(session: Session, context: UOWTransaction) -> None:
+    session.info["writes"] = session.info.get("writes", 0) + 1
 
 
 class NotBound(RuntimeError):
@@ -89,6 +106,17 @@ class StoreBase:
         """Scope to a team with no acting member (scheduled jobs, operator commands)."""
         self._scope = Scope(org=org, team=team, actor=None, role="admin")
         return self._scope
+
+    # -------------------------------------------------------------- writes
+    def write_mark(self) -> int:
+        """A mark to ask `wrote_since` about later."""
+        return int(self.session.info.get("writes", 0))
+
+    def wrote_since(self, mark: int) -> bool:
+        """Whether anything may have been written (or changed in memory, to be flushed) since `mark`:
+        a refusal after none leaves nothing to roll back. Counted by `UnitOfWorkSession`."""
+        session = self.session
+        return self.write_mark() != mark or bool(session.new or session.dirty or session.deleted)
 
     # -------------------------------------------------------------- helpers
     @property

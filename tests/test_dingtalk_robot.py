@@ -359,6 +359,49 @@ async def test_a_burst_shares_one_transaction_and_a_refusal_inside_it_changes_no
     assert {r.status for r in await inbound_rows(db)} == {"done"}
 
 
+async def test_a_refusal_after_a_write_inside_a_burst_still_leaves_nothing_behind(  # type: ignore[no-untyped-def]
+        ding: FakeDingTalk, db, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refusal before any write is answered inside the batch; one after a write rolls the batch back."""
+    from sqlalchemy import select
+
+    from handlers import followups
+    from handlers.commands import UserError
+    from storage.models import AuditLog, FollowUp
+
+    async with running_bot(dingtalk_settings(ding), db) as bot:
+        await say(bot, ding, "认领 北京华为技术有限公司", "zhangsan", "张三")
+    real_label = followups.deal_label
+
+    def label(customer, deal):  # type: ignore[no-untyped-def]  # runs after the follow-up row was written
+        if "拒绝" in customer.name or deal is not None and deal.stage == "谈判":
+            raise UserError("这条跟进不能记录。")
+        return real_label(customer, deal)
+
+    monkeypatch.setattr(followups, "deal_label", label)
+    burst = [
+        ("跟进 华为 第一次拜访", "zhangsan", "张三"),
+        ("跟进 不存在的客户 随便写写", "zhangsan", "张三"),  # refused before writing
+        ("跟进 华为 谈价格 阶段:谈判", "zhangsan", "张三"),  # refused after writing its follow-up
+        ("跟进 华为 第二次拜访", "zhangsan", "张三"),
+    ]
+    callbacks = [ding.robot_text_callback(text, staff, nick) for text, staff, nick in burst]
+    before = len(ding.session_messages())
+    async with running_bot(dingtalk_settings(ding), db, PAUSED) as backed_up:
+        for headers, body in callbacks:
+            assert (await backed_up.post_robot(headers, body))[0] == 200
+        backed_up.app[DINGTALK_KEY].start(workers=1, recover_every=None)
+        await backed_up.drain()
+    answered = [text_of(r) for r in ding.session_messages()[before:]]
+    expected = ["已记录", "找不到客户", "不能记录", "华为"]
+    assert [word in text for word, text in zip(expected, answered, strict=True)] == [True] * 4
+    async with db.session() as s:
+        notes = (await s.execute(select(FollowUp.content).order_by(FollowUp.id))).scalars().all()
+        audits = (await s.execute(select(AuditLog.action).where(AuditLog.action == "followup"))).scalars().all()
+        stage = (await s.execute(select(Deal.stage))).scalar_one()
+    assert list(notes) == ["第一次拜访", "第二次拜访"] and len(audits) == 2 and stage != "谈判"
+    assert {r.status for r in await inbound_rows(db)} == {"done"}
+
+
 async def test_ten_reps_claiming_one_customer_in_one_burst_get_one_owner_and_nine_refusals(  # type: ignore[no-untyped-def]
     ding: FakeDingTalk, db
 ) -> None:

@@ -1,0 +1,167 @@
+"""SQL statements and round trips per hot command, counted with a SQLAlchemy event listener.
+
+    python -m bench.statements --db sqlite
+    python -m bench.statements --db postgresql://postgres@127.0.0.1:5432/postgres [--reps 50] [--profile]
+
+Runs the real DingTalk app in this process (tests/dingtalk_support.running_bot against a FakeDingTalk),
+lets `--reps` reps each claim a customer in a group of their own, then sends one `跟进` and one `我的` per
+rep, one at a time, and counts what each costs the database: statements (per cursor execute), BEGINs and
+COMMITs, split into the acknowledgement (signature check + inbound row), the command's transaction and the
+outbox delivery. Round trips ≈ statements + BEGIN + COMMIT on PostgreSQL (asyncpg runs each as one).
+`--profile` prints the top of a cProfile of the command phase (CPU, not wall time).
+
+The listener lives here, not in production code. Not a test: it shows where statements go.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import pstats
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy import event
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.adapters.dingtalk import DINGTALK_KEY  # noqa: E402
+from storage.database import Database  # noqa: E402
+from tests.dingtalk_support import dingtalk_settings, drain, running_bot  # noqa: E402
+from tests.fakes.dingtalk import FakeDingTalk  # noqa: E402
+
+
+class Counting:
+    """Statements by kind (first word) and transactions, while `on` is set."""
+
+    def __init__(self, db: Database) -> None:
+        self.on = False
+        self.kinds: Counter[str] = Counter()
+        self.texts: Counter[str] = Counter()
+        sync = db.engine.sync_engine
+        event.listen(sync, "before_cursor_execute", self._statement)
+        event.listen(sync, "begin", self._begin)
+        event.listen(sync, "commit", self._commit)
+
+    def _statement(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        if self.on:
+            self.kinds[statement.split(None, 1)[0].upper()] += 1
+            self.texts[" ".join(statement.split())[:110]] += 1
+
+    def _begin(self, conn: Any) -> None:
+        if self.on:
+            self.kinds["BEGIN"] += 1
+
+    def _commit(self, conn: Any) -> None:
+        if self.on:
+            self.kinds["COMMIT"] += 1
+
+    def take(self) -> tuple[Counter[str], Counter[str]]:
+        kinds, texts = self.kinds, self.texts
+        self.kinds, self.texts = Counter(), Counter()
+        return kinds, texts
+
+
+def per(counter: Counter[str], n: int) -> dict[str, float]:
+    return {k: round(v / n, 2) for k, v in sorted(counter.items())}
+
+
+async def run(db: Database, reps: int, profile: bool) -> dict[str, Any]:
+    result: dict[str, Any] = {"database": db.engine.dialect.name, "reps": reps}
+    async with FakeDingTalk() as ding, running_bot(dingtalk_settings(ding, admins=()), db) as bot:
+        inbound = bot.app[DINGTALK_KEY]
+        users = [(f"rep{i:03d}", f"cid-{i:03d}") for i in range(reps)]
+        for user, cid in users:
+            await bot.post_robot(*ding.robot_text_callback(f"认领 客户{user}有限公司 确认", user, user,
+                                                           conversation_id=cid))
+        await bot.drain()
+        counting = Counting(db)
+        for label, text in (("跟进", "跟进 客户{u} 第二次拜访，客户对报价有兴趣"), ("我的", "我的")):
+            # one warm-up round (statement caches), then the measured round
+            for measured in (False, True):
+                acks: Counter[str] = Counter()
+                commands: Counter[str] = Counter()
+                deliveries: Counter[str] = Counter()
+                texts: Counter[str] = Counter()
+                prof = cProfile.Profile() if (profile and measured) else None
+                for user, cid in users:
+                    counting.on = True
+                    status, _ = await bot.post_robot(*ding.robot_text_callback(text.format(u=user), user, user,
+                                                                               conversation_id=cid))
+                    assert status == 200, status
+                    acks.update(counting.take()[0])
+                    if prof:
+                        prof.enable()
+                    await inbound.idle()
+                    if prof:
+                        prof.disable()
+                    kinds, t = counting.take()
+                    commands.update(kinds)
+                    texts.update(t)
+                    await drain(db, bot.deliverer)
+                    deliveries.update(counting.take()[0])
+                    counting.on = False
+                if measured:
+                    result[label] = {
+                        "acknowledgement": per(acks, reps), "command": per(commands, reps),
+                        "delivery": per(deliveries, reps),
+                        "command_statements": {k: round(v / reps, 2) for k, v in texts.most_common()},
+                    }
+                    if prof:
+                        out = io.StringIO()
+                        pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(40)
+                        result[label]["profile"] = out.getvalue()
+    return result
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", default="sqlite", help="sqlite, or a postgresql:// URL (a bench database is made)")
+    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    name = base = ""
+    if args.db == "sqlite":
+        url = f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='salesbot-stmts-')}/bench.db"
+    else:
+        import asyncpg  # type: ignore[import-untyped]
+
+        base = args.db.replace("postgresql+asyncpg://", "postgresql://")
+        name = f"salesbot_stmts_{os.getpid()}"
+        admin = await asyncpg.connect(base)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
+        url = urlunsplit(urlsplit(base)._replace(scheme="postgresql+asyncpg", path="/" + name))
+    db = Database.from_url(url)
+    try:
+        if name:
+            from storage.migrate import upgrade
+
+            await upgrade(db.engine)
+        await db.prepare()
+        result = await run(db, args.reps, args.profile)
+    finally:
+        await db.close()
+        if name:
+            import asyncpg
+
+            admin = await asyncpg.connect(base)
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+    profiles = {k: v.pop("profile") for k, v in result.items() if isinstance(v, dict) and "profile" in v}
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    for label, text in profiles.items():
+        print(f"--- profile: {label}\n{text}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
