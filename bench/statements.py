@@ -7,8 +7,11 @@ Runs the real DingTalk app in this process (tests/dingtalk_support.running_bot a
 lets `--reps` reps each claim a customer in a group of their own, then sends one `跟进` and one `我的` per
 rep, one at a time, and counts what each costs the database: statements (per cursor execute), BEGINs and
 COMMITs, split into the acknowledgement (signature check + inbound row), the command's transaction and the
-outbox delivery. Round trips ≈ statements + BEGIN + COMMIT on PostgreSQL (asyncpg runs each as one).
-`--profile` prints the top of a cProfile of the command phase (CPU, not wall time).
+outbox delivery, and the CPU time of the command phase (process time while the queue works: one
+command at a time, so no batching). Round trips ≈ statements + BEGIN + COMMIT on PostgreSQL (asyncpg runs each as one).
+A "burst" phase then acknowledges one message per rep with the queue stopped and lets one worker take
+them in batches, as under load (group commit): statements and CPU per command there. `--profile` prints
+the top of a cProfile of the command phase (CPU, not wall time).
 
 The listener lives here, not in production code. Not a test: it shows where statements go.
 """
@@ -24,6 +27,7 @@ import os
 import pstats
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -75,6 +79,28 @@ def per(counter: Counter[str], n: int) -> dict[str, float]:
     return {k: round(v / n, 2) for k, v in sorted(counter.items())}
 
 
+async def _burst(bot: Any, ding: FakeDingTalk, counting: Counting, users: list[tuple[str, str]],
+                 text: str) -> tuple[float, Counter[str]]:
+    """Every rep's message acknowledged while the queue is stopped, then worked off in batches (up to
+    bot.inbound.BATCH_MAX commands a transaction), as under load: CPU seconds and statements."""
+    inbound = bot.app[DINGTALK_KEY]
+    await inbound.stop()
+    for user, cid in users:
+        status, _ = await bot.post_robot(*ding.robot_text_callback(text.format(u=user), user, user,
+                                                                   conversation_id=cid))
+        assert status == 200, status
+    counting.on = True
+    counting.take()
+    t0 = time.process_time()
+    inbound.start(workers=1, recover_every=None)
+    await inbound.idle()
+    cpu = time.process_time() - t0
+    kinds = counting.take()[0]
+    counting.on = False
+    await drain(bot.db, bot.deliverer)
+    return cpu, kinds
+
+
 async def run(db: Database, reps: int, profile: bool) -> dict[str, Any]:
     result: dict[str, Any] = {"database": db.engine.dialect.name, "reps": reps}
     async with FakeDingTalk() as ding, running_bot(dingtalk_settings(ding, admins=()), db) as bot:
@@ -92,6 +118,7 @@ async def run(db: Database, reps: int, profile: bool) -> dict[str, Any]:
                 commands: Counter[str] = Counter()
                 deliveries: Counter[str] = Counter()
                 texts: Counter[str] = Counter()
+                command_cpu = 0.0
                 prof = cProfile.Profile() if (profile and measured) else None
                 for user, cid in users:
                     counting.on = True
@@ -101,7 +128,9 @@ async def run(db: Database, reps: int, profile: bool) -> dict[str, Any]:
                     acks.update(counting.take()[0])
                     if prof:
                         prof.enable()
+                    t0 = time.process_time()
                     await inbound.idle()
+                    command_cpu += time.process_time() - t0
                     if prof:
                         prof.disable()
                     kinds, t = counting.take()
@@ -110,8 +139,12 @@ async def run(db: Database, reps: int, profile: bool) -> dict[str, Any]:
                     await drain(db, bot.deliverer)
                     deliveries.update(counting.take()[0])
                     counting.on = False
+                burst_cpu, burst = await _burst(bot, ding, counting, users, text) if measured else (0.0, Counter())
                 if measured:
+                    result[label + " burst"] = {"command_cpu_ms": round(burst_cpu * 1000 / reps, 3),
+                                                "command": per(burst, reps)}
                     result[label] = {
+                        "command_cpu_ms": round(command_cpu * 1000 / reps, 3),
                         "acknowledgement": per(acks, reps), "command": per(commands, reps),
                         "delivery": per(deliveries, reps),
                         "command_statements": {k: round(v / reps, 2) for k, v in texts.most_common()},

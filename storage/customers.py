@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import and_, bindparam, false, func, or_, select, update
+from sqlalchemy import String, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import aliased
 
 from storage.deals import DealQueries, open_deal_exists
+from storage.deferred import deferral_safe
 from storage.models import AuditLog, Collaborator, Customer, Deal, FollowUp, Member, Membership, Team
 from storage.rekey import RekeyQueries
 from storage.sql import escape_like, rowcount, table_of
@@ -96,25 +97,17 @@ class CustomerQueries(DealQueries, RekeyQueries):
 
     async def search_customers(self, norm_query: str, raw_query: str, limit: int = 20) -> list[Customer]:
         """Customers whose normalised or display name contains the query (exact matches first)."""
-        pattern_norm = f"%{escape_like(norm_query)}%"
-        pattern_raw = f"%{escape_like(raw_query)}%"
-        rows = await self.session.execute(
-            _VISIBLE.where(
-                or_(
-                    Customer.norm_name.like(pattern_norm, escape="\\") if norm_query else false(),
-                    Customer.name.like(pattern_raw, escape="\\") if raw_query else false(),
-                )
-            )
-            .order_by(Customer.norm_name != norm_query, func.length(Customer.norm_name), Customer.id)
-            .limit(limit),
-            self._visible_params(),
+        # An empty query part is a NULL pattern: `LIKE NULL` matches nothing.
+        params = self._visible_params(
+            pattern_norm=f"%{escape_like(norm_query)}%" if norm_query else None,
+            pattern_raw=f"%{escape_like(raw_query)}%" if raw_query else None,
+            norm=norm_query, limit=limit,
         )
-        return list(rows.scalars().all())
+        return list((await self.session.execute(_SEARCH, params)).scalars().all())
 
     async def all_customer_names(self) -> list[tuple[int, str, str]]:
         """(id, normalised name, name) of the customers the actor sees."""
-        visible = _VISIBLE.with_only_columns(Customer.id, Customer.norm_name, Customer.name)
-        rows = await self.session.execute(visible, self._visible_params())
+        rows = await self.session.execute(_VISIBLE_NAMES, self._visible_params())
         return [(i, n, d) for i, n, d in rows.all()]
 
     async def count_active_owned(self, member: Member) -> int:
@@ -350,6 +343,14 @@ _VISIBLE = select(Customer).where(
         Customer.id.in_(select(Collaborator.customer_id).where(Collaborator.member_id == bindparam("member_id"))),
     ),
 )
+# A rep's "华为" (refusals of a 跟进 to an unknown name come here too, so it is prebuilt as well).
+_SEARCH = (
+    _VISIBLE.where(or_(Customer.norm_name.like(bindparam("pattern_norm", type_=String), escape="\\"),
+                       Customer.name.like(bindparam("pattern_raw", type_=String), escape="\\")))
+    .order_by(Customer.norm_name != bindparam("norm"), func.length(Customer.norm_name), Customer.id)
+    .limit(bindparam("limit"))
+)
+_VISIBLE_NAMES = _VISIBLE.with_only_columns(Customer.id, Customer.norm_name, Customer.name)
 _TEAM_BY_NORM = _TEAM_CUSTOMERS.where(Customer.norm_name == bindparam("norm_name"))
 # Elsewhere, the original only (`duplicate_of_id IS NULL` lets both databases use the partial index).
 _ELSEWHERE_BY_NORM = _VISIBLE.where(
@@ -366,3 +367,6 @@ _SHARED_WITH = (  # collaborations in any team of the organisation
     .order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on)
 )
 _COLLABORATORS = table_of(Collaborator)
+# Statements that cannot see the rows a unit of work defers (storage.deferred).
+for _safe in (_SEARCH, _VISIBLE_NAMES, _TEAM_BY_NORM, _ELSEWHERE_BY_NORM, _CUSTOMERS_OF, _SHARED_WITH,):
+    deferral_safe(_safe)

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from storage import housekeeping
+from storage import deferred, housekeeping
 from storage.engine import create_engine, is_sqlite
 from storage.inbound import inbound_insert, inbound_values
 from storage.migrate import ensure_schema
@@ -158,6 +158,7 @@ class Database:
             store = Store(session, default_timezone=self.default_timezone, name_key_version=self.name_key_version)
             async with session.begin():
                 yield store
+                await deferred.flush(session)  # the audit and outbox rows the commands left waiting
             for callback in self._after_commit:
                 callback(store)
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.credits import Split
 from storage.deals import DealQueries
+from storage.deferred import deferral_safe
 from storage.models import Customer, Deal, FollowUp
 from storage.sql import table_of
 
@@ -142,5 +143,8 @@ def _update(cache: dict[tuple[str, ...], Update], model: type, columns: tuple[st
             .where(table.c.id == bindparam("row_id"))
             .values({name: bindparam(f"new_{name}", type_=table.c[name].type) for name in columns})
         )
-        cache[columns] = stmt
+        cache[columns] = deferral_safe(stmt)
     return stmt
+# Statements that cannot see the rows a unit of work defers (storage.deferred).
+for _safe in (_FOLLOWUP_INSERT,):
+    deferral_safe(_safe)

@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Insert, bindparam, case, exists, or_, select, update
 
+from storage.deferred import deferral_safe
 from storage.models import InboundMessage
 from storage.scope import StoreBase
 from storage.sql import insert_for, rowcount, table_of
@@ -163,3 +164,6 @@ _INBOUND_FINISH_MANY = (
             processed_at=bindparam("done_at", type_=_inbound.c.processed_at.type))
     .returning(_inbound.c.msg_id, _inbound.c.status)
 )
+# Statements that cannot see the rows a unit of work defers (storage.deferred).
+for _safe in (_INBOUND_FINISH, _INBOUND_FINISH_MANY,):
+    deferral_safe(_safe)

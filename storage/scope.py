@@ -20,6 +20,7 @@ from sqlalchemy import Select, event, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
+from storage import deferred
 from storage.models import AuditLog, Customer, Member, Organisation, Team
 from storage.sql import dialect_of, insert_for, rowcount, table_of
 
@@ -43,8 +44,11 @@ class UnitOfWorkSession(Session):
 
 @event.listens_for(UnitOfWorkSession, "do_orm_execute")
 def _count_statement(state: ORMExecuteState) -> None:
+    session = state.session
+    if deferred.needs_flush(session, state.statement):
+        deferred.flush_now(session)
     if not state.is_select:  # INSERT, UPDATE, DELETE, or text nobody vouched for
-        state.session.info["writes"] = state.session.info.get("writes", 0) + 1
+        session.info["writes"] = session.info.get("writes", 0) + 1
 
 
 @event.listens_for(UnitOfWorkSession, "after_flush")
@@ -141,8 +145,10 @@ class StoreBase:
         now: datetime,
     ) -> None:
         scope = self.scope
-        # One prebuilt Core INSERT: no ORM object for the unit of work to track and flush.
-        await self.session.execute(
+        # One prebuilt Core INSERT, deferred to the end of the unit of work (storage.deferred): a batch
+        # of commands writes its audit rows in one round trip.
+        deferred.defer(
+            self.session,
             _AUDIT_INSERT,
             {
                 "org_id": scope.org.id,
@@ -172,4 +178,4 @@ class StoreBase:
         return select(Customer).where(Customer.org_id == self.org.id, Customer.team_id == self.team.id)
 
 
-_AUDIT_INSERT = insert(table_of(AuditLog))
+_AUDIT_INSERT = deferred.deferral_safe(insert(table_of(AuditLog)))

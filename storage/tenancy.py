@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Select, and_, bindparam, or_, select
 
+from storage.deferred import deferral_safe
 from storage.models import AuditLog, Member, Membership, Organisation, Team
 from storage.scope import NoTeamYet, Role, Scope, StoreBase
 
@@ -300,3 +301,6 @@ _BIND_KNOWN = (
     .join(Membership, and_(Membership.team_id == Team.id, Membership.member_id == Member.id))
     .where(Organisation.platform == bindparam("platform"), Organisation.corp_key == bindparam("org_key"))
 )
+# Statements that cannot see the rows a unit of work defers (storage.deferred).
+for _safe in (_BIND_KNOWN,):
+    deferral_safe(_safe)
