@@ -263,6 +263,10 @@ class Router:
                     finished = await store.finish_inbound_many(platform, org_key, ids, self.clock())
                     fresh |= {(platform, org_key, i) for i, status in finished.items() if status == "done"}
                     _note_replays(platform, [i for i, status in finished.items() if status == REPLAYED])
+                # Who is talking, for the whole batch in one SELECT (each message still binds on its own).
+                await store.prefetch_bindings([(m.platform, m.org_key, m.chat_id, m.user_id) for m in msgs
+                                               if m.chat_type != "single" and m.user_id is not None
+                                               and (m.platform, m.org_key, m.msg_id) in fresh])
                 results: list[list[Reply]] = []
                 notes: list[_Note] = []
                 for msg in msgs:

@@ -16,7 +16,7 @@ from typing import Literal
 from sqlalchemy import String, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import aliased
 
-from storage.deals import DealQueries, open_deal_exists
+from storage.deals import OPEN, DealQueries, open_deal_exists
 from storage.deferred import deferral_safe
 from storage.models import AuditLog, Collaborator, Customer, Deal, FollowUp, Member, Membership, Team
 from storage.rekey import RekeyQueries
@@ -60,8 +60,11 @@ class CustomerQueries(DealQueries, RekeyQueries):
         than one OR over both, which no index serves: this runs on every 跟进.
         """
         params = self._visible_params(norm_name=norm_name)
-        own = (await self.session.execute(_TEAM_BY_NORM, params)).scalar_one_or_none()
-        if own is not None:
+        # The team's own comes with its open deals (the 跟进 / 赢单 / 输单 that asked will want them).
+        rows = (await self.session.execute(_TEAM_BY_NORM_WITH_DEALS, params)).all()
+        if rows:
+            own = rows[0][0]
+            self.open_deals_read[own.id] = (self.write_mark(), [deal for _, deal in rows if deal is not None])
             return own
         return (await self.session.execute(_ELSEWHERE_BY_NORM, params)).scalar_one_or_none()
 
@@ -352,6 +355,13 @@ _SEARCH = (
 )
 _VISIBLE_NAMES = _VISIBLE.with_only_columns(Customer.id, Customer.norm_name, Customer.name)
 _TEAM_BY_NORM = _TEAM_CUSTOMERS.where(Customer.norm_name == bindparam("norm_name"))
+_TEAM_BY_NORM_WITH_DEALS = (
+    select(Customer, Deal)
+    .outerjoin(Deal, and_(Deal.customer_id == Customer.id, Deal.status == OPEN))
+    .where(Customer.org_id == bindparam("org_id"), Customer.team_id == bindparam("team_id"),
+           Customer.norm_name == bindparam("norm_name"))
+    .order_by(Deal.id)
+)
 # Elsewhere, the original only (`duplicate_of_id IS NULL` lets both databases use the partial index).
 _ELSEWHERE_BY_NORM = _VISIBLE.where(
     Customer.norm_name == bindparam("norm_name"), Customer.duplicate_of_id.is_(None)
@@ -368,5 +378,6 @@ _SHARED_WITH = (  # collaborations in any team of the organisation
 )
 _COLLABORATORS = table_of(Collaborator)
 # Statements that cannot see the rows a unit of work defers (storage.deferred).
-for _safe in (_SEARCH, _VISIBLE_NAMES, _TEAM_BY_NORM, _ELSEWHERE_BY_NORM, _CUSTOMERS_OF, _SHARED_WITH,):
+for _safe in (_SEARCH, _VISIBLE_NAMES, _TEAM_BY_NORM, _TEAM_BY_NORM_WITH_DEALS, _ELSEWHERE_BY_NORM, _CUSTOMERS_OF,
+              _SHARED_WITH):
     deferral_safe(_safe)

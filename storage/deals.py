@@ -32,7 +32,13 @@ def open_deal_exists() -> Exists:
 
 class DealQueries(CreditQueries):
     async def open_deals(self, customer: Customer) -> list[Deal]:
-        """The customer's open deals, oldest first (the first is the one a single-deal customer has)."""
+        """The customer's open deals, oldest first (the first is the one a single-deal customer has).
+
+        Free when they came with the customer (`CustomerQueries.customer_by_norm`) and nothing was
+        written since."""
+        read = self.open_deals_read.get(customer.id)
+        if read is not None and not self.wrote_since(read[0]):
+            return list(read[1])
         rows = await self.session.execute(_OPEN_DEALS, {"org_id": self.org.id, "customer_id": customer.id})
         return list(rows.scalars().all())
 

@@ -75,6 +75,12 @@ class StoreBase:
         self.default_timezone = default_timezone
         # The name-key version a newly seen organisation's keys are made with (handlers.names.NAME_KEY_VERSION).
         self.name_key_version = name_key_version
+        # (platform, org_key, chat_id, user_id) → org, team, member, membership: a batch's senders read at
+        # once (storage.tenancy.prefetch_bindings); identity-mapped objects, so they stay what a fresh
+        # SELECT in this transaction would return.
+        self.prefetched: dict[tuple[str, str, str, str], tuple[Any, Any, Any, Any]] = {}
+        # customer id → (write mark, open deals) read together with the customer (storage.customers)
+        self.open_deals_read: dict[int, tuple[int, list[Any]]] = {}
 
     # ------------------------------------------------------------------ scope
     @property
