@@ -60,13 +60,36 @@ class CustomerQueries(DealQueries, RekeyQueries):
         than one OR over both, which no index serves: this runs on every 跟进.
         """
         params = self._visible_params(norm_name=norm_name)
-        # The team's own comes with its open deals (the 跟进 / 赢单 / 输单 that asked will want them).
-        rows = (await self.session.execute(_TEAM_BY_NORM_WITH_DEALS, params)).all()
-        if rows:
-            own = rows[0][0]
-            self.open_deals_read[own.id] = (self.write_mark(), [deal for _, deal in rows if deal is not None])
+        own = await self._own_with_deals(norm_name)
+        if own is not None:
             return own
         return (await self.session.execute(_ELSEWHERE_BY_NORM, params)).scalar_one_or_none()
+
+    async def find_customer(self, norm_name: str, raw_query: str) -> tuple[Customer | None, list[Customer]]:
+        """What a rep means by a name: the visible customer of exactly that normalised name (as
+        `customer_by_norm`), else none and the visible customers whose names contain the query.
+
+        The team's own costs one statement; otherwise the search answers both questions (its exact
+        matches come first, the one elsewhere among them), which a 跟进 to a name the team does not
+        have asks on every call.
+        """
+        if norm_name:
+            own = await self._own_with_deals(norm_name)
+            if own is not None:
+                return own, []
+        candidates = await self.search_customers(norm_name, raw_query)
+        exact = [c for c in candidates if norm_name and c.norm_name == norm_name and c.duplicate_of_id is None]
+        return (exact[0] if exact else None), candidates
+
+    async def _own_with_deals(self, norm_name: str) -> Customer | None:
+        """The team's own customer of that name; its open deals come along (the 跟进 / 赢单 / 输单 that
+        asked will want them: `open_deals`)."""
+        rows = (await self.session.execute(_TEAM_BY_NORM_WITH_DEALS, self._visible_params(norm_name=norm_name))).all()
+        if not rows:
+            return None
+        own = rows[0][0]
+        self.open_deals_read[own.id] = (self.write_mark(), [deal for _, deal in rows if deal is not None])
+        return own
 
     async def customer_by_id(self, customer_id: int) -> Customer | None:
         rows = await self.session.execute(_VISIBLE.where(Customer.id == customer_id), self._visible_params())
