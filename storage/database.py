@@ -11,7 +11,7 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
@@ -34,6 +34,7 @@ _inbound = table_of(InboundMessage)
 
 
 InboundKey = tuple[str, str, str]  # (platform, org_key, msg_id): the unique key of inbound_messages
+K = TypeVar("K")
 
 
 def inbound_key(row: dict[str, Any]) -> InboundKey:
@@ -54,11 +55,12 @@ def _database_fault(err: BaseException) -> bool:
                             TimeoutError, OSError))
 
 
-class GroupWriter:
+class GroupWriter(Generic[K]):
     """Group commit for acknowledgements: rows that arrive while a write is in flight go together
     in the next one, so a burst of callbacks costs a few INSERTs and commits instead of one each.
 
-    At low load a row waits for nothing and is written alone, as before; under load it waits at most
+    Rows are told apart by `key` (inbound rows: their unique key; storage.send_windows uses it too). At
+    low load a row waits for nothing and is written alone, as before; under load it waits at most
     for the write in flight. Each caller learns whether its own row was new — a second copy of a
     (platform, org_key, msg_id) in the same group is a re-delivery like any other.
 
@@ -68,8 +70,10 @@ class GroupWriter:
     database's own (`_database_fault`), which every caller of the group shares.
     """
 
-    def __init__(self, write: Callable[[list[dict[str, Any]]], Awaitable[set[InboundKey]]]) -> None:
+    def __init__(self, write: Callable[[list[dict[str, Any]]], Awaitable[set[K]]],
+                 key: Callable[[dict[str, Any]], K] = inbound_key) -> None:  # type: ignore[assignment]
         self._write = write
+        self._key = key
         self._waiting: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
         self._busy = False
         self._task: asyncio.Future[None] | None = None  # held: the loop keeps only weak references
@@ -86,14 +90,14 @@ class GroupWriter:
         try:
             while self._waiting:
                 group, self._waiting = self._waiting, []
-                unique: dict[InboundKey, dict[str, Any]] = {}
+                unique: dict[K, dict[str, Any]] = {}
                 for row, _ in group:
-                    unique.setdefault(inbound_key(row), row)
+                    unique.setdefault(self._key(row), row)
                 outcomes = await self._write_group(list(unique.values()))
                 for row, future in group:
                     if future.done():
                         continue
-                    key = inbound_key(row)
+                    key = self._key(row)
                     outcome = outcomes[key]
                     if isinstance(outcome, BaseException):
                         future.set_exception(outcome)
@@ -102,23 +106,23 @@ class GroupWriter:
         finally:
             self._busy = False
 
-    async def _write_group(self, rows: list[dict[str, Any]]) -> dict[InboundKey, bool | BaseException]:
+    async def _write_group(self, rows: list[dict[str, Any]]) -> dict[K, bool | BaseException]:
         """Each row's key → whether it was new, or the exception that refused it."""
         try:
             new = await self._write(rows)
-            return {inbound_key(row): inbound_key(row) in new for row in rows}
+            return {self._key(row): self._key(row) in new for row in rows}
         except Exception as err:
             if len(rows) == 1 or _database_fault(err):
-                return {inbound_key(row): err for row in rows}
-        outcomes: dict[InboundKey, bool | BaseException] = {}
+                return {self._key(row): err for row in rows}
+        outcomes: dict[K, bool | BaseException] = {}
         for index, row in enumerate(rows):
             try:
-                outcomes[inbound_key(row)] = inbound_key(row) in await self._write([row])
+                outcomes[self._key(row)] = self._key(row) in await self._write([row])
             except Exception as err:
                 if _database_fault(err):
-                    outcomes.update({inbound_key(rest): err for rest in rows[index:]})
+                    outcomes.update({self._key(rest): err for rest in rows[index:]})
                     break
-                outcomes[inbound_key(row)] = err
+                outcomes[self._key(row)] = err
         return outcomes
 
 
@@ -129,7 +133,7 @@ class Database:
         self._after_commit: list[Callable[[Store], None]] = []
         self.default_timezone = "Asia/Shanghai"
         self.name_key_version = 0  # bot.assembly sets the running normaliser's (storage does not know it)
-        self._inbound_writer = GroupWriter(self._insert_inbound)
+        self._inbound_writer: GroupWriter[InboundKey] = GroupWriter(self._insert_inbound)
 
     @functools.cached_property
     def outbox(self) -> OutboxQueue:
