@@ -11,7 +11,7 @@ outbox delivery, and the CPU time of the command phase (process time while the q
 command at a time, so no batching). Round trips ≈ statements + BEGIN + COMMIT on PostgreSQL (asyncpg runs each as one).
 A "burst" phase then acknowledges one message per rep with the queue stopped and lets one worker take
 them in batches, as under load (group commit): statements and CPU per command there. `--profile` prints
-the top of a cProfile of the command phase (CPU, not wall time).
+the top of a cProfile of the command phases (one at a time: cumulative; burst: own time).
 
 The listener lives here, not in production code. Not a test: it shows where statements go.
 """
@@ -80,7 +80,7 @@ def per(counter: Counter[str], n: int) -> dict[str, float]:
 
 
 async def _burst(bot: Any, ding: FakeDingTalk, counting: Counting, users: list[tuple[str, str]],
-                 text: str) -> tuple[float, Counter[str]]:
+                 text: str, prof: cProfile.Profile | None = None) -> tuple[float, Counter[str]]:
     """Every rep's message acknowledged while the queue is stopped, then worked off in batches (up to
     bot.inbound.BATCH_MAX commands a transaction), as under load: CPU seconds and statements."""
     inbound = bot.app[DINGTALK_KEY]
@@ -92,8 +92,12 @@ async def _burst(bot: Any, ding: FakeDingTalk, counting: Counting, users: list[t
     counting.on = True
     counting.take()
     t0 = time.process_time()
+    if prof:
+        prof.enable()
     inbound.start(workers=1, recover_every=None)
     await inbound.idle()
+    if prof:
+        prof.disable()
     cpu = time.process_time() - t0
     kinds = counting.take()[0]
     counting.on = False
@@ -144,10 +148,16 @@ async def run(db: Database, reps: int, profile: bool) -> dict[str, Any]:
                     await drain(db, bot.deliverer)
                     deliveries.update(counting.take()[0])
                     counting.on = False
-                burst_cpu, burst = await _burst(bot, ding, counting, users, text) if measured else (0.0, Counter())
+                burst_prof = cProfile.Profile() if (profile and measured) else None
+                burst_cpu, burst = (await _burst(bot, ding, counting, users, text, burst_prof) if measured
+                                    else (0.0, Counter()))
                 if measured:
                     result[label + " burst"] = {"command_cpu_ms": round(burst_cpu * 1000 / reps, 3),
                                                 "command": per(burst, reps)}
+                    if burst_prof:
+                        out = io.StringIO()
+                        pstats.Stats(burst_prof, stream=out).sort_stats("tottime").print_stats(45)
+                        result[label + " burst"]["profile"] = out.getvalue()
                     result[label] = {
                         "command_cpu_ms": round(command_cpu * 1000 / reps, 3),
                         "acknowledgement": per(acks, reps), "command": per(commands, reps),

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Update, bindparam, insert, update
 from sqlalchemy.orm.attributes import set_committed_value
 
+from storage import deferred
 from storage.credits import Split
 from storage.deals import DealQueries
 from storage.deferred import deferral_safe
@@ -53,8 +54,10 @@ class FollowUpQueries(DealQueries):
         credits `split` (storage.credits; the owner in full without one)."""
         before = _tracked(customer, deal)
         old_stage = deal.stage if deal else None
-        # A prebuilt Core INSERT (the hottest write): no ORM object, no flush, no RETURNING of the id.
-        await self.session.execute(
+        # A prebuilt Core INSERT (the hottest write): no ORM object, no flush, no RETURNING of the id;
+        # deferred to the end of the unit of work with the audit row (storage.deferred).
+        deferred.defer(
+            self.session,
             _FOLLOWUP_INSERT,
             {
                 "org_id": self.org.id,
