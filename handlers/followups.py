@@ -29,7 +29,7 @@ from handlers.dates import DateError, format_date, parse_date
 from handlers.deal_choice import DEAL_STATUS_NAMES, choose_deal, deal_label
 from handlers.options import AMOUNT, NEXT, STAGE, STAGE_ALIASES, STAGE_CHOICES
 from storage.deals import deal_state
-from storage.models import Customer, Deal
+from storage.models import Customer, Deal, Member
 from storage.store import Store
 
 commands = CommandSet("跟进")
@@ -87,11 +87,12 @@ def parse_amount_fen(value: str) -> int:
     summary="记录客户跟进进展",
     usage="跟进 <客户> <内容> [阶段:<阶段>] [金额:<金额>] [下次:<日期>]",
     example=PROGRESS_EXAMPLE,
-    options=(STAGE, AMOUNT, NEXT),
+    options=(STAGE, AMOUNT, NEXT, credit_split.SPLIT),
     details=(
         "记录一次跟进。阶段：线索 → 初访 → 需求确认 → 报价 → 谈判 → 赢单/输单。\n"
         "金额可写 50万、1.2亿、300000、30k；下次日期可写 明天、周五、下周一、12-05、2026-12-05。\n"
-        "只有负责人和协作人可以提交。也可以写英文 stage: amount: next:，冒号也可以换成空格（阶段 谈判）。"
+        "只有负责人和协作人可以提交。也可以写英文 stage: amount: next:，冒号也可以换成空格（阶段 谈判）。\n"
+        "阶段写赢单时可以同时写业绩分成：分成:张三60,李四40（不写按团队默认）。"
     ),
 )
 async def progress(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
@@ -122,14 +123,15 @@ async def progress(msg: IncomingMessage, args: Args, store: Store, now: datetime
     old_stage = deal.stage if deal else None
     if not content:
         content = "更新" + "、".join(k for k in ("阶段", "金额", "下次") if k in args.options)
-    shares = await credit_split.default_split(store, customer) if status == "won" and deal else []
+    shares = await _shares(store, customer, args) if status == "won" and deal else []
+    if "分成" in args.options and status != "won":
+        raise UserError("业绩分成只在赢单时写。", example=f"跟进 {customer.name} 签约了 阶段:赢单 分成:张三60,李四40")
     await store.add_followup(
         customer, content, now, deal=deal, stage=stage, amount_fen=amount, next_on=next_on, status=status,
         split=credit_split.as_split(shares),
     )
     bonus = await _award_collaborators(store, customer, now) if status == "won" else ""
-    if shares and deal:
-        bonus = "\n".join(t for t in (credit_split.split_text(shares, deal.amount_fen, customer.owner_id), bonus) if t)
+    shared = credit_split.split_text(shares, deal.amount_fen, customer.owner_id) if shares and deal else ""
     parts = [f"📝 已记录{deal_label(customer, deal) if deal else f'「{customer.name}」'}的跟进"]
     if stage and stage != old_stage:
         parts.append(f"阶段：{old_stage} → {stage}")
@@ -137,11 +139,17 @@ async def progress(msg: IncomingMessage, args: Args, store: Store, now: datetime
         parts.append(f"金额：{format_amount(yuan(amount))}")
     if next_on:
         parts.append(f"下次跟进：{format_date(next_on, today)}")
-    if bonus:
-        parts.append(bonus)
+    parts += [line for line in (shared, bonus) if line]
     if deal is None:
         parts.append(await _no_open_deal(store, customer))
     return Reply("\n".join(parts))
+
+
+async def _shares(store: Store, customer: Customer, args: Args) -> list[tuple[Member, int]]:
+    """Who is credited for a win: the typed 分成, else the team's default (handlers.credit_split)."""
+    if "分成" in args.options:
+        return await credit_split.parse_split(store, args.options["分成"])
+    return await credit_split.default_split(store, customer)
 
 
 async def _award_collaborators(store: Store, customer: Customer, now: datetime) -> str:
@@ -177,10 +185,7 @@ async def won(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> 
     customer = await writable_customer(store, query, WON_EXAMPLE)
     deal, rest = await _open_deal_of(store, customer, rest, "赢单 华为 <商机> 120万")
     amount = parse_amount_fen(rest) if rest else None
-    if "分成" in args.options:
-        shares = await credit_split.parse_split(store, args.options["分成"])
-    else:
-        shares = await credit_split.default_split(store, customer)
+    shares = await _shares(store, customer, args)
     await store.add_followup(
         customer, "赢单", now, deal=deal, stage="赢单", amount_fen=amount, status="won",
         split=credit_split.as_split(shares),

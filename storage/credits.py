@@ -56,17 +56,17 @@ class CreditQueries(StoreBase):
         ]
         await self.session.execute(_CREDIT_INSERT, rows)
 
-    async def last_win(self, deal_id: int) -> tuple[int, int | None] | None:
-        """(event id, amount) of the deal's latest `won` event: what an un-win undoes."""
+    async def last_win(self, deal_id: int) -> tuple[int, int | None, int | None] | None:
+        """(event id, amount, owner credited) of the deal's latest `won` event: what an un-win undoes."""
         row = (
             await self.session.execute(
-                select(DealEvent.id, DealEvent.amount_fen)
+                select(DealEvent.id, DealEvent.amount_fen, DealEvent.owner_id)
                 .where(DealEvent.deal_id == deal_id, DealEvent.kind == "won")
                 .order_by(DealEvent.created_at.desc(), DealEvent.id.desc())
                 .limit(1)
             )
         ).first()
-        return (row[0], row[1]) if row else None
+        return (row[0], row[1], row[2]) if row else None
 
     async def uncredit_win(self, won_event_id: int, event_id: int, now: datetime) -> None:
         """The rows of the undone win (`won_event_id`) again, negated, under the un-win's event."""

@@ -128,7 +128,7 @@ class DealQueries(CreditQueries):
         """Write (kind, stage before, stage after, amount at that moment) events of one deal at once.
 
         A `won` event credits `split` (the owner in full without one, storage.credits); an `unwon`
-        carries the amount of the win it undoes and writes that win's credit negated.
+        carries the amount and the owner of the win it undoes and writes that win's credit negated.
         """
         if not events:
             return
@@ -157,8 +157,8 @@ class DealQueries(CreditQueries):
                 await self.credit_win(event_id, deal.id, deal.team_id, row["amount_fen"], split or owner, now)
             elif row["kind"] == "unwon":
                 undone = await self.last_win(deal.id)
-                if undone is not None:
-                    row["amount_fen"] = undone[1]
+                if undone is not None:  # the win's amount, and its owner: whose win count it takes back
+                    row["amount_fen"], row["owner_id"] = undone[1], undone[2]
                 event_id = await self._event_id(row)
                 if undone is not None:
                     await self.uncredit_win(undone[0], event_id, now)

@@ -130,8 +130,6 @@ async def period_wins(store: Store, start: datetime, end: datetime) -> PeriodWin
         sign = 1 if kind == "won" else -1
         wins.count += sign
         wins.fen += sign * fen
-        if owner_id is not None:
-            wins.by_member.setdefault(owner_id, Credit()).count += sign
         for share in credits.get(event_id, []):
             wins.by_member.setdefault(share.member_id, Credit()).fen += share.fen
         if kind == "won":
@@ -139,9 +137,14 @@ async def period_wins(store: Store, start: datetime, end: datetime) -> PeriodWin
             wins.deals.append(won)
             open_wins.setdefault(deal_id, []).append(won)
         elif open_wins.get(deal_id):
-            wins.deals.remove(open_wins[deal_id].pop())  # won and un-won in the period: neither is listed
+            # Won and un-won in the period: neither is listed, and the count goes back to who had the win.
+            undone = open_wins[deal_id].pop()
+            wins.deals = [d for d in wins.deals if d is not undone]
+            owner_id = undone.owner_id
         else:
             wins.deals.append(WonDeal(customer, deal, -fen, owner_id, at, credits.get(event_id, []), reversal=True))
+        if owner_id is not None:
+            wins.by_member.setdefault(owner_id, Credit()).count += sign
     return wins
 
 

@@ -186,6 +186,7 @@ class Deal(Base):
     __table_args__ = (
         Index("ix_deals_customer_status", "customer_id", "status"),
         Index("ix_deals_team_status_closed", "team_id", "status", "closed_at"),
+        Index("ix_deals_team_status_stage", "team_id", "status", "stage", "amount_fen"),  # pipeline, index-only
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -207,7 +208,7 @@ class DealEvent(Base):
     """One change to a deal: opened, stage, amount, won, lost, unwon (a win set back), reopened, merged.
 
     Reports are sums of events in a period, never of current values: a win, a loss and an un-win carry
-    the amount at that moment, and `owner_id` is the customer's owner at that moment (who is credited).
+    the amount at that moment; `owner_id` is the owner then (an un-win's: the owner of the win it undoes).
     """
 
     __tablename__ = "deal_events"

@@ -75,3 +75,14 @@ async def test_a_bad_split_is_refused_with_an_example_and_nothing_is_won(bot, cl
 async def test_a_bad_default_is_refused_with_the_choices(bot) -> None:
     [reply] = await bot.say("设置 分成 随便", user="老板")
     assert "「负责人」" in reply and "「平分」" in reply and "示例：设置 分成 平分" in reply
+
+
+async def test_a_follow_up_to_a_win_may_name_the_split_and_only_a_win_may(bot, clock) -> None:
+    clock.set_local("2026-11-24 10:00")
+    await _team(bot)
+    [refused] = await bot.say("跟进 华为 报价了 阶段:报价 分成:张三60,李四40", user="张三")
+    assert "业绩分成只在赢单时写" in refused and "示例：跟进 华为 签约了 阶段:赢单 分成:张三60,李四40" in refused
+    [reply] = await bot.say("跟进 华为 签约了 阶段:赢单 金额:200万 split:李四40,张三60", user="张三")
+    assert "分成：李四 80万（40%）、张三 120万（60%）" in reply
+    [rank] = await bot.say("排行 业绩", user="张三")
+    assert "🥇 张三 120万 · 赢单 1 个" in rank and "🥈 李四 80万" in rank

@@ -128,3 +128,31 @@ async def test_the_pipeline_at_a_past_moment_is_rebuilt_from_the_deals_history(b
     assert current == {"线索": ledger.StageTotal(1, 0)}  # 百度 only
     before_all = await read(db, lambda store: ledger.pipeline_at(store, datetime.fromisoformat("2026-10-01T00:00Z")))
     assert before_all == {}
+
+
+async def _win_then_hand_over(bot, clock) -> None:  # type: ignore[no-untyped-def]
+    """张三 wins 小米 for 200万 on 24 November and hands the customer to 李四."""
+    await bot.join("李四")
+    clock.set_local("2026-11-24 10:00")
+    await bot.say("认领 小米", user="张三")
+    await bot.say("赢单 小米 200万", user="张三")
+    [handed] = await bot.say("转交 小米 @李四", user="张三")
+    assert "李四" in handed
+
+
+async def test_a_win_undone_after_a_handover_takes_the_count_back_from_who_had_the_win(bot, db, clock) -> None:
+    await _win_then_hand_over(bot, clock)
+    await bot.say("撤销赢单 小米", user="李四")
+    wins = await week(db, "2026-11-23", "2026-11-30", ledger.period_wins)
+    ids = await member_ids(db)
+    assert (wins.count, wins.fen, wins.deals) == (0, 0, [])
+    assert wins.by_member == {ids["张三"]: ledger.Credit(0, 0)}  # nothing ever counted for 李四
+
+
+async def test_a_handed_over_win_undone_next_month_takes_the_count_from_who_had_the_win(bot, db, clock) -> None:
+    await _win_then_hand_over(bot, clock)
+    clock.set_local("2026-12-02 10:00")
+    await bot.say("撤销赢单 小米", user="李四")
+    ids = await member_ids(db)
+    december = await week(db, "2026-12-01", "2027-01-01", ledger.period_wins)
+    assert december.by_member == {ids["张三"]: ledger.Credit(-200_000_000, -1)}

@@ -10,7 +10,8 @@ the numbers counted them before. `storage.ledger.pipeline_at` rebuilds a deal's 
 past moment from its events, so the history 0010 synthesised is completed: its events without an
 amount take the latest amount a follow-up had set by then, and a follow-up that set an amount without
 an event at that moment becomes an `amount` event. deal_events(team_id, created_at) finds the deals
-that changed after a moment. The downgrade drops the credits and the index; the completed history
+that changed after a moment, and deals(team_id, status, stage, amount_fen) sums the open pipeline by stage
+from the index alone. The downgrade drops the credits and the indexes; the completed history
 stays (it is true history either way).
 """
 from __future__ import annotations
@@ -51,6 +52,7 @@ def upgrade() -> None:
     op.create_index('ix_deal_credits_team_created', 'deal_credits', ['team_id', 'created_at'], unique=False)
     op.create_index('ix_deal_credits_event_id', 'deal_credits', ['event_id'], unique=False)
     op.create_index('ix_deal_events_team_created', 'deal_events', ['team_id', 'created_at'], unique=False)
+    op.create_index('ix_deals_team_status_stage', 'deals', ['team_id', 'status', 'stage', 'amount_fen'], unique=False)
     op.execute(_CREDITS.format(sign='', kind='won'))
     op.execute(_CREDITS.format(sign='-', kind='unwon'))
     op.execute(
@@ -71,6 +73,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index('ix_deals_team_status_stage', table_name='deals')
     op.drop_index('ix_deal_events_team_created', table_name='deal_events')
     op.drop_index('ix_deal_credits_event_id', table_name='deal_credits')
     op.drop_index('ix_deal_credits_team_created', table_name='deal_credits')
