@@ -329,14 +329,21 @@ class CustomerQueries(DealQueries, RekeyQueries):
         collaborators = await self.collaborators(customer)
         return CustomerDetail(customer, owner, collaborators, followups, await self.deals_of(customer))
 
-    async def customers_of(self, member: Member) -> list[Customer]:
-        """The member's customers with an open deal, next follow-up first."""
+    async def my_customers(self, member: Member) -> tuple[list[Customer], list[Customer], dict[int, list[Deal]]]:
+        """我的: the member's customers in this team with an open deal, next follow-up first; those they
+        collaborate on in any team; and each one's open deals (read with them: two statements in all)."""
         params = {"org_id": self.org.id, "team_id": self.team.id, "member_id": member.id}
-        return list((await self.session.execute(_CUSTOMERS_OF, params)).scalars().all())
-
-    async def shared_with(self, member: Member) -> list[Customer]:
-        params = {"org_id": self.org.id, "team_id": self.team.id, "member_id": member.id}
-        return list((await self.session.execute(_SHARED_WITH, params)).scalars().all())
+        deals: dict[int, list[Deal]] = {}
+        lists: list[list[Customer]] = []
+        for stmt in (_CUSTOMERS_OF, _SHARED_WITH):
+            found: dict[int, Customer] = {}
+            for customer, deal in (await self.session.execute(stmt, params)).all():
+                if customer.id not in found:
+                    found[customer.id] = customer
+                    deals[customer.id] = []
+                deals[customer.id].append(deal)
+            lists.append(list(found.values()))
+        return lists[0], lists[1], deals
 
     async def pool_customers(self, limit: int = 30) -> tuple[list[Customer], int]:
         """The team's pool and the company pool (公司公海), latest released first."""
@@ -389,15 +396,22 @@ _TEAM_BY_NORM_WITH_DEALS = (
 _ELSEWHERE_BY_NORM = _VISIBLE.where(
     Customer.norm_name == bindparam("norm_name"), Customer.duplicate_of_id.is_(None)
 )
-_CUSTOMERS_OF = _TEAM_CUSTOMERS.where(
-    Customer.owner_id == bindparam("member_id"), open_deal_exists()
-).order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on, Customer.last_activity_at.desc())
+_OPEN_DEAL = and_(Deal.customer_id == Customer.id, Deal.status == OPEN)
+_CUSTOMERS_OF = (  # each with its open deals (the customers without one are not 跟进中)
+    select(Customer, Deal)
+    .join(Deal, _OPEN_DEAL)
+    .where(Customer.org_id == bindparam("org_id"), Customer.team_id == bindparam("team_id"),
+           Customer.owner_id == bindparam("member_id"))
+    .order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on, Customer.last_activity_at.desc(),
+              Customer.id, Deal.id)
+)
 _SHARED_WITH = (  # collaborations in any team of the organisation
-    select(Customer)
+    select(Customer, Deal)
     .join(Collaborator, Collaborator.customer_id == Customer.id)
+    .join(Deal, _OPEN_DEAL)
     .where(Customer.org_id == bindparam("org_id"))
-    .where(Collaborator.member_id == bindparam("member_id"), open_deal_exists())
-    .order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on)
+    .where(Collaborator.member_id == bindparam("member_id"))
+    .order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on, Customer.id, Deal.id)
 )
 _COLLABORATORS = table_of(Collaborator)
 # Statements that cannot see the rows a unit of work defers (storage.deferred).
