@@ -258,10 +258,12 @@ class Router:
                 # already (a replica, a recovery pass) is skipped, as in `_attempt_in`.
                 # Message ids are unique per organisation: one statement per (platform, org) in the batch.
                 fresh: set[tuple[str, str, str]] = set()
+                replayed: set[tuple[str, str, str]] = set()
                 for platform, org_key in {(m.platform, m.org_key) for m in msgs}:
                     ids = [m.msg_id for m in msgs if (m.platform, m.org_key) == (platform, org_key)]
                     finished = await store.finish_inbound_many(platform, org_key, ids, self.clock())
                     fresh |= {(platform, org_key, i) for i, status in finished.items() if status == "done"}
+                    replayed |= {(platform, org_key, i) for i, status in finished.items() if status == REPLAYED}
                     _note_replays(platform, [i for i, status in finished.items() if status == REPLAYED])
                 # Who is talking, for the whole batch in one SELECT (each message still binds on its own).
                 await store.prefetch_bindings([(m.platform, m.org_key, m.chat_id, m.user_id) for m in msgs
@@ -273,7 +275,11 @@ class Router:
                     key = (msg.platform, msg.org_key, msg.msg_id)
                     first = key in fresh
                     fresh.discard(key)  # a second copy in the batch is a re-delivery
-                    notes.append(_Note())
+                    notes.append(_Note(outcome="refused") if key in replayed else _Note())
+                    if key in replayed:  # recorded, never run (logged above)
+                        results.append([])
+                        done += 1
+                        continue
                     with log_context(platform=msg.platform, org=msg.org_key, msg_id=msg.msg_id):
                         results.append(await self._attempt_in(store, msg, self.clock(), True, first=first,
                                                               note=notes[-1]))

@@ -145,6 +145,26 @@ async def test_a_captured_signature_replayed_later_with_a_forged_body_has_no_eff
     assert sum("replayed signature refused" in r.getMessage() for r in caplog.records) == 2
 
 
+async def test_a_replay_inside_a_burst_is_refused_and_the_rest_run(ding: FakeDingTalk, db: Database) -> None:
+    headers, body = ding.robot_text_callback("认领 小米科技", "zhangsan", "张三", msg_id="m-real")
+    forged = json.dumps(ding.robot_message("认领 华为技术", "lisi", "李四", msg_id="m-forged")).encode()
+    later = ding.robot_text_callback("认领 京东", "wangwu", "王五", msg_id="m-later")
+    async with running_bot(dingtalk_settings(ding), db, {"workers": 0, "recover_every": None}) as bot:
+        assert (await bot.post_robot(headers, body))[0] == 200
+        _later(bot, SIGN_FRESH_S + 1)
+        assert (await bot.post_robot(headers, forged))[0] == 200
+        assert (await bot.post_robot(*later))[0] == 200
+        inbound = bot.app[DINGTALK_KEY]
+        inbound.start(workers=1, recover_every=None)
+        await bot.settle()
+        assert inbound.batch_sizes == {3: 1}
+    async with db.session() as session:
+        rows = dict((await session.execute(select(InboundMessage.msg_id, InboundMessage.status))).all())
+        names = set((await session.execute(select(Customer.name))).scalars())
+    assert rows == {"m-real": "done", "m-forged": "replayed", "m-later": "done"}
+    assert names == {"小米科技", "京东"}
+
+
 async def test_messages_signed_in_the_same_millisecond_all_run(ding: FakeDingTalk, db: Database) -> None:
     """DingTalk's sign depends on the timestamp only: concurrent genuine messages share a pair."""
     ts = int(ding._wall_clock() * 1000)
