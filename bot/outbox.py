@@ -308,7 +308,9 @@ class OutboxWorker:
             failed_whole.append((groups[dest_key][0].platform, failed))
         self.stats["sent"] += len(outcome.sent)
         if self.metrics is not None:
-            self.metrics.outbox_settled({row.id: row.platform for row in rows}, outcome, failed_whole)
+            # Every row settled: those claimed and those a merged slot leased behind them (`_mergeable`).
+            platforms = {row.id: row.platform for group in groups.values() for row in group}
+            self.metrics.outbox_settled(platforms, outcome, failed_whole)
         if self._solo:
             self._solo.difference_update(outcome.sent)
             self._solo.difference_update(f.id for f in outcome.failures)

@@ -26,6 +26,7 @@ from bot.metrics import note_duplicate
 from bot.settings import admin_ids_for
 from handlers.commands import ROLE_RANK, Args, CommandSpec, OptionSpec, SettingsTable, UserError, role_refusal
 from storage.database import Database
+from storage.inbound import REPLAYED, SIGN_FRESH_S
 from storage.models import Member
 from storage.store import NoTeamYet, Store
 from storage.tenancy import RemovedFromTeam
@@ -87,6 +88,13 @@ def _take_options(spec: CommandSpec, text: str) -> tuple[dict[str, str], str]:
             text = (text[: found.start()] + " " + text[found.end() :]).strip()
             break
     return options, text
+
+
+def _note_replays(platform: str, msg_ids: list[str]) -> None:
+    """Messages whose (timestamp, sign) pair was first used too long ago: recorded, never run."""
+    for msg_id in msg_ids:
+        log.warning("replayed signature refused platform=%s msg_id=%s (its pair was first used over %.0f s before)",
+                    platform, msg_id, SIGN_FRESH_S)
 
 
 class _Refused(Exception):
@@ -250,17 +258,28 @@ class Router:
                 # already (a replica, a recovery pass) is skipped, as in `_attempt_in`.
                 # Message ids are unique per organisation: one statement per (platform, org) in the batch.
                 fresh: set[tuple[str, str, str]] = set()
+                replayed: set[tuple[str, str, str]] = set()
                 for platform, org_key in {(m.platform, m.org_key) for m in msgs}:
                     ids = [m.msg_id for m in msgs if (m.platform, m.org_key) == (platform, org_key)]
-                    done_ids = await store.finish_inbound_many(platform, org_key, ids, self.clock())
-                    fresh |= {(platform, org_key, i) for i in done_ids}
+                    finished = await store.finish_inbound_many(platform, org_key, ids, self.clock())
+                    fresh |= {(platform, org_key, i) for i, status in finished.items() if status == "done"}
+                    replayed |= {(platform, org_key, i) for i, status in finished.items() if status == REPLAYED}
+                    _note_replays(platform, [i for i, status in finished.items() if status == REPLAYED])
+                # Who is talking, for the whole batch in one SELECT (each message still binds on its own).
+                await store.prefetch_bindings([(m.platform, m.org_key, m.chat_id, m.user_id) for m in msgs
+                                               if m.chat_type != "single" and m.user_id is not None
+                                               and (m.platform, m.org_key, m.msg_id) in fresh])
                 results: list[list[Reply]] = []
                 notes: list[_Note] = []
                 for msg in msgs:
                     key = (msg.platform, msg.org_key, msg.msg_id)
                     first = key in fresh
                     fresh.discard(key)  # a second copy in the batch is a re-delivery
-                    notes.append(_Note())
+                    notes.append(_Note(outcome="refused") if key in replayed else _Note())
+                    if key in replayed:  # recorded, never run (logged above)
+                        results.append([])
+                        done += 1
+                        continue
                     with log_context(platform=msg.platform, org=msg.org_key, msg_id=msg.msg_id):
                         results.append(await self._attempt_in(store, msg, self.clock(), True, first=first,
                                                               note=notes[-1]))
@@ -299,7 +318,12 @@ class Router:
         store.unbind()  # nothing of the previous message of a batch carries over
         if first is None:
             if queued:
-                first = await store.finish_inbound(msg.platform, msg.org_key, msg.msg_id, now)
+                status = await store.finish_inbound(msg.platform, msg.org_key, msg.msg_id, now)
+                if status == REPLAYED:
+                    _note_replays(msg.platform, [msg.msg_id])
+                    note.outcome = "refused"
+                    return []
+                first = status == "done"
             else:
                 first = await store.record_inbound(msg.platform, msg.msg_id, msg.org_key, now)
         if not first:
@@ -352,12 +376,17 @@ class Router:
         note.command = spec.alias.lstrip("/")
         if ROLE_RANK[store.role] < ROLE_RANK[spec.role]:
             return [Reply(role_refusal(spec.word, spec.role, store.role))]
+        mark = store.write_mark()
         try:
             args = await self._parse_args(store, msg, spec, match.rest, now)
             result = await spec.handler(msg, args, store, now)
         except UserError as err:
-            # A handler that refuses leaves nothing behind: the whole transaction rolls back (see
-            # `handle`), while the message is still recorded so that a re-delivery does not run it again.
+            # A handler that refuses leaves nothing behind. Most refuse before writing anything: their
+            # refusal is simply the answer, in this transaction (and a batch goes on). One that wrote
+            # first has the whole transaction rolled back (see `handle`), while the message is still
+            # recorded so that a re-delivery does not run it again.
+            if not store.wrote_since(mark):
+                return [Reply(err.text())]
             raise _Refused(Reply(err.text())) from None
         note.outcome = "ok"
         if result is None:

@@ -65,11 +65,9 @@ async def resolve_customer(store: Store, query: str, *, example: str) -> Custome
     if not query:
         raise UserError("请写上客户名称。", example=example)
     norm = normalise_company_name(query)
-    if norm:
-        exact = await store.customer_by_norm(norm)
-        if exact is not None:
-            return exact
-    candidates = await store.search_customers(norm, query)
+    exact, candidates = await store.find_customer(norm, query)
+    if exact is not None:
+        return exact
     if len(candidates) == 1:
         return candidates[0]
     if len(candidates) > 1:

@@ -308,13 +308,11 @@ async def mine(msg: IncomingMessage, args: Args, store: Store, now: datetime) ->
     """按下次跟进日期排列你负责的客户，以及你参与协作的客户。"""
     me = store.actor
     today = local_today(store, now)
-    owned = await store.customers_of(me)
-    shared = await store.shared_with(me)
+    owned, shared, deals = await store.my_customers(me)
     duplicates = await duplicate_lines(store) if store.role in ("lead", "admin") else []
     if not owned and not shared:
         empty = "你还没有跟进中的客户。发送「认领 客户名」开始，或发送「公海」看看有哪些待认领的客户。"
         return Reply("\n".join([empty, *duplicates]))
-    deals = await store.open_deals_by_customer([c.id for c in (*owned, *shared)])
     lines = [f"📋 {me.name} 跟进中的客户（{len(owned)}/{store.team.max_active_customers}）："]
     for i, c in enumerate(owned, 1):
         lines.append(f"{i}. {_customer_line(c, deals.get(c.id, []), today)}")

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import and_, bindparam, false, func, or_, select, update
+from sqlalchemy import String, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import aliased
 
-from storage.deals import DealQueries, open_deal_exists
+from storage.deals import OPEN, DealQueries, open_deal_exists
+from storage.deferred import deferral_safe
 from storage.models import AuditLog, Collaborator, Customer, Deal, FollowUp, Member, Membership, Team
 from storage.rekey import RekeyQueries
 from storage.sql import escape_like, rowcount, table_of
@@ -59,10 +60,36 @@ class CustomerQueries(DealQueries, RekeyQueries):
         than one OR over both, which no index serves: this runs on every 跟进.
         """
         params = self._visible_params(norm_name=norm_name)
-        own = (await self.session.execute(_TEAM_BY_NORM, params)).scalar_one_or_none()
+        own = await self._own_with_deals(norm_name)
         if own is not None:
             return own
         return (await self.session.execute(_ELSEWHERE_BY_NORM, params)).scalar_one_or_none()
+
+    async def find_customer(self, norm_name: str, raw_query: str) -> tuple[Customer | None, list[Customer]]:
+        """What a rep means by a name: the visible customer of exactly that normalised name (as
+        `customer_by_norm`), else none and the visible customers whose names contain the query.
+
+        The team's own costs one statement; otherwise the search answers both questions (its exact
+        matches come first, the one elsewhere among them), which a 跟进 to a name the team does not
+        have asks on every call.
+        """
+        if norm_name:
+            own = await self._own_with_deals(norm_name)
+            if own is not None:
+                return own, []
+        candidates = await self.search_customers(norm_name, raw_query)
+        exact = [c for c in candidates if norm_name and c.norm_name == norm_name and c.duplicate_of_id is None]
+        return (exact[0] if exact else None), candidates
+
+    async def _own_with_deals(self, norm_name: str) -> Customer | None:
+        """The team's own customer of that name; its open deals come along (the 跟进 / 赢单 / 输单 that
+        asked will want them: `open_deals`)."""
+        rows = (await self.session.execute(_TEAM_BY_NORM_WITH_DEALS, self._visible_params(norm_name=norm_name))).all()
+        if not rows:
+            return None
+        own = rows[0][0]
+        self.open_deals_read[own.id] = (self.write_mark(), [deal for _, deal in rows if deal is not None])
+        return own
 
     async def customer_by_id(self, customer_id: int) -> Customer | None:
         rows = await self.session.execute(_VISIBLE.where(Customer.id == customer_id), self._visible_params())
@@ -96,25 +123,17 @@ class CustomerQueries(DealQueries, RekeyQueries):
 
     async def search_customers(self, norm_query: str, raw_query: str, limit: int = 20) -> list[Customer]:
         """Customers whose normalised or display name contains the query (exact matches first)."""
-        pattern_norm = f"%{escape_like(norm_query)}%"
-        pattern_raw = f"%{escape_like(raw_query)}%"
-        rows = await self.session.execute(
-            _VISIBLE.where(
-                or_(
-                    Customer.norm_name.like(pattern_norm, escape="\\") if norm_query else false(),
-                    Customer.name.like(pattern_raw, escape="\\") if raw_query else false(),
-                )
-            )
-            .order_by(Customer.norm_name != norm_query, func.length(Customer.norm_name), Customer.id)
-            .limit(limit),
-            self._visible_params(),
+        # An empty query part is a NULL pattern: `LIKE NULL` matches nothing.
+        params = self._visible_params(
+            pattern_norm=f"%{escape_like(norm_query)}%" if norm_query else None,
+            pattern_raw=f"%{escape_like(raw_query)}%" if raw_query else None,
+            norm=norm_query, limit=limit,
         )
-        return list(rows.scalars().all())
+        return list((await self.session.execute(_SEARCH, params)).scalars().all())
 
     async def all_customer_names(self) -> list[tuple[int, str, str]]:
         """(id, normalised name, name) of the customers the actor sees."""
-        visible = _VISIBLE.with_only_columns(Customer.id, Customer.norm_name, Customer.name)
-        rows = await self.session.execute(visible, self._visible_params())
+        rows = await self.session.execute(_VISIBLE_NAMES, self._visible_params())
         return [(i, n, d) for i, n, d in rows.all()]
 
     async def count_active_owned(self, member: Member) -> int:
@@ -310,14 +329,21 @@ class CustomerQueries(DealQueries, RekeyQueries):
         collaborators = await self.collaborators(customer)
         return CustomerDetail(customer, owner, collaborators, followups, await self.deals_of(customer))
 
-    async def customers_of(self, member: Member) -> list[Customer]:
-        """The member's customers with an open deal, next follow-up first."""
+    async def my_customers(self, member: Member) -> tuple[list[Customer], list[Customer], dict[int, list[Deal]]]:
+        """我的: the member's customers in this team with an open deal, next follow-up first; those they
+        collaborate on in any team; and each one's open deals (read with them: two statements in all)."""
         params = {"org_id": self.org.id, "team_id": self.team.id, "member_id": member.id}
-        return list((await self.session.execute(_CUSTOMERS_OF, params)).scalars().all())
-
-    async def shared_with(self, member: Member) -> list[Customer]:
-        params = {"org_id": self.org.id, "team_id": self.team.id, "member_id": member.id}
-        return list((await self.session.execute(_SHARED_WITH, params)).scalars().all())
+        deals: dict[int, list[Deal]] = {}
+        lists: list[list[Customer]] = []
+        for stmt in (_CUSTOMERS_OF, _SHARED_WITH):
+            found: dict[int, Customer] = {}
+            for customer, deal in (await self.session.execute(stmt, params)).all():
+                if customer.id not in found:
+                    found[customer.id] = customer
+                    deals[customer.id] = []
+                deals[customer.id].append(deal)
+            lists.append(list(found.values()))
+        return lists[0], lists[1], deals
 
     async def pool_customers(self, limit: int = 30) -> tuple[list[Customer], int]:
         """The team's pool and the company pool (公司公海), latest released first."""
@@ -350,19 +376,45 @@ _VISIBLE = select(Customer).where(
         Customer.id.in_(select(Collaborator.customer_id).where(Collaborator.member_id == bindparam("member_id"))),
     ),
 )
+# A rep's "华为" (refusals of a 跟进 to an unknown name come here too, so it is prebuilt as well).
+_SEARCH = (
+    _VISIBLE.where(or_(Customer.norm_name.like(bindparam("pattern_norm", type_=String), escape="\\"),
+                       Customer.name.like(bindparam("pattern_raw", type_=String), escape="\\")))
+    .order_by(Customer.norm_name != bindparam("norm"), func.length(Customer.norm_name), Customer.id)
+    .limit(bindparam("limit"))
+)
+_VISIBLE_NAMES = _VISIBLE.with_only_columns(Customer.id, Customer.norm_name, Customer.name)
 _TEAM_BY_NORM = _TEAM_CUSTOMERS.where(Customer.norm_name == bindparam("norm_name"))
+_TEAM_BY_NORM_WITH_DEALS = (
+    select(Customer, Deal)
+    .outerjoin(Deal, and_(Deal.customer_id == Customer.id, Deal.status == OPEN))
+    .where(Customer.org_id == bindparam("org_id"), Customer.team_id == bindparam("team_id"),
+           Customer.norm_name == bindparam("norm_name"))
+    .order_by(Deal.id)
+)
 # Elsewhere, the original only (`duplicate_of_id IS NULL` lets both databases use the partial index).
 _ELSEWHERE_BY_NORM = _VISIBLE.where(
     Customer.norm_name == bindparam("norm_name"), Customer.duplicate_of_id.is_(None)
 )
-_CUSTOMERS_OF = _TEAM_CUSTOMERS.where(
-    Customer.owner_id == bindparam("member_id"), open_deal_exists()
-).order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on, Customer.last_activity_at.desc())
+_OPEN_DEAL = and_(Deal.customer_id == Customer.id, Deal.status == OPEN)
+_CUSTOMERS_OF = (  # each with its open deals (the customers without one are not 跟进中)
+    select(Customer, Deal)
+    .join(Deal, _OPEN_DEAL)
+    .where(Customer.org_id == bindparam("org_id"), Customer.team_id == bindparam("team_id"),
+           Customer.owner_id == bindparam("member_id"))
+    .order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on, Customer.last_activity_at.desc(),
+              Customer.id, Deal.id)
+)
 _SHARED_WITH = (  # collaborations in any team of the organisation
-    select(Customer)
+    select(Customer, Deal)
     .join(Collaborator, Collaborator.customer_id == Customer.id)
+    .join(Deal, _OPEN_DEAL)
     .where(Customer.org_id == bindparam("org_id"))
-    .where(Collaborator.member_id == bindparam("member_id"), open_deal_exists())
-    .order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on)
+    .where(Collaborator.member_id == bindparam("member_id"))
+    .order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on, Customer.id, Deal.id)
 )
 _COLLABORATORS = table_of(Collaborator)
+# Statements that cannot see the rows a unit of work defers (storage.deferred).
+for _safe in (_SEARCH, _VISIBLE_NAMES, _TEAM_BY_NORM, _TEAM_BY_NORM_WITH_DEALS, _ELSEWHERE_BY_NORM, _CUSTOMERS_OF,
+              _SHARED_WITH):
+    deferral_safe(_safe)

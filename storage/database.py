@@ -11,20 +11,20 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from storage import housekeeping
+from storage import deferred, housekeeping
 from storage.board_links import BoardConfig
 from storage.engine import create_engine, is_sqlite
 from storage.inbound import inbound_insert, inbound_values
 from storage.migrate import ensure_schema
 from storage.models import InboundMessage
-from storage.signatures import admit_robot_signature
+from storage.scope import UnitOfWorkSession
 from storage.sql import table_of
 from storage.store import Store
 
@@ -35,6 +35,7 @@ _inbound = table_of(InboundMessage)
 
 
 InboundKey = tuple[str, str, str]  # (platform, org_key, msg_id): the unique key of inbound_messages
+K = TypeVar("K")
 
 
 def inbound_key(row: dict[str, Any]) -> InboundKey:
@@ -55,11 +56,12 @@ def _database_fault(err: BaseException) -> bool:
                             TimeoutError, OSError))
 
 
-class GroupWriter:
+class GroupWriter(Generic[K]):
     """Group commit for acknowledgements: rows that arrive while a write is in flight go together
     in the next one, so a burst of callbacks costs a few INSERTs and commits instead of one each.
 
-    At low load a row waits for nothing and is written alone, as before; under load it waits at most
+    Rows are told apart by `key` (inbound rows: their unique key; storage.send_windows uses it too). At
+    low load a row waits for nothing and is written alone, as before; under load it waits at most
     for the write in flight. Each caller learns whether its own row was new — a second copy of a
     (platform, org_key, msg_id) in the same group is a re-delivery like any other.
 
@@ -69,8 +71,10 @@ class GroupWriter:
     database's own (`_database_fault`), which every caller of the group shares.
     """
 
-    def __init__(self, write: Callable[[list[dict[str, Any]]], Awaitable[set[InboundKey]]]) -> None:
+    def __init__(self, write: Callable[[list[dict[str, Any]]], Awaitable[set[K]]],
+                 key: Callable[[dict[str, Any]], K] = inbound_key) -> None:  # type: ignore[assignment]
         self._write = write
+        self._key = key
         self._waiting: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
         self._busy = False
         self._task: asyncio.Future[None] | None = None  # held: the loop keeps only weak references
@@ -87,14 +91,14 @@ class GroupWriter:
         try:
             while self._waiting:
                 group, self._waiting = self._waiting, []
-                unique: dict[InboundKey, dict[str, Any]] = {}
+                unique: dict[K, dict[str, Any]] = {}
                 for row, _ in group:
-                    unique.setdefault(inbound_key(row), row)
+                    unique.setdefault(self._key(row), row)
                 outcomes = await self._write_group(list(unique.values()))
                 for row, future in group:
                     if future.done():
                         continue
-                    key = inbound_key(row)
+                    key = self._key(row)
                     outcome = outcomes[key]
                     if isinstance(outcome, BaseException):
                         future.set_exception(outcome)
@@ -103,36 +107,36 @@ class GroupWriter:
         finally:
             self._busy = False
 
-    async def _write_group(self, rows: list[dict[str, Any]]) -> dict[InboundKey, bool | BaseException]:
+    async def _write_group(self, rows: list[dict[str, Any]]) -> dict[K, bool | BaseException]:
         """Each row's key → whether it was new, or the exception that refused it."""
         try:
             new = await self._write(rows)
-            return {inbound_key(row): inbound_key(row) in new for row in rows}
+            return {self._key(row): self._key(row) in new for row in rows}
         except Exception as err:
             if len(rows) == 1 or _database_fault(err):
-                return {inbound_key(row): err for row in rows}
-        outcomes: dict[InboundKey, bool | BaseException] = {}
+                return {self._key(row): err for row in rows}
+        outcomes: dict[K, bool | BaseException] = {}
         for index, row in enumerate(rows):
             try:
-                outcomes[inbound_key(row)] = inbound_key(row) in await self._write([row])
+                outcomes[self._key(row)] = self._key(row) in await self._write([row])
             except Exception as err:
                 if _database_fault(err):
-                    outcomes.update({inbound_key(rest): err for rest in rows[index:]})
+                    outcomes.update({self._key(rest): err for rest in rows[index:]})
                     break
-                outcomes[inbound_key(row)] = err
+                outcomes[self._key(row)] = err
         return outcomes
 
 
 class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False, sync_session_class=UnitOfWorkSession)
         self._after_commit: list[Callable[[Store], None]] = []
         self.default_timezone = "Asia/Shanghai"
         self.name_key_version = 0  # bot.assembly sets the running normaliser's (storage does not know it)
         self.board = BoardConfig()  # bot.assembly sets the configured public URL and secret
         self.chart_font: str | None = None  # bot.assembly sets the font found at start (bot.charts)
-        self._inbound_writer = GroupWriter(self._insert_inbound)
+        self._inbound_writer: GroupWriter[InboundKey] = GroupWriter(self._insert_inbound)
 
     @functools.cached_property
     def outbox(self) -> OutboxQueue:
@@ -162,15 +166,12 @@ class Database:
                           board=self.board, chart_font=self.chart_font)
             async with session.begin():
                 yield store
+                await deferred.flush(session)  # the audit and outbox rows the commands left waiting
             for callback in self._after_commit:
                 callback(store)
 
-    async def admit_robot_signature(self, sign: str, timestamp_ms: int, msg_id: str, now: datetime) -> bool:
-        """Whether a DingTalk robot (timestamp, sign) pair may carry `msg_id` (storage.signatures says why)."""
-        return await admit_robot_signature(self.engine, sign, timestamp_ms, msg_id, now)
-
     async def queue_inbound(self, platform: str, msg_id: str, org_key: str, payload: Any, now: datetime,
-                            lease_until: datetime | None = None) -> bool:
+                            lease_until: datetime | None = None, sign: str | None = None) -> bool:
         """`Store.queue_inbound` as a unit of work of its own, shared with the callbacks arriving with it.
 
         The webhook answers as soon as this returns, so it is the whole of an acknowledgement's
@@ -179,7 +180,7 @@ class Database:
         recorded while another INSERT is in flight go together in the next one (`GroupWriter`).
         """
         values = inbound_values(platform, msg_id, org_key, now, status="received", payload=payload,
-                                lease_until=lease_until)
+                                lease_until=lease_until, sign=sign)
         return await self._inbound_writer.add(values)
 
     async def _insert_inbound(self, rows: list[dict[str, Any]]) -> set[InboundKey]:

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Exists, and_, bindparam, exists, insert, select
 
 from storage.credits import CreditQueries, Split
+from storage.deferred import deferral_safe
 from storage.models import Customer, Deal, DealEvent
 from storage.sql import table_of
 
@@ -31,7 +32,13 @@ def open_deal_exists() -> Exists:
 
 class DealQueries(CreditQueries):
     async def open_deals(self, customer: Customer) -> list[Deal]:
-        """The customer's open deals, oldest first (the first is the one a single-deal customer has)."""
+        """The customer's open deals, oldest first (the first is the one a single-deal customer has).
+
+        Free when they came with the customer (`CustomerQueries.customer_by_norm`) and nothing was
+        written since."""
+        read = self.open_deals_read.get(customer.id)
+        if read is not None and not self.wrote_since(read[0]):
+            return list(read[1])
         rows = await self.session.execute(_OPEN_DEALS, {"org_id": self.org.id, "customer_id": customer.id})
         return list(rows.scalars().all())
 
@@ -48,11 +55,7 @@ class DealQueries(CreditQueries):
         """{customer id: open deals, oldest first} for a list of customers, in one query."""
         if not customer_ids:
             return {}
-        rows = await self.session.execute(
-            select(Deal)
-            .where(Deal.org_id == self.org.id, Deal.customer_id.in_(set(customer_ids)), Deal.status == OPEN)
-            .order_by(Deal.customer_id, Deal.id)
-        )
+        rows = await self.session.execute(_OPEN_DEALS_OF, {"org_id": self.org.id, "ids": sorted(set(customer_ids))})
         found: dict[int, list[Deal]] = {}
         for deal in rows.scalars().all():
             found.setdefault(deal.customer_id, []).append(deal)
@@ -185,5 +188,14 @@ _OPEN_DEALS = (
     )
     .order_by(Deal.id)
 )
+_OPEN_DEALS_OF = (  # 我的 lists each customer with its open deals
+    select(Deal)
+    .where(Deal.org_id == bindparam("org_id"), Deal.customer_id.in_(bindparam("ids", expanding=True)),
+           Deal.status == OPEN)
+    .order_by(Deal.customer_id, Deal.id)
+)
 _EVENT_INSERT = insert(table_of(DealEvent))
 _EVENT_ID = table_of(DealEvent).c.id
+# Statements that cannot see the rows a unit of work defers (storage.deferred).
+for _safe in (_OPEN_DEALS, _OPEN_DEALS_OF, _EVENT_INSERT):
+    deferral_safe(_safe)

@@ -14,8 +14,10 @@ from typing import Any
 from sqlalchemy import Update, bindparam, insert, update
 from sqlalchemy.orm.attributes import set_committed_value
 
+from storage import deferred
 from storage.credits import Split
 from storage.deals import DealQueries
+from storage.deferred import deferral_safe
 from storage.models import Customer, Deal, FollowUp
 from storage.sql import table_of
 
@@ -56,8 +58,10 @@ class FollowUpQueries(DealQueries):
         expected close date (预计, what the month's forecast reads)."""
         before = _tracked(customer, deal)
         old_stage = deal.stage if deal else None
-        # A prebuilt Core INSERT (the hottest write): no ORM object, no flush, no RETURNING of the id.
-        await self.session.execute(
+        # A prebuilt Core INSERT (the hottest write): no ORM object, no flush, no RETURNING of the id;
+        # deferred to the end of the unit of work with the audit row (storage.deferred).
+        deferred.defer(
+            self.session,
             _FOLLOWUP_INSERT,
             {
                 "org_id": self.org.id,
@@ -148,5 +152,8 @@ def _update(cache: dict[tuple[str, ...], Update], model: type, columns: tuple[st
             .where(table.c.id == bindparam("row_id"))
             .values({name: bindparam(f"new_{name}", type_=table.c[name].type) for name in columns})
         )
-        cache[columns] = stmt
+        cache[columns] = deferral_safe(stmt)
     return stmt
+# Statements that cannot see the rows a unit of work defers (storage.deferred).
+for _safe in (_FOLLOWUP_INSERT,):
+    deferral_safe(_safe)

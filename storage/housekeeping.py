@@ -9,9 +9,8 @@ or a report reads are never touched here. `Database.prune_bookkeeping` runs it c
 Rendered charts (storage.charts, the retro's picture behind a DingTalk image link) go after the same
 period: the link in an old message then shows nothing, the numbers stay in the text.
 
-The inbound log's pass also forgets DingTalk's seen robot signatures (storage.signatures): they matter
-only within the timestamp window (at most a day, see `Settings.dingtalk_sign_window_s`), so any older
-than the retention cutoff (at least a day) are past it. They count with the inbound rows.
+A DingTalk robot signature is kept on its inbound row (storage.inbound): it matters only within the
+timestamp window (at most a day, see `Settings.dingtalk_sign_window_s`), so it goes with the row.
 """
 
 from __future__ import annotations
@@ -21,7 +20,8 @@ from typing import Any
 
 from sqlalchemy import Select, delete, select
 
-from storage.models import ChartImage, InboundMessage, OutboxMessage, RobotSignature
+from storage.inbound import REPLAYED
+from storage.models import ChartImage, InboundMessage, OutboxMessage
 from storage.store import Store
 
 CHUNK = 5000  # rows per DELETE: short transactions, no long lock on a busy table
@@ -40,25 +40,13 @@ def _finished(name: str, cutoff: datetime) -> tuple[Pruned, Select[Any]]:
         # next_attempt_at is when a row was last tried: for a sent row, when it went out.
         return o, select(o.id).where(o.status.in_(("sent", "failed")), o.next_attempt_at < cutoff)
     i = InboundMessage
-    return i, select(i.id).where(i.status.in_(("done", "failed")), i.received_at < cutoff)
+    return i, select(i.id).where(i.status.in_(("done", "failed", REPLAYED)), i.received_at < cutoff)
 
 
 async def prune_chunk(store: Store, name: str, cutoff: datetime) -> int:
-    """Delete up to CHUNK finished rows of table `name` older than `cutoff` in this unit of work (for the
-    inbound log, up to CHUNK of its robot signatures too)."""
+    """Delete up to CHUNK finished rows of table `name` older than `cutoff` in this unit of work."""
     model, finished = _finished(name, cutoff)
     ids = list((await store.session.execute(finished.limit(CHUNK))).scalars())
     if ids:
         await store.session.execute(delete(model).where(model.id.in_(ids)))
-    removed = len(ids)
-    if name == "inbound_messages":
-        removed += await _prune_signatures(store, cutoff)
-    return removed
-
-
-async def _prune_signatures(store: Store, cutoff: datetime) -> int:
-    s = RobotSignature
-    signs = list((await store.session.execute(select(s.sign).where(s.seen_at < cutoff).limit(CHUNK))).scalars())
-    if signs:
-        await store.session.execute(delete(s).where(s.sign.in_(signs)))
-    return len(signs)
+    return len(ids)

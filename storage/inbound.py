@@ -6,16 +6,27 @@ message id is unique only within one organisation (two WeCom corps or DingTalk o
 process can send the same one), so `org_key` is the organisation the message is bound to
 (`Store.bind`'s org key). Recovery of recorded-but-unprocessed messages is a leased conditional
 UPDATE, so replicas never both pick one up.
+
+DingTalk's robot callbacks are signed over the timestamp only (HMAC(appSecret, timestamp + "\\n" +
+appSecret)): the body is not covered, so two genuine messages signed in the same millisecond share a
+(timestamp, sign) pair, and whoever captured a callback could send any body with its headers for the
+whole timestamp window. Each such row carries its `sign` and the moment the pair stops being fresh
+(`SIGN_FRESH_S` after this row was recorded). Marking a message done refuses it — status "replayed", no
+effect — when another row with the same sign was recorded more than `SIGN_FRESH_S` before it: a pair
+carries new msgIds only within a few seconds of its first use (genuine same-millisecond messages arrive
+together), never later. It costs no statement of its own: the sign rides in the INSERT the
+acknowledgement makes anyway, the check in the UPDATE the command makes anyway.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Insert, bindparam, or_, select, update
+from sqlalchemy import Insert, bindparam, case, exists, or_, select, update
 
+from storage.deferred import deferral_safe
 from storage.models import InboundMessage
 from storage.scope import StoreBase
 from storage.sql import insert_for, rowcount, table_of
@@ -23,12 +34,18 @@ from storage.sql import insert_for, rowcount, table_of
 _inbound = table_of(InboundMessage)
 # The dedup key, as the unique constraint on inbound_messages spells it.
 INBOUND_KEY = ("platform", "org_key", "msg_id")
+# How long a signed (timestamp, sign) pair may carry further msgIds after its first use: genuine
+# messages DingTalk signed in the same millisecond reach us within this of each other; a captured pair
+# replayed with a forged body later than this is refused.
+SIGN_FRESH_S = 3.0
+REPLAYED = "replayed"
 
 
 def inbound_values(platform: str, msg_id: str, org_key: str, now: datetime, *, status: str,
-                   payload: Any = None, lease_until: datetime | None = None) -> dict[str, Any]:
+                   payload: Any = None, lease_until: datetime | None = None, sign: str | None = None) -> dict[str, Any]:
     return {"platform": platform, "msg_id": msg_id, "org_key": org_key, "received_at": now, "status": status,
-            "processed_at": now if status == "done" else None, "payload": payload, "claimed_until": lease_until}
+            "processed_at": now if status == "done" else None, "payload": payload, "claimed_until": lease_until,
+            "sign": sign, "sign_fresh_until": now + timedelta(seconds=SIGN_FRESH_S) if sign else None}
 
 
 def inbound_insert(dialect: str) -> Insert:
@@ -49,7 +66,7 @@ class InboundQueries(StoreBase):
         return bool(rowcount(result))
 
     async def queue_inbound(self, platform: str, msg_id: str, org_key: str, payload: Any, now: datetime,
-                            lease_until: datetime | None = None) -> bool:
+                            lease_until: datetime | None = None, sign: str | None = None) -> bool:
         """Record a message to process after acknowledging it; False if (platform, org_key, msg_id) is known.
 
         The same unique row that deduplicates re-deliveries carries the payload, so once this commits
@@ -59,13 +76,15 @@ class InboundQueries(StoreBase):
         """
         result = await self.session.execute(
             inbound_insert(self.dialect),
-            inbound_values(platform, msg_id, org_key, now, status="received", payload=payload, lease_until=lease_until),
+            inbound_values(platform, msg_id, org_key, now, status="received", payload=payload, lease_until=lease_until,
+                           sign=sign),
         )
         return bool(rowcount(result))
 
     async def finish_inbound(self, platform: str, org_key: str, msg_id: str, now: datetime,
-                             status: str = "done") -> bool:
-        """Mark a queued message processed in this (the command's) transaction; False if it already was.
+                             status: str = "done") -> str | None:
+        """Mark a queued message processed in this (the command's) transaction: its new status (`status`,
+        or "replayed" for a signature used past its freshness), None if it was not waiting any more.
 
         The conditional UPDATE takes the row's lock until commit, so two workers (or replicas) that
         got the same message serialise here and the second finds it done: one effect.
@@ -73,16 +92,16 @@ class InboundQueries(StoreBase):
         result = await self.session.execute(
             _INBOUND_FINISH, {"p": platform, "o": org_key, "m": msg_id, "new_status": status, "done_at": now}
         )
-        return bool(rowcount(result))
+        return result.scalar_one_or_none()
 
     async def finish_inbound_many(self, platform: str, org_key: str, msg_ids: Sequence[str],
-                                  now: datetime) -> set[str]:
-        """`finish_inbound` for a batch of one organisation's queued messages in one statement: the ids
-        that were waiting."""
+                                  now: datetime) -> dict[str, str]:
+        """`finish_inbound` for a batch of one organisation's queued messages in one statement: {msg id:
+        "done" or "replayed"} of those that were waiting."""
         result = await self.session.execute(
             _INBOUND_FINISH_MANY, {"p": platform, "o": org_key, "ids": list(msg_ids), "done_at": now}
         )
-        return {msg_id for (msg_id,) in result.all()}
+        return {msg_id: status for msg_id, status in result.all()}
 
     async def claim_stale_inbound(
         self, platform: str, *, received_before: datetime, now: datetime, lease_until: datetime, limit: int = 100
@@ -117,6 +136,11 @@ class InboundQueries(StoreBase):
         return [(o, m, p) for o, m, p in rows]
 
 
+_first_use = _inbound.alias("first_use")
+# Another row with the same sign whose freshness had ended when this one was recorded: a replay.
+_REPLAYED = exists().where(
+    _first_use.c.sign == _inbound.c.sign, _first_use.c.sign_fresh_until < _inbound.c.received_at
+)
 _INBOUND_FINISH = (
     update(_inbound)
     .where(
@@ -125,7 +149,8 @@ _INBOUND_FINISH = (
         _inbound.c.msg_id == bindparam("m"),
         _inbound.c.status == "received",
     )
-    .values(status=bindparam("new_status"), processed_at=bindparam("done_at"))
+    .values(status=case((_REPLAYED, REPLAYED), else_=bindparam("new_status")), processed_at=bindparam("done_at"))
+    .returning(_inbound.c.status)
 )
 _INBOUND_FINISH_MANY = (
     update(_inbound)
@@ -135,6 +160,10 @@ _INBOUND_FINISH_MANY = (
         _inbound.c.msg_id.in_(bindparam("ids", expanding=True)),
         _inbound.c.status == "received",
     )
-    .values(status="done", processed_at=bindparam("done_at", type_=_inbound.c.processed_at.type))
-    .returning(_inbound.c.msg_id)
+    .values(status=case((_REPLAYED, REPLAYED), else_="done"),
+            processed_at=bindparam("done_at", type_=_inbound.c.processed_at.type))
+    .returning(_inbound.c.msg_id, _inbound.c.status)
 )
+# Statements that cannot see the rows a unit of work defers (storage.deferred).
+for _safe in (_INBOUND_FINISH, _INBOUND_FINISH_MANY,):
+    deferral_safe(_safe)

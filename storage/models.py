@@ -35,7 +35,6 @@ from storage.models_delivery import InboundMessage as InboundMessage
 from storage.models_delivery import JobFiring as JobFiring
 from storage.models_delivery import Notice as Notice
 from storage.models_delivery import OutboxMessage as OutboxMessage
-from storage.models_delivery import RobotSignature as RobotSignature
 from storage.models_delivery import SendWindow as SendWindow
 
 

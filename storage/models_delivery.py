@@ -37,6 +37,7 @@ class InboundMessage(Base):
     __table_args__ = (
         UniqueConstraint("platform", "org_key", "msg_id"),
         Index("ix_inbound_messages_status_received", "status", "received_at"),
+        Index("ix_inbound_messages_sign", "sign"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -52,23 +53,10 @@ class InboundMessage(Base):
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # Recovery lease: a replica that picked a stale "received" row up holds it until then.
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-
-
-class RobotSignature(Base):
-    """A DingTalk robot callback's (timestamp, sign) pair and the msgId it came with.
-
-    The signature covers only the timestamp and the app secret, not the body: without this, a captured
-    pair could carry any body for the whole timestamp window. A pair coming back with another msgId is
-    refused; with the same one it is DingTalk's re-delivery. Rows older than the window are useless and
-    go with the daily housekeeping (storage.housekeeping).
-    """
-
-    __tablename__ = "robot_signatures"
-
-    sign: Mapped[str] = mapped_column(String(64), primary_key=True)
-    timestamp: Mapped[int] = mapped_column(BigInteger)
-    msg_id: Mapped[str] = mapped_column(String(191))
-    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # A DingTalk robot callback's `sign` header and when its (timestamp, sign) pair stops carrying new
+    # msgIds (storage.inbound: the signature does not cover the body, so a late pair is a replay).
+    sign: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sign_fresh_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class OutboxMessage(Base):

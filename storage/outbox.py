@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from storage import deferred
 from storage.models import OutboxMessage
 from storage.scope import StoreBase
 from storage.sql import insert_for, rowcount, table_of
@@ -46,9 +47,15 @@ class OutboxQueries(StoreBase):
         # unit-of-work flush, no RETURNING of the id, and a statement the compiled cache and asyncpg's
         # prepared-statement cache both recognise (issue #5: this was ~1–2.8 ms a message on PG).
         # With a dedup_key, a repeated key inserts nothing.
-        stmt = insert_for(self.dialect, _outbox, ("dedup_key",) if dedup_key is not None else None)
+        # Without a dedup_key nothing is read back: the row waits for the end of the unit of work and goes
+        # with the others of the batch in one round trip (storage.deferred).
+        if dedup_key is None:
+            deferred.defer(self.session, deferred.deferral_safe(insert_for(self.dialect, _outbox)), values)
+            self.enqueued += 1
+            return True
+        stmt = insert_for(self.dialect, _outbox, ("dedup_key",))
         result = await self.session.execute(stmt, values)
-        added = dedup_key is None or bool(rowcount(result))
+        added = bool(rowcount(result))
         if added:
             self.enqueued += 1
         return added

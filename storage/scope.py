@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, insert, select
+from sqlalchemy import Select, event, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
+from storage import deferred
 from storage.models import AuditLog, Customer, Member, Organisation, Team
 from storage.sql import dialect_of, insert_for, rowcount, table_of
 
@@ -33,6 +35,25 @@ class Scope:
     role: Role = "rep"
     msg_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class UnitOfWorkSession(Session):
+    """The session a unit of work runs on: it counts the statements that may have written (`StoreBase.
+    write_mark`), so a command refused before writing anything needs no rollback."""
+
+
+@event.listens_for(UnitOfWorkSession, "do_orm_execute")
+def _count_statement(state: ORMExecuteState) -> None:
+    session = state.session
+    if deferred.needs_flush(session, state.statement):
+        deferred.flush_now(session)
+    if not state.is_select:  # INSERT, UPDATE, DELETE, or text nobody vouched for
+        session.info["writes"] = session.info.get("writes", 0) + 1
+
+
+@event.listens_for(UnitOfWorkSession, "after_flush")
+def _count_flush(session: Session, context: UOWTransaction) -> None:
+    session.info["writes"] = session.info.get("writes", 0) + 1
 
 
 class NotBound(RuntimeError):
@@ -64,6 +85,12 @@ class StoreBase:
         self.board = board
         # The CJK font charts are drawn with, found once at start (bot.charts); None: text-only reports.
         self.chart_font = chart_font
+        # (platform, org_key, chat_id, user_id) → org, team, member, membership: a batch's senders read at
+        # once (storage.tenancy.prefetch_bindings); identity-mapped objects, so they stay what a fresh
+        # SELECT in this transaction would return.
+        self.prefetched: dict[tuple[str, str, str, str], tuple[Any, Any, Any, Any]] = {}
+        # customer id → (write mark, open deals) read together with the customer (storage.customers)
+        self.open_deals_read: dict[int, tuple[int, list[Any]]] = {}
 
     # ------------------------------------------------------------------ scope
     @property
@@ -100,6 +127,17 @@ class StoreBase:
         self._scope = Scope(org=org, team=team, actor=None, role="admin")
         return self._scope
 
+    # -------------------------------------------------------------- writes
+    def write_mark(self) -> int:
+        """A mark to ask `wrote_since` about later."""
+        return int(self.session.info.get("writes", 0))
+
+    def wrote_since(self, mark: int) -> bool:
+        """Whether anything may have been written (or changed in memory, to be flushed) since `mark`:
+        a refusal after none leaves nothing to roll back. Counted by `UnitOfWorkSession`."""
+        session = self.session
+        return self.write_mark() != mark or bool(session.new or session.dirty or session.deleted)
+
     # -------------------------------------------------------------- helpers
     @property
     def dialect(self) -> str:
@@ -123,8 +161,10 @@ class StoreBase:
         now: datetime,
     ) -> None:
         scope = self.scope
-        # One prebuilt Core INSERT: no ORM object for the unit of work to track and flush.
-        await self.session.execute(
+        # One prebuilt Core INSERT, deferred to the end of the unit of work (storage.deferred): a batch
+        # of commands writes its audit rows in one round trip.
+        deferred.defer(
+            self.session,
             _AUDIT_INSERT,
             {
                 "org_id": scope.org.id,
@@ -154,4 +194,4 @@ class StoreBase:
         return select(Customer).where(Customer.org_id == self.org.id, Customer.team_id == self.team.id)
 
 
-_AUDIT_INSERT = insert(table_of(AuditLog))
+_AUDIT_INSERT = deferred.deferral_safe(insert(table_of(AuditLog)))

@@ -8,6 +8,10 @@ remembers what it wrote), a read and a retry when another replica wrote it since
 for a destination's run of messages in one such statement (bot.outbox). No lock is held while a
 message is on its way, and no two workers can both take the last slot.
 
+A worker's pass sends to many destinations at once (replies to many groups): the swaps this process can
+make from what it remembers go together, one `UPDATE … FROM unnest(…)` for all the keys that asked while
+the previous one was in flight (`storage.database.GroupWriter`); a key whose swap lost takes the path above.
+
 Why not the claim statement: the limit key is the deliverer's function of the destination after scoping
 (WeCom corps, a team's current push), known only in Python after the claim; and several destinations
 (`dest_key`s) share one limit key (a team's robot and a reply to the same group).
@@ -18,13 +22,15 @@ Times are the workers' wall clocks (epoch seconds); the caller's margin covers a
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, select, update
+from sqlalchemy import Integer, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from storage.database import GroupWriter
 from storage.models import SendWindow
 from storage.sql import rowcount, table_of
 
@@ -35,6 +41,12 @@ _SWAP = (
     update(_w)
     .where(_w.c.limit_key == bindparam("key"), _w.c.version == bindparam("seen", type_=Integer))
     .values(sent=bindparam("sent"), version=bindparam("seen", type_=Integer) + 1)
+)
+# Several keys' compare-and-swap in one statement: the keys whose version was still the one seen.
+_SWAP_MANY = text(
+    "UPDATE send_windows AS w SET sent = CAST(v.sent AS JSON), version = w.version + 1 "
+    "FROM unnest(CAST(:keys AS VARCHAR[]), CAST(:seen AS INTEGER[]), CAST(:sent AS VARCHAR[])) AS v(key, seen, sent) "
+    "WHERE w.limit_key = v.key AND w.version = v.seen RETURNING w.limit_key"
 )
 # A busy key that several replicas write at once retries this often before the caller backs off briefly.
 ATTEMPTS = 8
@@ -53,6 +65,7 @@ class SendWindows:
         self.engine = engine
         self._seen: dict[str, tuple[int, list[float]]] = {}
         self._gate = asyncio.Semaphore(CONCURRENCY)
+        self._swaps: GroupWriter[str] = GroupWriter(self._swap_many, key=lambda row: str(row["key"]))
 
     async def update(
         self, key: str, now: float, window: float, change: Callable[[list[float]], list[float] | None]
@@ -63,8 +76,24 @@ class SendWindows:
         truth. True when written; False when `change` said None, or the key stayed contended
         (`ATTEMPTS` writes lost in a row), which the caller tells apart by what `change` said last.
         """
+        seen = self._seen.get(key)
+        if seen is not None:
+            # The usual case: this process wrote the key last. Swap from that, together with the other
+            # keys of the pass; only a lost swap (another replica wrote) or a "no" reads the table.
+            version, sent = seen
+            new = change([t for t in sent if t > now - window])
+            if new is not None and await self._swaps.add({"key": key, "seen": version, "sent": new}):
+                self._remember(key, version + 1, new)
+                return True
         async with self._gate:
             return await self._update(key, now, window, change)
+
+    async def _swap_many(self, rows: list[dict[str, Any]]) -> set[str]:
+        params = {"keys": [r["key"] for r in rows], "seen": [r["seen"] for r in rows],
+                  "sent": [json.dumps(r["sent"]) for r in rows]}
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return set((await conn.execute(_SWAP_MANY, params)).scalars().all())
 
     async def _update(
         self, key: str, now: float, window: float, change: Callable[[list[float]], list[float] | None]

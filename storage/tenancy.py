@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Select, and_, bindparam, or_, select
 
+from storage.deferred import deferral_safe
 from storage.models import AuditLog, Member, Membership, Organisation, Team
 from storage.scope import NoTeamYet, Role, Scope, StoreBase
 
@@ -97,20 +98,41 @@ class TenancyQueries(StoreBase):
         self._scope = Scope(org=org, team=team, actor=actor, role=role, msg_id=msg_id)
         return self._scope
 
+    async def prefetch_bindings(self, senders: Sequence[tuple[str, str, str, str]]) -> None:
+        """Read the (platform, org_key, chat_id, user_id) senders of a batch of messages in one SELECT per
+        organisation, so that binding each of them costs no round trip (`_bind_known` looks here first).
+
+        Only rows that exist are kept: a sender seen for the first time, perhaps created by an earlier
+        message of the batch, takes the usual path.
+        """
+        by_org: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        for platform, org_key, chat_id, user_id in senders:
+            by_org.setdefault((platform, org_key), set()).add((chat_id, user_id))
+        for (platform, org_key), pairs in by_org.items():
+            if len(pairs) < 2:
+                continue  # one sender: its own SELECT costs the same
+            params = {"platform": platform, "org_key": org_key, "chats": sorted({c for c, _ in pairs}),
+                      "users": sorted({u for _, u in pairs})}
+            for org, team, member, membership in (await self.session.execute(_BIND_MANY, params)).all():
+                if (team.chat_id, member.user_id) in pairs:
+                    self.prefetched[(platform, org_key, team.chat_id, member.user_id)] = (org, team, member, membership)
+
     async def _bind_known(
         self, platform: str, org_key: str, chat_id: str, user_id: str, user_name: str | None
     ) -> tuple[Organisation, Team, Member, Membership] | None:
         """Organisation, team, member and membership in one round trip, when all four exist.
 
         That is every message but a team's or member's first, so the common case costs one SELECT
-        instead of four insert-if-absent + select pairs; anything missing returns None and `bind`
-        takes the creating path.
+        instead of four insert-if-absent + select pairs (none when the batch's senders were prefetched);
+        anything missing returns None and `bind` takes the creating path.
         """
-        row = (
-            await self.session.execute(
-                _BIND_KNOWN, {"platform": platform, "org_key": org_key, "chat_id": chat_id, "user_id": user_id}
-            )
-        ).first()
+        row = self.prefetched.get((platform, org_key, chat_id, user_id))
+        if row is None:
+            row = (
+                await self.session.execute(
+                    _BIND_KNOWN, {"platform": platform, "org_key": org_key, "chat_id": chat_id, "user_id": user_id}
+                )
+            ).first()
         if row is None:
             return None
         org, team, member, membership = row
@@ -300,3 +322,14 @@ _BIND_KNOWN = (
     .join(Membership, and_(Membership.team_id == Team.id, Membership.member_id == Member.id))
     .where(Organisation.platform == bindparam("platform"), Organisation.corp_key == bindparam("org_key"))
 )
+# A batch's senders: every (team, member) pair of these chats and users (the caller keeps those it asked for).
+_BIND_MANY = (
+    select(Organisation, Team, Member, Membership)
+    .join(Team, and_(Team.org_id == Organisation.id, Team.chat_id.in_(bindparam("chats", expanding=True))))
+    .join(Member, and_(Member.org_id == Organisation.id, Member.user_id.in_(bindparam("users", expanding=True))))
+    .join(Membership, and_(Membership.team_id == Team.id, Membership.member_id == Member.id))
+    .where(Organisation.platform == bindparam("platform"), Organisation.corp_key == bindparam("org_key"))
+)
+# Statements that cannot see the rows a unit of work defers (storage.deferred).
+for _safe in (_BIND_KNOWN, _BIND_MANY):
+    deferral_safe(_safe)

@@ -10,19 +10,21 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
+from sqlalchemy import select
 
 from bot.adapters.wecom import wecom_component
 from bot.app import build_app, make_runner
 from bot.settings import Settings
 from storage.database import Database
-from storage.models import InboundMessage, Member, RobotSignature
-from tests.dingtalk_support import RunningBot, count, dingtalk_settings, running_bot
+from storage.inbound import SIGN_FRESH_S
+from storage.models import Customer, InboundMessage, Member
+from tests.dingtalk_support import DINGTALK_KEY, RunningBot, count, dingtalk_settings, running_bot
 from tests.fakes.dingtalk import FakeDingTalk, dingtalk_sign
 from tests.fakes.wecom import FakeWeCom
 from tests.wecom_support import WALL, wecom_settings
@@ -111,40 +113,84 @@ async def test_bad_bodies_and_fields_are_refused_before_anything_is_written(
         await bot.settle()
     assert await count(db, InboundMessage) == 1
     async with db.session() as session:
-        from sqlalchemy import select
-
         assert (await session.execute(select(Member.user_id))).scalars().all() == ["zhangsan"]
 
 
-async def test_a_captured_signature_carries_no_other_body_on_any_replica(ding: FakeDingTalk, db: Database) -> None:
+def _later(bot: RunningBot, seconds: float) -> None:
+    """The bot's acknowledgements from now on are recorded `seconds` later than they happen."""
+    inbound = bot.app[DINGTALK_KEY]
+    inbound.clock = lambda: datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+async def test_a_captured_signature_replayed_later_with_a_forged_body_has_no_effect_on_any_replica(
+        ding: FakeDingTalk, db: Database, caplog: pytest.LogCaptureFixture) -> None:
     headers, body = ding.robot_text_callback("我的", "zhangsan", "张三", msg_id="m-real")
-    forged = json.dumps(ding.robot_message("认领 华为技术", "lisi", "李四", msg_id="m-forged")).encode()
+    forged = [json.dumps(ding.robot_message("认领 华为技术", "lisi", "李四", msg_id=f"m-forged-{n}")).encode()
+              for n in (1, 2)]
     async with running_bot(dingtalk_settings(ding), db) as one, running_bot(dingtalk_settings(ding), db) as two:
         assert (await one.post_robot(headers, body))[0] == 200
-        for replica in (one, two):
-            assert (await replica.post_robot(headers, forged))[0] == 503
-            assert (await replica.post_robot(headers, body))[0] == 200  # DingTalk's re-delivery: a duplicate
         await one.settle()
-        await two.settle()
+        for replica, forged_body in zip((one, two), forged, strict=True):
+            _later(replica, SIGN_FRESH_S + 1)  # the captured pair comes back after its freshness
+            assert (await replica.post_robot(headers, forged_body))[0] == 200
+            assert (await replica.post_robot(headers, body))[0] == 200  # DingTalk's re-delivery: a duplicate
+            await replica.settle()
     async with db.session() as session:
-        from sqlalchemy import select
+        rows = (await session.execute(select(InboundMessage.msg_id, InboundMessage.status)
+                                      .order_by(InboundMessage.id))).all()
+        members = (await session.execute(select(Member.user_id))).scalars().all()
+    assert [tuple(r) for r in rows] == [("m-real", "done"), ("m-forged-1", "replayed"), ("m-forged-2", "replayed")]
+    assert members == ["zhangsan"]  # the forged sender never became a member, nothing was claimed
+    assert await count(db, Customer) == 0
+    assert sum("replayed signature refused" in r.getMessage() for r in caplog.records) == 2
 
-        assert (await session.execute(select(InboundMessage.msg_id))).scalars().all() == ["m-real"]
-        [seen] = (await session.execute(select(RobotSignature))).scalars().all()
-    assert (seen.sign, seen.msg_id) == (headers["sign"], "m-real")
+
+async def test_a_replay_inside_a_burst_is_refused_and_the_rest_run(ding: FakeDingTalk, db: Database) -> None:
+    headers, body = ding.robot_text_callback("认领 小米科技", "zhangsan", "张三", msg_id="m-real")
+    forged = json.dumps(ding.robot_message("认领 华为技术", "lisi", "李四", msg_id="m-forged")).encode()
+    later = ding.robot_text_callback("认领 京东", "wangwu", "王五", msg_id="m-later")
+    async with running_bot(dingtalk_settings(ding), db, {"workers": 0, "recover_every": None}) as bot:
+        assert (await bot.post_robot(headers, body))[0] == 200
+        _later(bot, SIGN_FRESH_S + 1)
+        assert (await bot.post_robot(headers, forged))[0] == 200
+        assert (await bot.post_robot(*later))[0] == 200
+        inbound = bot.app[DINGTALK_KEY]
+        inbound.start(workers=1, recover_every=None)
+        await bot.settle()
+        assert inbound.batch_sizes == {3: 1}
+    async with db.session() as session:
+        rows = dict((await session.execute(select(InboundMessage.msg_id, InboundMessage.status))).all())
+        names = set((await session.execute(select(Customer.name))).scalars())
+    assert rows == {"m-real": "done", "m-forged": "replayed", "m-later": "done"}
+    assert names == {"小米科技", "京东"}
+
+
+async def test_messages_signed_in_the_same_millisecond_all_run(ding: FakeDingTalk, db: Database) -> None:
+    """DingTalk's sign depends on the timestamp only: concurrent genuine messages share a pair."""
+    ts = int(ding._wall_clock() * 1000)
+    callbacks = [ding.sign_robot_callback(ding.robot_message(f"认领 客户{n}有限公司 确认", f"rep{n}", f"销售{n}",
+                                                             conversation_id=f"cid-{n}"), timestamp=ts)
+                 for n in range(6)]
+    assert len({headers["sign"] for headers, _ in callbacks}) == 1
+    async with running_bot(dingtalk_settings(ding), db) as bot:
+        statuses = await asyncio.gather(*(bot.post_robot(headers, body) for headers, body in callbacks[:5]))
+        _later(bot, SIGN_FRESH_S - 1)  # within the pair's freshness: still genuine
+        statuses.append(await bot.post_robot(*callbacks[5]))
+        await bot.settle()
+    assert [status for status, _ in statuses] == [200] * 6
+    assert await count(db, Customer) == 6
 
 
 async def test_seen_signatures_go_with_the_daily_housekeeping(ding: FakeDingTalk, db: Database) -> None:
-    from datetime import UTC, datetime
-
     async with running_bot(dingtalk_settings(ding), db) as bot:
         assert (await bot.post_robot(*ding.robot_text_callback("我的", "zhangsan", "张三")))[0] == 200
         await bot.settle()
     now = datetime.now(UTC)
     assert (await db.prune_bookkeeping(now + timedelta(days=10), keep_days=30))["inbound_messages"] == 0
-    assert await count(db, RobotSignature) == 1
+    async with db.session() as session:
+        assert (await session.execute(select(InboundMessage.sign))).scalars().all() != [None]
     await db.prune_bookkeeping(now + timedelta(days=31), keep_days=30)
-    assert await count(db, RobotSignature) == 0
+    assert await count(db, InboundMessage) == 0
 
 
 async def test_the_window_is_a_setting(ding: FakeDingTalk, db: Database) -> None:

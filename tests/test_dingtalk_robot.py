@@ -359,6 +359,88 @@ async def test_a_burst_shares_one_transaction_and_a_refusal_inside_it_changes_no
     assert {r.status for r in await inbound_rows(db)} == {"done"}
 
 
+async def test_a_refusal_after_a_write_inside_a_burst_still_leaves_nothing_behind(  # type: ignore[no-untyped-def]
+        ding: FakeDingTalk, db, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refusal before any write is answered inside the batch; one after a write rolls the batch back."""
+    from sqlalchemy import select
+
+    from handlers import followups
+    from handlers.commands import UserError
+    from storage.models import AuditLog, FollowUp
+
+    async with running_bot(dingtalk_settings(ding), db) as bot:
+        await say(bot, ding, "认领 北京华为技术有限公司", "zhangsan", "张三")
+    real_label = followups.deal_label
+
+    def label(customer, deal):  # type: ignore[no-untyped-def]  # runs after the follow-up row was written
+        if "拒绝" in customer.name or deal is not None and deal.stage == "谈判":
+            raise UserError("这条跟进不能记录。")
+        return real_label(customer, deal)
+
+    monkeypatch.setattr(followups, "deal_label", label)
+    burst = [
+        ("跟进 华为 第一次拜访", "zhangsan", "张三"),
+        ("跟进 不存在的客户 随便写写", "zhangsan", "张三"),  # refused before writing
+        ("跟进 华为 谈价格 阶段:谈判", "zhangsan", "张三"),  # refused after writing its follow-up
+        ("跟进 华为 第二次拜访", "zhangsan", "张三"),
+    ]
+    callbacks = [ding.robot_text_callback(text, staff, nick) for text, staff, nick in burst]
+    before = len(ding.session_messages())
+    async with running_bot(dingtalk_settings(ding), db, PAUSED) as backed_up:
+        for headers, body in callbacks:
+            assert (await backed_up.post_robot(headers, body))[0] == 200
+        backed_up.app[DINGTALK_KEY].start(workers=1, recover_every=None)
+        await backed_up.drain()
+    answered = [text_of(r) for r in ding.session_messages()[before:]]
+    expected = ["已记录", "找不到客户", "不能记录", "华为"]
+    assert [word in text for word, text in zip(expected, answered, strict=True)] == [True] * 4
+    async with db.session() as s:
+        notes = (await s.execute(select(FollowUp.content).order_by(FollowUp.id))).scalars().all()
+        audits = (await s.execute(select(AuditLog.action).where(AuditLog.action == "followup"))).scalars().all()
+        stage = (await s.execute(select(Deal.stage))).scalar_one()
+    assert list(notes) == ["第一次拜访", "第二次拜访"] and len(audits) == 2 and stage != "谈判"
+    assert {r.status for r in await inbound_rows(db)} == {"done"}
+
+
+async def test_a_burst_sees_what_its_earlier_messages_changed(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    """One transaction, read-ahead senders and deferred audit rows: a later message of the batch still sees
+    the claim an earlier one made (the daily limit counts it) and a removal an earlier one made."""
+    async with running_bot(dingtalk_settings(ding), db) as bot:
+        await say(bot, ding, "设置 每日认领 2", "boss", "老板")
+        await say(bot, ding, "认领 北京华为技术有限公司", "zhangsan", "张三")
+        await say(bot, ding, "认领 小米科技", "lisi", "李四")
+    burst = [
+        ("认领 京东", "lisi", "李四", ()),
+        ("认领 百度在线", "lisi", "李四", ()),  # the third today: the limit counts the claim just before
+        ("移除 @lisi", "boss", "老板", ("lisi",)),
+        ("跟进 小米 报价已发", "lisi", "李四", ()),  # removed a message ago
+        ("跟进 华为 第一次拜访", "zhangsan", "张三", ()),
+    ]
+    callbacks = [ding.robot_text_callback(text, staff, nick, at_users=at) for text, staff, nick, at in burst]
+    before = len(ding.session_messages())
+    async with running_bot(dingtalk_settings(ding), db, PAUSED) as backed_up:
+        for headers, body in callbacks:
+            assert (await backed_up.post_robot(headers, body))[0] == 200
+        inbound = backed_up.app[DINGTALK_KEY]
+        inbound.start(workers=1, recover_every=None)
+        await backed_up.drain()
+        assert inbound.batch_sizes == {5: 1}
+    answered = [text_of(r) for r in ding.session_messages()[before:]]
+    assert "认领成功" in answered[0]
+    assert "每日上限 2" in answered[1]
+    assert "移出" in answered[2]
+    # A removed member's answer is settled after the batch (bot.inbound), so it comes last.
+    assert "已记录" in answered[3] and "你已被移出" in answered[4]
+    async with db.session() as s:
+        from sqlalchemy import select
+
+        from storage.models import AuditLog, FollowUp
+
+        claims = (await s.execute(select(AuditLog.msg_id).where(AuditLog.action == "claim"))).scalars().all()
+        notes = (await s.execute(select(FollowUp.content))).scalars().all()
+    assert len(claims) == 3 and list(notes) == ["第一次拜访"]
+
+
 async def test_ten_reps_claiming_one_customer_in_one_burst_get_one_owner_and_nine_refusals(  # type: ignore[no-untyped-def]
     ding: FakeDingTalk, db
 ) -> None:

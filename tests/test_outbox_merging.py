@@ -9,6 +9,7 @@ import pytest
 
 from bot.adapters.wecom_webhook import MARKDOWN_MAX_BYTES
 from bot.merge import DIVIDER
+from bot.metrics import Metrics
 from bot.outbox import OutboxWorker
 from storage.database import Database
 from tests.conftest import FakeClock
@@ -40,7 +41,8 @@ async def test_a_burst_of_60_reaches_the_group_within_a_minute_as_at_most_20_mes
     db: Database, http, wecom, clock
 ) -> None:
     texts = [f"<@rep{n}> 今日计划：拜访客户{n}号，跟进报价。" + "说明" * 60 for n in range(60)]
-    worker = make_worker(db, http, wecom, clock=clock)
+    # A claim takes 2 rows of the destination, a merged slot leases those queued behind (claim_behind).
+    worker = make_worker(db, http, wecom, clock=clock, per_destination=2, metrics=Metrics())
     started = clock.now
     await burst_of_60(db, worker, clock, texts)
     await drive(worker, clock, until=lambda: len(parts(wecom)) == 60, step=0.5)
@@ -53,6 +55,7 @@ async def test_a_burst_of_60_reaches_the_group_within_a_minute_as_at_most_20_mes
     assert sum(1 for m in messages if DIVIDER in m) > 1  # 45 answers of ~400 bytes: split at part boundaries
     assert await outbox_statuses(db) == {"sent": 60}
     assert worker.stats["merged"] > 0
+    assert worker.metrics.outbox_sent.labels("wecom")._value.get() == 60
 
 
 async def test_a_merged_message_the_platform_refuses_for_now_is_retried_and_arrives_once(

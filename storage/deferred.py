@@ -1,0 +1,67 @@
+"""Rows a unit of work writes and does not read back — the follow-up row of a 跟进, the audit row of each
+change, the outbox row of each reply — wait with the session and go in one executemany per statement just
+before COMMIT: one round trip for a whole batch of commands (bot.router group commit) instead of one per row.
+
+Nothing can tell the difference. A statement that is not marked `deferral_safe` writes the waiting rows
+first, and so does a marked one that touches a table rows wait for (the tables it touches are found once,
+when it is marked): a query over followups, audit_log or outbox in the same transaction sees them as
+before, and rows keep their order; a rollback drops them with everything else; they count as writes for
+`StoreBase.wrote_since`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from sqlalchemy import Insert, Table
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable, visitors
+
+S = TypeVar("S", bound=Executable)
+
+_SAFE: dict[int, frozenset[str]] = {}  # id of a marked statement → the tables it touches
+_PENDING = "deferred"  # session.info: statement → rows waiting
+_TABLES = "deferred_tables"  # session.info: the tables rows wait for
+
+
+def deferral_safe(stmt: S) -> S:
+    """Mark a statement whose tables are known, so that rows waiting for other tables stay waiting.
+
+    Only for statements that live as long as the process (module constants, caches that never shrink):
+    they are known by identity, and the id of a live object is never reused.
+    """
+    if id(stmt) not in _SAFE:
+        _SAFE[id(stmt)] = frozenset(e.name for e in visitors.iterate(stmt) if isinstance(e, Table))  # type: ignore[arg-type]
+    return stmt
+
+
+def defer(session: AsyncSession, stmt: Insert, values: dict[str, Any]) -> None:
+    """Queue one row of `stmt` (a prebuilt INSERT without RETURNING, marked) until the next flush."""
+    info = session.info
+    info.setdefault(_PENDING, {}).setdefault(stmt, []).append(values)
+    info.setdefault(_TABLES, set()).add(stmt.table.name)
+    info["writes"] = info.get("writes", 0) + 1
+
+
+def needs_flush(session: Session, stmt: Any) -> bool:
+    """Whether rows wait and `stmt` might see them (called for every statement: kept to a few lookups)."""
+    waiting = session.info.get(_TABLES)
+    if not waiting:
+        return False
+    touches = _SAFE.get(id(stmt))
+    return touches is None or not touches.isdisjoint(waiting)
+
+
+def flush_now(session: Session) -> None:
+    """Write the waiting rows from inside a statement's execution (the sync session, in its greenlet)."""
+    session.info.pop(_TABLES, None)
+    for stmt, rows in session.info.pop(_PENDING, {}).items():
+        session.execute(stmt, rows)
+
+
+async def flush(session: AsyncSession) -> None:
+    """Write the waiting rows: the unit of work calls this before COMMIT."""
+    session.info.pop(_TABLES, None)
+    for stmt, rows in session.info.pop(_PENDING, {}).items():
+        await session.execute(stmt, rows)
