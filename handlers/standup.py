@@ -10,7 +10,6 @@ import re
 from datetime import date, datetime
 
 from bot.messages import IncomingMessage, Reply
-from handlers.charts import retro_chart
 from handlers.commands import Args, CommandSet, SettingSet, UserError
 from handlers.common import local_today
 from handlers.dates import DateError, format_date, parse_date
@@ -19,7 +18,6 @@ from handlers.periods import current, parse_period
 from schedules.calendar import CALENDAR_KINDS
 from schedules.holidays import load_days
 from schedules.jobs import DEFAULTS, WEEKDAY_NAMES, TeamSchedule
-from schedules.manager_reports import build_month_retro, build_retro
 from storage.schedule_store import ScheduleStore
 from storage.store import Store
 
@@ -106,6 +104,11 @@ RETRO_EXAMPLE = "复盘 上月"
 )
 async def retro(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> list[Reply]:
     """A week (the default: this one) or a month; quarters and years are refused with an example."""
+    # The retros' builders (and the chart's) load on the first 复盘: a console chat that never asks for one
+    # starts without them.
+    from handlers.charts import retro_chart
+    from schedules.manager_reports import build_month_retro, build_retro
+
     today = local_today(store, now)
     period = parse_period(args.text.strip(), today, RETRO_EXAMPLE) if args.text.strip() else current("week", today)
     if period.kind not in ("week", "month"):

@@ -47,16 +47,11 @@ PageBuilder = Callable[[web.Request, Store, datetime], Awaitable[tuple[str, dict
 
 
 def board_component(app: web.Application) -> None:
-    """Add the board's routes to the app. jinja2 is imported here: only `serve` pays for it."""
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("bot.web", "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True
-    )
-    app[TEMPLATES_KEY] = env
-    app[STATIC_KEY] = _static_files()
+    """Add the board's routes to the app. jinja2 is loaded by the first page (`_Templates`): a process that
+    never serves one — most of them, most of the time — does not keep it in memory."""
+    app[STATIC_KEY] = {}  # filled by the first page or file asked for (_static_files)
+    app[TEMPLATES_KEY] = _Templates(lambda name: f"/board-static/{_static_files(app)[name][0]}/{name}")
     app[SECRET_KEY] = {}
-    env.globals["static"] = lambda name: f"/board-static/{app[STATIC_KEY][name][0]}/{name}"
     from bot.web import pages
 
     app.router.add_get("/board/{token}", _page(pages.overview_page))
@@ -65,19 +60,41 @@ def board_component(app: web.Application) -> None:
     app.router.add_get("/board-static/{digest}/{name}", _static)
 
 
-def _static_files() -> dict[str, tuple[str, bytes]]:
-    """name → (content hash, bytes): the hash in the URL lets browsers keep a file for a year."""
-    root = resources.files("bot.web") / "static"
-    found = {}
-    for name in STATIC_FILES:
-        body = (root / name).read_bytes()
-        found[name] = (hashlib.sha256(body).hexdigest()[:12], body)
+class _Templates:
+    """The pages' jinja2 environment, built on first use (autoescaped; `static` names a hashed file URL)."""
+
+    def __init__(self, static_url: Callable[[str], str]) -> None:
+        self._static_url = static_url
+        self._env: Any = None
+
+    def get(self, name: str) -> Any:
+        if self._env is None:
+            import jinja2
+
+            env = jinja2.Environment(
+                loader=jinja2.PackageLoader("bot.web", "templates"), autoescape=True, trim_blocks=True,
+                lstrip_blocks=True,
+            )
+            env.globals["static"] = self._static_url
+            self._env = env
+        return self._env.get_template(name)
+
+
+def _static_files(app: web.Application) -> dict[str, tuple[str, bytes]]:
+    """name → (content hash, bytes), read once on first use: the hash in the URL lets browsers keep a file
+    for a year, and a process that serves no page does not hold Chart.js in memory."""
+    found: dict[str, tuple[str, bytes]] = app[STATIC_KEY]
+    if not found:
+        root = resources.files("bot.web") / "static"
+        for name in STATIC_FILES:
+            body = (root / name).read_bytes()
+            found[name] = (hashlib.sha256(body).hexdigest()[:12], body)
     return found
 
 
 async def _static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    entry = request.app[STATIC_KEY].get(name)
+    entry = _static_files(request.app).get(name)
     if entry is None or entry[0] != request.match_info["digest"]:
         raise web.HTTPNotFound()
     return web.Response(body=entry[1], content_type=STATIC_FILES[name], charset="utf-8", headers={
@@ -90,8 +107,8 @@ def now_of(app: web.Application) -> datetime:
 
 
 def render(request: web.Request, template: str, context: dict[str, Any], status: int = 200) -> web.Response:
-    env = request.app[TEMPLATES_KEY]
-    body = env.get_template(template).render(**context)  # type: ignore[attr-defined]
+    templates: _Templates = request.app[TEMPLATES_KEY]  # type: ignore[assignment]
+    body = templates.get(template).render(**context)
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS)
 
 
