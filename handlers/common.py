@@ -7,6 +7,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from bot.messages import mention
+from handlers.amounts import format_amount
 from handlers.commands import UserError
 from handlers.names import find_near_matches, normalise_company_name, places_in
 from storage.models import Customer, Member
@@ -128,6 +129,11 @@ def days_ago_text(now: datetime, then: datetime) -> str:
 def yuan(fen: int | None) -> Decimal | None:
     """Money is stored in fen; people read yuan."""
     return None if fen is None else Decimal(fen) / 100
+
+
+def yuan_text(fen: int | None) -> str:
+    """Fen as people say it: `120万`, `3,500元` (handlers.amounts.format_amount)."""
+    return format_amount(yuan(fen))
 
 
 def to_fen(amount: Decimal) -> int:

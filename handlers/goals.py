@@ -18,7 +18,7 @@ from fractions import Fraction
 from bot.messages import IncomingMessage, Reply
 from handlers.amounts import AmountError, format_amount, parse_amount
 from handlers.commands import ROLE_NAMES, Args, CommandSet, UserError
-from handlers.common import OPEN_STAGES, local_today, names_of, to_fen, who, yuan
+from handlers.common import OPEN_STAGES, local_today, names_of, to_fen, who, yuan, yuan_text
 from handlers.periods import Period, current, is_bare_year, is_plausible_year, looks_like_period, parse_period
 from handlers.targets import METRIC_NAMES, PeriodProgress, Progress, RowProgress, period_progress
 from storage import goals as goal_store
@@ -241,7 +241,7 @@ async def board(msg: IncomingMessage, args: Args, store: Store, now: datetime) -
     counts = {stage: t.count for stage, t in pipeline.items()}
     value = sum(t.fen for t in pipeline.values())
     # The pipeline's value is what its open deals are worth now (or then): never a win, never in 赢单's line.
-    worth = f" · {format_amount(yuan(value))}" if value else ""
+    worth = f" · {yuan_text(value)}" if value else ""
     lines.append(f"· 跟进中{when} {sum(counts.values())}{worth}{_stage_detail(counts)}")
     if not progress.rows:
         lines += ["", f"{period.label(today)}还没有成员的目标和成交。设目标：目标 @张三 50万"]

@@ -12,21 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal
 
 from bot.messages import OutgoingMessage
-from handlers.amounts import format_amount
-from handlers.common import OPEN_STAGES
+from handlers.common import OPEN_STAGES, yuan_text
 from handlers.deal_choice import FIRST_DEAL
 from storage.forecast import Forecast
 from storage.manager_numbers import MOVE_ACTIONS, OwnerMove, WaitingHelp
 
 NAMES_SHOWN = 3
 LINES_SHOWN = 8
-
-
-def yuan_text(fen: int | None) -> str:
-    return format_amount(None if fen is None else Decimal(fen) / 100)
 
 
 def arrow(diff: int) -> str:

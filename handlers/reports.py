@@ -15,6 +15,7 @@ from typing import Protocol
 
 from bot.messages import OutgoingMessage, mention
 from handlers.amounts import format_amount
+from handlers.common import yuan_text
 from handlers.dates import weekday_name
 from handlers.manager_reports import (
     ManagerView,
@@ -60,10 +61,6 @@ class GoalProgress:
 
 def _day(d: date) -> str:
     return f"{d.month}月{d.day}日 {weekday_name(d)}"
-
-
-def _yuan(fen: int | None) -> str:
-    return format_amount(None if fen is None else Decimal(fen) / 100)
 
 
 def progress_bar(done: float, target: float, width: int = 10) -> str:
@@ -250,10 +247,10 @@ def weekly_retro(
     name = view.name
     end = date.fromordinal(week_start.toordinal() + 6)
     lines = [f"📈 **{team} 周复盘 · {week_start.month}月{week_start.day}日–{end.month}月{end.day}日**", ""]
-    lines.append(f"🎉 赢单 {this.won_count} 个{_delta(this.won_count, last.won_count)}，金额 {_yuan(this.won_fen)}"
-                 + ("" if this.won_fen == last.won_fen else f"（上周 {_yuan(last.won_fen)}）"))
+    lines.append(f"🎉 赢单 {this.won_count} 个{_delta(this.won_count, last.won_count)}，金额 {yuan_text(this.won_fen)}"
+                 + ("" if this.won_fen == last.won_fen else f"（上周 {yuan_text(last.won_fen)}）"))
     if this.unwon_count:
-        lines.append(f"↩️ 其中撤销往期赢单 {this.unwon_count} 个，{_yuan(this.unwon_fen)}，已从本周扣除")
+        lines.append(f"↩️ 其中撤销往期赢单 {this.unwon_count} 个，{yuan_text(this.unwon_fen)}，已从本周扣除")
     lines += won_lines(view)[1:]
     lines.append(f"🆕 新客户 {this.new_customers} 个{_delta(this.new_customers, last.new_customers)}")
     lines.append(f"📝 跟进 {this.followups} 次{_delta(this.followups, last.followups)}")

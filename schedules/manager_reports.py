@@ -23,7 +23,7 @@ from storage import ledger
 from storage.forecast import forecast
 from storage.manager_numbers import Roster, help_waiting, overdue_steps, owner_moves, team_roster
 from storage.points import top_helpers
-from storage.reports import ReportStore
+from storage.reports import ReportStore, WeekNumbers
 from storage.store import Store
 
 IDLE_DAYS = 14
@@ -118,10 +118,11 @@ async def manager_view(
     *,
     change_from: date,
     change_label: str,
-) -> tuple[words.ManagerView, Roster, dict[int, ledger.Activity]]:
+) -> tuple[words.ManagerView, Roster, dict[int, ledger.Activity], ledger.PeriodWins]:
     """Every section for the local days [first, after): named wins and losses, the pipeline at the
     period's end (or now) against `change_from`, releases/transfers/reclaims, idle reps, waiting
-    help, and — while the period runs — the month's forecast and today's overdue next steps."""
+    help, and — while the period runs — the month's forecast and today's overdue next steps. The ledger's
+    activity and wins of the period come back too, so callers do not read them again."""
     start, end = _bounds(first, after, schedule.tz)
     until = min(end, now)
     today = local_now(now, schedule.tz).date()
@@ -155,7 +156,7 @@ async def manager_view(
     ids |= {h.requester_id for h in view.waiting_help or []} | set(activity)
     members = await store.members_by_id([i for i in ids if i is not None])
     view.names = {i: m.name for i, m in members.items()}
-    return view, roster, activity
+    return view, roster, activity, wins
 
 
 # --------------------------------------------------------------------- retro
@@ -167,10 +168,10 @@ async def build_retro(store: Store, week_start: date, schedule: TeamSchedule, no
     last_start = week_start - timedelta(days=7)
     this_range = _bounds(week_start, week_end, schedule.tz)
     last_range = _bounds(last_start, week_start, schedule.tz)
-    view, roster, _ = await manager_view(
+    view, roster, activity, wins = await manager_view(
         store, week_start, week_end, schedule, now, change_from=week_start, change_label="较周初"
     )
-    this = await report.week_numbers(*this_range, idle_days=IDLE_DAYS)
+    this = await report.week_numbers(*this_range, idle_days=IDLE_DAYS, wins=wins, activity=activity)
     last = await report.week_numbers(*last_range, idle_days=IDLE_DAYS)
     # 协作之星 come from the points ledger (taking, resolving, helping win), not from raw counts.
     this.top_helpers = [(m.id, p) for m, p in await top_helpers(store, *this_range)]
@@ -188,11 +189,11 @@ async def build_month_retro(store: Store, month: Period, schedule: TeamSchedule,
     its start, new customers and follow-ups per rep, help taken and resolved with 协作之星, and the
     stand-up participation."""
     first, after = month.start, month.end
-    view, roster, activity = await manager_view(
+    view, roster, activity, _ = await manager_view(
         store, first, after, schedule, now, change_from=first, change_label="较月初"
     )
     start, end = _bounds(first, after, schedule.tz)
-    help_numbers = await ReportStore(store).week_numbers(start, end, idle_days=IDLE_DAYS)
+    help_numbers = await ReportStore(store).help_numbers(WeekNumbers(), start, end)
     numbers = words.MonthNumbers(
         new_customers=sum(a.new_customers for a in activity.values()),
         followups_by_rep={m: a.followups for m, a in activity.items() if a.followups},
@@ -214,7 +215,7 @@ async def digest_view(
 ) -> tuple[words.ManagerView, dict[int, ledger.Activity]]:
     """The digest's sections for `day` (the day's wins and losses, the pipeline now against Monday), and
     the day's activity per member for its per-rep lines."""
-    view, roster, activity = await manager_view(
+    view, roster, activity, _ = await manager_view(
         store, day, day + timedelta(days=1), schedule, now, change_from=week_start_of(day), change_label="较本周一"
     )
     view.participation = await participation(store, roster, day, day + timedelta(days=1), schedule, now)

@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 
 from storage.deals import open_deal_exists
-from storage.ledger import Activity, activity_by_member, period_wins
+from storage.ledger import Activity, PeriodWins, activity_by_member, period_wins
 from storage.models import Customer, FollowUp, HelpRequest, Member, StandupAnswer
 from storage.store import Store
 
@@ -135,14 +135,26 @@ class ReportStore:
         return DigestNumbers(reps, pool_soon, members)
 
     # ------------------------------------------------------------------- retro
-    async def week_numbers(self, start: datetime, end: datetime, idle_days: int, idle_names: int = 5) -> WeekNumbers:
+    async def week_numbers(
+        self,
+        start: datetime,
+        end: datetime,
+        idle_days: int,
+        idle_names: int = 5,
+        *,
+        wins: PeriodWins | None = None,
+        activity: dict[int, Activity] | None = None,
+    ) -> WeekNumbers:
+        """The week's numbers; `wins` and `activity` are the ledger's for [start, end) when the caller has them."""
         team_id = self.team_id
         week = WeekNumbers()
         in_range = (FollowUp.team_id == team_id, FollowUp.created_at >= start, FollowUp.created_at < end)
-        wins = await period_wins(self.store, start, end)
+        if wins is None:
+            wins = await period_wins(self.store, start, end)
         week.won_count, week.won_fen = wins.count, wins.fen
         week.unwon_count, week.unwon_fen = len(wins.reversals), sum(d.fen for d in wins.reversals)
-        activity = await activity_by_member(self.store, start, end)
+        if activity is None:
+            activity = await activity_by_member(self.store, start, end)
         moves = await self.session.execute(
             select(FollowUp.stage_after, func.count())
             .where(*in_range, FollowUp.stage_after.is_not(None))
@@ -151,6 +163,28 @@ class ReportStore:
         week.stage_moves = {stage: count for stage, count in moves.all() if stage is not None}
         week.followups_by_rep = {m: a.followups for m, a in activity.items() if a.followups}
         week.new_customers = sum(a.new_customers for a in activity.values())
+        await self.help_numbers(week, start, end)
+        # Gone idle this week: the last activity crossed `idle_days` old during [start, end).
+        idle_where = (
+            Customer.team_id == team_id,
+            open_deal_exists(),
+            Customer.last_activity_at >= start - timedelta(days=idle_days),
+            Customer.last_activity_at < end - timedelta(days=idle_days),
+            Customer.owner_id.is_not(None),
+        )
+        week.went_idle_count = (
+            await self.session.execute(select(func.count()).select_from(Customer).where(*idle_where))
+        ).scalar_one()
+        names = await self.session.execute(
+            select(Customer.name).where(*idle_where).order_by(Customer.last_activity_at).limit(idle_names)
+        )
+        week.went_idle = [n for (n,) in names.all()]
+        return week
+
+    async def help_numbers(self, week: WeekNumbers, start: datetime, end: datetime) -> WeekNumbers:
+        """Help raised, taken (with the median time to take and the most-taking helpers) and resolved in
+        [start, end), filled into `week` — the week's numbers, or the monthly retro's on their own."""
+        team_id = self.team_id
         week.help_raised = (
             await self.session.execute(
                 select(func.count()).select_from(HelpRequest).where(
@@ -180,21 +214,6 @@ class ReportStore:
             if helper_id is not None:
                 helpers[helper_id] = helpers.get(helper_id, 0) + 1
         week.top_helpers = sorted(helpers.items(), key=lambda p: (-p[1], p[0]))[:3]
-        # Gone idle this week: the last activity crossed `idle_days` old during [start, end).
-        idle_where = (
-            Customer.team_id == team_id,
-            open_deal_exists(),
-            Customer.last_activity_at >= start - timedelta(days=idle_days),
-            Customer.last_activity_at < end - timedelta(days=idle_days),
-            Customer.owner_id.is_not(None),
-        )
-        week.went_idle_count = (
-            await self.session.execute(select(func.count()).select_from(Customer).where(*idle_where))
-        ).scalar_one()
-        names = await self.session.execute(
-            select(Customer.name).where(*idle_where).order_by(Customer.last_activity_at).limit(idle_names)
-        )
-        week.went_idle = [n for (n,) in names.all()]
         return week
 
     async def standup_answers_between(self, start: date, end: date) -> set[tuple[int, date]]:
