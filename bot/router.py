@@ -269,6 +269,7 @@ class Router:
                 await store.prefetch_bindings([(m.platform, m.org_key, m.chat_id, m.user_id) for m in msgs
                                                if m.chat_type != "single" and m.user_id is not None
                                                and (m.platform, m.org_key, m.msg_id) in fresh])
+                await self._prefetch_reads(store, [m for m in msgs if (m.platform, m.org_key, m.msg_id) in fresh])
                 results: list[list[Reply]] = []
                 notes: list[_Note] = []
                 for msg in msgs:
@@ -299,6 +300,29 @@ class Router:
             before = await self._handle_batch(msgs[:done])
             alone = await self._handle(msgs[done], queued=True)
             return [*before, alone, *(await self._handle_batch(msgs[done + 1 :]))]
+
+    async def _prefetch_reads(self, store: Store, msgs: Sequence[IncomingMessage]) -> None:
+        """What the batch's commands will read first (`CommandSpec.reads_first`), read for all of them at
+        once; each command still reads for itself when an earlier one changed what was read."""
+        wanted: dict[int, list[tuple[int, str]]] = {}
+        mine: dict[int, list[tuple[int, int]]] = {}
+        for msg in msgs:
+            binding = store.prefetched.get((msg.platform, msg.org_key, msg.chat_id, msg.user_id or ""))
+            match = self.match(msg.text) if binding is not None else None
+            if binding is None or match is None or match.spec.reads_first is None:
+                continue
+            read = match.spec.reads_first(normalise_text(_take_options(match.spec, match.rest)[1]))
+            org, team, member = binding[0], binding[1], binding[2]
+            if read is not None and read[0] == "customer":
+                wanted.setdefault(org.id, []).append((team.id, read[1]))
+            elif read is not None and read[0] == "mine":
+                mine.setdefault(org.id, []).append((team.id, member.id))
+        for org_id, pairs in wanted.items():
+            if len(pairs) > 1:  # one: its own SELECT costs the same
+                await store.prefetch_customers(org_id, pairs)
+        for org_id, members in mine.items():
+            if len(members) > 1:
+                await store.prefetch_my_customers(org_id, members)
 
     async def _attempt(
         self, msg: IncomingMessage, now: datetime, queued: bool, refusal: Reply | None = None, *, note: _Note

@@ -128,6 +128,10 @@ class CommandSpec:
     # Only commands that act on people resolve `@名字` to members; elsewhere (跟进, 分享, 求助 …) an
     # @ is part of what the rep wrote and must not turn into a "找不到成员" refusal.
     takes_mentions: bool = False
+    # What the command reads first, told from its text (options taken out) before it runs — ("customer",
+    # normalised name) — so that a batch of messages reads it for all of them at once (storage.prefetch).
+    # Only a hint: a wrong one costs a wasted read, never a wrong answer.
+    reads_first: Callable[[str], tuple[str, ...] | None] | None = None
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -154,6 +158,7 @@ class CommandSet:
         extra_words: tuple[str, ...] = (),
         details: str = "",
         takes_mentions: bool = False,
+        reads_first: Callable[[str], tuple[str, ...] | None] | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.specs.append(
@@ -170,6 +175,7 @@ class CommandSet:
                     details=details or (handler.__doc__ or "").strip(),
                     group=self.group,
                     takes_mentions=takes_mentions,
+                    reads_first=reads_first,
                 )
             )
             return handler

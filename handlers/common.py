@@ -56,6 +56,13 @@ def split_customer_and_rest(text: str) -> tuple[str, str]:
     return head, rest.strip()
 
 
+def names_customer_first(text: str) -> tuple[str, ...] | None:
+    """`reads_first` of a command whose first word is a customer (跟进, 赢单, 输单): the name it will look up."""
+    query = split_customer_and_rest(text)[0].strip()
+    norm = normalise_company_name(query) if query else ""
+    return ("customer", norm) if norm else None
+
+
 async def resolve_customer(store: Store, query: str, *, example: str) -> Customer:
     """Find one customer of the team from a partial or differently written name.
 

@@ -303,7 +303,8 @@ async def customer_card(msg: IncomingMessage, args: Args, store: Store, now: dat
     return Reply("\n".join(lines))
 
 
-@commands.command("我的", "/mine", summary="我跟进中的客户", usage="我的", example="我的")
+@commands.command("我的", "/mine", summary="我跟进中的客户", usage="我的", example="我的",
+                  reads_first=lambda text: ("mine",))
 async def mine(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
     """按下次跟进日期排列你负责的客户，以及你参与协作的客户。"""
     me = store.actor

@@ -20,6 +20,7 @@ from handlers.common import (
     STAGES,
     can_manage,
     local_today,
+    names_customer_first,
     resolve_customer,
     split_customer_and_rest,
     to_fen,
@@ -89,6 +90,7 @@ def parse_amount_fen(value: str) -> int:
     usage="跟进 <客户> <内容> [阶段:<阶段>] [金额:<金额>] [下次:<日期>] [预计:<日期>]",
     example=PROGRESS_EXAMPLE,
     options=(STAGE, AMOUNT, NEXT, EXPECTED, credit_split.SPLIT),
+    reads_first=names_customer_first,
     details=(
         "记录一次跟进。阶段：线索 → 初访 → 需求确认 → 报价 → 谈判 → 赢单/输单。\n"
         "金额可写 50万、1.2亿、300000、30k；下次日期可写 明天、周五、下周一、12-05、2026-12-05。\n"
@@ -192,6 +194,7 @@ WON_EXAMPLE = "赢单 华为 120万"
     usage="赢单 <客户> [商机] [金额] [分成:<成员百分比>]",
     example=WON_EXAMPLE,
     options=(credit_split.SPLIT,),
+    reads_first=names_customer_first,
     details=(
         "把客户的商机标记为赢单，可同时写上成交金额；客户有多个商机时在客户名后写上商机名称。\n"
         "几个人一起拿下的单可以写业绩分成：赢单 华为 200万 分成:张三60,李四40（团队成员，百分比加起来等于 100，"
@@ -254,7 +257,8 @@ async def revert_won(msg: IncomingMessage, args: Args, store: Store, now: dateti
 LOST_EXAMPLE = "输单 华为 预算被砍"
 
 
-@commands.command("输单", "/lost", summary="标记输单", usage="输单 <客户> [原因]", example=LOST_EXAMPLE)
+@commands.command("输单", "/lost", summary="标记输单", usage="输单 <客户> [原因]", example=LOST_EXAMPLE,
+                  reads_first=names_customer_first)
 async def lost(msg: IncomingMessage, args: Args, store: Store, now: datetime) -> Reply:
     """把客户的商机标记为输单，原因会记在商机和跟进记录里，供复盘使用。"""
     query, rest = split_customer_and_rest(args.text)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import aliased
 from storage.deals import OPEN, DealQueries, open_deal_exists
 from storage.deferred import deferral_safe
 from storage.models import AuditLog, Collaborator, Customer, Deal, FollowUp, Member, Membership, Team
+from storage.prefetch import MISSING, PrefetchQueries
 from storage.rekey import RekeyQueries
 from storage.sql import escape_like, rowcount, table_of
 
@@ -43,7 +44,7 @@ class CustomerDetail:
     deals: list[Deal]
 
 
-class CustomerQueries(DealQueries, RekeyQueries):
+class CustomerQueries(DealQueries, RekeyQueries, PrefetchQueries):
     """Customers as the acting member sees them: their team's (owned or in its pool), the company
     pool's, and those they collaborate on from another team. Another team's customer is found only by
     a claim (`org_customer_by_norm`), and then only its owner, team and claim date are told."""
@@ -83,12 +84,19 @@ class CustomerQueries(DealQueries, RekeyQueries):
 
     async def _own_with_deals(self, norm_name: str) -> Customer | None:
         """The team's own customer of that name; its open deals come along (the 跟进 / 赢单 / 输单 that
-        asked will want them: `open_deals`)."""
+        asked will want them: `open_deals`). Read for the whole batch when it was (storage.prefetch)."""
+        read = self.prefetched_read(("own", self.org.id, self.team.id, norm_name))
+        if read is not MISSING:
+            if read is None:
+                return None
+            own, deals = read
+            self.open_deals_read[own.id] = (self.deals_mark(), list(deals))
+            return own
         rows = (await self.session.execute(_TEAM_BY_NORM_WITH_DEALS, self._visible_params(norm_name=norm_name))).all()
         if not rows:
             return None
         own = rows[0][0]
-        self.open_deals_read[own.id] = (self.write_mark(), [deal for _, deal in rows if deal is not None])
+        self.open_deals_read[own.id] = (self.deals_mark(), [deal for _, deal in rows if deal is not None])
         return own
 
     async def customer_by_id(self, customer_id: int) -> Customer | None:
@@ -332,6 +340,10 @@ class CustomerQueries(DealQueries, RekeyQueries):
     async def my_customers(self, member: Member) -> tuple[list[Customer], list[Customer], dict[int, list[Deal]]]:
         """我的: the member's customers in this team with an open deal, next follow-up first; those they
         collaborate on in any team; and each one's open deals (read with them: two statements in all)."""
+        read = self.prefetched_read(("mine", self.org.id, self.team.id, member.id))
+        if read is not MISSING:
+            owned, shared, open_deals = read
+            return list(owned), list(shared), dict(open_deals)
         params = {"org_id": self.org.id, "team_id": self.team.id, "member_id": member.id}
         deals: dict[int, list[Deal]] = {}
         lists: list[list[Customer]] = []
@@ -383,7 +395,16 @@ _SEARCH = (
     .order_by(Customer.norm_name != bindparam("norm"), func.length(Customer.norm_name), Customer.id)
     .limit(bindparam("limit"))
 )
-_VISIBLE_NAMES = _VISIBLE.with_only_columns(Customer.id, Customer.norm_name, Customer.name)
+# The same over the bare tables: plain rows need no ORM execution (a 跟进 to an unknown name asks for them).
+_CT, _KT = table_of(Customer), table_of(Collaborator)
+_VISIBLE_NAMES = select(_CT.c.id, _CT.c.norm_name, _CT.c.name).where(
+    _CT.c.org_id == bindparam("org_id"),
+    or_(
+        _CT.c.team_id == bindparam("team_id"),
+        and_(_CT.c.company_pool.is_(True), _CT.c.owner_id.is_(None)),
+        _CT.c.id.in_(select(_KT.c.customer_id).where(_KT.c.member_id == bindparam("member_id"))),
+    ),
+)
 _TEAM_BY_NORM = _TEAM_CUSTOMERS.where(Customer.norm_name == bindparam("norm_name"))
 _TEAM_BY_NORM_WITH_DEALS = (
     select(Customer, Deal)

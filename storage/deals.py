@@ -13,9 +13,11 @@ from typing import Any
 
 from sqlalchemy import Exists, and_, bindparam, exists, insert, select
 
+from storage import changes
 from storage.credits import CreditQueries, Split
 from storage.deferred import deferral_safe
 from storage.models import Customer, Deal, DealEvent
+from storage.scope import DEALS
 from storage.sql import table_of
 
 OPEN = "open"
@@ -37,7 +39,7 @@ class DealQueries(CreditQueries):
         Free when they came with the customer (`CustomerQueries.customer_by_norm`) and nothing was
         written since."""
         read = self.open_deals_read.get(customer.id)
-        if read is not None and not self.wrote_since(read[0]):
+        if read is not None and not changes.changed_since(self.session.sync_session, DEALS, read[0]):
             return list(read[1])
         rows = await self.session.execute(_OPEN_DEALS, {"org_id": self.org.id, "customer_id": customer.id})
         return list(rows.scalars().all())

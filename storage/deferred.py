@@ -11,12 +11,14 @@ before, and rows keep their order; a rollback drops them with everything else; t
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Insert, Table
+from sqlalchemy import Insert, Table, Update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable, visitors
+
+from storage import changes
 
 S = TypeVar("S", bound=Executable)
 
@@ -36,12 +38,15 @@ def deferral_safe(stmt: S) -> S:
     return stmt
 
 
-def defer(session: AsyncSession, stmt: Insert, values: dict[str, Any]) -> None:
-    """Queue one row of `stmt` (a prebuilt INSERT without RETURNING, marked) until the next flush."""
+def defer(session: AsyncSession, stmt: Insert | Update, values: dict[str, Any]) -> None:
+    """Queue one row of `stmt` (a prebuilt INSERT without RETURNING, or UPDATE of one row by its id;
+    marked) until the next flush."""
     info = session.info
     info.setdefault(_PENDING, {}).setdefault(stmt, []).append(values)
-    info.setdefault(_TABLES, set()).add(stmt.table.name)
+    name = cast(Table, stmt.table).name
+    info.setdefault(_TABLES, set()).add(name)
     info["writes"] = info.get("writes", 0) + 1
+    changes.note_statement(session.sync_session, (name,), stmt)
 
 
 def needs_flush(session: Session, stmt: Any) -> bool:

@@ -15,6 +15,7 @@ from sqlalchemy import Update, bindparam, insert, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from storage import deferred
+from storage.changes import KEY_COLUMNS, values_only
 from storage.credits import Split
 from storage.deals import DealQueries
 from storage.deferred import deferral_safe
@@ -130,9 +131,11 @@ async def _apply(
     store: FollowUpQueries, cache: dict[tuple[str, ...], Update], model: type, row: Any, changes: dict[str, Any]
 ) -> None:
     """A Core UPDATE of just these columns (what the unit of work would write, without a flush of the
-    whole session); the loaded object is told the new values as already stored."""
+    whole session), waiting with the follow-up row for the end of the unit of work (storage.deferred:
+    a statement that reads the table writes it first); the loaded object is told the new values as
+    already stored, so the objects handed out meanwhile read as a fresh SELECT would."""
     params = {"row_id": row.id, **{f"new_{key}": value for key, value in changes.items()}}
-    await store.session.execute(_update(cache, model, tuple(changes)), params)
+    deferred.defer(store.session, _update(cache, model, tuple(changes)), params)
     for key, value in changes.items():
         set_committed_value(row, key, value)
 
@@ -152,6 +155,8 @@ def _update(cache: dict[tuple[str, ...], Update], model: type, columns: tuple[st
             .where(table.c.id == bindparam("row_id"))
             .values({name: bindparam(f"new_{name}", type_=table.c[name].type) for name in columns})
         )
+        if not set(columns) & set(KEY_COLUMNS.get(table.name, ())):
+            values_only(stmt)
         cache[columns] = deferral_safe(stmt)
     return stmt
 # Statements that cannot see the rows a unit of work defers (storage.deferred).

@@ -20,11 +20,12 @@ from sqlalchemy import Select, event, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
-from storage import deferred
+from storage import changes, deferred
 from storage.models import AuditLog, Customer, Member, Organisation, Team
 from storage.sql import dialect_of, insert_for, rowcount, table_of
 
 Role = Literal["rep", "lead", "admin"]
+DEALS = ("deals",)
 
 
 @dataclass
@@ -49,6 +50,13 @@ def _count_statement(state: ORMExecuteState) -> None:
         deferred.flush_now(session)
     if not state.is_select:  # INSERT, UPDATE, DELETE, or text nobody vouched for
         session.info["writes"] = session.info.get("writes", 0) + 1
+        name = getattr(getattr(state.statement, "table", None), "name", None)
+        changes.note_statement(session, (name,) if isinstance(name, str) else None, state.statement)
+
+
+@event.listens_for(UnitOfWorkSession, "before_flush")
+def _note_flush(session: Session, context: UOWTransaction, instances: object) -> None:
+    changes.note_flush(session)
 
 
 @event.listens_for(UnitOfWorkSession, "after_flush")
@@ -89,8 +97,10 @@ class StoreBase:
         # once (storage.tenancy.prefetch_bindings); identity-mapped objects, so they stay what a fresh
         # SELECT in this transaction would return.
         self.prefetched: dict[tuple[str, str, str, str], tuple[Any, Any, Any, Any]] = {}
-        # customer id → (write mark, open deals) read together with the customer (storage.customers)
-        self.open_deals_read: dict[int, tuple[int, list[Any]]] = {}
+        # customer id → (where deals stood, open deals) read together with the customer (storage.customers)
+        self.open_deals_read: dict[int, tuple[changes.Mark, list[Any]]] = {}
+        # Reads made once for a batch of commands, each used while it holds (storage.prefetch).
+        self.batch_reads: dict[tuple[Any, ...], Any] = {}
 
     # ------------------------------------------------------------------ scope
     @property
@@ -131,6 +141,10 @@ class StoreBase:
     def write_mark(self) -> int:
         """A mark to ask `wrote_since` about later."""
         return int(self.session.info.get("writes", 0))
+
+    def deals_mark(self) -> changes.Mark:
+        """Where the deals table stands, for `open_deals_read` (storage.changes)."""
+        return changes.mark(self.session.sync_session, DEALS)
 
     def wrote_since(self, mark: int) -> bool:
         """Whether anything may have been written (or changed in memory, to be flushed) since `mark`:

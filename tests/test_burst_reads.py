@@ -1,0 +1,162 @@
+"""A burst of commands shares one transaction and reads what its commands name once, up front
+(storage.prefetch). A later command of the burst must still see what an earlier one changed: a claim,
+a won deal, a release, a new next date — exactly as if each had run alone."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import event, select
+
+from storage.models import Customer, Deal, FollowUp
+from tests.dingtalk_support import DINGTALK_KEY, RunningBot, dingtalk_settings, running_bot, text_of
+from tests.fakes.dingtalk import FakeDingTalk
+
+PAUSED = {"workers": 0, "recover_every": None}  # acknowledges and records; the test starts the worker
+
+
+@pytest.fixture
+async def ding() -> AsyncIterator[FakeDingTalk]:
+    async with FakeDingTalk() as fake:
+        yield fake
+
+
+async def say(bot: RunningBot, ding: FakeDingTalk, text: str, staff: str, nick: str) -> None:
+    status, _ = await bot.post_robot(*ding.robot_text_callback(text, staff, nick))
+    assert status == 200
+    await bot.drain()
+
+
+async def beforehand(ding: FakeDingTalk, db, messages: list[tuple[str, str, str]]) -> None:  # type: ignore[no-untyped-def]
+    """What the team said before the burst, one message at a time."""
+    async with running_bot(dingtalk_settings(ding), db) as bot:
+        for text, staff, nick in messages:
+            await say(bot, ding, text, staff, nick)
+
+
+async def burst(ding: FakeDingTalk, db, messages: list[tuple[str, str, str]],  # type: ignore[no-untyped-def]
+                statements: list[str] | None = None) -> list[str]:
+    """Acknowledge every message with the queue stopped, then let one worker take them in one batch
+    (the SQL it runs goes to `statements`)."""
+    before = len(ding.session_messages())
+
+    def record(conn, cursor, statement, params, context, many) -> None:  # type: ignore[no-untyped-def]
+        assert statements is not None
+        statements.append(" ".join(statement.split()))
+
+    async with running_bot(dingtalk_settings(ding), db, PAUSED) as backed_up:
+        for text, staff, nick in messages:
+            assert (await backed_up.post_robot(*ding.robot_text_callback(text, staff, nick)))[0] == 200
+        inbound = backed_up.app[DINGTALK_KEY]
+        if statements is not None:
+            event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            inbound.start(workers=1, recover_every=None)
+            await inbound.idle()
+        finally:
+            if statements is not None:
+                event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+        await backed_up.drain()
+        assert inbound.batch_sizes == {len(messages): 1}
+    return [text_of(r) for r in ding.session_messages()[before:]]
+
+
+async def test_a_customer_claimed_earlier_in_the_burst_takes_a_follow_up_later_in_it(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    await beforehand(ding, db, [
+        ("认领 小米科技", "lisi", "李四"),
+    ])
+    answered = await burst(ding, db, [
+        ("跟进 京东 先问问", "zhangsan", "张三"),  # not claimed yet
+        ("跟进 小米 报价已发", "lisi", "李四"),
+        ("认领 京东", "zhangsan", "张三"),
+        ("跟进 京东 第一次拜访", "zhangsan", "张三"),
+    ])
+    assert "找不到客户" in answered[0]
+    assert "已记录" in answered[1] and "认领成功" in answered[2]
+    assert "已记录" in answered[3] and "京东" in answered[3]
+    async with db.session() as s:
+        notes = (await s.execute(select(FollowUp.content).order_by(FollowUp.id))).scalars().all()
+    assert list(notes) == ["报价已发", "第一次拜访"]
+
+
+async def test_a_deal_won_earlier_in_the_burst_is_no_longer_open_later_in_it(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    await beforehand(ding, db, [
+        ("认领 北京华为技术有限公司", "zhangsan", "张三"),
+        ("认领 小米科技", "lisi", "李四"),
+    ])
+    answered = await burst(ding, db, [
+        ("跟进 小米 拜访", "lisi", "李四"),
+        ("跟进 华为 签了 阶段:赢单 金额:100万", "zhangsan", "张三"),
+        ("跟进 华为 追加 金额:120万", "zhangsan", "张三"),  # the deal is won: nothing open to move
+        ("赢单 华为", "zhangsan", "张三"),
+    ])
+    assert "已记录" in answered[0] and "已记录" in answered[1]
+    assert "没有进行中的商机" in answered[2] and "没有进行中的商机" in answered[3]
+    async with db.session() as s:
+        deal = (await s.execute(select(Deal).join(Customer, Customer.id == Deal.customer_id)
+                                .where(Customer.name == "北京华为技术有限公司"))).scalar_one()
+    assert deal.status == "won" and deal.amount_fen == 100_0000_00
+
+
+async def test_a_customer_released_earlier_in_the_burst_is_in_the_pool_later_in_it(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    await beforehand(ding, db, [
+        ("认领 小米科技", "lisi", "李四"),
+        ("认领 京东", "zhangsan", "张三"),
+    ])
+    answered = await burst(ding, db, [
+        ("跟进 京东 拜访", "zhangsan", "张三"),
+        ("释放 小米", "lisi", "李四"),
+        ("跟进 小米 还想跟", "lisi", "李四"),
+    ])
+    assert "已记录" in answered[0] and "小米" in answered[1]
+    assert "公海" in answered[2] and "请先认领" in answered[2]
+
+
+async def test_two_follow_ups_of_one_customer_in_a_burst_leave_the_later_next_date(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    await beforehand(ding, db, [
+        ("认领 小米科技", "lisi", "李四"),
+        ("认领 京东", "zhangsan", "张三"),
+    ])
+    answered = await burst(ding, db, [
+        ("跟进 小米 约了 下次:2099-03-01", "lisi", "李四"),
+        ("跟进 京东 拜访", "zhangsan", "张三"),
+        ("跟进 小米 改期 下次:2099-04-02", "lisi", "李四"),
+    ])
+    assert all("已记录" in text for text in answered)
+    async with db.session() as s:
+        xiaomi = (await s.execute(select(Customer).where(Customer.name == "小米科技"))).scalar_one()
+    assert xiaomi.next_followup_on is not None and xiaomi.next_followup_on.isoformat() == "2099-04-02"
+
+
+async def test_a_burst_of_follow_ups_by_different_reps_reads_their_customers_once(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    """The point of reading ahead: ten reps' 跟进 in one batch cost one customer SELECT, not ten."""
+    reps = [(f"rep{n}", f"销售{n}", f"客户{n}号") for n in range(10)]
+    async with running_bot(dingtalk_settings(ding), db) as bot:
+        for staff, nick, name in reps:
+            await say(bot, ding, f"认领 {name}", staff, nick)
+    statements: list[str] = []
+    answered = await burst(ding, db, [(f"跟进 {name} 拜访", staff, nick) for staff, nick, name in reps], statements)
+    assert all("已记录" in text for text in answered)
+    assert len([s for s in statements if s.startswith("SELECT") and "FROM customers" in s]) == 1
+
+
+async def test_mine_in_a_burst_lists_each_reps_own_and_sees_a_next_date_set_just_before(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    await beforehand(ding, db, [
+        ("认领 小米科技", "lisi", "李四"),
+        ("认领 京东", "lisi", "李四"),
+        ("认领 北京华为技术有限公司", "zhangsan", "张三"),
+        ("跟进 小米 约了 下次:2099-03-01", "lisi", "李四"),
+        ("跟进 京东 约了 下次:2099-05-01", "lisi", "李四"),
+    ])
+    answered = await burst(ding, db, [
+        ("我的", "zhangsan", "张三"),
+        ("我的", "lisi", "李四"),
+        ("跟进 京东 提前了 下次:2099-02-01", "lisi", "李四"),
+        ("我的", "lisi", "李四"),
+    ])
+    assert "华为" in answered[0] and "小米" not in answered[0]
+    before, after = answered[1], answered[3]
+    assert before.index("小米") < before.index("京东")  # 03-01 before 05-01
+    assert after.index("京东") < after.index("小米")  # 京东 moved to 02-01
+    assert "华为" not in after
