@@ -49,6 +49,11 @@ def defer(session: AsyncSession, stmt: Insert | Update, values: dict[str, Any]) 
     changes.note_statement(session.sync_session, (name,), stmt)
 
 
+def waiting(session: Session) -> bool:
+    """Whether rows wait for the end of the unit of work."""
+    return bool(session.info.get(_TABLES))
+
+
 def needs_flush(session: Session, stmt: Any) -> bool:
     """Whether rows wait and `stmt` might see them (called for every statement: kept to a few lookups)."""
     waiting = session.info.get(_TABLES)
@@ -66,7 +71,9 @@ def flush_now(session: Session) -> None:
 
 
 async def flush(session: AsyncSession) -> None:
-    """Write the waiting rows: the unit of work calls this before COMMIT."""
+    """Write the waiting rows: the unit of work calls this before COMMIT. They were written before any
+    ORM change still in memory, so they go first (no autoflush): a waiting UPDATE must not undo a later one."""
     session.info.pop(_TABLES, None)
-    for stmt, rows in session.info.pop(_PENDING, {}).items():
-        await session.execute(stmt, rows)
+    with session.no_autoflush:
+        for stmt, rows in session.info.pop(_PENDING, {}).items():
+            await session.execute(stmt, rows)

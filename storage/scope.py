@@ -57,6 +57,10 @@ def _count_statement(state: ORMExecuteState) -> None:
 @event.listens_for(UnitOfWorkSession, "before_flush")
 def _note_flush(session: Session, context: UOWTransaction, instances: object) -> None:
     changes.note_flush(session)
+    # Rows waiting for COMMIT go first: a follow-up's deferred UPDATE of a customer must not land after
+    # (and undo) a later change the ORM is about to write to the same row.
+    if deferred.waiting(session):
+        deferred.flush_now(session)
 
 
 @event.listens_for(UnitOfWorkSession, "after_flush")

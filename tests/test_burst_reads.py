@@ -160,3 +160,22 @@ async def test_mine_in_a_burst_lists_each_reps_own_and_sees_a_next_date_set_just
     assert before.index("小米") < before.index("京东")  # 03-01 before 05-01
     assert after.index("京东") < after.index("小米")  # 京东 moved to 02-01
     assert "华为" not in after
+
+
+async def test_a_change_the_orm_writes_after_a_waiting_follow_up_update_is_not_undone(db) -> None:  # type: ignore[no-untyped-def]
+    """A 跟进's UPDATE of its customer waits for COMMIT; a later change of the same column in the same
+    transaction (an import, a merge) must still be what is stored."""
+    from datetime import UTC, datetime, timedelta
+
+    first = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    async with db.transaction() as store:
+        await store.bind(platform="console", org_key="local", chat_id="g", chat_title="组", user_id="u",
+                         user_name="张三", now=first)
+        claim = await store.claim_customer("小米科技", "小米科技", first)
+        customer = claim.customer
+        await store.add_followup(customer, "拜访", first + timedelta(hours=1))  # its UPDATE waits
+        later = first + timedelta(hours=2)
+        customer.last_activity_at = later  # the ORM's own change, flushed before COMMIT
+    async with db.session() as s:
+        stored = (await s.execute(select(Customer.last_activity_at))).scalar_one()
+    assert (stored if stored.tzinfo else stored.replace(tzinfo=UTC)) == later
