@@ -126,6 +126,9 @@ _MAX_PASSES: Final = 16
 # --------------------------------------------------------------------------------------------------
 
 
+# Cached: a pure function of the text, and a batch asks twice for each name (the read it makes ahead,
+# CommandSpec.reads_first, and the command itself), ~20 µs each.
+@functools.lru_cache(maxsize=4096)
 def normalise_company_name(name: str) -> str:
     """Return the 撞单 key for a company name.
 

@@ -380,24 +380,9 @@ _TEAM_CUSTOMERS = select(Customer).where(
     Customer.org_id == bindparam("org_id"), Customer.team_id == bindparam("team_id")
 )
 # What the acting member sees: the team's customers, the company pool, their collaborations elsewhere.
-_VISIBLE = select(Customer).where(
-    Customer.org_id == bindparam("org_id"),
-    or_(
-        Customer.team_id == bindparam("team_id"),
-        and_(Customer.company_pool.is_(True), Customer.owner_id.is_(None)),
-        Customer.id.in_(select(Collaborator.customer_id).where(Collaborator.member_id == bindparam("member_id"))),
-    ),
-)
-# A rep's "华为" (refusals of a 跟进 to an unknown name come here too, so it is prebuilt as well).
-_SEARCH = (
-    _VISIBLE.where(or_(Customer.norm_name.like(bindparam("pattern_norm", type_=String), escape="\\"),
-                       Customer.name.like(bindparam("pattern_raw", type_=String), escape="\\")))
-    .order_by(Customer.norm_name != bindparam("norm"), func.length(Customer.norm_name), Customer.id)
-    .limit(bindparam("limit"))
-)
-# The same over the bare tables: plain rows need no ORM execution (a 跟进 to an unknown name asks for them).
+# Over the bare tables, so that the ORM select and the plain-rows one below share it.
 _CT, _KT = table_of(Customer), table_of(Collaborator)
-_VISIBLE_NAMES = select(_CT.c.id, _CT.c.norm_name, _CT.c.name).where(
+_VISIBLE_TO = and_(
     _CT.c.org_id == bindparam("org_id"),
     or_(
         _CT.c.team_id == bindparam("team_id"),
@@ -405,6 +390,16 @@ _VISIBLE_NAMES = select(_CT.c.id, _CT.c.norm_name, _CT.c.name).where(
         _CT.c.id.in_(select(_KT.c.customer_id).where(_KT.c.member_id == bindparam("member_id"))),
     ),
 )
+_VISIBLE = select(Customer).where(_VISIBLE_TO)
+# A rep's "华为" (refusals of a 跟进 to an unknown name come here too, so it is prebuilt as well).
+_SEARCH = (
+    _VISIBLE.where(or_(Customer.norm_name.like(bindparam("pattern_norm", type_=String), escape="\\"),
+                       Customer.name.like(bindparam("pattern_raw", type_=String), escape="\\")))
+    .order_by(Customer.norm_name != bindparam("norm"), func.length(Customer.norm_name), Customer.id)
+    .limit(bindparam("limit"))
+)
+# Plain rows need no ORM execution (a 跟进 to an unknown name asks for them).
+_VISIBLE_NAMES = select(_CT.c.id, _CT.c.norm_name, _CT.c.name).where(_VISIBLE_TO)
 _TEAM_BY_NORM = _TEAM_CUSTOMERS.where(Customer.norm_name == bindparam("norm_name"))
 _TEAM_BY_NORM_WITH_DEALS = (
     select(Customer, Deal)
