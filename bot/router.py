@@ -304,7 +304,7 @@ class Router:
     async def _prefetch_reads(self, store: Store, msgs: Sequence[IncomingMessage]) -> None:
         """What the batch's commands will read first (`CommandSpec.reads_first`), read for all of them at
         once; each command still reads for itself when an earlier one changed what was read."""
-        wanted: dict[int, list[tuple[int, str]]] = {}
+        wanted: dict[int, list[tuple[int, int, str, str]]] = {}
         mine: dict[int, list[tuple[int, int]]] = {}
         for msg in msgs:
             binding = store.prefetched.get((msg.platform, msg.org_key, msg.chat_id, msg.user_id or ""))
@@ -314,7 +314,7 @@ class Router:
             read = match.spec.reads_first(normalise_text(_take_options(match.spec, match.rest)[1]))
             org, team, member = binding[0], binding[1], binding[2]
             if read is not None and read[0] == "customer":
-                wanted.setdefault(org.id, []).append((team.id, read[1]))
+                wanted.setdefault(org.id, []).append((team.id, member.id, read[1], read[2]))
             elif read is not None and read[0] == "mine":
                 mine.setdefault(org.id, []).append((team.id, member.id))
         for org_id, pairs in wanted.items():

@@ -57,10 +57,11 @@ def split_customer_and_rest(text: str) -> tuple[str, str]:
 
 
 def names_customer_first(text: str) -> tuple[str, ...] | None:
-    """`reads_first` of a command whose first word is a customer (跟进, 赢单, 输单): the name it will look up."""
+    """`reads_first` of a command whose first word is a customer (跟进, 赢单, 输单): the name it will look up,
+    normalised and as written (`resolve_customer`)."""
     query = split_customer_and_rest(text)[0].strip()
     norm = normalise_company_name(query) if query else ""
-    return ("customer", norm) if norm else None
+    return ("customer", norm, query) if norm else None
 
 
 async def resolve_customer(store: Store, query: str, *, example: str) -> Customer:

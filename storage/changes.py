@@ -28,9 +28,10 @@ _ROWS = "changed_rows"  # session.info: table → count
 _ANY = "changed_any"  # session.info: table → count
 _ALL = "*"  # a statement whose tables are not known: every table
 
-# Columns lookups find rows by; a change to one of them moves a row in or out of a lookup's result.
+# Columns lookups find, filter or order rows by (a customer by name, a search: who sees it, what it is
+# called); a change to one of them moves a row in or out of a lookup's result or changes its place.
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {
-    "customers": ("org_id", "team_id", "norm_name", "duplicate_of_id"),
+    "customers": ("org_id", "team_id", "norm_name", "name", "duplicate_of_id", "owner_id", "company_pool"),
     "deals": ("org_id", "customer_id", "status"),
     "collaborators": ("customer_id", "member_id"),
 }

@@ -13,15 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import String, and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import aliased
 
+from storage.customer_search import SEARCH_LIMIT, search_many, visible_names_many
 from storage.deals import OPEN, DealQueries, open_deal_exists
 from storage.deferred import deferral_safe
 from storage.models import AuditLog, Collaborator, Customer, Deal, FollowUp, Member, Membership, Team
 from storage.prefetch import MISSING, PrefetchQueries
 from storage.rekey import RekeyQueries
-from storage.sql import escape_like, rowcount, table_of
+from storage.sql import rowcount, table_of
 
 ClaimOutcome = Literal["created", "from_pool", "already_yours", "owned_by_other", "other_team_pool"]
 
@@ -129,20 +130,26 @@ class CustomerQueries(DealQueries, RekeyQueries, PrefetchQueries):
     async def team_of(self, customer: Customer) -> Team:
         return (await self.session.execute(select(Team).where(Team.id == customer.team_id))).scalar_one()
 
-    async def search_customers(self, norm_query: str, raw_query: str, limit: int = 20) -> list[Customer]:
+    async def search_customers(self, norm_query: str, raw_query: str, limit: int = SEARCH_LIMIT) -> list[Customer]:
         """Customers whose normalised or display name contains the query (exact matches first)."""
-        # An empty query part is a NULL pattern: `LIKE NULL` matches nothing.
-        params = self._visible_params(
-            pattern_norm=f"%{escape_like(norm_query)}%" if norm_query else None,
-            pattern_raw=f"%{escape_like(raw_query)}%" if raw_query else None,
-            norm=norm_query, limit=limit,
-        )
-        return list((await self.session.execute(_SEARCH, params)).scalars().all())
+        asker = (self.team.id, self._actor_id(), norm_query, raw_query)
+        if limit == SEARCH_LIMIT:
+            read = self.prefetched_read(("search", self.org.id, *asker))
+            if read is not MISSING:
+                return list(read)
+        return (await search_many(self.session, self.org.id, [asker], limit))[0]
 
     async def all_customer_names(self) -> list[tuple[int, str, str]]:
         """(id, normalised name, name) of the customers the actor sees."""
-        rows = await self.session.execute(_VISIBLE_NAMES, self._visible_params())
-        return [(i, n, d) for i, n, d in rows.all()]
+        asker = (self.team.id, self._actor_id())
+        read = self.prefetched_read(("names", self.org.id, *asker))
+        if read is not MISSING:
+            return list(read)
+        return (await visible_names_many(self.session, self.org.id, [asker]))[0]
+
+    def _actor_id(self) -> int:
+        actor = self.scope.actor
+        return actor.id if actor else 0
 
     async def count_active_owned(self, member: Member) -> int:
         return (
@@ -379,27 +386,16 @@ class CustomerQueries(DealQueries, RekeyQueries, PrefetchQueries):
 _TEAM_CUSTOMERS = select(Customer).where(
     Customer.org_id == bindparam("org_id"), Customer.team_id == bindparam("team_id")
 )
-# What the acting member sees: the team's customers, the company pool, their collaborations elsewhere.
-# Over the bare tables, so that the ORM select and the plain-rows one below share it.
-_CT, _KT = table_of(Customer), table_of(Collaborator)
-_VISIBLE_TO = and_(
-    _CT.c.org_id == bindparam("org_id"),
+# What the acting member sees: the team's customers, the company pool, their collaborations elsewhere
+# (searches and names: storage.customer_search).
+_VISIBLE = select(Customer).where(
+    Customer.org_id == bindparam("org_id"),
     or_(
-        _CT.c.team_id == bindparam("team_id"),
-        and_(_CT.c.company_pool.is_(True), _CT.c.owner_id.is_(None)),
-        _CT.c.id.in_(select(_KT.c.customer_id).where(_KT.c.member_id == bindparam("member_id"))),
+        Customer.team_id == bindparam("team_id"),
+        and_(Customer.company_pool.is_(True), Customer.owner_id.is_(None)),
+        Customer.id.in_(select(Collaborator.customer_id).where(Collaborator.member_id == bindparam("member_id"))),
     ),
 )
-_VISIBLE = select(Customer).where(_VISIBLE_TO)
-# A rep's "华为" (refusals of a 跟进 to an unknown name come here too, so it is prebuilt as well).
-_SEARCH = (
-    _VISIBLE.where(or_(Customer.norm_name.like(bindparam("pattern_norm", type_=String), escape="\\"),
-                       Customer.name.like(bindparam("pattern_raw", type_=String), escape="\\")))
-    .order_by(Customer.norm_name != bindparam("norm"), func.length(Customer.norm_name), Customer.id)
-    .limit(bindparam("limit"))
-)
-# Plain rows need no ORM execution (a 跟进 to an unknown name asks for them).
-_VISIBLE_NAMES = select(_CT.c.id, _CT.c.norm_name, _CT.c.name).where(_VISIBLE_TO)
 _TEAM_BY_NORM = _TEAM_CUSTOMERS.where(Customer.norm_name == bindparam("norm_name"))
 _TEAM_BY_NORM_WITH_DEALS = (
     select(Customer, Deal)
@@ -431,6 +427,6 @@ _SHARED_WITH = (  # collaborations in any team of the organisation
 )
 _COLLABORATORS = table_of(Collaborator)
 # Statements that cannot see the rows a unit of work defers (storage.deferred).
-for _safe in (_SEARCH, _VISIBLE_NAMES, _TEAM_BY_NORM, _TEAM_BY_NORM_WITH_DEALS, _ELSEWHERE_BY_NORM, _CUSTOMERS_OF,
+for _safe in (_TEAM_BY_NORM, _TEAM_BY_NORM_WITH_DEALS, _ELSEWHERE_BY_NORM, _CUSTOMERS_OF,
               _SHARED_WITH):
     deferral_safe(_safe)

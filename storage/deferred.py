@@ -25,6 +25,7 @@ S = TypeVar("S", bound=Executable)
 _SAFE: dict[int, frozenset[str]] = {}  # id of a marked statement → the tables it touches
 _PENDING = "deferred"  # session.info: statement → rows waiting
 _TABLES = "deferred_tables"  # session.info: the tables rows wait for
+WRITING = "deferred_writing"  # session.info: set while the waiting rows are being written
 
 
 def deferral_safe(stmt: S) -> S:
@@ -66,14 +67,22 @@ def needs_flush(session: Session, stmt: Any) -> bool:
 def flush_now(session: Session) -> None:
     """Write the waiting rows from inside a statement's execution (the sync session, in its greenlet)."""
     session.info.pop(_TABLES, None)
-    for stmt, rows in session.info.pop(_PENDING, {}).items():
-        session.execute(stmt, rows)
+    session.info[WRITING] = True  # counted as writes when they were deferred, not again now
+    try:
+        for stmt, rows in session.info.pop(_PENDING, {}).items():
+            session.execute(stmt, rows)
+    finally:
+        session.info.pop(WRITING, None)
 
 
 async def flush(session: AsyncSession) -> None:
     """Write the waiting rows: the unit of work calls this before COMMIT. They were written before any
     ORM change still in memory, so they go first (no autoflush): a waiting UPDATE must not undo a later one."""
     session.info.pop(_TABLES, None)
-    with session.no_autoflush:
-        for stmt, rows in session.info.pop(_PENDING, {}).items():
-            await session.execute(stmt, rows)
+    session.info[WRITING] = True
+    try:
+        with session.no_autoflush:
+            for stmt, rows in session.info.pop(_PENDING, {}).items():
+                await session.execute(stmt, rows)
+    finally:
+        session.info.pop(WRITING, None)

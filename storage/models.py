@@ -136,6 +136,13 @@ class Customer(Base):
             sqlite_where=text("duplicate_of_id IS NULL"),
             postgresql_where=text("duplicate_of_id IS NULL"),
         ),
+        # The company pool, for searches (storage.customer_search): its customers are seen by every team.
+        Index(
+            "ix_customers_company_pool",
+            "org_id",
+            sqlite_where=text("company_pool AND owner_id IS NULL"),
+            postgresql_where=text("company_pool AND owner_id IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

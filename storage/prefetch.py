@@ -17,12 +17,14 @@ from typing import Any
 from sqlalchemy import and_, bindparam, select, tuple_
 
 from storage import changes
+from storage.customer_search import search_many, visible_names_many
 from storage.deals import OPEN
 from storage.deferred import deferral_safe
 from storage.models import Collaborator, Customer, Deal
 from storage.scope import StoreBase
 
 OWN_TABLES = ("customers", "deals")
+SEARCH_TABLES = ("customers", "collaborators")
 MINE_TABLES = ("customers", "deals", "collaborators")
 MyCustomers = tuple[list[Customer], list[Customer], dict[int, list[Deal]]]
 
@@ -49,12 +51,21 @@ class PrefetchQueries(StoreBase):
             return MISSING
         return entry.value
 
-    async def prefetch_customers(self, org_id: int, wanted: Sequence[tuple[int, str]]) -> None:
-        """The customers the batch's commands name, `(team id, normalised name)` each, with their open deals,
-        in one statement; a name the team does not have is kept as None (also an answer)."""
-        pairs = sorted({(team_id, norm) for team_id, norm in wanted if norm})
+    async def prefetch_customers(self, org_id: int, wanted: Sequence[tuple[int, int, str, str]]) -> None:
+        """The customers the batch's commands name, `(team id, member id, normalised name, as written)` each:
+        the team's own with their open deals, in one statement (a name the team does not have is kept as
+        None: also an answer); for those the team does not have, what `find_customer` searches next (one
+        statement) and, where that finds nothing, the names "你是不是指" picks from (one more)."""
+        pairs = sorted({(team_id, norm) for team_id, _, norm, _ in wanted if norm})
         if not pairs:
             return
+        await self._prefetch_own(org_id, pairs)
+        misses = sorted({(t, m, norm, raw) for t, m, norm, raw in wanted
+                         if norm and self.batch_reads[("own", org_id, t, norm)].value is None})
+        if misses:
+            await self._prefetch_searches(org_id, misses)
+
+    async def _prefetch_own(self, org_id: int, pairs: list[tuple[int, str]]) -> None:
         mark = changes.mark(self.session.sync_session, OWN_TABLES)
         found: dict[tuple[int, str], tuple[Customer, list[Deal]]] = {}
         rows = await self.session.execute(_OWN_MANY, {"org_id": org_id, "pairs": pairs})
@@ -65,6 +76,18 @@ class PrefetchQueries(StoreBase):
         for pair in pairs:
             self.batch_reads[("own", org_id, *pair)] = Prefetched(found.get(pair), OWN_TABLES, mark)
 
+
+    async def _prefetch_searches(self, org_id: int, misses: list[tuple[int, int, str, str]]) -> None:
+        """`search_customers` for each miss, then `all_customer_names` for those it finds nothing for."""
+        mark = changes.mark(self.session.sync_session, SEARCH_TABLES)
+        hits = await search_many(self.session, org_id, misses)
+        for miss, found in zip(misses, hits, strict=True):
+            self.batch_reads[("search", org_id, *miss)] = Prefetched(found, SEARCH_TABLES, mark)
+        empty = sorted({(team_id, member_id) for (team_id, member_id, _, _), found in zip(misses, hits, strict=True)
+                        if not found})
+        if empty:
+            for asker, names in zip(empty, await visible_names_many(self.session, org_id, empty), strict=True):
+                self.batch_reads[("names", org_id, *asker)] = Prefetched(names, SEARCH_TABLES, mark)
 
     async def prefetch_my_customers(self, org_id: int, wanted: Sequence[tuple[int, int]]) -> None:
         """我的 of several members, `(team id, member id)` each, in two statements (storage.customers.
@@ -127,3 +150,4 @@ _SHARED_MANY = deferral_safe(
     .where(Customer.org_id == bindparam("org_id"), Collaborator.member_id.in_(bindparam("members", expanding=True)))
     .order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on, Customer.id, Deal.id)
 )
+

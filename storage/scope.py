@@ -48,7 +48,7 @@ def _count_statement(state: ORMExecuteState) -> None:
     session = state.session
     if deferred.needs_flush(session, state.statement):
         deferred.flush_now(session)
-    if not state.is_select:  # INSERT, UPDATE, DELETE, or text nobody vouched for
+    if not state.is_select and not session.info.get(deferred.WRITING):  # INSERT, UPDATE, DELETE, or text
         session.info["writes"] = session.info.get("writes", 0) + 1
         name = getattr(getattr(state.statement, "table", None), "name", None)
         changes.note_statement(session, (name,) if isinstance(name, str) else None, state.statement)

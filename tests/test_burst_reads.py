@@ -4,6 +4,7 @@ a won deal, a release, a new next date — exactly as if each had run alone."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -22,32 +23,37 @@ async def ding() -> AsyncIterator[FakeDingTalk]:
         yield fake
 
 
-async def say(bot: RunningBot, ding: FakeDingTalk, text: str, staff: str, nick: str) -> None:
-    status, _ = await bot.post_robot(*ding.robot_text_callback(text, staff, nick))
+Said = tuple[str, ...]  # text, staff id, nick[, group]
+
+
+async def say(bot: RunningBot, ding: FakeDingTalk, text: str, staff: str, nick: str, group: str = "cid123") -> None:
+    status, _ = await bot.post_robot(*ding.robot_text_callback(text, staff, nick, conversation_id=group))
     assert status == 200
     await bot.drain()
 
 
-async def beforehand(ding: FakeDingTalk, db, messages: list[tuple[str, str, str]]) -> None:  # type: ignore[no-untyped-def]
+async def beforehand(ding: FakeDingTalk, db, messages: list[Said]) -> None:  # type: ignore[no-untyped-def]
     """What the team said before the burst, one message at a time."""
     async with running_bot(dingtalk_settings(ding), db) as bot:
-        for text, staff, nick in messages:
-            await say(bot, ding, text, staff, nick)
+        for said in messages:
+            await say(bot, ding, *said)
 
 
-async def burst(ding: FakeDingTalk, db, messages: list[tuple[str, str, str]],  # type: ignore[no-untyped-def]
+async def burst(ding: FakeDingTalk, db, messages: list[Said],  # type: ignore[no-untyped-def]
                 statements: list[str] | None = None) -> list[str]:
     """Acknowledge every message with the queue stopped, then let one worker take them in one batch
     (the SQL it runs goes to `statements`)."""
-    before = len(ding.session_messages())
+    webhooks: list[str] = []
 
     def record(conn, cursor, statement, params, context, many) -> None:  # type: ignore[no-untyped-def]
         assert statements is not None
         statements.append(" ".join(statement.split()))
 
     async with running_bot(dingtalk_settings(ding), db, PAUSED) as backed_up:
-        for text, staff, nick in messages:
-            assert (await backed_up.post_robot(*ding.robot_text_callback(text, staff, nick)))[0] == 200
+        for text, staff, nick, *group in messages:
+            headers, body = ding.robot_text_callback(text, staff, nick, conversation_id=group[0] if group else "cid123")
+            webhooks.append(json.loads(body)["sessionWebhook"])
+            assert (await backed_up.post_robot(headers, body))[0] == 200
         inbound = backed_up.app[DINGTALK_KEY]
         if statements is not None:
             event.listen(db.engine.sync_engine, "before_cursor_execute", record)
@@ -59,7 +65,22 @@ async def burst(ding: FakeDingTalk, db, messages: list[tuple[str, str, str]],  #
                 event.remove(db.engine.sync_engine, "before_cursor_execute", record)
         await backed_up.drain()
         assert inbound.batch_sizes == {len(messages): 1}
-    return [text_of(r) for r in ding.session_messages()[before:]]
+    # Groups are delivered to side by side: each answer is found by its message's own sessionWebhook.
+    # Groups are delivered to side by side, each in order (through its first message's sessionWebhook):
+    # the n-th answer of a group is for its n-th message (merged answers, from a saturated group, are
+    # one text for all of its messages).
+    sessions = [webhook.rsplit("session=", 1)[-1] for webhook in webhooks]
+    groups = [group[0] if group else "cid123" for _, _, _, *group in messages]
+    by_group: dict[str, list[str]] = {}
+    for r in ding.session_messages():
+        for session, group in zip(sessions, groups, strict=True):
+            if r.query.get("session") == session:
+                by_group.setdefault(group, []).append(text_of(r))
+    answered = []
+    for i, group in enumerate(groups):
+        texts = by_group.get(group, [])
+        answered.append(texts[groups[:i].count(group)] if len(texts) == groups.count(group) else "\n".join(texts))
+    return answered
 
 
 async def test_a_customer_claimed_earlier_in_the_burst_takes_a_follow_up_later_in_it(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
@@ -179,3 +200,32 @@ async def test_a_change_the_orm_writes_after_a_waiting_follow_up_update_is_not_u
     async with db.session() as s:
         stored = (await s.execute(select(Customer.last_activity_at))).scalar_one()
     assert (stored if stored.tzinfo else stored.replace(tzinfo=UTC)) == later
+
+
+async def test_reps_of_several_teams_searching_in_one_burst_each_get_what_they_may_see(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    """Names a team does not have by that key are searched for the whole burst at once; each rep still
+    sees only their team's customers, the company pool and their collaborations."""
+    await beforehand(ding, db, [
+        ("认领 小米科技", "a1", "甲一", "cidA"),
+        ("认领 小米之家", "b1", "乙一", "cidB"),
+        ("认领 京东物流", "b1", "乙一", "cidB"),
+        ("认领 百度在线", "c1", "丙一", "cidC"),
+        ("帮助", "c2", "丙二", "cidA"),
+        ("协作 百度 @c2", "c1", "丙一", "cidC"),
+        ("跟进 小米 先聊聊", "a1", "甲一", "cidA"),  # warms nothing: runs alone
+    ])
+    statements: list[str] = []
+    answered = await burst(ding, db, [
+        ("跟进 小米 拜访", "a1", "甲一", "cidA"),  # team A's only 小米
+        ("跟进 小米 拜访", "b1", "乙一", "cidB"),  # team B has one 小米 too, its own
+        ("跟进 京东物留 拜访", "b1", "乙一", "cidB"),  # a typo: B's own look-alike is suggested
+        ("跟进 京东物留 拜访", "a1", "甲一", "cidA"),  # A cannot see B's 京东物流
+        ("跟进 百度 拜访", "c2", "丙二", "cidA"),  # c2 sits in A's group, collaborates on C's 百度
+    ], statements)
+    assert "已记录" in answered[0] and "小米科技" in answered[0]
+    assert "已记录" in answered[1] and "小米之家" in answered[1]
+    assert "你是不是指" in answered[2] and "京东物流" in answered[2]
+    assert "找不到客户" in answered[3] and "京东物流" not in answered[3]
+    assert "已记录" in answered[4] and "百度在线" in answered[4]
+    customer_reads = [s for s in statements if s.startswith("SELECT") and " customers" in s]
+    assert len(customer_reads) == 3  # the teams' own names, the searches, the look-alikes: one each
