@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -135,15 +136,15 @@ class Inbound:
         """
         msg = self.parse(payload)
         now = self.clock()
-        new = await self.db.queue_inbound(self.platform, msg.msg_id, msg.org_key, payload, now,
-                                          lease_until=now + timedelta(seconds=ACCEPT_LEASE_S), sign=sign)
-        if new:
-            self._submit(msg)
+        row_id = await self.db.queue_inbound(self.platform, msg.msg_id, msg.org_key, payload, now,
+                                             lease_until=now + timedelta(seconds=ACCEPT_LEASE_S), sign=sign)
+        if row_id is not None:
+            self._submit(dataclasses.replace(msg, inbound_id=row_id))
         else:
             note_duplicate()  # the callback counts as a duplicate (bot.metrics)
             self.log.info("duplicate delivery acknowledged platform=%s org=%s msg_id=%s", self.platform, msg.org_key,
                           msg.msg_id)
-        return new
+        return row_id is not None
 
     def _submit(self, msg: IncomingMessage) -> None:
         if (msg.org_key, msg.msg_id) in self.queued_ids:
@@ -210,7 +211,7 @@ class Inbound:
             rows = await store.claim_stale_inbound(
                 self.platform, received_before=now - timedelta(seconds=older_than_s), now=now,
                 lease_until=now + timedelta(seconds=RECOVER_LEASE_S), limit=RECOVER_BATCH)
-        for org_key, msg_id, payload in rows:
+        for row_id, org_key, msg_id, payload in rows:
             try:
                 msg = self.parse(payload)
             except Rejected as err:
@@ -218,7 +219,7 @@ class Inbound:
                                self.platform, org_key, msg_id, err.reason)
                 continue
             self.log.warning("%s inbound: recovering org=%s msg_id=%s", self.platform, org_key, msg_id)
-            self._submit(msg)
+            self._submit(dataclasses.replace(msg, inbound_id=row_id))
         return len(rows)
 
     async def _recover_loop(self, every: float) -> None:

@@ -47,6 +47,9 @@ class IncomingMessage:
     chat_type: ChatType = "group"
     mentions: tuple[Mention, ...] = ()
     reply_context: dict[str, Any] = field(default_factory=dict)
+    # The row that recorded it when it was acknowledged before being run (bot.inbound), which its
+    # command's transaction marks done.
+    inbound_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -260,7 +260,7 @@ class Router:
                 fresh: set[tuple[str, str, str]] = set()
                 replayed: set[tuple[str, str, str]] = set()
                 for platform, org_key in {(m.platform, m.org_key) for m in msgs}:
-                    ids = [m.msg_id for m in msgs if (m.platform, m.org_key) == (platform, org_key)]
+                    ids = [(m.msg_id, m.inbound_id) for m in msgs if (m.platform, m.org_key) == (platform, org_key)]
                     finished = await store.finish_inbound_many(platform, org_key, ids, self.clock())
                     fresh |= {(platform, org_key, i) for i, status in finished.items() if status == "done"}
                     replayed |= {(platform, org_key, i) for i, status in finished.items() if status == REPLAYED}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -36,6 +36,7 @@ _inbound = table_of(InboundMessage)
 
 InboundKey = tuple[str, str, str]  # (platform, org_key, msg_id): the unique key of inbound_messages
 K = TypeVar("K")
+V = TypeVar("V")
 
 
 def inbound_key(row: dict[str, Any]) -> InboundKey:
@@ -56,14 +57,15 @@ def _database_fault(err: BaseException) -> bool:
                             TimeoutError, OSError))
 
 
-class GroupWriter(Generic[K]):
+class GroupWriter(Generic[K, V]):
     """Group commit for acknowledgements: rows that arrive while a write is in flight go together
     in the next one, so a burst of callbacks costs a few INSERTs and commits instead of one each.
 
     Rows are told apart by `key` (inbound rows: their unique key; storage.send_windows uses it too). At
     low load a row waits for nothing and is written alone, as before; under load it waits at most
-    for the write in flight. Each caller learns whether its own row was new — a second copy of a
-    (platform, org_key, msg_id) in the same group is a re-delivery like any other.
+    for the write in flight. Each caller learns what the write said of its own row (an inbound row's
+    id), or None when it was not new — a second copy of a (platform, org_key, msg_id) in the same group
+    is a re-delivery like any other.
 
     One row the database refuses must not fail the callbacks that happened to share its INSERT (they
     would be answered 503 and re-delivered, again among others): when a group's write fails, its rows
@@ -71,16 +73,16 @@ class GroupWriter(Generic[K]):
     database's own (`_database_fault`), which every caller of the group shares.
     """
 
-    def __init__(self, write: Callable[[list[dict[str, Any]]], Awaitable[set[K]]],
+    def __init__(self, write: Callable[[list[dict[str, Any]]], Awaitable[Mapping[K, V]]],
                  key: Callable[[dict[str, Any]], K] = inbound_key) -> None:  # type: ignore[assignment]
         self._write = write
         self._key = key
-        self._waiting: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
+        self._waiting: list[tuple[dict[str, Any], asyncio.Future[V | None]]] = []
         self._busy = False
         self._task: asyncio.Future[None] | None = None  # held: the loop keeps only weak references
 
-    async def add(self, row: dict[str, Any]) -> bool:
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    async def add(self, row: dict[str, Any]) -> V | None:
+        future: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
         self._waiting.append((row, future))
         if not self._busy:
             self._busy = True
@@ -103,28 +105,33 @@ class GroupWriter(Generic[K]):
                     if isinstance(outcome, BaseException):
                         future.set_exception(outcome)
                     else:
-                        future.set_result(outcome and unique[key] is row)
+                        future.set_result(outcome if unique[key] is row else None)
         finally:
             self._busy = False
 
-    async def _write_group(self, rows: list[dict[str, Any]]) -> dict[K, bool | BaseException]:
-        """Each row's key → whether it was new, or the exception that refused it."""
+    async def _write_group(self, rows: list[dict[str, Any]]) -> dict[K, V | None | BaseException]:
+        """Each row's key → what the write said of it (None: not new), or the exception that refused it."""
         try:
             new = await self._write(rows)
-            return {self._key(row): self._key(row) in new for row in rows}
+            return {self._key(row): new.get(self._key(row)) for row in rows}
         except Exception as err:
             if len(rows) == 1 or _database_fault(err):
                 return {self._key(row): err for row in rows}
-        outcomes: dict[K, bool | BaseException] = {}
+        outcomes: dict[K, V | None | BaseException] = {}
         for index, row in enumerate(rows):
             try:
-                outcomes[self._key(row)] = self._key(row) in await self._write([row])
+                outcomes[self._key(row)] = (await self._write([row])).get(self._key(row))
             except Exception as err:
                 if _database_fault(err):
                     outcomes.update({self._key(rest): err for rest in rows[index:]})
                     break
                 outcomes[self._key(row)] = err
         return outcomes
+
+
+@functools.cache
+def _inbound_returning(dialect: str) -> Any:
+    return inbound_insert(dialect).returning(_inbound.c.id, _inbound.c.platform, _inbound.c.org_key, _inbound.c.msg_id)
 
 
 class Database:
@@ -136,7 +143,7 @@ class Database:
         self.name_key_version = 0  # bot.assembly sets the running normaliser's (storage does not know it)
         self.board = BoardConfig()  # bot.assembly sets the configured public URL and secret
         self.chart_font: str | None = None  # bot.assembly sets the font found at start (bot.charts)
-        self._inbound_writer: GroupWriter[InboundKey] = GroupWriter(self._insert_inbound)
+        self._inbound_writer: GroupWriter[InboundKey, int] = GroupWriter(self._insert_inbound)
 
     @functools.cached_property
     def outbox(self) -> OutboxQueue:
@@ -171,8 +178,9 @@ class Database:
                 callback(store)
 
     async def queue_inbound(self, platform: str, msg_id: str, org_key: str, payload: Any, now: datetime,
-                            lease_until: datetime | None = None, sign: str | None = None) -> bool:
-        """`Store.queue_inbound` as a unit of work of its own, shared with the callbacks arriving with it.
+                            lease_until: datetime | None = None, sign: str | None = None) -> int | None:
+        """`Store.queue_inbound` as a unit of work of its own, shared with the callbacks arriving with it:
+        the new row's id (the command's transaction marks it done by it), None for a re-delivery.
 
         The webhook answers as soon as this returns, so it is the whole of an acknowledgement's
         database time: on PostgreSQL one autocommitted INSERT (one round trip instead of BEGIN,
@@ -183,11 +191,9 @@ class Database:
                                 lease_until=lease_until, sign=sign)
         return await self._inbound_writer.add(values)
 
-    async def _insert_inbound(self, rows: list[dict[str, Any]]) -> set[InboundKey]:
-        """One INSERT for every acknowledgement waiting: (platform, org_key, msg_id) of the rows that were new."""
-        stmt = inbound_insert(self.engine.dialect.name).returning(
-            _inbound.c.platform, _inbound.c.org_key, _inbound.c.msg_id
-        )
+    async def _insert_inbound(self, rows: list[dict[str, Any]]) -> dict[InboundKey, int]:
+        """One INSERT for every acknowledgement waiting: (platform, org_key, msg_id) → id of the rows that were new."""
+        stmt = _inbound_returning(self.engine.dialect.name)
         if self.is_sqlite:
             async with self.engine.begin() as conn:
                 result = await conn.execute(stmt, rows)
@@ -195,7 +201,7 @@ class Database:
             async with self.engine.connect() as conn:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 result = await conn.execute(stmt, rows)
-        return {(p, o, m) for p, o, m in result.all()}
+        return {(p, o, m): row_id for row_id, p, o, m in result.all()}
 
     async def prune_bookkeeping(self, now: datetime, keep_days: int) -> dict[str, int]:
         """Delete finished outbox rows (sent, failed) and finished inbound rows (done, failed) whose last

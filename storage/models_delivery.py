@@ -20,10 +20,17 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.model_base import Base, UTCDateTime
+
+# The predicates of the queue tables' partial indexes; statements that should use them spell their
+# statuses as constants (storage.sql.status_in), which migration 0021 and these must match.
+_WAITING = text("status = 'received'")
+_ACTIVE = text("status IN ('pending', 'sending')")
+_UNSENT = text("status IN ('pending', 'sending', 'failed')")
 
 
 class InboundMessage(Base):
@@ -36,7 +43,8 @@ class InboundMessage(Base):
     __tablename__ = "inbound_messages"
     __table_args__ = (
         UniqueConstraint("platform", "org_key", "msg_id"),
-        Index("ix_inbound_messages_status_received", "status", "received_at"),
+        # Only the messages still waiting to be processed: a few rows however long the table's history.
+        Index("ix_inbound_messages_waiting", "received_at", postgresql_where=_WAITING, sqlite_where=_WAITING),
         Index("ix_inbound_messages_sign", "sign"),
     )
 
@@ -68,8 +76,10 @@ class OutboxMessage(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_status_due", "status", "next_attempt_at"),
-        Index("ix_outbox_dest_key", "dest_key", "id"),
+        # Rows still to send (or given up on), and each destination's queue: partial, so claims and
+        # backlog scrapes read what waits, never the sent history nor its dead row versions.
+        Index("ix_outbox_unsent", "status", "next_attempt_at", postgresql_where=_UNSENT, sqlite_where=_UNSENT),
+        Index("ix_outbox_active_dest", "dest_key", "id", postgresql_where=_ACTIVE, sqlite_where=_ACTIVE),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import and_, any_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from storage.engine import is_sqlite
 from storage.models import Organisation, OutboxMessage, Team
-from storage.sql import rowcount
+from storage.sql import rowcount, status_in
 
 ACTIVE = ("pending", "sending")
 
@@ -81,11 +81,31 @@ class OutboxStatus:
     recent_errors: list[tuple[int, str, str, int, datetime | None, str]]  # id, status, dest_key, attempts, when, error
 
 
+def _active(row: Any) -> Any:
+    """Still to send: the predicate of the partial indexes `ix_outbox_active_dest` (and within `ix_outbox_unsent`)."""
+    return status_in(row.status, *ACTIVE)
+
+
 def _claimable(row: Any, now: Any) -> Any:
     return or_(
-        and_(row.status == "pending", row.next_attempt_at <= now),
-        and_(row.status == "sending", row.lease_until <= now),
+        and_(status_in(row.status, "pending"), row.next_attempt_at <= now),
+        and_(status_in(row.status, "sending"), row.lease_until <= now),
     )
+
+
+def _is_head(row: Any, pg: bool) -> Any:
+    """`row` is its destination's oldest active row: one aggregate over the active rows, computed once.
+
+    (Not "no earlier active row": as an anti-join that is re-read per candidate, and a queue table's
+    statistics, taken between bursts, invite the planner to nest those reads — a claim of 100 heads then
+    read the whole backlog 100 times.) On PostgreSQL the heads go in as an array, so the candidates are
+    looked up by primary key whatever the plan.
+    """
+    head = aliased(OutboxMessage)
+    heads = select(func.min(head.id)).where(_active(head)).group_by(head.dest_key)
+    if pg:
+        return row.id == any_(func.array(heads.scalar_subquery()))
+    return row.id.in_(heads)
 
 
 # The claim's statements, built once: the worker claims many times a second under load, and building
@@ -94,22 +114,19 @@ def _claimable(row: Any, now: Any) -> Any:
 # claims. Followers are indexed [pg]: PostgreSQL locks what it reads (SKIP LOCKED).
 def _claim_statements() -> tuple[Any, dict[bool, Any], Any, Any, Any]:
     o = OutboxMessage
-    earlier = aliased(OutboxMessage)
     later = aliased(OutboxMessage)
-    has_earlier = exists().where(earlier.dest_key == o.dest_key, earlier.id < o.id, earlier.status.in_(ACTIVE))
     # Whether a head has rows queued behind it: when none has, the followers query is skipped.
-    has_later = exists().where(later.dest_key == o.dest_key, later.id > o.id, later.status.in_(ACTIVE))
+    has_later = exists().where(later.dest_key == o.dest_key, later.id > o.id, _active(later))
     now = bindparam("now", type_=o.next_attempt_at.type)
-    is_head = (o.status.in_(ACTIVE), _claimable(o, now), ~has_earlier)  # due, nothing unsettled before it
     heads = (
         select(o.id, o.dest_key, has_later.label("has_later"))
-        .where(*is_head)
+        .where(_active(o), _claimable(o, now), _is_head(o, pg=False))
         .order_by(o.id)
         .limit(bindparam("batch"))
     )
     followers = (
         select(o.id, o.dest_key, o.status, o.next_attempt_at, o.lease_until)
-        .where(o.dest_key.in_(bindparam("keys", expanding=True)), o.status.in_(ACTIVE))
+        .where(o.dest_key.in_(bindparam("keys", expanding=True)), _active(o))
         .order_by(o.dest_key, o.id)
     )
     lease = (
@@ -125,7 +142,13 @@ def _claim_statements() -> tuple[Any, dict[bool, Any], Any, Any, Any]:
     )
     # PostgreSQL: lease the heads and return them in one statement (UPDATE … WHERE id IN (SELECT …
     # FOR UPDATE SKIP LOCKED) RETURNING …), the team's settings read by a subquery.
-    head_ids = select(o.id).where(*is_head).order_by(o.id).limit(bindparam("batch")).with_for_update(skip_locked=True)
+    head_ids = (
+        select(o.id)
+        .where(_active(o), _claimable(o, now), _is_head(o, pg=True))
+        .order_by(o.id)
+        .limit(bindparam("batch"))
+        .with_for_update(skip_locked=True)
+    )
     lease_heads_pg = (
         update(o)
         .where(o.id.in_(head_ids.scalar_subquery()))
@@ -150,7 +173,7 @@ _HEADS, _FOLLOWERS, _LEASE, _CLAIMED, _LEASE_HEADS_PG = _claim_statements()
 _BEHIND = (
     select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.next_attempt_at, OutboxMessage.lease_until)
     .where(OutboxMessage.dest_key == bindparam("key"), OutboxMessage.id > bindparam("after"),
-           OutboxMessage.status.in_(ACTIVE))
+           _active(OutboxMessage))
     .order_by(OutboxMessage.id)
     .limit(bindparam("limit"))
 )
@@ -168,17 +191,17 @@ def _is_due(row: Any, now: datetime) -> bool:
     ))
 
 
-def _next_due_statement() -> Any:
+def _next_due_statement(pg: bool) -> Any:
     """Earliest due head and earliest lease expiry, in one round trip."""
     o = OutboxMessage
-    earlier = aliased(OutboxMessage)
-    has_earlier = exists().where(earlier.dest_key == o.dest_key, earlier.id < o.id, earlier.status.in_(ACTIVE))
-    pending = select(func.min(o.next_attempt_at)).where(o.status == "pending", ~has_earlier).scalar_subquery()
-    leased = select(func.min(o.lease_until)).where(o.status == "sending").scalar_subquery()
+    pending = (
+        select(func.min(o.next_attempt_at)).where(status_in(o.status, "pending"), _is_head(o, pg)).scalar_subquery()
+    )
+    leased = select(func.min(o.lease_until)).where(status_in(o.status, "sending")).scalar_subquery()
     return select(pending, leased)
 
 
-_NEXT_DUE = _next_due_statement()
+_NEXT_DUE = {pg: _next_due_statement(pg) for pg in (False, True)}
 
 
 async def _followers(
@@ -347,7 +370,7 @@ class OutboxQueue:
         waking for them would spin.
         """
         async with self.sessions() as session:
-            pending, leased = (await session.execute(_NEXT_DUE)).one()
+            pending, leased = (await session.execute(_NEXT_DUE[not self.is_sqlite])).one()
         times = [t for t in (pending, leased) if t is not None]
         return min(times) if times else None
 

@@ -65,7 +65,7 @@ class SendWindows:
         self.engine = engine
         self._seen: dict[str, tuple[int, list[float]]] = {}
         self._gate = asyncio.Semaphore(CONCURRENCY)
-        self._swaps: GroupWriter[str] = GroupWriter(self._swap_many, key=lambda row: str(row["key"]))
+        self._swaps: GroupWriter[str, bool] = GroupWriter(self._swap_many, key=lambda row: str(row["key"]))
 
     async def update(
         self, key: str, now: float, window: float, change: Callable[[list[float]], list[float] | None]
@@ -88,12 +88,12 @@ class SendWindows:
         async with self._gate:
             return await self._update(key, now, window, change)
 
-    async def _swap_many(self, rows: list[dict[str, Any]]) -> set[str]:
+    async def _swap_many(self, rows: list[dict[str, Any]]) -> dict[str, bool]:
         params = {"keys": [r["key"] for r in rows], "seen": [r["seen"] for r in rows],
                   "sent": [json.dumps(r["sent"]) for r in rows]}
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return set((await conn.execute(_SWAP_MANY, params)).scalars().all())
+            return dict.fromkeys((await conn.execute(_SWAP_MANY, params)).scalars().all(), True)
 
     async def _update(
         self, key: str, now: float, window: float, change: Callable[[list[float]], list[float] | None]

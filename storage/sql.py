@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table
+from sqlalchemy import String, Table, literal_column
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import ColumnElement
 
 _INSERTS: dict[tuple[str, str, tuple[str, ...] | None], Insert] = {}
 
@@ -65,3 +67,18 @@ def rowcount(result: Result[Any]) -> int:
 def escape_like(value: str) -> str:
     """`value` as a literal inside a LIKE pattern written with ESCAPE '\\'."""
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def status_in(column: ColumnElement[Any] | InstrumentedAttribute[Any], *statuses: str) -> ColumnElement[bool]:
+    """`column IN ('a', 'b')` with the constants written into the SQL rather than bound.
+
+    A queue table's partial indexes (outbox rows still to send, messages still to process) are
+    usable only where PostgreSQL can prove the predicate from the statement itself; a bound status
+    would leave a prepared statement's generic plan scanning the finished rows too. The constants
+    are our own status names, never input.
+    """
+    for status in statuses:
+        if not status.isidentifier():
+            raise ValueError(f"not a status name: {status!r}")
+    constants = [literal_column(f"'{status}'", String) for status in statuses]
+    return column == constants[0] if len(constants) == 1 else column.in_(constants)
