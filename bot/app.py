@@ -16,11 +16,12 @@ import aiohttp
 from aiohttp import web
 from aiohttp.web_log import AccessLogger
 
-from bot.adapters.common import platform_session
+from bot.adapters.common import long_connection_session, platform_session
 from bot.app_keys import (
     DATABASE_KEY,
     DELIVERERS_KEY,
     HTTP_SESSION_KEY,
+    LONG_SESSION_KEY,
     METRICS_KEY,
     REPLY_SINKS_KEY,
     ROUTER_KEY,
@@ -179,11 +180,14 @@ def build_app(
     app[DELIVERERS_KEY] = {}
 
     async def http_session_ctx(app: web.Application) -> AsyncIterator[None]:
-        # Every platform call of this process uses this session; it never follows a redirect.
+        # Every platform call of this process uses these sessions; neither follows a redirect.
         session = platform_session(timeout=aiohttp.ClientTimeout(total=10))
+        long_session = long_connection_session(timeout=aiohttp.ClientTimeout(total=10))
         app[HTTP_SESSION_KEY] = session
+        app[LONG_SESSION_KEY] = long_session
         yield
         await session.close()
+        await long_session.close()
 
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(http_session_ctx)

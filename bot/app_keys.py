@@ -24,5 +24,7 @@ REPLY_SINKS_KEY = web.AppKey("reply_sinks", dict)
 DELIVERERS_KEY = web.AppKey("deliverers", dict)
 # One client session per process: connection pooling for every outbound call (outbox, token refresh).
 HTTP_SESSION_KEY = web.AppKey("http_session", aiohttp.ClientSession)
+# The session long connections (DingTalk Stream, WeCom's websocket) open on: it refuses redirects itself.
+LONG_SESSION_KEY = web.AppKey("long_connection_session", aiohttp.ClientSession)
 # The app's metrics (bot.metrics): the middleware, the router, the outbox worker and the scheduler count there.
 METRICS_KEY = web.AppKey("metrics", Metrics)

@@ -21,11 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from storage import deferred, housekeeping
 from storage.board_links import BoardConfig
 from storage.engine import create_engine, is_sqlite
-from storage.inbound import inbound_insert, inbound_values
+from storage.inbound import INBOUND_KEY, inbound_insert, inbound_values
 from storage.migrate import ensure_schema
 from storage.models import InboundMessage
 from storage.scope import UnitOfWorkSession
-from storage.sql import table_of
+from storage.sql import table_of, unnest_insert, unnest_params
 from storage.store import Store
 
 if TYPE_CHECKING:
@@ -193,14 +193,15 @@ class Database:
 
     async def _insert_inbound(self, rows: list[dict[str, Any]]) -> dict[InboundKey, int]:
         """One INSERT for every acknowledgement waiting: (platform, org_key, msg_id) → id of the rows that were new."""
-        stmt = _inbound_returning(self.engine.dialect.name)
         if self.is_sqlite:
             async with self.engine.begin() as conn:
-                result = await conn.execute(stmt, rows)
+                result = await conn.execute(_inbound_returning(self.engine.dialect.name), rows)
         else:
+            columns = tuple(rows[0])
+            stmt = unnest_insert(_inbound, columns, INBOUND_KEY, returning=("id", "platform", "org_key", "msg_id"))
             async with self.engine.connect() as conn:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                result = await conn.execute(stmt, rows)
+                result = await conn.execute(stmt, unnest_params(columns, rows))
         return {(p, o, m): row_id for row_id, p, o, m in result.all()}
 
     async def prune_bookkeeping(self, now: datetime, keep_days: int) -> dict[str, int]:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable, visitors
 
 from storage import changes
+from storage.sql import unnest_insert, unnest_params
 
 S = TypeVar("S", bound=Executable)
 
@@ -64,13 +65,30 @@ def needs_flush(session: Session, stmt: Any) -> bool:
     return touches is None or not touches.isdisjoint(waiting)
 
 
+def _executions(session: Session, pending: dict[Any, list[dict[str, Any]]]) -> list[tuple[Any, Any]]:
+    """(statement, parameters) that write the waiting rows: on PostgreSQL a statement's inserted rows go
+    as one INSERT … SELECT unnest(…) (storage.sql.unnest_insert), elsewhere as an executemany."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    executions: list[tuple[Any, Any]] = []
+    for stmt, rows in pending.items():
+        if postgres and isinstance(stmt, Insert) and len(rows) > 1:
+            by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for row in rows:
+                by_columns.setdefault(tuple(row), []).append(row)
+            for columns, same in by_columns.items():
+                executions.append((unnest_insert(cast(Table, stmt.table), columns), unnest_params(columns, same)))
+        else:
+            executions.append((stmt, rows))
+    return executions
+
+
 def flush_now(session: Session) -> None:
     """Write the waiting rows from inside a statement's execution (the sync session, in its greenlet)."""
     session.info.pop(_TABLES, None)
     session.info[WRITING] = True  # counted as writes when they were deferred, not again now
     try:
-        for stmt, rows in session.info.pop(_PENDING, {}).items():
-            session.execute(stmt, rows)
+        for stmt, params in _executions(session, session.info.pop(_PENDING, {})):
+            session.execute(stmt, params)
     finally:
         session.info.pop(WRITING, None)
 
@@ -82,7 +100,7 @@ async def flush(session: AsyncSession) -> None:
     session.info[WRITING] = True
     try:
         with session.no_autoflush:
-            for stmt, rows in session.info.pop(_PENDING, {}).items():
-                await session.execute(stmt, rows)
+            for stmt, params in _executions(session.sync_session, session.info.pop(_PENDING, {})):
+                await session.execute(stmt, params)
     finally:
         session.info.pop(WRITING, None)

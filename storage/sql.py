@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import String, Table, literal_column
+from sqlalchemy import String, Table, bindparam, func, literal_column, select
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -82,3 +82,40 @@ def status_in(column: ColumnElement[Any] | InstrumentedAttribute[Any], *statuses
             raise ValueError(f"not a status name: {status!r}")
     constants = [literal_column(f"'{status}'", String) for status in statuses]
     return column == constants[0] if len(constants) == 1 else column.in_(constants)
+
+
+_UNNESTS: dict[tuple[str, tuple[str, ...], tuple[str, ...] | None, tuple[str, ...]], Insert] = {}
+
+
+def unnest_insert(table: Table, columns: Sequence[str], conflict: Sequence[str] | None = None,
+                  returning: Sequence[str] = ()) -> Insert:
+    """PostgreSQL: `INSERT INTO table (columns) SELECT unnest(:columns…)`, built once per shape.
+
+    Any number of rows goes as one statement with one array per column: one parse, one plan and one
+    round of the executor, where an executemany costs PostgreSQL a bind and an execution per row and a
+    multi-row VALUES a new statement per row count. Rows come out of unnest in order, so ids follow it.
+    Parameters: `unnest_params(columns, rows)`.
+    """
+    key = (table.name, tuple(columns), tuple(conflict) if conflict is not None else None, tuple(returning))
+    stmt = _UNNESTS.get(key)
+    if stmt is None:
+        from sqlalchemy.dialects import postgresql
+
+        arrays = select(*[func.unnest(bindparam(f"u_{c}", type_=postgresql.ARRAY(_unbounded(table.c[c].type))))
+                          for c in columns])
+        built = postgresql.insert(table).from_select(list(columns), arrays)
+        if conflict is not None:
+            built = built.on_conflict_do_nothing(index_elements=list(conflict) or None)
+        stmt = built.returning(*[table.c[c] for c in returning]) if returning else built
+        _UNNESTS[key] = stmt
+    return stmt
+
+
+def _unbounded(type_: Any) -> Any:
+    """A string column's type without its length: cast to VARCHAR(n)[], a value too long would be cut
+    short without a word; as VARCHAR[] it reaches the column, which refuses it."""
+    return String() if isinstance(type_, String) and type_.length is not None else type_
+
+
+def unnest_params(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {f"u_{c}": [row[c] for row in rows] for c in columns}

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.adapters import wecom_ws
-from bot.adapters.common import platform_session
+from bot.adapters.common import long_connection_session
 from bot.adapters.dingtalk_send import DingTalkDeliverer
 from bot.adapters.dingtalk_send import dest_key as dingtalk_dest_key
 from bot.adapters.wecom_send import WeComDeliverer
@@ -136,10 +136,11 @@ async def test_wecom_long_connection_handshake_redirect(make_client: MakeClient,
     assert fake.aibot_secret not in caplog.text
 
 
-async def test_the_process_session_refuses_any_redirect(trap: RedirectTrap, wecom: FakeWeCom) -> None:
-    """A call that forgot `platform_request` is still not followed on the app's session."""
+async def test_the_long_connections_session_refuses_any_redirect(trap: RedirectTrap, wecom: FakeWeCom) -> None:
+    """A call without `platform_request`'s switch (ws_connect's upgrade is one) is still not followed on the
+    session long connections open on."""
     wecom.redirect_next(WEBHOOK_PATH, trap.base_url)
-    async with platform_session() as session:
+    async with long_connection_session() as session:
         with pytest.raises(aiohttp.ClientResponseError) as err:
             await session.post(wecom.webhook_url(WEBHOOK_KEY), json={"msgtype": "text"})
     assert err.value.status == 307 and trap.received == []

@@ -23,7 +23,15 @@ from aiohttp import web
 
 from bot.adapters.dingtalk_receive import DingTalkCallbacks, parse_robot_message
 from bot.adapters.dingtalk_send import PLATFORM, DingTalkDeliverer, chat_destination, enqueue_reply, make_reply_sink
-from bot.app_keys import DATABASE_KEY, DELIVERERS_KEY, HTTP_SESSION_KEY, REPLY_SINKS_KEY, ROUTER_KEY, SETTINGS_KEY
+from bot.app_keys import (
+    DATABASE_KEY,
+    DELIVERERS_KEY,
+    HTTP_SESSION_KEY,
+    LONG_SESSION_KEY,
+    REPLY_SINKS_KEY,
+    ROUTER_KEY,
+    SETTINGS_KEY,
+)
 from bot.delivery import OutgoingMessage
 from bot.inbound import Inbound
 from bot.messages import IncomingMessage, Reply
@@ -132,7 +140,7 @@ def dingtalk_component(app: web.Application, inbound_options: dict[str, Any] | N
         if settings.dingtalk_mode == "stream":
             from bot.adapters.dingtalk_stream import StreamClient
 
-            client = StreamClient(settings, http, inbound, **stream_options)
+            client = StreamClient(settings, app[LONG_SESSION_KEY], inbound, **stream_options)
             app[STREAM_KEY] = client
             stream_task = asyncio.create_task(client.run(), name="dingtalk-stream")
         try:

@@ -48,7 +48,15 @@ from bot.adapters.wecom_send import (
     truncate_bytes,
 )
 from bot.adapters.wecom_ws import WeComLongConnection
-from bot.app_keys import DATABASE_KEY, DELIVERERS_KEY, HTTP_SESSION_KEY, REPLY_SINKS_KEY, ROUTER_KEY, SETTINGS_KEY
+from bot.app_keys import (
+    DATABASE_KEY,
+    DELIVERERS_KEY,
+    HTTP_SESSION_KEY,
+    LONG_SESSION_KEY,
+    REPLY_SINKS_KEY,
+    ROUTER_KEY,
+    SETTINGS_KEY,
+)
 from bot.delivery import OutgoingMessage
 from bot.messages import IncomingMessage, Reply
 from bot.settings import Settings
@@ -88,14 +96,17 @@ class WeComAdapter:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self, db: Database, router: Any, session: aiohttp.ClientSession) -> None:
-        """Open the long connections and the deliverer on the process's HTTP session (the app owns it)."""
+    async def start(self, db: Database, router: Any, session: aiohttp.ClientSession,
+                    long_session: aiohttp.ClientSession | None = None) -> None:
+        """Open the long connections (on `long_session`, which refuses redirects) and the deliverer on the
+        process's HTTP sessions (the app owns them)."""
         s = self.settings
         self.db, self.router = db, router
         self.session = session
+        long_session = long_session or session
         if s.wecom_aibot_mode == "websocket":
             self.ws = WeComLongConnection(
-                session, s.wecom_aibot_ws_url, s.wecom_aibot_bot_id or "", s.wecom_aibot_secret or "", self,
+                long_session, s.wecom_aibot_ws_url, s.wecom_aibot_bot_id or "", s.wecom_aibot_secret or "", self,
                 corp=self.default,
             )
             if s.wecom_corp_id:
@@ -103,7 +114,7 @@ class WeComAdapter:
         for corp in s.wecom_corps:
             if corp.aibot_mode == "websocket":
                 self.ws_by_corp[corp.corp_id] = WeComLongConnection(
-                    session, corp.aibot_ws_url or s.wecom_aibot_ws_url, corp.aibot_bot_id or "",
+                    long_session, corp.aibot_ws_url or s.wecom_aibot_ws_url, corp.aibot_bot_id or "",
                     corp.aibot_secret or "", self, corp=self.corps[corp.corp_id],
                 )
         self.deliverer = WeComDeliverer(
@@ -316,7 +327,7 @@ def wecom_component(app: web.Application, *, wall_clock: Callable[[], float] = t
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # The process's session outlives this context (its cleanup context was registered first).
-        await adapter.start(app[DATABASE_KEY], app[ROUTER_KEY], app[HTTP_SESSION_KEY])
+        await adapter.start(app[DATABASE_KEY], app[ROUTER_KEY], app[HTTP_SESSION_KEY], app[LONG_SESSION_KEY])
         app[DELIVERERS_KEY][PLATFORM] = adapter.deliverer
         yield
         await adapter.stop()
