@@ -5,8 +5,11 @@ A rep sees their team's customers, the company pool and the customers they colla
 teams. Written as one OR over the organisation's customers, no index serves that and every search read
 the whole organisation (200,000 customers: 20–40 ms); as a UNION of the three — the team's (its index),
 the pool's (a partial index, migration 0020) and the collaborations — a search reads only what the rep
-can see. The askers are a UNION ALL of bound rows (`q`: index, team, member, patterns), so several reps'
-searches are one statement; each keeps its own order and limit (a window per asker).
+can see. The askers are a relation of their own (`q`: index, team, member, patterns), so several reps'
+searches are one statement; each keeps its own order and limit (a window per asker). On PostgreSQL `q` is
+unnest() of one array per column: one statement for any number of askers, planned as one relation (as a
+UNION ALL of bound rows, PostgreSQL planned a batch's search anew each time, ~1 ms). SQLite has no arrays:
+there it is a UNION ALL, built for a power of two of askers.
 """
 
 from __future__ import annotations
@@ -20,27 +23,29 @@ from sqlalchemy.orm import aliased
 
 from storage.deferred import deferral_safe
 from storage.models import Collaborator, Customer
-from storage.sql import escape_like, table_of
+from storage.sql import dialect_of, escape_like, table_of, unnest_rows, unnest_table
 
 SEARCH_LIMIT = 20
 Asker = tuple[int, int, str, str]  # team id, member id, normalised query, query as written
 
 _CT, _KT = table_of(Customer), table_of(Collaborator)
-_SEARCHES: dict[int, Select[Any]] = {}
+_SEARCHES: dict[int, Select[Any]] = {}  # by shape; 0: PostgreSQL's, for any number of askers
 _NAMES: dict[int, Select[Any]] = {}
+_SEARCH_COLUMNS = (("t", Integer), ("m", Integer), ("n", String), ("pn", String), ("pr", String))
+_NAMES_COLUMNS = (("t", Integer), ("m", Integer))
 
 
 async def search_many(session: AsyncSession, org_id: int, askers: Sequence[Asker],
                       limit: int = SEARCH_LIMIT) -> list[list[Customer]]:
     """For each asker, the customers they see whose normalised or display name contains their query,
     exact matches first, then shorter names (at most `limit`). An empty query part matches nothing."""
-    params: dict[str, Any] = {"org_id": org_id, "limit": limit}
-    for i, (team_id, member_id, norm, raw) in enumerate(_padded(askers, (None, None, "", ""))):
-        params.update({f"t{i}": team_id, f"m{i}": member_id, f"n{i}": norm,
-                       f"pn{i}": f"%{escape_like(norm)}%" if norm else None,
-                       f"pr{i}": f"%{escape_like(raw)}%" if raw else None})
+    rows = [(team_id, member_id, norm, f"%{escape_like(norm)}%" if norm else None,
+             f"%{escape_like(raw)}%" if raw else None) for team_id, member_id, norm, raw in askers]
+    shape = _shape_for(session, len(askers))
+    params = {"org_id": org_id, "limit": limit,
+              **_asker_params(shape, _SEARCH_COLUMNS, rows, (None, None, "", None, None))}
     found: list[list[Customer]] = [[] for _ in askers]
-    for customer, i in (await session.execute(_searches(_shape(len(askers))), params)).all():
+    for customer, i in (await session.execute(_searches(shape), params)).all():
         found[i].append(customer)
     return found
 
@@ -48,30 +53,41 @@ async def search_many(session: AsyncSession, org_id: int, askers: Sequence[Asker
 async def visible_names_many(session: AsyncSession, org_id: int,
                              askers: Sequence[tuple[int, int]]) -> list[list[tuple[int, str, str]]]:
     """For each (team id, member id), (id, normalised name, name) of every customer they see."""
-    params: dict[str, Any] = {"org_id": org_id}
-    for i, (team_id, member_id) in enumerate(_padded(askers, (None, None))):
-        params.update({f"t{i}": team_id, f"m{i}": member_id})
+    shape = _shape_for(session, len(askers))
+    params = {"org_id": org_id, **_asker_params(shape, _NAMES_COLUMNS, askers, (None, None))}
     found: list[list[tuple[int, str, str]]] = [[] for _ in askers]
-    for i, cid, norm, name in (await session.execute(_visible_names(_shape(len(askers))), params)).all():
+    for i, cid, norm, name in (await session.execute(_visible_names(shape), params)).all():
         found[i].append((cid, norm, name))
     return found
 
 
-def _shape(n: int) -> int:
-    """The number of asker rows a statement is built for: a power of two, so that a process compiles a
-    handful of shapes (each ~20 ms and kept in memory), not one per batch size."""
-    return 1 << (n - 1).bit_length()
+def _shape_for(session: AsyncSession, n: int) -> int:
+    """The number of asker rows a statement is built for: on SQLite a power of two, so that a process
+    compiles a handful of shapes (each ~20 ms and kept in memory), not one per batch size; on PostgreSQL
+    0, the one statement whose askers are arrays."""
+    return 0 if dialect_of(session) == "postgresql" else 1 << (n - 1).bit_length()
 
 
-def _padded(askers: Sequence[Any], pad: tuple[Any, ...]) -> list[Any]:
-    """Askers up to their shape, the rest asking for nothing (no team, no member: they see nothing)."""
-    return [*askers, *[pad] * (_shape(len(askers)) - len(askers))]
+def _asker_params(shape: int, cols: Sequence[tuple[str, Any]], rows: Sequence[Sequence[Any]],
+                  pad: tuple[Any, ...]) -> dict[str, Any]:
+    """The askers as the statement of `shape` takes them: one array per column (PostgreSQL), or one
+    parameter per column and asker, padded with askers who ask for nothing (no team, no member: they
+    see nothing)."""
+    if shape == 0:
+        return unnest_rows("q", ("i", *(p for p, _ in cols)), [(i, *row) for i, row in enumerate(rows)])
+    params: dict[str, Any] = {}
+    for i, row in enumerate([*rows, *[pad] * (shape - len(rows))]):
+        params[f"i{i}"] = i
+        params.update({f"{p}{i}": row[k] for k, (p, _) in enumerate(cols)})
+    return params
 
 
-def _askers(n: int, *cols: tuple[str, Any]) -> Any:
+def _askers(shape: int, cols: Sequence[tuple[str, Any]]) -> Any:
+    if shape == 0:
+        return unnest_table("q", i=Integer, **dict(cols))
     rows = [select(bindparam(f"i{k}", k, type_=Integer).label("i"),
-                   *(bindparam(f"{p}{k}", type_=t).label(p) for p, t in cols)) for k in range(n)]
-    return (union_all(*rows) if n > 1 else rows[0]).subquery("q")
+                   *(bindparam(f"{p}{k}", type_=t).label(p) for p, t in cols)) for k in range(shape)]
+    return (union_all(*rows) if shape > 1 else rows[0]).subquery("q")
 
 
 def _seen_by(q: Any, *columns: Any, where: Any = None) -> Any:
@@ -92,8 +108,11 @@ def _seen_by(q: Any, *columns: Any, where: Any = None) -> Any:
 def _searches(n: int) -> Select[Any]:
     stmt = _SEARCHES.get(n)
     if stmt is None:
-        q = _askers(n, ("t", Integer), ("m", Integer), ("n", String), ("pn", String), ("pr", String))
-        matches = or_(_CT.c.norm_name.like(q.c.pn, escape="\\"), _CT.c.name.like(q.c.pr, escape="\\"))
+        q = _askers(n, _SEARCH_COLUMNS)
+        # PostgreSQL's LIKE escapes with a backslash unless told otherwise; spelled out (SQLite needs it), a
+        # pattern that is not a constant went through like_escape() once per customer compared.
+        escape = {} if n == 0 else {"escape": "\\"}
+        matches = or_(_CT.c.norm_name.like(q.c.pn, **escape), _CT.c.name.like(q.c.pr, **escape))
         seen = _seen_by(q, _CT.c.id, _CT.c.norm_name, q.c.n.label("query"), where=matches)
         order = (seen.c.norm_name != seen.c.query, func.length(seen.c.norm_name), seen.c.id)
         ranked = select(seen.c.id, seen.c.i, func.row_number().over(partition_by=seen.c.i, order_by=order).label("rn"))
@@ -109,6 +128,6 @@ def _searches(n: int) -> Select[Any]:
 def _visible_names(n: int) -> Select[Any]:
     stmt = _NAMES.get(n)
     if stmt is None:
-        seen = _seen_by(_askers(n, ("t", Integer), ("m", Integer)), _CT.c.id, _CT.c.norm_name, _CT.c.name)
+        seen = _seen_by(_askers(n, _NAMES_COLUMNS), _CT.c.id, _CT.c.norm_name, _CT.c.name)
         stmt = _NAMES[n] = deferral_safe(select(seen.c.i, seen.c.id, seen.c.norm_name, seen.c.name))
     return stmt

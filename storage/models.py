@@ -62,10 +62,12 @@ class Team(Base):
     """A sales team, bound to exactly one group chat; pool rules are per team."""
 
     __tablename__ = "teams"
+    # The unique key serves lookups by organisation too: a second index on org_id alone only gave a
+    # planner without statistics the wrong index to pick (migration 0022).
     __table_args__ = (UniqueConstraint("org_id", "chat_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
     chat_id: Mapped[str] = mapped_column(String(191))
     name: Mapped[str] = mapped_column(String(128))
     help_seq: Mapped[int] = mapped_column(Integer, default=0)
@@ -80,10 +82,10 @@ class Member(Base):
     """A person: a platform user id within one organisation."""
 
     __tablename__ = "members"
-    __table_args__ = (UniqueConstraint("org_id", "user_id"),)
+    __table_args__ = (UniqueConstraint("org_id", "user_id"),)  # serves lookups by organisation too (as teams)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
     user_id: Mapped[str] = mapped_column(String(128))
     name: Mapped[str] = mapped_column(String(64))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)

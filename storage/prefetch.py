@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select, tuple_
+from sqlalchemy import Integer, and_, bindparam, select, true, tuple_
 
 from storage import changes
 from storage.customer_search import search_many, visible_names_many
@@ -22,6 +22,7 @@ from storage.deals import OPEN
 from storage.deferred import deferral_safe
 from storage.models import Collaborator, Customer, Deal
 from storage.scope import StoreBase
+from storage.sql import unnest_rows, unnest_table
 
 OWN_TABLES = ("customers", "deals")
 SEARCH_TABLES = ("customers", "collaborators")
@@ -68,7 +69,7 @@ class PrefetchQueries(StoreBase):
     async def _prefetch_own(self, org_id: int, pairs: list[tuple[int, str]]) -> None:
         mark = changes.mark(self.session.sync_session, OWN_TABLES)
         found: dict[tuple[int, str], tuple[Customer, list[Deal]]] = {}
-        rows = await self.session.execute(_OWN_MANY, {"org_id": org_id, "pairs": pairs})
+        rows = await self.session.execute(*_keyed(self.dialect, _OWN_MANY, org_id, pairs))
         for customer, deal in rows.all():
             entry = found.setdefault((customer.team_id, customer.norm_name), (customer, []))
             if deal is not None:
@@ -100,7 +101,7 @@ class PrefetchQueries(StoreBase):
         deals: dict[tuple[int, int], dict[int, list[Deal]]] = {pair: {} for pair in pairs}
         owned: dict[tuple[int, int], dict[int, Customer]] = {pair: {} for pair in pairs}
         shared: dict[int, dict[int, Customer]] = {member: {} for _, member in pairs}
-        for customer, deal in (await self.session.execute(_OWNED_MANY, {"org_id": org_id, "pairs": pairs})).all():
+        for customer, deal in (await self.session.execute(*_keyed(self.dialect, _OWNED_MANY, org_id, pairs))).all():
             key = (customer.team_id, customer.owner_id)
             if key in owned:
                 owned[key].setdefault(customer.id, customer)
@@ -126,23 +127,41 @@ class _Missing:
 
 MISSING: Any = _Missing()
 
-_OWN_MANY = deferral_safe(
+def _keyed(dialect: str, statements: dict[bool, Any], org_id: int, pairs: list[tuple[Any, Any]]) -> tuple[Any, Any]:
+    """The statement for `dialect` and its parameters: the pairs as an IN list (SQLite) or as two arrays
+    joined in (PostgreSQL: one statement for any number of pairs; storage.sql.unnest_table)."""
+    if dialect == "postgresql":
+        return statements[True], {"org_id": org_id, **unnest_rows("wanted", ("a", "b"), pairs)}
+    return statements[False], {"org_id": org_id, "pairs": pairs}
+
+
+def _by_pairs(columns: tuple[Any, Any], build: Any) -> dict[bool, Any]:
+    """`build(key condition, FROM clause)` for both dialects: customers whose `columns` are one of the pairs."""
+    wanted = unnest_table("wanted", a=Integer, b=columns[1].type)
+    return {
+        False: deferral_safe(build(tuple_(*columns).in_(bindparam("pairs", expanding=True)), Customer)),
+        True: deferral_safe(build(and_(columns[0] == wanted.c.a, columns[1] == wanted.c.b),
+                                  wanted.join(Customer, true()))),
+    }
+
+
+_OWN_MANY = _by_pairs((Customer.team_id, Customer.norm_name), lambda key, source: (
     select(Customer, Deal)
+    .select_from(source)
     .outerjoin(Deal, and_(Deal.customer_id == Customer.id, Deal.status == OPEN))
-    .where(Customer.org_id == bindparam("org_id"),
-           tuple_(Customer.team_id, Customer.norm_name).in_(bindparam("pairs", expanding=True)))
+    .where(Customer.org_id == bindparam("org_id"), key)
     .order_by(Customer.id, Deal.id)
-)
+))
 _OPEN = and_(Deal.customer_id == Customer.id, Deal.status == OPEN)
 # storage.customers' _CUSTOMERS_OF and _SHARED_WITH for several members: the same joins and order.
-_OWNED_MANY = deferral_safe(
+_OWNED_MANY = _by_pairs((Customer.team_id, Customer.owner_id), lambda key, source: (
     select(Customer, Deal)
+    .select_from(source)
     .join(Deal, _OPEN)
-    .where(Customer.org_id == bindparam("org_id"),
-           tuple_(Customer.team_id, Customer.owner_id).in_(bindparam("pairs", expanding=True)))
+    .where(Customer.org_id == bindparam("org_id"), key)
     .order_by(Customer.next_followup_on.is_(None), Customer.next_followup_on, Customer.last_activity_at.desc(),
               Customer.id, Deal.id)
-)
+))
 _SHARED_MANY = deferral_safe(
     select(Customer, Deal, Collaborator.member_id)
     .join(Collaborator, Collaborator.customer_id == Customer.id)

@@ -119,3 +119,21 @@ def _unbounded(type_: Any) -> Any:
 
 def unnest_params(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
     return {f"u_{c}": [row[c] for row in rows] for c in columns}
+
+
+def unnest_table(name: str, **columns: Any) -> Any:
+    """PostgreSQL: `unnest(:name_col1, :name_col2, …) AS name(col1, col2, …)`, a relation of rows given as one
+    array per column (`unnest_rows`), to join a batch's keys against.
+
+    One statement for any number of rows, where an IN list is a new statement (parse, plan, a prepared
+    statement per connection) for each count; and each row of it is a lookup by the joined key.
+    """
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    arrays = [bindparam(f"{name}_{column}", type_=ARRAY(_unbounded(type_))) for column, type_ in columns.items()]
+    return func.unnest(*arrays).table_valued(*columns).render_derived(name=name)
+
+
+def unnest_rows(name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str, list[Any]]:
+    """The parameters of `unnest_table(name, …columns)` for `rows` (tuples in the order of `columns`)."""
+    return {f"{name}_{column}": [row[k] for row in rows] for k, column in enumerate(columns)}

@@ -7,15 +7,18 @@ new team at once both end up with the one that won.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, and_, bindparam, or_, select
+from sqlalchemy import Select, String, and_, bindparam, or_, select, true
+from sqlalchemy.orm import aliased
 
 from storage.deferred import deferral_safe
 from storage.models import AuditLog, Member, Membership, Organisation, Team
 from storage.scope import NoTeamYet, Role, Scope, StoreBase
+from storage.sql import unnest_rows, unnest_table
 
 # Pool rules are columns of `teams`; every other team setting lives in its JSON `settings`.
 TEAM_RULE_COLUMNS = ("max_active_customers", "daily_claim_limit", "cooldown_days")
@@ -111,9 +114,17 @@ class TenancyQueries(StoreBase):
         for (platform, org_key), pairs in by_org.items():
             if len(pairs) < 2:
                 continue  # one sender: its own SELECT costs the same
-            params = {"platform": platform, "org_key": org_key, "chats": sorted({c for c, _ in pairs}),
-                      "users": sorted({u for _, u in pairs})}
-            for org, team, member, membership in (await self.session.execute(_BIND_MANY, params)).all():
+            statement: Any
+            if self.dialect == "postgresql":
+                ordered = sorted(pairs)
+                statement = _bind_pairs()
+                params = {"platform": platform, "org_key": org_key,
+                          **unnest_rows("pairs", ("chat_id", "user_id"), ordered)}
+            else:
+                statement = _BIND_MANY
+                params = {"platform": platform, "org_key": org_key, "chats": sorted({c for c, _ in pairs}),
+                          "users": sorted({u for _, u in pairs})}
+            for org, team, member, membership in (await self.session.execute(statement, params)).all():
                 if (team.chat_id, member.user_id) in pairs:
                     self.prefetched[(platform, org_key, team.chat_id, member.user_id)] = (org, team, member, membership)
 
@@ -330,6 +341,34 @@ _BIND_MANY = (
     .join(Membership, and_(Membership.team_id == Team.id, Membership.member_id == Member.id))
     .where(Organisation.platform == bindparam("platform"), Organisation.corp_key == bindparam("org_key"))
 )
+
+
+@functools.cache
+def _bind_pairs() -> Any:
+    """PostgreSQL's `_BIND_MANY`: the senders as (chat, user) pairs of two arrays, one statement for any
+    number of them (IN lists made one per count), each pair read by unique keys. The team and the member
+    are lateral lookups, so that even without statistics yet (a new database) the plan is a few index
+    probes per sender, not every team of the organisation against every sender."""
+    pairs = unnest_table("pairs", chat_id=String, user_id=String)
+    org = (select(Organisation.id)
+           .where(Organisation.platform == bindparam("platform"), Organisation.corp_key == bindparam("org_key"))
+           .scalar_subquery())
+    # LIMIT 1 (each is unique anyway) keeps PostgreSQL from flattening them into one join it would order itself.
+    team = aliased(Team, select(Team).where(Team.org_id == org, Team.chat_id == pairs.c.chat_id).limit(1)
+                   .lateral("team"))
+    member = aliased(Member, select(Member).where(Member.org_id == org, Member.user_id == pairs.c.user_id).limit(1)
+                     .lateral("member"))
+    statement: Any = (
+        select(Organisation, team, member, Membership)
+        .select_from(pairs)
+        .join(team, true())
+        .join(member, true())
+        .join(Organisation, Organisation.id == team.org_id)
+        .join(Membership, and_(Membership.team_id == team.id, Membership.member_id == member.id))
+    )
+    return deferral_safe(statement)
+
+
 # Statements that cannot see the rows a unit of work defers (storage.deferred).
 for _safe in (_BIND_KNOWN, _BIND_MANY):
     deferral_safe(_safe)
