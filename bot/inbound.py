@@ -126,15 +126,16 @@ class Inbound:
             await self.queue.join()
         await self.drain()
 
-    async def accept(self, payload: Any, *, sign: str | None = None) -> bool:
+    async def accept(self, payload: Any, *, sign: str | None = None, msg: IncomingMessage | None = None) -> bool:
         """Record a verified payload durably and queue it; False for a re-delivery.
 
         Returns once the row has committed, which is when the platform may be answered: from then
         on a crash loses nothing (recovery picks the row up) and a re-delivery is recognised. `sign`:
         the callback's signature when it does not cover the body (DingTalk's robot), checked for
-        replay when the command runs (storage.inbound).
+        replay when the command runs (storage.inbound). `msg`: the payload already parsed (the callback
+        validates it before acknowledging).
         """
-        msg = self.parse(payload)
+        msg = msg or self.parse(payload)
         now = self.clock()
         row_id = await self.db.queue_inbound(self.platform, msg.msg_id, msg.org_key, payload, now,
                                              lease_until=now + timedelta(seconds=ACCEPT_LEASE_S), sign=sign)

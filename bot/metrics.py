@@ -18,10 +18,11 @@ router imports it for `note_duplicate`, and `salesbot chat` has no metrics.
 from __future__ import annotations
 
 import contextvars
+from collections import Counter as CountOf
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from storage.outbox_queue import Outcome
@@ -125,26 +126,36 @@ class Metrics:
             ["platform"], registry=registry,
         )
         self._backlog_labels: set[tuple[str, str]] = set()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._lag_labels: set[str] = set()
 
     # ----------------------------------------------------------------- events
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, looked up once: counted several times a message, prometheus_client
+        validates the labels and takes a lock on every call."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def callback(self, platform: str, route: str, outcome: str) -> None:
-        self.callbacks.labels(platform, route, outcome).inc()
+        self._child(self.callbacks, platform, route, outcome).inc()
 
     def command(self, command: str, outcome: str, seconds: float) -> None:
-        self.commands.labels(command, outcome).inc()
-        self.command_seconds.labels(command).observe(seconds)
+        self._child(self.commands, command, outcome).inc()
+        self._child(self.command_seconds, command).observe(seconds)
 
     def delivered(self, platform: str, seconds: float) -> None:
-        self.delivery_seconds.labels(platform).observe(seconds)
+        self._child(self.delivery_seconds, platform).observe(seconds)
 
     def outbox_settled(
         self, platforms: Mapping[int, str], outcome: Outcome, destination_failures: Iterable[tuple[str, int]]
     ) -> None:
         """Count a settled batch (`storage.outbox_queue.Outcome`); `platforms` maps its row ids to platforms,
         `destination_failures` are (platform, rows failed) of the destinations failed whole."""
-        for row_id in outcome.sent:
-            self.outbox_sent.labels(platforms[row_id]).inc()
+        for platform, sent in CountOf(platforms[row_id] for row_id in outcome.sent).items():
+            self._child(self.outbox_sent, platform).inc(sent)
         for failure in outcome.failures:
             self.outbox_failed.labels(platforms[failure.id]).inc()
         for retry in outcome.retries:

@@ -94,8 +94,11 @@ async def read_body(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> by
         raise Rejected(413, f"body of {request.content_length} bytes over {max_bytes // 1024} KB")
     timeout = _body_timeout(request)
     try:
-        async with asyncio.timeout(timeout):
+        if request.content.is_eof():  # all of it arrived with the headers (a callback's usual case): no wait
             body = await request.read()
+        else:
+            async with asyncio.timeout(timeout):
+                body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise Rejected(413, f"body over {max_bytes // 1024} KB") from None
     except TimeoutError:

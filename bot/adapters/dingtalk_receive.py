@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiohttp import web
 
 from bot.adapters.common import (
@@ -249,8 +250,8 @@ class DingTalkCallbacks:
                                              self.settings.dingtalk_sign_window_s)
             body = await read_body(request)
             try:
-                payload = json.loads(body)
-            except (ValueError, RecursionError):
+                payload = orjson.loads(body)  # stricter than json: a lone surrogate is malformed, not a 503 later
+            except orjson.JSONDecodeError:
                 raise Rejected(400, "malformed JSON") from None
             msg = parse_robot_message(payload, self.settings)  # reject malformed before acknowledging
         except Rejected as err:
@@ -263,7 +264,7 @@ class DingTalkCallbacks:
             # command refuses a message whose pair was first used more than a few seconds earlier (a
             # captured header replayed with a forged body; storage.inbound). Genuine messages signed in
             # the same millisecond arrive together and all run.
-            await inbound.accept(payload, sign=headers["sign"])
+            await inbound.accept(payload, sign=headers["sign"], msg=msg)
         except Exception:
             log.exception("dingtalk robot: could not record msg_id=%s", msg.msg_id)
             return web.json_response({"errcode": 503, "errmsg": "retry later"}, status=503)
