@@ -6,10 +6,11 @@ teams. Written as one OR over the organisation's customers, no index serves that
 the whole organisation (200,000 customers: 20–40 ms); as a UNION of the three — the team's (its index),
 the pool's (a partial index, migration 0020) and the collaborations — a search reads only what the rep
 can see. The askers are a relation of their own (`q`: index, team, member, patterns), so several reps'
-searches are one statement; each keeps its own order and limit (a window per asker). On PostgreSQL `q` is
-unnest() of one array per column: one statement for any number of askers, planned as one relation (as a
-UNION ALL of bound rows, PostgreSQL planned a batch's search anew each time, ~1 ms). SQLite has no arrays:
-there it is a UNION ALL, built for a power of two of askers.
+searches are one statement; each keeps its own order and limit (a window per asker). For several askers on
+PostgreSQL `q` is unnest() of one array per column: one statement for any number of them, planned as one
+relation (as a UNION ALL of bound rows, PostgreSQL planned a batch's search anew each time, ~1 ms). One
+asker is one row of parameters; SQLite has no arrays: there several are a UNION ALL, built for a power of
+two of askers.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ SEARCH_LIMIT = 20
 Asker = tuple[int, int, str, str]  # team id, member id, normalised query, query as written
 
 _CT, _KT = table_of(Customer), table_of(Collaborator)
-_SEARCHES: dict[int, Select[Any]] = {}  # by shape; 0: PostgreSQL's, for any number of askers
+_SEARCHES: dict[tuple[int, bool], Select[Any]] = {}  # by shape (0: askers as arrays) and PostgreSQL or not
 _NAMES: dict[int, Select[Any]] = {}
 _SEARCH_COLUMNS = (("t", Integer), ("m", Integer), ("n", String), ("pn", String), ("pr", String))
 _NAMES_COLUMNS = (("t", Integer), ("m", Integer))
@@ -41,11 +42,11 @@ async def search_many(session: AsyncSession, org_id: int, askers: Sequence[Asker
     exact matches first, then shorter names (at most `limit`). An empty query part matches nothing."""
     rows = [(team_id, member_id, norm, f"%{escape_like(norm)}%" if norm else None,
              f"%{escape_like(raw)}%" if raw else None) for team_id, member_id, norm, raw in askers]
-    shape = _shape_for(session, len(askers))
+    shape, pg = _shape_for(session, len(askers))
     params = {"org_id": org_id, "limit": limit,
               **_asker_params(shape, _SEARCH_COLUMNS, rows, (None, None, "", None, None))}
     found: list[list[Customer]] = [[] for _ in askers]
-    for customer, i in (await session.execute(_searches(shape), params)).all():
+    for customer, i in (await session.execute(_searches(shape, pg), params)).all():
         found[i].append(customer)
     return found
 
@@ -53,7 +54,7 @@ async def search_many(session: AsyncSession, org_id: int, askers: Sequence[Asker
 async def visible_names_many(session: AsyncSession, org_id: int,
                              askers: Sequence[tuple[int, int]]) -> list[list[tuple[int, str, str]]]:
     """For each (team id, member id), (id, normalised name, name) of every customer they see."""
-    shape = _shape_for(session, len(askers))
+    shape, _ = _shape_for(session, len(askers))
     params = {"org_id": org_id, **_asker_params(shape, _NAMES_COLUMNS, askers, (None, None))}
     found: list[list[tuple[int, str, str]]] = [[] for _ in askers]
     for i, cid, norm, name in (await session.execute(_visible_names(shape), params)).all():
@@ -61,11 +62,18 @@ async def visible_names_many(session: AsyncSession, org_id: int,
     return found
 
 
-def _shape_for(session: AsyncSession, n: int) -> int:
-    """The number of asker rows a statement is built for: on SQLite a power of two, so that a process
-    compiles a handful of shapes (each ~20 ms and kept in memory), not one per batch size; on PostgreSQL
-    0, the one statement whose askers are arrays."""
-    return 0 if dialect_of(session) == "postgresql" else 1 << (n - 1).bit_length()
+def _shape_for(session: AsyncSession, n: int) -> tuple[int, bool]:
+    """The number of asker rows a statement is built for, and whether it is PostgreSQL's.
+
+    One asker (a command on its own): one row of parameters, everywhere. PostgreSQL plans that once per
+    connection and keeps the plan; an array it would plan anew at every run (its generic plan guesses ten
+    elements, so it keeps to custom plans). Several on PostgreSQL: 0, the statement whose askers are arrays.
+    Several on SQLite: a power of two, so that a process compiles a handful of shapes (each ~20 ms and kept
+    in memory), not one per batch size."""
+    pg = dialect_of(session) == "postgresql"
+    if n > 1 and pg:
+        return 0, pg
+    return 1 << (n - 1).bit_length(), pg
 
 
 def _asker_params(shape: int, cols: Sequence[tuple[str, Any]], rows: Sequence[Sequence[Any]],
@@ -105,20 +113,20 @@ def _seen_by(q: Any, *columns: Any, where: Any = None) -> Any:
     return union(*branches).subquery("seen")
 
 
-def _searches(n: int) -> Select[Any]:
-    stmt = _SEARCHES.get(n)
+def _searches(n: int, pg: bool) -> Select[Any]:
+    stmt = _SEARCHES.get((n, pg))
     if stmt is None:
         q = _askers(n, _SEARCH_COLUMNS)
         # PostgreSQL's LIKE escapes with a backslash unless told otherwise; spelled out (SQLite needs it), a
         # pattern that is not a constant went through like_escape() once per customer compared.
-        escape = {} if n == 0 else {"escape": "\\"}
+        escape = {} if pg else {"escape": "\\"}
         matches = or_(_CT.c.norm_name.like(q.c.pn, **escape), _CT.c.name.like(q.c.pr, **escape))
         seen = _seen_by(q, _CT.c.id, _CT.c.norm_name, q.c.n.label("query"), where=matches)
         order = (seen.c.norm_name != seen.c.query, func.length(seen.c.norm_name), seen.c.id)
         ranked = select(seen.c.id, seen.c.i, func.row_number().over(partition_by=seen.c.i, order_by=order).label("rn"))
         ranked_q = ranked.subquery("ranked")
         found = aliased(Customer)
-        stmt = _SEARCHES[n] = deferral_safe(
+        stmt = _SEARCHES[n, pg] = deferral_safe(
             select(found, ranked_q.c.i).join(ranked_q, ranked_q.c.id == found.id)
             .where(ranked_q.c.rn <= bindparam("limit")).order_by(ranked_q.c.i, ranked_q.c.rn)
         )
