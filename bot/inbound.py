@@ -42,6 +42,10 @@ RECOVER_EVERY_S = 5.0
 RECOVER_LEASE_S = 60.0
 RECOVER_BATCH = 200
 ACK_PRIORITY_S = 0.02
+# A batch formed while another runs, or soon after the last one, waits this long for company (`_gather`):
+# busy, each message alone would cost a transaction, a claim and a settle of its own.
+GATHER_S = 0.004
+BUSY_S = 0.01
 # Queued commands that share one transaction at most (see Router.handle_queued).
 BATCH_MAX = 32
 
@@ -76,6 +80,9 @@ class Inbound:
     _acks: int = 0
     _acks_idle: asyncio.Event = field(default_factory=asyncio.Event)
     batch_sizes: Counter[int] = field(default_factory=Counter)  # how many commands shared a transaction
+    _gathering: asyncio.Lock = field(default_factory=asyncio.Lock)  # one worker forms a batch at a time
+    _running: int = 0  # batches being run
+    _last_batch: float = 0.0  # loop time the last batch was formed
 
     def __post_init__(self) -> None:
         self._acks_idle.set()
@@ -161,17 +168,30 @@ class Inbound:
         self.queued_ids.add((msg.org_key, msg.msg_id))
 
     async def _work(self) -> None:
+        """Form a batch, then run it; while it runs, another worker forms the next.
+
+        One worker at a time waits on the queue and lets acknowledgements in flight finish first: what
+        arrives meanwhile joins its batch instead of going to an idle worker as a transaction of its own
+        (alone, a message costs about five times its share of a batch).
+        """
         assert self.queue is not None
         while True:
-            batch = [await self.queue.get()]
+            async with self._gathering:
+                batch = [await self.queue.get()]
+                try:
+                    if not self._acks_idle.is_set():
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._acks_idle.wait(), ACK_PRIORITY_S)
+                    # Whatever queued up meanwhile runs in the same transaction (Router.handle_queued):
+                    # at low load a batch is one message; under load the commit is shared.
+                    while len(batch) < BATCH_MAX and not self.queue.empty():
+                        batch.append(self.queue.get_nowait())
+                    await self._gather(batch)
+                except BaseException:
+                    self._done_with(batch)
+                    raise
+            self._running += 1
             try:
-                if not self._acks_idle.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._acks_idle.wait(), ACK_PRIORITY_S)
-                # Whatever queued up meanwhile runs in the same transaction (Router.handle_queued):
-                # at low load a batch is one message; under load the commit is shared.
-                while len(batch) < BATCH_MAX and not self.queue.empty():
-                    batch.append(self.queue.get_nowait())
                 self.batch_sizes[len(batch)] += 1
                 await self.process_batch(batch)
             except Exception:
@@ -179,9 +199,37 @@ class Inbound:
                 self.log.exception("%s inbound: processing failed msg_ids=%s", self.platform,
                                    ",".join(m.msg_id for m in batch))
             finally:
-                for msg in batch:
-                    self.queued_ids.discard((msg.org_key, msg.msg_id))
-                    self.queue.task_done()
+                self._running -= 1
+                self._done_with(batch)
+
+    async def _gather(self, batch: list[IncomingMessage]) -> None:
+        """When the process is busy (a batch runs, or the last one was formed under BUSY_S ago), wait up to
+        GATHER_S for more messages to join `batch`. At 300 messages a second this pairs them and takes a
+        fifth off each one's CPU; idle, a message goes at once."""
+        assert self.queue is not None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        busy = self._running > 0 or now - self._last_batch < BUSY_S
+        self._last_batch = now
+        if not busy:
+            return
+        deadline = now + GATHER_S
+        while len(batch) < BATCH_MAX:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                batch.append(await asyncio.wait_for(self.queue.get(), remaining))
+            except TimeoutError:
+                return
+            while len(batch) < BATCH_MAX and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+
+    def _done_with(self, batch: list[IncomingMessage]) -> None:
+        assert self.queue is not None
+        for msg in batch:
+            self.queued_ids.discard((msg.org_key, msg.msg_id))
+            self.queue.task_done()
 
     async def process(self, msg: IncomingMessage) -> None:
         """Run a recorded command; its transaction marks the inbound row done with its effects."""
