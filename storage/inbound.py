@@ -29,7 +29,7 @@ from sqlalchemy import Insert, bindparam, case, exists, or_, select, update
 from storage.deferred import deferral_safe
 from storage.models import InboundMessage
 from storage.scope import StoreBase
-from storage.sql import insert_for, rowcount, status_in, table_of
+from storage.sql import insert_for, one_of, rowcount, status_in, table_of
 
 _inbound = table_of(InboundMessage)
 # Still to be processed: the predicate of the partial index `ix_inbound_messages_waiting`.
@@ -108,7 +108,8 @@ class InboundQueries(StoreBase):
         by_row = [row for _, row in msgs if row is not None]
         by_key = [msg_id for msg_id, row in msgs if row is None]
         finished: dict[str, str] = {}
-        for statement, params in ((_INBOUND_FINISH_ROWS, {"rows": by_row}), (_INBOUND_FINISH_MANY, {"ids": by_key})):
+        by_rows = _INBOUND_FINISH_ROWS[self.dialect == "postgresql"]
+        for statement, params in ((by_rows, {"rows": by_row}), (_INBOUND_FINISH_MANY, {"ids": by_key})):
             if next(iter(params.values())):
                 result = await self.session.execute(statement, {"p": platform, "o": org_key, "done_at": now, **params})
                 finished.update((msg_id, status) for msg_id, status in result.all())
@@ -175,16 +176,17 @@ _INBOUND_FINISH_MANY = (
             processed_at=bindparam("done_at", type_=_inbound.c.processed_at.type))
     .returning(_inbound.c.msg_id, _inbound.c.status)
 )
-_INBOUND_FINISH_ROWS = (
-    update(_inbound)
+_INBOUND_FINISH_ROWS = {  # by dialect (PostgreSQL or not): the ids as one array there
+    postgres: update(_inbound)
     .where(
-        _inbound.c.id.in_(bindparam("rows", expanding=True)),  # alone: with the key too, a planner without
-        _WAITING,                                              # statistics yet scanned the organisation's rows
+        one_of(_inbound.c.id, "rows", postgres),  # alone: with the key too, a planner without statistics
+        _WAITING,                                  # yet scanned the organisation's rows
     )
     .values(status=case((_REPLAYED, REPLAYED), else_="done"),
             processed_at=bindparam("done_at", type_=_inbound.c.processed_at.type))
     .returning(_inbound.c.msg_id, _inbound.c.status)
-)
+    for postgres in (False, True)
+}
 # Statements that cannot see the rows a unit of work defers (storage.deferred).
-for _safe in (_INBOUND_FINISH, _INBOUND_FINISH_MANY, _INBOUND_FINISH_ROWS):
+for _safe in (_INBOUND_FINISH, _INBOUND_FINISH_MANY, *_INBOUND_FINISH_ROWS.values()):
     deferral_safe(_safe)

@@ -26,7 +26,7 @@ from sqlalchemy.orm import aliased
 
 from storage.engine import is_sqlite
 from storage.models import Organisation, OutboxMessage, Team
-from storage.sql import rowcount, status_in
+from storage.sql import one_of, rowcount, status_in
 
 ACTIVE = ("pending", "sending")
 
@@ -177,12 +177,13 @@ _BEHIND = (
     .order_by(OutboxMessage.id)
     .limit(bindparam("limit"))
 )
-_MARK_SENT = (
-    update(OutboxMessage)
-    .where(OutboxMessage.id.in_(bindparam("ids", expanding=True)), OutboxMessage.status == "sending")
+_MARK_SENT = {  # by dialect (PostgreSQL or not): the ids as one array there, one statement for any count
+    postgres: update(OutboxMessage)
+    .where(one_of(OutboxMessage.id, "ids", postgres), OutboxMessage.status == "sending")
     .values(status="sent", sent_at=bindparam("now", type_=OutboxMessage.sent_at.type), lease_until=None,
             attempts=OutboxMessage.attempts + 1)
-)
+    for postgres in (False, True)
+}
 
 
 def _is_due(row: Any, now: datetime) -> bool:
@@ -315,7 +316,7 @@ class OutboxQueue:
         o = OutboxMessage
         statements: list[tuple[Any, dict[str, Any]]] = []
         if outcome.sent:
-            statements.append((_MARK_SENT, {"ids": outcome.sent, "now": now}))
+            statements.append((_MARK_SENT[not self.is_sqlite], {"ids": outcome.sent, "now": now}))
         if outcome.released:
             statements.append(
                 (

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import String, Table, bindparam, func, literal_column, select
+from sqlalchemy import String, Table, any_, bindparam, func, literal_column, select
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -137,3 +137,13 @@ def unnest_table(name: str, **columns: Any) -> Any:
 def unnest_rows(name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str, list[Any]]:
     """The parameters of `unnest_table(name, …columns)` for `rows` (tuples in the order of `columns`)."""
     return {f"{name}_{column}": [row[k] for row in rows] for k, column in enumerate(columns)}
+
+
+def one_of(column: Any, name: str, postgres: bool) -> ColumnElement[bool]:
+    """`column` is one of the values bound as `name` (a list): `= ANY(:name)` with one array on PostgreSQL
+    (one statement for any count), an expanding IN list elsewhere."""
+    if postgres:
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
