@@ -101,9 +101,8 @@ def unnest_insert(table: Table, columns: Sequence[str], conflict: Sequence[str] 
     if stmt is None:
         from sqlalchemy.dialects import postgresql
 
-        arrays = select(*[func.unnest(bindparam(f"u_{c}", type_=postgresql.ARRAY(_unbounded(table.c[c].type))))
-                          for c in columns])
-        built = postgresql.insert(table).from_select(list(columns), arrays)
+        rows = unnest_table("u", **{c: table.c[c].type for c in columns})
+        built = postgresql.insert(table).from_select(list(columns), select(*rows.c).select_from(rows))
         if conflict is not None:
             built = built.on_conflict_do_nothing(index_elements=list(conflict) or None)
         stmt = built.returning(*[table.c[c] for c in returning]) if returning else built
@@ -118,7 +117,8 @@ def _unbounded(type_: Any) -> Any:
 
 
 def unnest_params(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
-    return {f"u_{c}": [row[c] for row in rows] for c in columns}
+    """The parameters of `unnest_insert(…, columns)` for `rows` (dicts by column)."""
+    return unnest_rows("u", columns, [[row[c] for c in columns] for row in rows])
 
 
 def unnest_table(name: str, **columns: Any) -> Any:
