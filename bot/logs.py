@@ -138,3 +138,11 @@ def configure_logging(level: int | str, fmt: LogFormat = "text", stream: IO[str]
     setattr(handler, _OURS, True)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def remove_logging() -> None:
+    """Take `configure_logging`'s handler off the root logger: a caller that ran the CLI in-process (a
+    test) must not leave later records going to a stream it has closed."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
+        root.removeHandler(old)

@@ -4,6 +4,7 @@ a controllable clock, and a console harness that drives the bot like a user woul
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import uuid
@@ -18,6 +19,7 @@ from sqlalchemy import text
 
 from bot.adapters.console import ConsoleChat
 from bot.assembly import all_settings
+from bot.logs import remove_logging
 from bot.router import Router
 from handlers import all_commands
 from storage import migrate
@@ -52,6 +54,16 @@ class FakeClock:
 
         self.now = datetime.fromisoformat(text_).replace(tzinfo=ZoneInfo(tz)).astimezone(UTC)
         return self.now
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored() -> Iterator[None]:
+    """A test that runs the CLI in-process installs the process's log handler on the root logger, bound
+    to that test's captured stderr; later tests would write their records to the closed stream."""
+    level = logging.getLogger().level
+    yield
+    remove_logging()
+    logging.getLogger().setLevel(level)
 
 
 @pytest.fixture(scope="session")
