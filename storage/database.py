@@ -29,6 +29,7 @@ from storage.sql import table_of, unnest_insert, unnest_params
 from storage.store import Store
 
 if TYPE_CHECKING:
+    from storage.direct import Direct
     from storage.outbox_queue import OutboxQueue
 
 _inbound = table_of(InboundMessage)
@@ -152,7 +153,16 @@ class Database:
         (~25 ms to import) are for the worker and the CLI, not for a console chat."""
         from storage import outbox_queue
 
-        return outbox_queue.OutboxQueue(self.engine, self.sessions)
+        return outbox_queue.OutboxQueue(self.engine, self.sessions, self.direct)
+
+    @functools.cached_property
+    def direct(self) -> Direct | None:
+        """PostgreSQL's runner for the queue's autocommitted statements (storage.direct); None on SQLite."""
+        if self.is_sqlite:
+            return None
+        from storage.direct import Direct
+
+        return Direct(self.engine)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: object) -> Database:
@@ -196,13 +206,11 @@ class Database:
         if self.is_sqlite:
             async with self.engine.begin() as conn:
                 result = await conn.execute(_inbound_returning(self.engine.dialect.name), rows)
-        else:
-            columns = tuple(rows[0])
-            stmt = unnest_insert(_inbound, columns, INBOUND_KEY, returning=("id", "platform", "org_key", "msg_id"))
-            async with self.engine.connect() as conn:
-                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                result = await conn.execute(stmt, unnest_params(columns, rows))
-        return {(p, o, m): row_id for row_id, p, o, m in result.all()}
+            return {(p, o, m): row_id for row_id, p, o, m in result.all()}
+        assert self.direct is not None
+        columns = tuple(rows[0])
+        stmt = unnest_insert(_inbound, columns, INBOUND_KEY, returning=("id", "platform", "org_key", "msg_id"))
+        return {(p, o, m): row_id for row_id, p, o, m in await self.direct.fetch(stmt, unnest_params(columns, rows))}
 
     async def prune_bookkeeping(self, now: datetime, keep_days: int) -> dict[str, int]:
         """Delete finished outbox rows (sent, failed) and finished inbound rows (done, failed) whose last

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import and_, any_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -27,6 +27,9 @@ from sqlalchemy.orm import aliased
 from storage.engine import is_sqlite
 from storage.models import Organisation, OutboxMessage, Team
 from storage.sql import one_of, rowcount, status_in
+
+if TYPE_CHECKING:
+    from storage.direct import Direct
 
 ACTIVE = ("pending", "sending")
 
@@ -227,6 +230,20 @@ async def _followers(
     return ids
 
 
+class _Head(NamedTuple):
+    """A row `_LEASE_HEADS_PG` returns, in its RETURNING order."""
+
+    id: int
+    platform: str
+    dest_key: str
+    destination: Any
+    body: Any
+    attempts: int
+    tid: int | None
+    settings: Any
+    has_later: bool
+
+
 def _claimed(r: Any) -> ClaimedRow:
     return ClaimedRow(r.id, r.platform, r.dest_key, r.destination, r.body, r.attempts, r.tid,
                       dict(r.settings or {}) if r.tid is not None else None)
@@ -236,10 +253,12 @@ class OutboxQueue:
     """Claims and settles outbox rows, and answers a deliverer's send-time lookups. Stateless apart from
     the engine; `Database.outbox` is the process's one instance."""
 
-    def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
+                 direct: Direct | None = None) -> None:
         self.engine = engine
         self.sessions = sessions
         self.is_sqlite = is_sqlite(engine)
+        self.direct = direct  # PostgreSQL: the autocommitted claim and settle (storage.direct)
 
     async def claim(
         self, now: datetime, *, lease_seconds: float, batch_size: int, per_destination: int
@@ -257,10 +276,8 @@ class OutboxQueue:
             # One autocommitted statement leases the heads and returns them: heads are usually all
             # there is (one reply per chat), and five round trips become one. Their followers cannot
             # be taken by anyone else meanwhile (their head is active), so they come in a second step.
-            async with self.engine.connect() as conn:
-                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                params = {"now": now, "batch": batch_size, "lease_until": lease_until}
-                rows = list((await conn.execute(_LEASE_HEADS_PG, params)).all())
+            params = {"now": now, "batch": batch_size, "lease_until": lease_until}
+            rows: list[Any] = [_Head(*r) for r in await self._direct().fetch(_LEASE_HEADS_PG, params)]
             if not rows:
                 return []
             followed = [h for h in rows if h.has_later]
@@ -283,6 +300,13 @@ class OutboxQueue:
                 await session.execute(_LEASE, {"ids": ids, "lease_until": lease_until})
                 rows = list((await session.execute(_CLAIMED, {"ids": ids})).all())
         return [_claimed(r) for r in rows]
+
+    def _direct(self) -> Direct:
+        if self.direct is None:  # an OutboxQueue built on a PostgreSQL engine without one
+            from storage.direct import Direct
+
+            self.direct = Direct(self.engine)
+        return self.direct
 
     async def claim_behind(
         self, dest_key: str, after_id: int, now: datetime, *, lease_seconds: float, limit: int
@@ -343,11 +367,9 @@ class OutboxQueue:
                 .values(status="failed", lease_until=None, last_error=failure.error[:2000], attempts=o.attempts + 1),
                 {},
             ))
-        if len(statements) == 1 and not self.is_sqlite:
+        if len(statements) == 1 and outcome.sent and not self.is_sqlite:
             # The usual outcome ("all sent") is one statement: autocommit it (one round trip, not three).
-            async with self.engine.connect() as conn:
-                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(*statements[0])
+            await self._direct().fetch(*statements[0])
             return
         async with self.sessions() as session, session.begin():
             for statement, params in statements:
@@ -370,8 +392,11 @@ class OutboxQueue:
         Only heads count: rows queued behind a busy or backing-off head are "due" but not claimable, and
         waking for them would spin.
         """
-        async with self.sessions() as session:
-            pending, leased = (await session.execute(_NEXT_DUE[not self.is_sqlite])).one()
+        if self.is_sqlite:
+            async with self.sessions() as session:
+                pending, leased = (await session.execute(_NEXT_DUE[False])).one()
+        else:
+            [(pending, leased)] = await self._direct().fetch(_NEXT_DUE[True], {})
         times = [t for t in (pending, leased) if t is not None]
         return min(times) if times else None
 

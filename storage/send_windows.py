@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.database import GroupWriter
+from storage.direct import Direct
 from storage.models import SendWindow
 from storage.sql import rowcount, table_of
 
@@ -61,8 +62,9 @@ REMEMBERED = 10_000
 class SendWindows:
     """`update(key, now, window, change)`: the shared counterpart of bot.ratelimit.SlidingWindowLimiter."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, direct: Direct | None = None) -> None:
         self.engine = engine
+        self.direct = direct or Direct(engine)  # the swaps of a pass, autocommitted (storage.direct)
         self._seen: dict[str, tuple[int, list[float]]] = {}
         self._gate = asyncio.Semaphore(CONCURRENCY)
         self._swaps: GroupWriter[str, bool] = GroupWriter(self._swap_many, key=lambda row: str(row["key"]))
@@ -91,9 +93,7 @@ class SendWindows:
     async def _swap_many(self, rows: list[dict[str, Any]]) -> dict[str, bool]:
         params = {"keys": [r["key"] for r in rows], "seen": [r["seen"] for r in rows],
                   "sent": [json.dumps(r["sent"]) for r in rows]}
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return dict.fromkeys((await conn.execute(_SWAP_MANY, params)).scalars().all(), True)
+        return dict.fromkeys((key for (key,) in await self.direct.fetch(_SWAP_MANY, params)), True)
 
     async def _update(
         self, key: str, now: float, window: float, change: Callable[[list[float]], list[float] | None]
