@@ -126,6 +126,10 @@ class Inbound:
             task.cancel()
         await asyncio.gather(*self._runners, return_exceptions=True)
         self._runners.clear()
+        if self.batch_sizes:  # how well commits were shared: what to look at when commands cost too much CPU
+            batches, messages = sum(self.batch_sizes.values()), sum(n * k for n, k in self.batch_sizes.items())
+            self.log.info("%s inbound: %d messages in %d transactions (%.1f a transaction, at most %d)",
+                          self.platform, messages, batches, messages / batches, max(self.batch_sizes))
 
     async def idle(self) -> None:
         """Wait until every queued command has been processed (tests, shutdown)."""

@@ -113,6 +113,9 @@ class _Note:
     outcome: str = "ok"  # ok, refused, error, duplicate
     team: str | None = None
     started: float = field(default_factory=time.perf_counter)
+    # The command the text matched, when a batch matched it already (to prefetch what it reads).
+    match: Match | None = None
+    matched: bool = False
 
 
 @dataclass
@@ -144,10 +147,14 @@ class Router:
         self.running = 0
         self.finished = 0
         self.clock = clock
-        self._by_word: list[tuple[str, CommandSpec]] = sorted(
+        by_word: list[tuple[str, CommandSpec]] = sorted(
             [(w, s) for s in self.commands for w in s.words], key=lambda p: -len(p[0])
         )
         self._by_alias: dict[str, CommandSpec] = {s.alias.lower(): s for s in self.commands}
+        # The words by their first character, longest first: a text is compared with a handful, not all.
+        self._by_first: dict[str, list[tuple[str, CommandSpec]]] = {}
+        for word, spec in by_word:
+            self._by_first.setdefault(word[:1], []).append((word, spec))
 
     # ----------------------------------------------------------------- matching
     def match(self, text: str) -> Match | None:
@@ -158,7 +165,7 @@ class Router:
             head, _, rest = text.partition(" ")
             spec = self._by_alias.get(head.lower())
             return Match(spec, rest.strip()) if spec else None
-        for word, spec in self._by_word:
+        for word, spec in self._by_first.get(text[:1], ()):
             if text.startswith(word):
                 return Match(spec, text[len(word) :].strip())
         return None
@@ -269,14 +276,16 @@ class Router:
                 await store.prefetch_bindings([(m.platform, m.org_key, m.chat_id, m.user_id) for m in msgs
                                                if m.chat_type != "single" and m.user_id is not None
                                                and (m.platform, m.org_key, m.msg_id) in fresh])
-                await self._prefetch_reads(store, [m for m in msgs if (m.platform, m.org_key, m.msg_id) in fresh])
+                matched = {id(m): self.match(m.text) for m in msgs if (m.platform, m.org_key, m.msg_id) in fresh}
+                await self._prefetch_reads(store, [m for m in msgs if id(m) in matched], matched)
                 results: list[list[Reply]] = []
                 notes: list[_Note] = []
                 for msg in msgs:
                     key = (msg.platform, msg.org_key, msg.msg_id)
                     first = key in fresh
                     fresh.discard(key)  # a second copy in the batch is a re-delivery
-                    notes.append(_Note(outcome="refused") if key in replayed else _Note())
+                    notes.append(_Note(outcome="refused") if key in replayed else
+                                 _Note(match=matched.get(id(msg)), matched=id(msg) in matched))
                     if key in replayed:  # recorded, never run (logged above)
                         results.append([])
                         done += 1
@@ -301,14 +310,16 @@ class Router:
             alone = await self._handle(msgs[done], queued=True)
             return [*before, alone, *(await self._handle_batch(msgs[done + 1 :]))]
 
-    async def _prefetch_reads(self, store: Store, msgs: Sequence[IncomingMessage]) -> None:
+    async def _prefetch_reads(
+        self, store: Store, msgs: Sequence[IncomingMessage], matched: dict[int, Match | None]
+    ) -> None:
         """What the batch's commands will read first (`CommandSpec.reads_first`), read for all of them at
         once; each command still reads for itself when an earlier one changed what was read."""
         wanted: dict[int, list[tuple[int, int, str, str]]] = {}
         mine: dict[int, list[tuple[int, int]]] = {}
         for msg in msgs:
             binding = store.prefetched.get((msg.platform, msg.org_key, msg.chat_id, msg.user_id or ""))
-            match = self.match(msg.text) if binding is not None else None
+            match = matched[id(msg)] if binding is not None else None
             if binding is None or match is None or match.spec.reads_first is None:
                 continue
             read = match.spec.reads_first(normalise_text(_take_options(match.spec, match.rest)[1]))
@@ -393,7 +404,7 @@ class Router:
         note.outcome = "refused"  # until the handler has run: too long, not understood, not allowed
         if len(msg.text) > MAX_TEXT_CHARS:
             return [Reply(f"消息太长了（超过 {MAX_TEXT_CHARS} 字），请精简后再发。")]
-        match = self.match(msg.text)
+        match = note.match if note.matched else self.match(msg.text)
         if match is None:
             return [self._not_understood(msg.text)]
         spec = match.spec

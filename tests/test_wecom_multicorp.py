@@ -57,7 +57,7 @@ def two_corp_settings(a: FakeWeCom, b: FakeWeCom, **overrides: object) -> Settin
     values: dict[str, object] = dict(
         admins=("boss",), wecom_corp_id="wwA", wecom_aibot_token="TA", wecom_aibot_aes_key=AIBOT_KEY,
         wecom_app_token="TA2", wecom_app_aes_key=APP_KEY, wecom_app_secret="secA", wecom_agent_id=AGENT,
-        wecom_api_base=a.base_url, wecom_corps=(corp_b(b),),
+        wecom_api_base=a.base_url, wecom_corps=(corp_b(b),), reply_budget_ms=10_000,  # see wecom_settings
     )
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -52,6 +52,9 @@ def wecom_settings(fake: FakeWeCom, **overrides: Any) -> Settings:
         wecom_app_secret="sec",
         wecom_agent_id=1000002,
         wecom_api_base=fake.base_url,
+        # What a test answers inline must not go late because a busy CI host paused it past the real
+        # 1.5 s window; tests of a late reply ask for reply_budget_ms=0.
+        reply_budget_ms=10_000,
     )
     values.update(overrides)
     return Settings(**values)
