@@ -322,7 +322,10 @@ class Router:
             match = matched[id(msg)] if binding is not None else None
             if binding is None or match is None or match.spec.reads_first is None:
                 continue
-            read = match.spec.reads_first(normalise_text(_take_options(match.spec, match.rest)[1]))
+            try:
+                read = match.spec.reads_first(normalise_text(_take_options(match.spec, match.rest)[1]))
+            except UserError:
+                continue  # an option it refuses: the command says so when it runs, the batch goes on
             org, team, member = binding[0], binding[1], binding[2]
             if read is not None and read[0] == "customer":
                 wanted.setdefault(org.id, []).append((team.id, member.id, read[1], read[2]))

@@ -230,3 +230,25 @@ async def test_reps_of_several_teams_searching_in_one_burst_each_get_what_they_m
     assert "已记录" in answered[4] and "百度在线" in answered[4]
     customer_reads = [s for s in statements if s.startswith("SELECT") and " customers" in s]
     assert len(customer_reads) == 3  # the teams' own names, the searches, the look-alikes: one each
+
+
+async def test_a_follow_up_with_a_wrong_option_is_refused_without_unsettling_the_burst(  # type: ignore[no-untyped-def]
+    ding: FakeDingTalk, db, caplog: pytest.LogCaptureFixture
+) -> None:
+    await beforehand(ding, db, [
+        ("认领 小米科技", "lisi", "李四"),
+        ("认领 京东", "zhangsan", "张三"),
+    ])
+    caplog.set_level("INFO", logger="salesbot.router")
+    answered = await burst(ding, db, [
+        ("跟进 小米 报价已发", "lisi", "李四"),
+        ("跟进 京东 先问问 阶段:乱写", "zhangsan", "张三"),
+        ("跟进 京东 第一次拜访 阶段:初访", "zhangsan", "张三"),
+    ])
+    assert "已记录" in answered[0]
+    assert "阶段「乱写」不认识" in answered[1] and "示例" in answered[1]
+    assert "已记录" in answered[2]
+    assert not [r for r in caplog.records if "rolled back" in r.getMessage()]  # one transaction, no replays
+    async with db.session() as s:
+        notes = (await s.execute(select(FollowUp.content).order_by(FollowUp.id))).scalars().all()
+    assert list(notes) == ["报价已发", "第一次拜访"]
