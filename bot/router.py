@@ -247,12 +247,16 @@ class Router:
             self._observe(note)
             return replies
 
-    def _observe(self, note: _Note) -> None:
-        """Count a finished message (metrics) and say so at DEBUG, in the message's log context."""
+    def _observe(self, note: _Note, msg: IncomingMessage | None = None) -> None:
+        """Count a finished message (metrics) and say so at DEBUG, in the message's log context (`msg`:
+        the context is not set yet). The context is built only when the line will be written."""
         seconds = time.perf_counter() - note.started
         if self.metrics is not None:
             self.metrics.command(note.command, note.outcome, seconds)
-        with log_context(team=note.team):
+        if not log.isEnabledFor(logging.DEBUG):
+            return
+        where = {"platform": msg.platform, "org": msg.org_key, "msg_id": msg.msg_id} if msg is not None else {}
+        with log_context(team=note.team, **where):
             log.debug("command %s %s in %.1f ms", note.command, note.outcome, seconds * 1000)
 
     async def _handle_batch(self, msgs: Sequence[IncomingMessage]) -> list[list[Reply]]:
@@ -295,8 +299,7 @@ class Router:
                                                               note=notes[-1]))
                     done += 1
             for msg, note in zip(msgs, notes, strict=True):
-                with log_context(platform=msg.platform, org=msg.org_key, msg_id=msg.msg_id):
-                    self._observe(note)
+                self._observe(note, msg)
             return results
         except Exception as err:
             if done >= len(msgs):  # the COMMIT itself failed (e.g. a deadlock with another replica)

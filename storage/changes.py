@@ -36,7 +36,8 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "collaborators": ("customer_id", "member_id"),
 }
 
-Mark = tuple[tuple[int, ...], tuple[int, ...]]
+Mark = tuple[int, tuple[int, ...], tuple[int, ...]]  # (all changes, rows of the tables, any of the tables)
+_TOTAL = "changed_total"  # session.info: every change counted, whatever the table
 _VALUES_ONLY: set[int] = set()  # ids of prebuilt UPDATEs by primary key that set no key column
 
 
@@ -65,16 +66,19 @@ def note_flush(session: Session) -> None:
 
 def mark(session: Session, tables: tuple[str, ...]) -> Mark:
     """Where the counts of `tables` stand now."""
-    rows, any_ = session.info.get(_ROWS, {}), session.info.get(_ANY, {})
-    return (tuple(rows.get(t, 0) for t in (*tables, _ALL)), tuple(any_.get(t, 0) for t in (*tables, _ALL)))
+    info = session.info
+    rows, any_ = info.get(_ROWS, {}), info.get(_ANY, {})
+    return (info.get(_TOTAL, 0), tuple(rows.get(t, 0) for t in (*tables, _ALL)),
+            tuple(any_.get(t, 0) for t in (*tables, _ALL)))
 
 
 def changed_since(session: Session, tables: tuple[str, ...], since: Mark, *, any_column: bool = False) -> bool:
     """Whether rows of `tables` may have changed since `since` (any column too, with `any_column`),
     flushed or still in memory."""
-    now = mark(session, tables)
-    if now[0] != since[0] or (any_column and now[1] != since[1]):
-        return True
+    if session.info.get(_TOTAL, 0) != since[0]:  # something was counted since: were these tables among it?
+        now = mark(session, tables)
+        if now[1] != since[1] or (any_column and now[2] != since[2]):
+            return True
     for obj in (*session.new, *session.deleted):
         if _table_of(obj) in tables:
             return True
@@ -87,6 +91,7 @@ def changed_since(session: Session, tables: tuple[str, ...], since: Mark, *, any
 
 def _bump(session: Session, name: str, *, rows: bool) -> None:
     info = session.info
+    info[_TOTAL] = info.get(_TOTAL, 0) + 1
     counts = info.setdefault(_ANY, {})
     counts[name] = counts.get(name, 0) + 1
     if rows:

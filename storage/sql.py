@@ -48,8 +48,9 @@ def insert_for(dialect: str, table: Table, conflict: Sequence[str] | None = None
 
 
 def _dialect_module(dialect: str) -> Any:
-    """The dialect whose `insert` has ON CONFLICT; PostgreSQL's is loaded only when used (about 20 ms and
-    2 MB that a SQLite process never needs)."""
+    """The dialect whose `insert` has ON CONFLICT. (Both dialect modules are loaded with the models anyway:
+    SQLAlchemy loads a dialect to check the `postgresql_where=` of the partial indexes. The driver,
+    asyncpg, is imported only on PostgreSQL.)"""
     if dialect == "postgresql":
         from sqlalchemy.dialects import postgresql
 
