@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import asyncpg
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement
@@ -102,6 +101,8 @@ def _is_disconnect(err: BaseException) -> bool:
     """Whether the connection must not be handed out again: the server said the connection is over
     (SQLSTATE class 08, or an administrator's shutdown), or the error is the client's own (a closed
     socket, a timeout, a protocol in an unknown state — e.g. a backend killed between statements)."""
+    import asyncpg  # only a PostgreSQL process gets here; a SQLite one never loads the driver
+
     if isinstance(err, asyncpg.PostgresError):
         state = str(getattr(err, "sqlstate", "") or "")
         return state.startswith("08") or state in ("57P01", "57P02", "57P03")
