@@ -157,12 +157,12 @@ class Metrics:
         for platform, sent in CountOf(platforms[row_id] for row_id in outcome.sent).items():
             self._child(self.outbox_sent, platform).inc(sent)
         for failure in outcome.failures:
-            self.outbox_failed.labels(platforms[failure.id]).inc()
+            self._child(self.outbox_failed, platforms[failure.id]).inc()
         for retry in outcome.retries:
-            (self.outbox_retries if retry.count_attempt else self.outbox_deferred).labels(platforms[retry.id]).inc()
+            self._child(self.outbox_retries if retry.count_attempt else self.outbox_deferred, platforms[retry.id]).inc()
         for platform, count in destination_failures:
             if count:
-                self.outbox_failed.labels(platform).inc(count)
+                self._child(self.outbox_failed, platform).inc(count)
 
     def firing(self, job: str, status: str) -> None:
         self.firings.labels(job, status).inc()

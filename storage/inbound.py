@@ -164,29 +164,27 @@ _INBOUND_FINISH = (
     .values(status=case((_REPLAYED, REPLAYED), else_=bindparam("new_status")), processed_at=bindparam("done_at"))
     .returning(_inbound.c.status)
 )
-_INBOUND_FINISH_MANY = (
-    update(_inbound)
-    .where(
-        _inbound.c.platform == bindparam("p"),
-        _inbound.c.org_key == bindparam("o"),
-        _inbound.c.msg_id.in_(bindparam("ids", expanding=True)),
-        _WAITING,
+
+
+def _finish_batch(*where: Any) -> Any:
+    """A batch's finish: the waiting rows `where` finds become done (or replayed); (msg id, status) of each."""
+    return (
+        update(_inbound)
+        .where(*where, _WAITING)
+        .values(status=case((_REPLAYED, REPLAYED), else_="done"),
+                processed_at=bindparam("done_at", type_=_inbound.c.processed_at.type))
+        .returning(_inbound.c.msg_id, _inbound.c.status)
     )
-    .values(status=case((_REPLAYED, REPLAYED), else_="done"),
-            processed_at=bindparam("done_at", type_=_inbound.c.processed_at.type))
-    .returning(_inbound.c.msg_id, _inbound.c.status)
+
+
+_INBOUND_FINISH_MANY = _finish_batch(
+    _inbound.c.platform == bindparam("p"),
+    _inbound.c.org_key == bindparam("o"),
+    _inbound.c.msg_id.in_(bindparam("ids", expanding=True)),
 )
-_INBOUND_FINISH_ROWS = {  # by dialect (PostgreSQL or not): the ids as one array there
-    postgres: update(_inbound)
-    .where(
-        one_of(_inbound.c.id, "rows", postgres),  # alone: with the key too, a planner without statistics
-        _WAITING,                                  # yet scanned the organisation's rows
-    )
-    .values(status=case((_REPLAYED, REPLAYED), else_="done"),
-            processed_at=bindparam("done_at", type_=_inbound.c.processed_at.type))
-    .returning(_inbound.c.msg_id, _inbound.c.status)
-    for postgres in (False, True)
-}
+# By row id alone (the ids as one array on PostgreSQL): with the key too, a planner without statistics yet
+# scanned the organisation's rows.
+_INBOUND_FINISH_ROWS = {postgres: _finish_batch(one_of(_inbound.c.id, "rows", postgres)) for postgres in (False, True)}
 # Statements that cannot see the rows a unit of work defers (storage.deferred).
 for _safe in (_INBOUND_FINISH, _INBOUND_FINISH_MANY, *_INBOUND_FINISH_ROWS.values()):
     deferral_safe(_safe)

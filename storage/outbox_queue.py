@@ -302,10 +302,7 @@ class OutboxQueue:
         return [_claimed(r) for r in rows]
 
     def _direct(self) -> Direct:
-        if self.direct is None:  # an OutboxQueue built on a PostgreSQL engine without one
-            from storage.direct import Direct
-
-            self.direct = Direct(self.engine)
+        assert self.direct is not None, "PostgreSQL's queue is built with its Database's Direct"
         return self.direct
 
     async def claim_behind(

@@ -62,9 +62,9 @@ REMEMBERED = 10_000
 class SendWindows:
     """`update(key, now, window, change)`: the shared counterpart of bot.ratelimit.SlidingWindowLimiter."""
 
-    def __init__(self, engine: AsyncEngine, direct: Direct | None = None) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.direct = direct or Direct(engine)  # the swaps of a pass, autocommitted (storage.direct)
+        self.direct = Direct(engine)  # the swaps of a pass, autocommitted (storage.direct)
         self._seen: dict[str, tuple[int, list[float]]] = {}
         self._gate = asyncio.Semaphore(CONCURRENCY)
         self._swaps: GroupWriter[str, bool] = GroupWriter(self._swap_many, key=lambda row: str(row["key"]))
