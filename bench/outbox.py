@@ -27,8 +27,8 @@ from sqlalchemy import text
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.adapters.wecom_webhook import MARKDOWN_MAX_BYTES, WeComWebhookDeliverer, webhook_dest_key, webhook_destination  # noqa: E402
-from bot.delivery import OutgoingMessage  # noqa: E402
-from bot.outbox import DeliverersByKind, OutboxWorker, enqueue_message, utcnow  # noqa: E402
+from bot.delivery import DeliverersByKind, OutgoingMessage  # noqa: E402
+from bot.outbox import OutboxWorker, enqueue_message, utcnow  # noqa: E402
 from storage import migrate  # noqa: E402
 from storage.database import Database  # noqa: E402
 from storage.engine import create_engine  # noqa: E402

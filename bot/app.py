@@ -237,7 +237,7 @@ def _platform_sink(sinks: dict[str, Any]) -> Any:
 
 def default_components(settings: Settings) -> list[Component]:
     """Platform adapters, outbox and scheduler enabled by the configuration."""
-    from bot.outbox import outbox_component
+    from bot.outbox_component import outbox_component
 
     components: list[Component] = [outbox_component]
     if settings.wecom_enabled:

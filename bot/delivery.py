@@ -101,3 +101,29 @@ def _cut_at_bytes(line: str, max_bytes: int) -> int:
         if total > max_bytes:
             return max(index, 1)
     return len(line)
+
+
+class DeliverersByKind:
+    """One platform, several kinds of destination (webhook, app message, group chat) — picks by `kind`."""
+
+    def __init__(self, platform: str, by_kind: dict[str, Deliverer]) -> None:
+        self.platform = platform
+        self.by_kind = by_kind
+
+    def _pick(self, destination: dict[str, Any]) -> Deliverer:
+        deliverer = self.by_kind.get(str(destination.get("kind")))
+        if deliverer is None:
+            raise PermanentFailure(f"no deliverer for {self.platform} destination kind {destination.get('kind')!r}")
+        return deliverer
+
+    def limit_key(self, destination: dict[str, Any]) -> str:
+        return self._pick(destination).limit_key(destination)
+
+    def rate_limit(self, destination: dict[str, Any]) -> RateLimit | None:
+        return self._pick(destination).rate_limit(destination)
+
+    def max_bytes(self, destination: dict[str, Any]) -> int:
+        return self._pick(destination).max_bytes(destination)
+
+    async def deliver(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
+        await self._pick(destination).deliver(destination, message)

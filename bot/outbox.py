@@ -7,6 +7,8 @@ group announcement commit together or not at all. `OutboxWorker` then delivers d
 * it is woken by `Database.on_commit` the moment a transaction that enqueued something commits, and
   otherwise sleeps until the next row is due (retries, other replicas' rows) or `poll_interval` passes;
 * it keeps order per destination (see storage.outbox_queue for how the claim enforces it across replicas);
+* on PostgreSQL a commit's wake starts a pass even while earlier passes wait on the platform (up to
+  MAX_PASSES at once): a slow answer for one group does not hold up replies to the others;
 * it never exceeds a destination's rate limit (sliding window per limit key: in PostgreSQL, shared by
   every replica, storage.send_windows; in the process on SQLite) — when the window is full the rows are
   handed back with the time the next slot frees, nobody sleeps holding them;
@@ -36,9 +38,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiohttp import web
-
-from bot.app_keys import DATABASE_KEY, DELIVERERS_KEY, HTTP_SESSION_KEY, METRICS_KEY, SETTINGS_KEY
 from bot.broken import BrokenPushes, blocked_reason
 from bot.charts import ready_to_send
 from bot.delivery import Deliverer, OutgoingMessage, PermanentFailure, RateLimit, RetryLater, split_text
@@ -53,6 +52,7 @@ from storage.store import Store
 log = logging.getLogger("salesbot.outbox")
 
 Clock = Callable[[], datetime]
+MAX_PASSES = 4
 Team = tuple[int, dict[str, Any]]  # a row's team id and settings as claimed (durable broken-push marks)
 
 
@@ -107,32 +107,6 @@ class _Group:
     team: Team | None
 
 
-class DeliverersByKind:
-    """One platform, several kinds of destination (webhook, app message, group chat) — picks by `kind`."""
-
-    def __init__(self, platform: str, by_kind: dict[str, Deliverer]) -> None:
-        self.platform = platform
-        self.by_kind = by_kind
-
-    def _pick(self, destination: dict[str, Any]) -> Deliverer:
-        deliverer = self.by_kind.get(str(destination.get("kind")))
-        if deliverer is None:
-            raise PermanentFailure(f"no deliverer for {self.platform} destination kind {destination.get('kind')!r}")
-        return deliverer
-
-    def limit_key(self, destination: dict[str, Any]) -> str:
-        return self._pick(destination).limit_key(destination)
-
-    def rate_limit(self, destination: dict[str, Any]) -> RateLimit | None:
-        return self._pick(destination).rate_limit(destination)
-
-    def max_bytes(self, destination: dict[str, Any]) -> int:
-        return self._pick(destination).max_bytes(destination)
-
-    async def deliver(self, destination: dict[str, Any], message: OutgoingMessage) -> None:
-        await self._pick(destination).deliver(destination, message)
-
-
 class OutboxWorker:
     """Sends due outbox rows; one per bot process, any number per PostgreSQL database."""
 
@@ -158,6 +132,7 @@ class OutboxWorker:
         metrics: Metrics | None = None,
         merge_bursts: bool = True,
         rate_margin: float = 1.0,
+        max_passes: int | None = None,
     ) -> None:
         self.db = db
         self.queue = db.outbox
@@ -178,6 +153,9 @@ class OutboxWorker:
         # SQLite means one bot process: its window can live in memory. PostgreSQL may have replicas.
         self.windows: SendWindow = windows or (SlidingWindowLimiter() if db.is_sqlite else SendWindows(db.engine))
         self.merge_bursts = merge_bursts
+        # PostgreSQL: passes overlap (a reply committed while the last pass waits on the platform goes
+        # at once); SQLite: one writer, so one pass at a time.
+        self.max_passes = max_passes or (1 if db.is_sqlite else MAX_PASSES)
         # The platform counts a message when it receives it, we when we send it (and replicas' clocks
         # differ a little): the window is this much longer than the platform's.
         self.rate_margin = rate_margin
@@ -191,7 +169,8 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._deferred = False
+        self._due: datetime | None = None  # when the next row falls due, as the last pass read it
+        self._passes_started = 0
 
     # ----------------------------------------------------------------- lifecycle
     def wake(self) -> None:
@@ -229,36 +208,67 @@ class OutboxWorker:
                 await task
 
     async def _run(self) -> None:
+        """Passes, each started by a commit's wake (or a timer); up to `max_passes` at once.
+
+        A pass waits on its platform calls; a reply committed meanwhile need not wait for them. The claim
+        never hands out a destination whose head is in flight, so concurrent passes keep each
+        destination's order, and the windows are swapped atomically (storage.send_windows).
+        """
         woken = False
-        due: datetime | None = None
-        while not self._stopping:
-            self._wake.clear()
-            timeout = self.poll_interval
-            try:
-                self._deferred = False
-                await self.run_once()
-                # When the next row falls due is read after a pass that put rows off (retries, rate
-                # limits) or that the timer started (backoffs and leases of other workers). A pass a
-                # commit woke, that sent all it claimed, changed nothing due later: keep the last answer.
-                if self._deferred or not woken:
-                    due = await self.queue.next_due()
-                if due is not None:
-                    timeout = min(max((due - self.clock()).total_seconds(), 0.05), self.poll_interval)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox: worker pass failed; retrying in %.0fs", self.poll_interval)
-            if self._stopping:
-                break
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-                woken = True
-            except TimeoutError:
-                woken = False
-            else:
-                # Woken by a commit: give the commits right behind it a moment to land, so that under
-                # load one claim takes many rows instead of each commit paying for a claim of its own.
-                await asyncio.sleep(self.coalesce_seconds)
+        passes: set[asyncio.Task[float]] = set()
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                current = asyncio.create_task(self._pass(woken), name="outbox-pass")
+                passes.add(current)
+                current.add_done_callback(passes.discard)
+                woken = await self._next_wake(current, passes)
+                if woken and not self._stopping:
+                    # Give the commits right behind this one a moment to land, so that under load one
+                    # claim takes many rows instead of each commit paying for a claim of its own.
+                    await asyncio.sleep(self.coalesce_seconds)
+        finally:
+            if passes:
+                await asyncio.gather(*passes, return_exceptions=True)
+
+    async def _next_wake(self, current: asyncio.Task[float], passes: set[asyncio.Task[float]]) -> bool:
+        """Wait for a commit's wake (True) or for the time `current` says the next row falls due (False)."""
+        wake = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait((wake, current), return_when=asyncio.FIRST_COMPLETED)
+            if not wake.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(wake), current.result())
+            if not wake.done():
+                return False
+            while len(passes) >= self.max_passes:
+                await asyncio.wait(passes, return_when=asyncio.FIRST_COMPLETED)
+            return True
+        finally:
+            wake.cancel()
+
+    async def _pass(self, woken: bool) -> float:
+        """One pass; how long to sleep after it when no commit wakes the worker."""
+        self._passes_started += 1
+        started = self._passes_started
+        try:
+            claimed, deferred = await self._deliver_due()
+            if claimed and self._passes_started != started:
+                # A pass that started meanwhile could not take the rows queued behind what this one
+                # held in flight: look again now that they are heads.
+                self._wake.set()
+            # When the next row falls due is read after a pass that put rows off (retries, rate
+            # limits) or that the timer started (backoffs and leases of other workers). A pass a
+            # commit woke, that sent all it claimed, changed nothing due later: keep the last answer.
+            if deferred or not woken:
+                self._due = await self.queue.next_due()
+            if self._due is not None:
+                return min(max((self._due - self.clock()).total_seconds(), 0.05), self.poll_interval)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("outbox: worker pass failed; retrying in %.0fs", self.poll_interval)
+        return self.poll_interval
 
     # ----------------------------------------------------------------- delivery
     async def run_once(self) -> int:
@@ -266,7 +276,11 @@ class OutboxWorker:
 
         Tests with a fake clock call this directly instead of starting the background task.
         """
-        total = 0
+        return (await self._deliver_due())[0]
+
+    async def _deliver_due(self) -> tuple[int, bool]:
+        """Claim and deliver until nothing claimable is left: rows claimed, whether any was put off."""
+        claimed, deferred = 0, False
         while not self._stopping:
             rows = await self.queue.claim(
                 self.clock(),
@@ -276,14 +290,14 @@ class OutboxWorker:
             )
             if not rows:
                 break
-            total += len(rows)
+            claimed += len(rows)
             outcome = await self._deliver_batch(rows)
-            self._deferred = self._deferred or bool(outcome.retries or outcome.released)
+            deferred = deferred or bool(outcome.retries or outcome.released)
             if not self._claim_was_full(rows) and not outcome.failures:
                 # Everything claimable was in this batch, and no failure queued a notice meanwhile:
                 # no need for an empty claim to say so.
                 break
-        return total
+        return claimed, deferred
 
     def _claim_was_full(self, rows: list[ClaimedRow]) -> bool:
         """Whether a claim may have left claimable rows behind (the batch or a destination's share full)."""
@@ -559,42 +573,3 @@ class OutboxWorker:
         if after is not None:
             delay = max(delay, after * (1.0 + 0.1 * self.rng()))
         return delay
-
-
-# ------------------------------------------------------------------- app wiring
-OUTBOX_WORKER_KEY = web.AppKey("outbox_worker", OutboxWorker)
-
-
-def build_deliverers(app: web.Application) -> dict[str, Deliverer]:
-    """The deliverers this process can use, by platform.
-
-    Platform adapters register theirs in `app[DELIVERERS_KEY]` when they start (possibly after the
-    worker); the worker keeps this very dict and looks deliverers up at send time. Without a WeCom
-    adapter, group webhooks (set with `salesbot team set-webhook`) can still be sent.
-    """
-    from bot.adapters.wecom_webhook import WeComWebhookDeliverer
-    deliverers: dict[str, Deliverer] = app[DELIVERERS_KEY]
-    if "console" not in deliverers:
-        from bot.adapters.console import ConsoleDeliverer
-
-        deliverers["console"] = ConsoleDeliverer()
-    if "wecom" not in deliverers:
-        session = app[HTTP_SESSION_KEY]
-        webhook = WeComWebhookDeliverer(session, api_base=app[SETTINGS_KEY].wecom_api_base)
-        deliverers["wecom"] = DeliverersByKind("wecom", {"webhook": webhook})
-    return deliverers
-
-
-def outbox_component(app: web.Application) -> None:
-    """Run an `OutboxWorker` for the app's lifetime, woken by every commit that enqueued messages."""
-    async def outbox_ctx(app: web.Application) -> Any:
-        db = app[DATABASE_KEY]
-        worker = OutboxWorker(db, build_deliverers(app), admin_ids=tuple(app[SETTINGS_KEY].admins),
-                              metrics=app.get(METRICS_KEY))
-        db.on_commit(worker.on_commit)
-        app[OUTBOX_WORKER_KEY] = worker
-        await worker.start()
-        yield
-        await worker.stop()
-
-    app.cleanup_ctx.append(outbox_ctx)

@@ -22,10 +22,10 @@ Times are the workers' wall clocks (epoch seconds); the caller's margin covers a
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from sqlalchemy import Integer, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -92,7 +92,7 @@ class SendWindows:
 
     async def _swap_many(self, rows: list[dict[str, Any]]) -> dict[str, bool]:
         params = {"keys": [r["key"] for r in rows], "seen": [r["seen"] for r in rows],
-                  "sent": [json.dumps(r["sent"]) for r in rows]}
+                  "sent": [orjson.dumps(r["sent"]).decode() for r in rows]}
         return dict.fromkeys((key for (key,) in await self.direct.fetch(_SWAP_MANY, params)), True)
 
     async def _update(

@@ -11,7 +11,8 @@ import asyncio
 import aiohttp
 
 from bot.adapters.wecom_webhook import WeComWebhookDeliverer
-from bot.outbox import DeliverersByKind, OutboxWorker
+from bot.delivery import DeliverersByKind
+from bot.outbox import OutboxWorker
 from storage.database import Database
 from storage.engine import create_engine
 

@@ -23,7 +23,7 @@ from bot.adapters.wecom import WECOM_KEY, wecom_component
 from bot.app import build_app
 from bot.app_keys import METRICS_KEY
 from bot.metrics import Metrics
-from bot.outbox import outbox_component
+from bot.outbox_component import outbox_component
 from bot.settings import Settings, load_settings
 from schedules.scheduler import Scheduler
 from storage.database import Database

@@ -15,7 +15,8 @@ import aiohttp
 import pytest
 
 from bot.adapters.wecom_webhook import WeComWebhookDeliverer
-from bot.outbox import DeliverersByKind, OutboxWorker, utcnow
+from bot.delivery import DeliverersByKind
+from bot.outbox import OutboxWorker, utcnow
 from storage.database import Database
 from tests.conftest import PG_URL, pg_engine
 from tests.fakes.wecom import FakeWeCom

@@ -3,6 +3,7 @@ through a real HTTP round trip to a fake WeCom on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -11,8 +12,8 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.adapters.wecom_webhook import WeComWebhookDeliverer, webhook_dest_key, webhook_destination
-from bot.delivery import OutgoingMessage, PermanentFailure, RetryLater
-from bot.outbox import DeliverersByKind, OutboxWorker, enqueue_message, utcnow
+from bot.delivery import DeliverersByKind, OutgoingMessage, PermanentFailure, RetryLater
+from bot.outbox import OutboxWorker, enqueue_message, utcnow
 from storage.database import Database
 from storage.models import OutboxMessage
 from tests.conftest import FakeClock
@@ -68,6 +69,35 @@ async def test_a_committed_reply_reaches_the_group_within_tens_of_milliseconds(d
     print(f"\nenqueue→delivered latencies (s): {[round(x, 4) for x in latencies]}")
     assert min(latencies) < 0.1 and sorted(latencies)[2] < 0.2, latencies
     assert received_texts(wecom, KEY) == [f"认领成功 {n}" for n in range(5)]
+
+
+async def test_a_slow_group_does_not_hold_up_replies_to_other_groups(db: Database, http) -> None:
+    """While the platform takes its time answering one group's send, a reply committed for another group
+    goes at once; the slow group's next message follows its first, as soon as that one is settled."""
+    if db.is_sqlite:
+        pytest.skip("SQLite has one writer: its worker runs one pass at a time")
+    other = "robot-key-0002-secret"
+    async with FakeWeCom(webhook_keys=[KEY, other]) as wecom:
+        worker = make_worker(db, http, wecom, poll_interval=30.0)
+        db.on_commit(worker.on_commit)
+        await worker.start()
+        try:
+            stall = wecom.stall_webhook(KEY)
+            await enqueue_texts(db, KEY, ["慢群 第一条"], utcnow())
+            await asyncio.sleep(0.2)  # its send is in flight, unanswered
+            started = time.perf_counter()
+            await enqueue_texts(db, other, ["别的群"], utcnow())
+            await enqueue_texts(db, KEY, ["慢群 第二条"], utcnow())
+            await wecom.wait_for(lambda: received_texts(wecom, other) == ["别的群"], timeout=5)
+            elapsed = time.perf_counter() - started
+            assert received_texts(wecom, KEY) == []
+            stall.set()
+            await wecom.wait_for(lambda: len(received_texts(wecom, KEY)) == 2, timeout=5)
+        finally:
+            stall.set()
+            await worker.stop()
+    assert elapsed < 1.0, elapsed
+    assert received_texts(wecom, KEY) == ["慢群 第一条", "慢群 第二条"]
 
 
 async def test_a_command_that_fails_leaves_no_message_behind(db: Database, clock: FakeClock) -> None:
@@ -226,7 +256,7 @@ async def test_http_5xx_and_429_are_retried(http) -> None:
 async def test_the_app_runs_the_outbox_worker_for_its_lifetime(tmp_path) -> None:
     from bot.app import build_app
     from bot.app_keys import DATABASE_KEY
-    from bot.outbox import OUTBOX_WORKER_KEY
+    from bot.outbox_component import OUTBOX_WORKER_KEY
     from bot.settings import Settings
     from tests.server_support import AppServer
 

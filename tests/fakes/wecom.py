@@ -410,6 +410,7 @@ class FakeWeCom:
         self._webhook_keys: set[str] = set(webhook_keys)
         self._webhook_sent: dict[str, deque[float]] = {}
         self._webhook_failures: dict[str, _ForcedFailure] = {}
+        self._webhook_stalls: dict[str, asyncio.Event] = {}
         self._forced: dict[str, list[_ForcedFailure]] = {}
         self._response_codes: dict[str, _ResponseCode] = {}
         self._member_sends: dict[str, deque[float]] = {}
@@ -825,7 +826,16 @@ class FakeWeCom:
     # ------------------------------------------------------------------ POST /cgi-bin/webhook/send
     async def _h_webhook(self, request: web.Request) -> web.Response:
         rec = await self._record(request)
+        stall = self._webhook_stalls.get(rec.query.get("key", ""))
+        if stall is not None:
+            await stall.wait()
         return await self._finish(rec, self._webhook_send(rec))
+
+    def stall_webhook(self, key: str) -> asyncio.Event:
+        """A slow platform: sends to `key`'s webhook are recorded on arrival but answered only once the
+        returned event is set."""
+        stall = self._webhook_stalls[key] = asyncio.Event()
+        return stall
 
     def _webhook_send(self, rec: RecordedRequest) -> _Answer:
         key = rec.query.get("key", "")
