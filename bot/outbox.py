@@ -227,6 +227,10 @@ class OutboxWorker:
                     # Give the commits right behind this one a moment to land, so that under load one
                     # claim takes many rows instead of each commit paying for a claim of its own.
                     await asyncio.sleep(self.coalesce_seconds)
+        except asyncio.CancelledError:
+            for running in passes:  # stop() ran out of patience: the sends in flight go with it
+                running.cancel()
+            raise
         finally:
             if passes:
                 await asyncio.gather(*passes, return_exceptions=True)
