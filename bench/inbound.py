@@ -4,6 +4,7 @@
     python -m bench.inbound --db sqlite --rate 300 --requests 3000            # open loop: p99 at 300 req/s
     python -m bench.inbound --db postgresql://postgres@127.0.0.1:5432/postgres --rate 300
     python -m bench.inbound --db postgresql://… --workers 2                    # serve --workers 2
+    python -m bench.inbound --db postgresql://… --rate 300 --platform-latency-ms 100   # a platform 100 ms away
 
 Starts a FakeDingTalk (tests/fakes/dingtalk.py) in this process, `python -m bot.cli serve` in a subprocess
 whose configuration points every DingTalk URL at the fake, and a bare aiohttp server that only checks the
@@ -230,6 +231,8 @@ async def main() -> None:
                         help="requests of each phase's kind sent first and not measured (statements get prepared)")
     parser.add_argument("--no-bare", action="store_true", help="skip the signature-only floor")
     parser.add_argument("--workers", type=int, default=1, help="serve --workers N (PostgreSQL only)")
+    parser.add_argument("--platform-latency-ms", type=float, default=0.0,
+                        help="how long the fake platform takes to answer each call (the internet's round trip)")
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="salesbot-bench-")
@@ -246,6 +249,7 @@ async def main() -> None:
         await admin.close()
         db_url = urlunsplit(urlsplit(base)._replace(path="/" + name))  # keeps ?host=/run/postgresql (a socket)
     async with FakeDingTalk() as ding:
+        ding.answer_delay = args.platform_latency_ms / 1000
         env = {**os.environ, "SALESBOT_DATABASE_URL": db_url, "SALESBOT_DINGTALK_APP_KEY": ding.app_key,
                "SALESBOT_DINGTALK_APP_SECRET": ding.app_secret, "SALESBOT_DINGTALK_OAPI_BASE": ding.oapi_base,
                "SALESBOT_DINGTALK_API_BASE": ding.api_base, "SALESBOT_LOG_LEVEL": "WARNING"}

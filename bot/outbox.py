@@ -7,8 +7,9 @@ group announcement commit together or not at all. `OutboxWorker` then delivers d
 * it is woken by `Database.on_commit` the moment a transaction that enqueued something commits, and
   otherwise sleeps until the next row is due (retries, other replicas' rows) or `poll_interval` passes;
 * it keeps order per destination (see storage.outbox_queue for how the claim enforces it across replicas);
-* on PostgreSQL a commit's wake starts a pass even while earlier passes wait on the platform (up to
-  MAX_PASSES at once): a slow answer for one group does not hold up replies to the others;
+* on PostgreSQL a commit's wake starts a pass beside the last one once that has waited on the platform
+  for OVERLAP_AFTER_S (up to MAX_PASSES at once): a slow answer for one group does not hold up replies
+  to the others, while quick passes still follow each other and share their claims;
 * it never exceeds a destination's rate limit (sliding window per limit key: in PostgreSQL, shared by
   every replica, storage.send_windows; in the process on SQLite) — when the window is full the rows are
   handed back with the time the next slot frees, nobody sleeps holding them;
@@ -53,6 +54,8 @@ log = logging.getLogger("salesbot.outbox")
 
 Clock = Callable[[], datetime]
 MAX_PASSES = 4
+# A pass still waiting on the platform after this long lets the next one start beside it.
+OVERLAP_AFTER_S = 0.02
 Team = tuple[int, dict[str, Any]]  # a row's team id and settings as claimed (durable broken-push marks)
 
 
@@ -171,6 +174,7 @@ class OutboxWorker:
         self._stopping = False
         self._due: datetime | None = None  # when the next row falls due, as the last pass read it
         self._passes_started = 0
+        self._last_pass_at = 0.0  # loop time the last pass started
 
     # ----------------------------------------------------------------- lifecycle
     def wake(self) -> None:
@@ -210,7 +214,8 @@ class OutboxWorker:
     async def _run(self) -> None:
         """Passes, each started by a commit's wake (or a timer); up to `max_passes` at once.
 
-        A pass waits on its platform calls; a reply committed meanwhile need not wait for them. The claim
+        A pass waits on its platform calls; a reply committed meanwhile need not wait for them once
+        those are slow (`_next_wake`). The claim
         never hands out a destination whose head is in flight, so concurrent passes keep each
         destination's order, and the windows are swapped atomically (storage.send_windows).
         """
@@ -220,6 +225,7 @@ class OutboxWorker:
             while not self._stopping:
                 self._wake.clear()
                 current = asyncio.create_task(self._pass(woken), name="outbox-pass")
+                self._last_pass_at = asyncio.get_running_loop().time()
                 passes.add(current)
                 current.add_done_callback(passes.discard)
                 woken = await self._next_wake(current, passes)
@@ -245,8 +251,15 @@ class OutboxWorker:
                     await asyncio.wait_for(asyncio.shield(wake), current.result())
             if not wake.done():
                 return False
-            while len(passes) >= self.max_passes:
-                await asyncio.wait(passes, return_when=asyncio.FIRST_COMPLETED)
+            # The next pass waits for the last one while that is quick (its rows join the next claim);
+            # once the last has waited on the platform for OVERLAP_AFTER_S, it starts beside it.
+            loop = asyncio.get_running_loop()
+            while passes:
+                remaining = self._last_pass_at + OVERLAP_AFTER_S - loop.time()
+                if len(passes) < self.max_passes and remaining <= 0:
+                    break
+                timeout = remaining if len(passes) < self.max_passes else None
+                await asyncio.wait(passes, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             return True
         finally:
             wake.cancel()
