@@ -156,8 +156,8 @@ class OutboxWorker:
         # SQLite means one bot process: its window can live in memory. PostgreSQL may have replicas.
         self.windows: SendWindow = windows or (SlidingWindowLimiter() if db.is_sqlite else SendWindows(db.engine))
         self.merge_bursts = merge_bursts
-        # PostgreSQL: passes overlap (a reply committed while the last pass waits on the platform goes
-        # at once); SQLite: one writer, so one pass at a time.
+        # PostgreSQL: a pass that has waited on the platform for OVERLAP_AFTER_S lets the next one start
+        # beside it; SQLite: one writer, so one pass at a time.
         self.max_passes = max_passes or (1 if db.is_sqlite else MAX_PASSES)
         # The platform counts a message when it receives it, we when we send it (and replicas' clocks
         # differ a little): the window is this much longer than the platform's.
@@ -215,9 +215,9 @@ class OutboxWorker:
         """Passes, each started by a commit's wake (or a timer); up to `max_passes` at once.
 
         A pass waits on its platform calls; a reply committed meanwhile need not wait for them once
-        those are slow (`_next_wake`). The claim
-        never hands out a destination whose head is in flight, so concurrent passes keep each
-        destination's order, and the windows are swapped atomically (storage.send_windows).
+        those are slow (`_next_wake`). The claim never hands out a destination whose head is in flight,
+        so concurrent passes keep each destination's order, and the windows are swapped atomically
+        (storage.send_windows).
         """
         woken = False
         passes: set[asyncio.Task[float]] = set()
