@@ -423,8 +423,8 @@ class FakeDingTalk:
         self._clock = clock
         self._wall_clock = wall_clock
         self._last_robot_ts = 0
-        #: Seconds the platform takes to answer an HTTP call (recorded on arrival): the internet's round
-        #: trip to the real one, 0 on loopback.
+        #: Seconds the platform takes to answer an HTTP API call (recorded on arrival): the internet's
+        #: round trip to the real one, 0 on loopback.
         self.answer_delay = 0.0
         self._crypto = DingTalkCrypto(event_token, event_aes_key, self.event_owner_key)
 
@@ -1168,8 +1168,6 @@ class FakeDingTalk:
             rec.status, rec.response = status, payload
             self.received.append(rec)
             await self._notify()
-            if self.answer_delay:
-                await asyncio.sleep(self.answer_delay)
             return web.json_response(payload, status=status, dumps=_dumps)
         ticket.used = True
         ws = web.WebSocketResponse(timeout=2.0, autoping=True)
