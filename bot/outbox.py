@@ -154,7 +154,9 @@ class OutboxWorker:
         self.broken_ttl = broken_ttl
         self.rng = rng
         # SQLite means one bot process: its window can live in memory. PostgreSQL may have replicas.
-        self.windows: SendWindow = windows or (SlidingWindowLimiter() if db.is_sqlite else SendWindows(db.engine))
+        if windows is None:
+            windows = SlidingWindowLimiter() if db.is_sqlite else SendWindows(db.engine, db.direct)
+        self.windows: SendWindow = windows
         self.merge_bursts = merge_bursts
         # PostgreSQL: a pass that has waited on the platform for OVERLAP_AFTER_S lets the next one start
         # beside it; SQLite: one writer, so one pass at a time.

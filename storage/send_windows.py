@@ -62,9 +62,11 @@ REMEMBERED = 10_000
 class SendWindows:
     """`update(key, now, window, change)`: the shared counterpart of bot.ratelimit.SlidingWindowLimiter."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, direct: Direct | None = None) -> None:
         self.engine = engine
-        self.direct = Direct(engine)  # the swaps of a pass, autocommitted (storage.direct)
+        # The swaps of a pass, autocommitted (storage.direct): the Database's runner, whose compiled
+        # statements the outbox's claim and settle share.
+        self.direct = direct or Direct(engine)
         self._seen: dict[str, tuple[int, list[float]]] = {}
         self._gate = asyncio.Semaphore(CONCURRENCY)
         self._swaps: GroupWriter[str, bool] = GroupWriter(self._swap_many, key=lambda row: str(row["key"]))
