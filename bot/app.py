@@ -167,6 +167,7 @@ def build_app(
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         db = database or open_database(settings)
+        db.admin_entries = tuple(settings.admins)  # a database handed in (tests) follows the settings too
         await prepare_database(db)
         app[DATABASE_KEY] = db
         app[ROUTER_KEY] = build_router(

@@ -27,6 +27,7 @@ def open_database(settings: Settings) -> Database:
     db = Database.from_url(settings.database_url)
     db.default_timezone = settings.timezone
     db.name_key_version = NAME_KEY_VERSION
+    db.admin_entries = tuple(settings.admins)
     db.board = BoardConfig(public_url=settings.public_url, secret=settings.board_secret)
     from bot.charts import announce_font, find_cjk_font
 

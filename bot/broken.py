@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.delivery import OutgoingMessage, PermanentFailure
-from bot.settings import admin_ids_for
+from storage.admins import admin_ids_for
 from storage.database import Database
 from storage.push_marks import lock_team, org_admins, organisations_on, teams_with_any_setting
 from storage.team_settings import (

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 from bot.logs import log_context
 from bot.messages import IncomingMessage, Reply
 from bot.metrics import note_duplicate
-from bot.settings import admin_ids_for
 from handlers.commands import ROLE_RANK, Args, CommandSpec, OptionSpec, SettingsTable, UserError, role_refusal
+from storage.admins import admin_ids_for
 from storage.database import Database
 from storage.inbound import REPLAYED, SIGN_FRESH_S
 from storage.models import Member
@@ -131,7 +131,7 @@ class Router:
         commands: Sequence[CommandSpec],
         *,
         settings_table: SettingsTable | None = None,
-        admin_ids: Iterable[str] = (),
+        admin_ids: Iterable[str] | None = None,
         reply_sink: ReplySink | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: Metrics | None = None,
@@ -141,7 +141,8 @@ class Router:
         self.commands = list(commands)
         # The `设置` rows, assembled by the application with the commands; handed to handlers in `Args`.
         self.settings_table: SettingsTable = dict(settings_table or {})
-        self.admin_ids = tuple(admin_ids)
+        # SALESBOT_ADMINS; by default what the database was opened with (bot.assembly), which reports use too.
+        self.admin_ids = tuple(db.admin_entries if admin_ids is None else admin_ids)
         self._admins_of: dict[str, frozenset[str]] = {}
         self.reply_sink = reply_sink
         self.running = 0

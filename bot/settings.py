@@ -12,7 +12,7 @@ import functools
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -360,19 +360,3 @@ def load_settings(
     except Invalid as err:
         problems = [_error_location(loc, message) for loc, message in err.problems]
         raise ConfigError("配置错误：\n" + "\n".join(problems)) from None
-
-
-def admin_ids_for(admins: Iterable[str], org_key: str) -> frozenset[str]:
-    """The user ids SALESBOT_ADMINS makes admins of organisation `org_key` (a corp id, "console").
-
-    A bare id counts in every organisation; `<corp id>:<user id>` only in that one. With several
-    corps, user ids are chosen per corp and may collide, hence the qualified form.
-    """
-    ids: set[str] = set()
-    for entry in admins:
-        org, sep, user = entry.partition(":")
-        if not sep:
-            ids.add(entry)
-        elif org == org_key and user:
-            ids.add(user)
-    return frozenset(ids)

@@ -31,7 +31,7 @@ async def members(msg: IncomingMessage, args: Args, store: Store, now: datetime)
     away = {leave.member_id for leave in await ss.leaves_between(today, today + timedelta(days=1))}
     lines = [f"👥 「{store.team.name}」共 {len(team)} 人："]
     for row in team:
-        role = "管理员" if row.member.is_admin else ROLE_NAMES["lead" if row.role == "lead" else "rep"]
+        role = "管理员" if store.is_admin(row.member) else ROLE_NAMES["lead" if row.role == "lead" else "rep"]
         count = await store.count_active_owned(row.member)
         leave = " · 🏖 请假中" if row.member.id in away else ""
         lines.append(f"· {row.member.name}（{role}）跟进中 {count} 个客户{leave}")
@@ -57,7 +57,7 @@ async def remove(msg: IncomingMessage, args: Args, store: Store, now: datetime) 
     membership = await store.team_membership(member)
     if membership is None or membership.left_at is not None:
         raise UserError(f"「{member.name}」不在「{store.team.name}」里。发送「成员」查看本组成员。")
-    if member.is_admin:
+    if store.is_admin(member):
         raise UserError(f"「{member.name}」是管理员，不能移出本组。")
     if membership.role == "lead" and store.role != "admin":
         raise UserError(f"「{member.name}」是主管，只有管理员可以把主管移出本组。")

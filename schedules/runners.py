@@ -27,8 +27,8 @@ from schedules.manager_reports import (
     previous_month,
     week_start_of,
 )
-from storage.calendar_days import org_admins
 from storage.models import Customer, Member
+from storage.push_marks import org_admins
 from storage.reports import ReportStore
 from storage.schedule_store import ScheduleStore, teams_with_open_help
 from storage.store import Store
@@ -181,7 +181,7 @@ async def _holiday_data_notice(store: Store, day: date, now: datetime, leads: li
         return []
     message = OutgoingMessage(missing_year_text(year), title=f"{year} 年节假日待录入")
     if store.org.platform in DIRECT_MESSAGE_PLATFORMS:
-        readers = {m.id: m for m in [*await org_admins(store), *leads]}
+        readers = {m.id: m for m in [*await org_admins(store, store.org.id, store.org_admin_ids()), *leads]}
         pushes = [member_push(member, message) for member in readers.values()]
     else:
         pushes = [team_push(store, message)]

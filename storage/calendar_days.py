@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from storage.models import AuditLog, CalendarDay, Member, Organisation
+from storage.models import AuditLog, CalendarDay, Organisation
 from storage.scope import NotBound, Scope
 from storage.sql import insert_for, rowcount, table_of
 from storage.store import Store
@@ -166,14 +166,3 @@ async def count_in_year(store: Store, org_id: int, year: int) -> int:
         CalendarDay.org_id == org_id, CalendarDay.day >= date(year, 1, 1), CalendarDay.day < date(year + 1, 1, 1)
     )
     return int((await store.session.execute(query)).scalar_one())
-
-
-async def org_admins(store: Store) -> list[Member]:
-    """The bound organisation's admins recorded in the database (`salesbot admin add`): who the
-    December holiday-data notice is sent to besides the digest's readers."""
-    rows = await store.session.execute(
-        select(Member)
-        .where(Member.org_id == store.org.id, Member.is_admin.is_(True), Member.active.is_(True))
-        .order_by(Member.id)
-    )
-    return list(rows.scalars())

@@ -144,6 +144,7 @@ class Database:
         self.name_key_version = 0  # bot.assembly sets the running normaliser's (storage does not know it)
         self.board = BoardConfig()  # bot.assembly sets the configured public URL and secret
         self.chart_font: str | None = None  # bot.assembly sets the font found at start (bot.charts)
+        self.admin_entries: tuple[str, ...] = ()  # bot.assembly sets SALESBOT_ADMINS (storage.admins)
         self._inbound_writer: GroupWriter[InboundKey, int] = GroupWriter(self._insert_inbound)
 
     @functools.cached_property
@@ -180,7 +181,7 @@ class Database:
     async def transaction(self) -> AsyncIterator[Store]:
         async with self.sessions() as session:
             store = Store(session, default_timezone=self.default_timezone, name_key_version=self.name_key_version,
-                          board=self.board, chart_font=self.chart_font)
+                          board=self.board, chart_font=self.chart_font, admin_entries=self.admin_entries)
             async with session.begin():
                 yield store
                 await deferred.flush(session)  # the audit and outbox rows the commands left waiting

@@ -130,8 +130,8 @@ class Roster:
 
 
 async def team_roster(store: Store, first: date, after: date) -> Roster:
-    """The team's reps (leads and stored admins are managers: they read the reports, they are not in
-    them) and the leaves that overlap the days [first, after)."""
+    """The team's reps (leads and admins, flagged or in SALESBOT_ADMINS, are managers: they read the
+    reports, they are not in them) and the leaves that overlap the days [first, after)."""
     ss = ScheduleStore(store)
-    reps = [tm for tm in await ss.active_members() if tm.role != "lead" and not tm.member.is_admin]
+    reps = [tm for tm in await ss.active_members() if tm.role != "lead" and not store.is_admin(tm.member)]
     return Roster(reps, await ss.leaves_between(first, after))

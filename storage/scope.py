@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from storage import changes, deferred
+from storage.admins import admin_ids_for
 from storage.models import AuditLog, Customer, Member, Organisation, Team
 from storage.sql import dialect_of, insert_for, rowcount, table_of
 
@@ -85,6 +86,7 @@ class StoreBase:
         name_key_version: int = 0,
         board: Any = None,
         chart_font: str | None = None,
+        admin_entries: tuple[str, ...] = (),
     ) -> None:
         self.session = session
         self._scope: Scope | None = None
@@ -97,6 +99,8 @@ class StoreBase:
         self.board = board
         # The CJK font charts are drawn with, found once at start (bot.charts); None: text-only reports.
         self.chart_font = chart_font
+        # SALESBOT_ADMINS as configured (storage.admins): admins besides the members flagged in the database.
+        self.admin_entries = admin_entries
         # (platform, org_key, chat_id, user_id) → org, team, member, membership: a batch's senders read at
         # once (storage.tenancy.prefetch_bindings); identity-mapped objects, so they stay what a fresh
         # SELECT in this transaction would return.
@@ -131,6 +135,15 @@ class StoreBase:
     @property
     def role(self) -> Role:
         return self.scope.role
+
+    def org_admin_ids(self) -> frozenset[str]:
+        """The user ids SALESBOT_ADMINS makes admins of the bound organisation."""
+        return admin_ids_for(self.admin_entries, self.org.corp_key) if self.admin_entries else frozenset()
+
+    def is_admin(self, member: Member) -> bool:
+        """An admin of the bound organisation: flagged (`salesbot admin add`) or listed in SALESBOT_ADMINS.
+        Admins are managers wherever the two are told apart: they read the reports, they are not counted in them."""
+        return bool(member.is_admin) or member.user_id in self.org_admin_ids()
 
     def unbind(self) -> None:
         """Forget the scope, so the next message of a batch sharing this transaction binds afresh."""

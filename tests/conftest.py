@@ -156,7 +156,8 @@ class Harness(ConsoleChat):
 @pytest.fixture
 def make_bot(db: Database, clock: FakeClock):  # type: ignore[no-untyped-def]
     def make(team: str = "销售一组", admins: tuple[str, ...] = ("老板",), org: str = "console") -> Harness:
-        router = Router(db, all_commands(), settings_table=all_settings(), admin_ids=admins, clock=clock)
+        db.admin_entries = admins  # SALESBOT_ADMINS, as bot.assembly configures it
+        router = Router(db, all_commands(), settings_table=all_settings(), clock=clock)
         return Harness(router=router, team=team, user="张三", org=org)
 
     return make

@@ -59,7 +59,8 @@ async def test_on_the_console_the_digest_goes_to_the_group(bot, db: Database, cl
 
 
 async def test_on_wecom_each_lead_gets_the_digest_as_a_direct_message(db: Database, clock) -> None:
-    router = Router(db, all_commands(), settings_table=all_settings(), admin_ids=("boss",), clock=clock)
+    db.admin_entries = ("boss",)
+    router = Router(db, all_commands(), settings_table=all_settings(), clock=clock)
 
     async def say(text: str, user: str) -> None:
         await router.handle(

@@ -228,9 +228,14 @@ async def test_a_digest_preview_claims_no_notice(bot, db: Database, clock) -> No
     assert len(notices(await outbox(db))) == 1
 
 
-async def test_on_wecom_the_notice_goes_to_the_admins_and_leads_by_direct_message(db: Database, clock) -> None:
+@pytest.mark.parametrize("admin_by", ["salesbot admin add", "SALESBOT_ADMINS"])
+async def test_on_wecom_the_notice_goes_to_the_admins_and_leads_by_direct_message(
+    db: Database, clock, admin_by: str
+) -> None:
     from schedules.firing import fire
 
+    if admin_by == "SALESBOT_ADMINS":
+        db.admin_entries = ("ww-corp:boss",)
     clock.set_local("2026-12-07 18:00:30")
     async with db.transaction() as store:
         org = await store.ensure_org("wecom", "ww-corp", clock.now)
@@ -239,7 +244,8 @@ async def test_on_wecom_the_notice_goes_to_the_admins_and_leads_by_direct_messag
         lead = await store.ensure_member(org, "lisi", "李四", clock.now)
         await store.set_team_role(lead, "lead", clock.now)
         boss = await store.ensure_member(org, "boss", "老板", clock.now)
-        await store.set_admin(org, boss, True, clock.now)
+        if admin_by == "salesbot admin add":
+            await store.set_admin(org, boss, True, clock.now)
         team_id = team.id
     result = await fire(db, team_id, "digest", clock.now)
     destinations = [(p.destination["user_ids"], p.dedup) for p in result.pushes]

@@ -154,3 +154,22 @@ async def test_a_rep_dates_a_claimed_deal_with_yuji_and_it_enters_the_forecast(b
     assert "预计成交日期 2026-11-01 已经过去了" in reply and "示例：跟进 华为 已报价 阶段:报价 预计:12-20" in reply
     [reply] = await bot.say("跟进 阿里 催款 预计:不知道", user="李四")
     assert "预计「不知道」不认识" in reply
+
+
+async def test_an_admin_named_only_in_salesbot_admins_reads_the_numbers_and_is_not_counted_in_them(
+    bot, db: Database, clock
+) -> None:
+    # 老板 is an admin by SALESBOT_ADMINS alone: no lead role in the team, no flag in the database.
+    clock.set_local("2026-11-23 09:00")
+    await bot.join("张三", "李四", "老板")
+    clock.set_local("2026-11-24 09:10")
+    await bot.say("晨会 拜访客户", user="张三")
+    await bot.say("晨会 写方案", user="李四")
+    await bot.say("认领 华为", user="李四")
+    clock.set_local("2026-11-24 18:00")
+    [digest] = texts(await run_job(db, "digest", clock.now))
+    assert "🗣 晨会参与率：100%（不含主管和请假）" in digest  # 2 of 2 reps; 老板 is not a third
+    assert "💤 没有跟进和新客户：张三\n" in f"{digest}\n"
+    clock.set_local("2026-11-27 17:00")
+    [retro] = texts(await run_job(db, "retro", clock.now))
+    assert "🗣 晨会参与率：20%" in retro  # 2 answers of 2 reps × 5 days

@@ -93,3 +93,12 @@ async def test_a_lead_cannot_remove_another_lead_or_themself(bot) -> None:
     assert "不能把自己移出本组" in reply
     [reply] = await bot.say("移除", user="李四")
     assert "示例：移除 @李四" in reply
+
+
+async def test_an_admin_named_in_salesbot_admins_is_listed_as_admin_and_cannot_be_removed(bot) -> None:
+    await bot.join("李四", "老板")
+    await bot.say("设置 主管 @李四", user="老板")
+    [reply] = await bot.say("成员", user="张三")
+    assert "· 老板（管理员）" in reply
+    [reply] = await bot.say("移除 @老板", user="李四")
+    assert reply == "「老板」是管理员，不能移出本组。"

@@ -45,7 +45,8 @@ async def say(router: Router, platform: str, org: str, chat: str, text: str, use
 
 
 def make_router(db: Database, *admins: str) -> Router:
-    return Router(db, all_commands(), settings_table=all_settings(), admin_ids=admins)
+    db.admin_entries = admins
+    return Router(db, all_commands(), settings_table=all_settings())
 
 
 async def push(

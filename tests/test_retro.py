@@ -55,9 +55,9 @@ async def test_the_retro_has_the_weeks_numbers_compared_with_last_week(bot, db: 
     assert "· 张三：2 次（较上周 ↑1）" in retro and "· 李四：1 次（较上周 ↑1）" in retro
     assert "求助 发起 3 · 被接 3 · 解决 1；接单中位用时 2.0 小时" in retro
     assert "协作之星：李四（5 分）、张三（1 分）" in retro  # ledger: 李四 took 2 (+1 each) and resolved 1 (+3)
-    # 4 members (张三 李四 王五 老板) × 5 working days = 20 expected; 3 answers on Monday, 1 on Tuesday.
-    # Last week 张三 and 王五 were already members and never answered.
-    assert "晨会参与率：20%（上周 0%）" in retro
+    # Reps 张三 and 王五 × 5 working days = 10 expected (李四 is a lead, 老板 an admin by SALESBOT_ADMINS);
+    # they answered twice on Monday and once on Tuesday. Last week they were already members and never answered.
+    assert "晨会参与率：30%（上周 0%）" in retro
     assert "沉默（14 天无跟进）的客户 1 个：乙公司" in retro
     assert "🔁 退回公海 1" in retro and "· 甲公司 王五 → 公海（无跟进回收）" in retro
 

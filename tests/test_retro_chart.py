@@ -63,7 +63,8 @@ async def say(router: Router, platform: str, org: str, chat: str, text: str, use
 
 
 async def seed_week(db: Database, platform: str, org: str, chat: str, setup: str) -> None:
-    router = Router(db, all_commands(), settings_table=all_settings(), admin_ids=("boss",))
+    db.admin_entries = ("boss",)
+    router = Router(db, all_commands(), settings_table=all_settings())
     await say(router, platform, org, chat, "认领 华为", "zhangsan", "张三")
     await say(router, platform, org, chat, "赢单 华为 50万", "zhangsan", "张三")
     await say(router, platform, org, chat, setup, "boss", "老板")
