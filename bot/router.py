@@ -122,6 +122,20 @@ class _Note:
 class Match:
     spec: CommandSpec
     rest: str
+    _options: tuple[dict[str, str], str] | UserError | None = field(default=None, repr=False, compare=False)
+
+    def options(self) -> tuple[dict[str, str], str]:
+        """The declared options in `rest` and the text without them (`_take_options`), worked out once:
+        a batch's prefetch reads them before the command does. Raises the option's refusal each time."""
+        if self._options is None:
+            try:
+                self._options = _take_options(self.spec, self.rest)
+            except UserError as err:
+                self._options = err
+        if isinstance(self._options, UserError):
+            raise self._options
+        options, text = self._options
+        return dict(options), text  # the handler's own copy: a replay of the batch reads them afresh
 
 
 class Router:
@@ -327,7 +341,7 @@ class Router:
             if binding is None or match is None or match.spec.reads_first is None:
                 continue
             try:
-                read = match.spec.reads_first(normalise_text(_take_options(match.spec, match.rest)[1]))
+                read = match.spec.reads_first(normalise_text(match.options()[1]))
             except UserError:
                 continue  # an option it refuses: the command says so when it runs, the batch goes on
             org, team, member = binding[0], binding[1], binding[2]
@@ -420,7 +434,7 @@ class Router:
             return [Reply(role_refusal(spec.word, spec.role, store.role))]
         mark = store.write_mark()
         try:
-            args = await self._parse_args(store, msg, spec, match.rest, now)
+            args = await self._parse_args(store, msg, match, now)
             result = await spec.handler(msg, args, store, now)
         except UserError as err:
             # A handler that refuses leaves nothing behind. Most refuse before writing anything: their
@@ -442,10 +456,9 @@ class Router:
             return Reply(f"没看懂这条指令。你是不是想用「{s.word}」（{s.alias}）？\n用法：{s.usage}\n示例：{s.example}")
         return Reply("没看懂这条指令。发送「帮助」查看全部命令，例如：认领 北京华为技术有限公司")
 
-    async def _parse_args(
-        self, store: Store, msg: IncomingMessage, spec: CommandSpec, rest: str, now: datetime
-    ) -> Args:
-        options, text = _take_options(spec, rest)
+    async def _parse_args(self, store: Store, msg: IncomingMessage, match: Match, now: datetime) -> Args:
+        spec, rest = match.spec, match.rest
+        options, text = match.options()
         mentions: list[Member] = []
         tokens = _MENTION_TOKEN.findall(text) if spec.takes_mentions else []
         if tokens:
