@@ -122,18 +122,14 @@ class _Note:
 class Match:
     spec: CommandSpec
     rest: str
-    _options: tuple[dict[str, str], str] | UserError | None = field(default=None, repr=False, compare=False)
+    _options: tuple[dict[str, str], str] | None = field(default=None, repr=False, compare=False)
 
     def options(self) -> tuple[dict[str, str], str]:
         """The declared options in `rest` and the text without them (`_take_options`), worked out once:
-        a batch's prefetch reads them before the command does. Raises the option's refusal each time."""
+        a batch's prefetch reads them before the command does. An option's refusal is raised afresh each
+        time (rare; a kept exception would hold its traceback's frames, and they this Match)."""
         if self._options is None:
-            try:
-                self._options = _take_options(self.spec, self.rest)
-            except UserError as err:
-                self._options = err
-        if isinstance(self._options, UserError):
-            raise self._options
+            self._options = _take_options(self.spec, self.rest)
         options, text = self._options
         return dict(options), text  # the handler's own copy: a replay of the batch reads them afresh
 
