@@ -1,6 +1,8 @@
 """Rows a unit of work writes and does not read back — the follow-up row of a 跟进, the audit row of each
 change, the outbox row of each reply — wait with the session and go in one executemany per statement just
 before COMMIT: one round trip for a whole batch of commands (bot.router group commit) instead of one per row.
+On PostgreSQL the statements of different tables go together too, as one statement of data-modifying CTEs:
+a 跟进's follow-up row, its customer's UPDATE, its audit row and its reply's outbox row are one round trip.
 
 Nothing can tell the difference. A statement that is not marked `deferral_safe` writes the waiting rows
 first, and so does a marked one that touches a table rows wait for (the tables it touches are found once,
@@ -13,13 +15,13 @@ from __future__ import annotations
 
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Insert, Table, Update
+from sqlalchemy import Insert, Table, Update, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable, visitors
 
 from storage import changes
-from storage.sql import unnest_insert, unnest_params
+from storage.sql import unnest_insert, unnest_params, unnest_rows, unnest_update
 
 S = TypeVar("S", bound=Executable)
 
@@ -41,8 +43,9 @@ def deferral_safe(stmt: S) -> S:
 
 
 def defer(session: AsyncSession, stmt: Insert | Update, values: dict[str, Any]) -> None:
-    """Queue one row of `stmt` (a prebuilt INSERT without RETURNING, or UPDATE of one row by its id;
-    marked) until the next flush."""
+    """Queue one row of `stmt` (a prebuilt plain INSERT — no RETURNING, no ON CONFLICT — or an UPDATE of one
+    row by its id, `row_id`, with `new_<column>` values as storage.followups builds them; marked) until the
+    next flush."""
     info = session.info
     info.setdefault(_PENDING, {}).setdefault(stmt, []).append(values)
     name = cast(Table, stmt.table).name
@@ -66,20 +69,60 @@ def needs_flush(session: Session, stmt: Any) -> bool:
 
 
 def _executions(session: Session, pending: dict[Any, list[dict[str, Any]]]) -> list[tuple[Any, Any]]:
-    """(statement, parameters) that write the waiting rows: on PostgreSQL a statement's inserted rows go
-    as one INSERT … SELECT unnest(…) (storage.sql.unnest_insert), elsewhere as an executemany."""
+    """(statement, parameters) that write the waiting rows: on PostgreSQL one statement (`_combined`) or, when
+    one table has rows in two statements, a statement's inserted rows as one INSERT … SELECT unnest(…)
+    (storage.sql.unnest_insert); elsewhere an executemany per statement."""
     postgres = session.get_bind().dialect.name == "postgresql"
-    executions: list[tuple[Any, Any]] = []
+    parts: list[tuple[Any, list[dict[str, Any]]]] = []
     for stmt, rows in pending.items():
-        if postgres and isinstance(stmt, Insert) and len(rows) > 1:
+        if postgres and isinstance(stmt, Insert):
             by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
             for row in rows:
                 by_columns.setdefault(tuple(row), []).append(row)
-            for columns, same in by_columns.items():
-                executions.append((unnest_insert(cast(Table, stmt.table), columns), unnest_params(columns, same)))
+            parts += [(stmt, same) for same in by_columns.values()]
         else:
-            executions.append((stmt, rows))
-    return executions
+            parts.append((stmt, rows))
+    if not postgres:
+        return parts
+    tables = [cast(Table, stmt.table).name for stmt, _ in parts]
+    if len(parts) > 1 and len(set(tables)) == len(tables):
+        return [_combined(parts)]
+    # A table in two statements: in one, which of its rows came first (ids, the outbox's order per
+    # destination) and which UPDATE of a row won would not be defined. In turn, as written.
+    return [_insert_or_update(stmt, rows, "u") if isinstance(stmt, Insert) and len(rows) > 1 else (stmt, rows)
+            for stmt, rows in parts]
+
+
+def _insert_or_update(stmt: Any, rows: list[dict[str, Any]], name: str) -> tuple[Any, dict[str, list[Any]]]:
+    """PostgreSQL: the rows of one waiting INSERT or UPDATE (`UPDATE … WHERE id = :row_id`, storage.followups)
+    as one statement over arrays named `name`. An UPDATE keeps the last row per id, as one after another would."""
+    table = cast(Table, stmt.table)
+    if isinstance(stmt, Insert):
+        columns = tuple(rows[0])
+        return unnest_insert(table, columns, name=name), unnest_params(columns, rows, name)
+    latest = {row["row_id"]: row for row in rows}
+    keys = ("row_id", *(key for key in rows[0] if key != "row_id"))
+    statement = unnest_update(table, [key.removeprefix("new_") for key in keys[1:]], name)
+    return statement, unnest_rows(name, keys, [[row[k] for k in keys] for row in latest.values()])
+
+
+def _combined(parts: list[tuple[Any, list[dict[str, Any]]]]) -> tuple[Any, dict[str, list[Any]]]:
+    """One PostgreSQL statement for the waiting rows of several tables: each table's INSERT or UPDATE a
+    data-modifying CTE (`WITH d0 AS (INSERT …), d1 AS (UPDATE …) SELECT 1`). They run on one snapshot and
+    none reads another's rows; constraints are checked at the end of the statement, as at the end of each."""
+    statements, params = [], {}
+    for index, (stmt, rows) in enumerate(parts):
+        statement, values = _insert_or_update(stmt, rows, f"d{index}")
+        statements.append(statement)
+        params.update(values)
+    key = tuple(map(id, statements))  # built once per shape: its parts are kept for the process's life
+    combined = _COMBINED.get(key)
+    if combined is None:
+        combined = _COMBINED[key] = select(1).add_cte(*(s.cte(f"d{i}") for i, s in enumerate(statements)))
+    return combined, params
+
+
+_COMBINED: dict[tuple[int, ...], Any] = {}
 
 
 def flush_now(session: Session) -> None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import String, Table, any_, bindparam, func, literal_column, select
+from sqlalchemy import String, Table, any_, bindparam, func, literal_column, select, update
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.dml import Insert, Update
 from sqlalchemy.sql.elements import ColumnElement
 
 _INSERTS: dict[tuple[str, str, tuple[str, ...] | None], Insert] = {}
@@ -85,24 +85,26 @@ def status_in(column: ColumnElement[Any] | InstrumentedAttribute[Any], *statuses
     return column == constants[0] if len(constants) == 1 else column.in_(constants)
 
 
-_UNNESTS: dict[tuple[str, tuple[str, ...], tuple[str, ...] | None, tuple[str, ...]], Insert] = {}
+_UNNESTS: dict[tuple[str, tuple[str, ...], tuple[str, ...] | None, tuple[str, ...], str], Insert] = {}
+_UNNEST_UPDATES: dict[tuple[str, tuple[str, ...], str], Update] = {}
 
 
 def unnest_insert(table: Table, columns: Sequence[str], conflict: Sequence[str] | None = None,
-                  returning: Sequence[str] = ()) -> Insert:
+                  returning: Sequence[str] = (), name: str = "u") -> Insert:
     """PostgreSQL: `INSERT INTO table (columns) SELECT unnest(:columns…)`, built once per shape.
 
     Any number of rows goes as one statement with one array per column: one parse, one plan and one
     round of the executor, where an executemany costs PostgreSQL a bind and an execution per row and a
     multi-row VALUES a new statement per row count. Rows come out of unnest in order, so ids follow it.
-    Parameters: `unnest_params(columns, rows)`.
+    Parameters: `unnest_params(columns, rows)`. `name` names the arrays (`<name>_<column>`): statements
+    combined into one need names of their own.
     """
-    key = (table.name, tuple(columns), tuple(conflict) if conflict is not None else None, tuple(returning))
+    key = (table.name, tuple(columns), tuple(conflict) if conflict is not None else None, tuple(returning), name)
     stmt = _UNNESTS.get(key)
     if stmt is None:
         from sqlalchemy.dialects import postgresql
 
-        rows = unnest_table("u", **{c: table.c[c].type for c in columns})
+        rows = unnest_table(name, **{c: table.c[c].type for c in columns})
         built = postgresql.insert(table).from_select(list(columns), select(*rows.c).select_from(rows))
         if conflict is not None:
             built = built.on_conflict_do_nothing(index_elements=list(conflict) or None)
@@ -117,9 +119,22 @@ def _unbounded(type_: Any) -> Any:
     return String() if isinstance(type_, String) and type_.length is not None else type_
 
 
-def unnest_params(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
-    """The parameters of `unnest_insert(…, columns)` for `rows` (dicts by column)."""
-    return unnest_rows("u", columns, [[row[c] for c in columns] for row in rows])
+def unnest_params(columns: Sequence[str], rows: Sequence[dict[str, Any]], name: str = "u") -> dict[str, list[Any]]:
+    """The parameters of `unnest_insert(…, columns, name=name)` for `rows` (dicts by column)."""
+    return unnest_rows(name, columns, [[row[c] for c in columns] for row in rows])
+
+
+def unnest_update(table: Table, columns: Sequence[str], name: str) -> Update:
+    """PostgreSQL: `UPDATE table SET col = v.new_col … FROM unnest(…) AS v(row_id, new_col…) WHERE id = v.row_id`:
+    rows by id, any number in one statement; built once per shape. Each id at most once (with two, which
+    one PostgreSQL applies is not defined). Parameters: `unnest_rows(name, ("row_id", "new_<col>"…), rows)`."""
+    key = (table.name, tuple(columns), name)
+    stmt = _UNNEST_UPDATES.get(key)
+    if stmt is None:
+        rows = unnest_table(name, row_id=table.c.id.type, **{f"new_{c}": table.c[c].type for c in columns})
+        stmt = update(table).where(table.c.id == rows.c.row_id).values({c: rows.c[f"new_{c}"] for c in columns})
+        _UNNEST_UPDATES[key] = stmt
+    return stmt
 
 
 def unnest_table(name: str, **columns: Any) -> Any:

@@ -151,6 +151,32 @@ async def test_two_follow_ups_of_one_customer_in_a_burst_leave_the_later_next_da
     assert xiaomi.next_followup_on is not None and xiaomi.next_followup_on.isoformat() == "2099-04-02"
 
 
+async def test_a_follow_up_writes_its_row_its_customer_its_audit_and_its_reply_in_one_statement(
+    ding: FakeDingTalk, db
+) -> None:  # type: ignore[no-untyped-def]
+    """On PostgreSQL the rows a batch leaves waiting go as one statement (storage.deferred). The second
+    跟进 reads the customer the first one changed, so the first one's rows are written before that read;
+    the later next date is what stays."""
+    await beforehand(ding, db, [("认领 小米科技", "lisi", "李四")])
+    statements: list[str] = []
+    answered = await burst(ding, db, [
+        ("跟进 小米 约了 下次:2099-03-01", "lisi", "李四"),
+        ("跟进 小米 改期 下次:2099-04-02", "lisi", "李四"),
+    ], statements)
+    assert all("已记录" in text for text in answered)
+    async with db.session() as s:
+        xiaomi = (await s.execute(select(Customer).where(Customer.name == "小米科技"))).scalar_one()
+        notes = (await s.execute(select(FollowUp.content).where(FollowUp.customer_id == xiaomi.id)
+                                 .order_by(FollowUp.id))).scalars().all()
+    assert xiaomi.next_followup_on is not None and xiaomi.next_followup_on.isoformat() == "2099-04-02"
+    assert [n.split()[0] for n in notes] == ["约了", "改期"]
+    if db.engine.dialect.name == "postgresql":
+        writes = [s for s in statements if "INSERT INTO followups" in s]
+        assert len(writes) == 2
+        for write in writes:
+            assert all(part in write for part in ("UPDATE customers", "INSERT INTO audit_log", "INSERT INTO outbox"))
+
+
 async def test_a_burst_of_follow_ups_by_different_reps_reads_their_customers_once(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
     """The point of reading ahead: ten reps' 跟进 in one batch cost one customer SELECT, not ten."""
     reps = [(f"rep{n}", f"销售{n}", f"客户{n}号") for n in range(10)]
