@@ -370,7 +370,9 @@ class Router:
         store.unbind()  # nothing of the previous message of a batch carries over
         if first is None:
             if queued:
-                status = await store.finish_inbound(msg.platform, msg.org_key, msg.msg_id, now)
+                # A group message's sender is read in the same statement (bind finds it), on PostgreSQL.
+                sender = (msg.chat_id, msg.user_id) if msg.chat_type != "single" and msg.user_id else None
+                status = await store.finish_inbound(msg.platform, msg.org_key, msg.msg_id, now, sender=sender)
                 if status == REPLAYED:
                     _note_replays(msg.platform, [msg.msg_id])
                     note.outcome = "refused"

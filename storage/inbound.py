@@ -24,10 +24,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Insert, bindparam, case, exists, or_, select, update
+from sqlalchemy import Insert, and_, bindparam, case, exists, join, or_, select, update
 
 from storage.deferred import deferral_safe
-from storage.models import InboundMessage
+from storage.models import InboundMessage, Member, Membership, Organisation, Team
 from storage.scope import StoreBase
 from storage.sql import insert_for, one_of, rowcount, status_in, table_of
 
@@ -84,17 +84,28 @@ class InboundQueries(StoreBase):
         return bool(rowcount(result))
 
     async def finish_inbound(self, platform: str, org_key: str, msg_id: str, now: datetime,
-                             status: str = "done") -> str | None:
+                             status: str = "done", sender: tuple[str, str] | None = None) -> str | None:
         """Mark a queued message processed in this (the command's) transaction: its new status (`status`,
         or "replayed" for a signature used past its freshness), None if it was not waiting any more.
 
         The conditional UPDATE takes the row's lock until commit, so two workers (or replicas) that
         got the same message serialise here and the second finds it done: one effect.
+
+        `sender`: (chat id, user id) of a group message, about to be bound (`Store.bind`). On PostgreSQL
+        the same statement reads its organisation, team, member and membership, which `bind` then finds
+        without a round trip of its own (`prefetched`), as a batch's senders are read ahead.
         """
-        result = await self.session.execute(
-            _INBOUND_FINISH, {"p": platform, "o": org_key, "m": msg_id, "new_status": status, "done_at": now}
-        )
-        return result.scalar_one_or_none()
+        params = {"p": platform, "o": org_key, "m": msg_id, "new_status": status, "done_at": now}
+        if sender is None or self.dialect != "postgresql":
+            return (await self.session.execute(_INBOUND_FINISH, params)).scalar_one_or_none()
+        chat_id, user_id = sender
+        row = (await self.session.execute(_FINISH_AND_BIND, {**params, "chat_id": chat_id, "user_id": user_id})).first()
+        if row is None:
+            return None
+        finished, org, team, member, membership = row
+        if membership is not None:  # all four: they are inner joins inside the outer one
+            self.prefetched[(platform, org_key, chat_id, user_id)] = (org, team, member, membership)
+        return str(finished)
 
     async def finish_inbound_many(self, platform: str, org_key: str, msgs: Sequence[tuple[str, int | None]],
                                   now: datetime) -> dict[str, str]:
@@ -185,6 +196,18 @@ _INBOUND_FINISH_MANY = _finish_batch(
 # By row id alone (the ids as one array on PostgreSQL): with the key too, a planner without statistics yet
 # scanned the organisation's rows.
 _INBOUND_FINISH_ROWS = {postgres: _finish_batch(one_of(_inbound.c.id, "rows", postgres)) for postgres in (False, True)}
+# PostgreSQL: `_INBOUND_FINISH` and, in the same statement, the sender's binding (storage.tenancy's
+# `_BIND_KNOWN`), outer-joined: a message that is not waiting any more gives no row, a sender seen for the
+# first time a row without one.
+_finished = _INBOUND_FINISH.cte("finished")
+_sender = (
+    join(Organisation, Team, and_(Team.org_id == Organisation.id, Team.chat_id == bindparam("chat_id")))
+    .join(Member, and_(Member.org_id == Organisation.id, Member.user_id == bindparam("user_id")))
+    .join(Membership, and_(Membership.team_id == Team.id, Membership.member_id == Member.id))
+)
+_FINISH_AND_BIND = select(_finished.c.status, Organisation, Team, Member, Membership).select_from(
+    _finished.outerjoin(_sender, and_(Organisation.platform == bindparam("p"), Organisation.corp_key == bindparam("o")))
+)
 # Statements that cannot see the rows a unit of work defers (storage.deferred).
-for _safe in (_INBOUND_FINISH, _INBOUND_FINISH_MANY, *_INBOUND_FINISH_ROWS.values()):
+for _safe in (_INBOUND_FINISH, _INBOUND_FINISH_MANY, *_INBOUND_FINISH_ROWS.values(), _FINISH_AND_BIND):
     deferral_safe(_safe)

@@ -177,6 +177,16 @@ async def test_a_follow_up_writes_its_row_its_customer_its_audit_and_its_reply_i
             assert all(part in write for part in ("UPDATE customers", "INSERT INTO audit_log", "INSERT INTO outbox"))
 
 
+async def test_a_lone_message_is_marked_done_and_its_sender_read_in_one_statement(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
+    await beforehand(ding, db, [("认领 小米科技", "lisi", "李四")])
+    statements: list[str] = []
+    [answer] = await burst(ding, db, [("跟进 小米 拜访", "lisi", "李四")], statements)
+    assert "已记录" in answer
+    if db.engine.dialect.name == "postgresql":
+        [read] = [s for s in statements if re.search(r"(FROM|JOIN) members\b", s)]
+        assert "UPDATE inbound_messages" in read
+
+
 async def test_a_burst_of_follow_ups_by_different_reps_reads_their_customers_once(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
     """The point of reading ahead: ten reps' 跟进 in one batch cost one customer SELECT, not ten."""
     reps = [(f"rep{n}", f"销售{n}", f"客户{n}号") for n in range(10)]
