@@ -283,14 +283,19 @@ class Router:
                 replayed: set[tuple[str, str, str]] = set()
                 for platform, org_key in {(m.platform, m.org_key) for m in msgs}:
                     ids = [(m.msg_id, m.inbound_id) for m in msgs if (m.platform, m.org_key) == (platform, org_key)]
-                    finished = await store.finish_inbound_many(platform, org_key, ids, self.clock())
+                    # Who sent the group messages, read in the same statement on PostgreSQL (see below).
+                    senders = {m.msg_id: (m.chat_id, m.user_id) for m in msgs if (m.platform, m.org_key) ==
+                               (platform, org_key) and m.chat_type != "single" and m.user_id is not None}
+                    finished = await store.finish_inbound_many(platform, org_key, ids, self.clock(), senders)
                     fresh |= {(platform, org_key, i) for i, status in finished.items() if status == "done"}
                     replayed |= {(platform, org_key, i) for i, status in finished.items() if status == REPLAYED}
                     _note_replays(platform, [i for i, status in finished.items() if status == REPLAYED])
-                # Who is talking, for the whole batch in one SELECT (each message still binds on its own).
-                await store.prefetch_bindings([(m.platform, m.org_key, m.chat_id, m.user_id) for m in msgs
-                                               if m.chat_type != "single" and m.user_id is not None
-                                               and (m.platform, m.org_key, m.msg_id) in fresh])
+                # Who is talking, for the whole batch in one SELECT (each message still binds on its own), but
+                # for those read with the finish.
+                senders_left = [(m.platform, m.org_key, m.chat_id, m.user_id) for m in msgs
+                                if m.chat_type != "single" and m.user_id is not None
+                                and (m.platform, m.org_key, m.msg_id) in fresh]
+                await store.prefetch_bindings([s for s in senders_left if s not in store.prefetched])
                 matched = {id(m): self.match(m.text) for m in msgs if (m.platform, m.org_key, m.msg_id) in fresh}
                 await self._prefetch_reads(store, [m for m in msgs if id(m) in matched], matched)
                 results: list[list[Reply]] = []

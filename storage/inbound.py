@@ -20,16 +20,18 @@ acknowledgement makes anyway, the check in the UPDATE the command makes anyway.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Insert, and_, bindparam, case, exists, join, or_, select, update
+from sqlalchemy import Insert, String, and_, bindparam, case, exists, join, or_, select, true, update
+from sqlalchemy.orm import aliased
 
 from storage.deferred import deferral_safe
 from storage.models import InboundMessage, Member, Membership, Organisation, Team
 from storage.scope import StoreBase
-from storage.sql import insert_for, one_of, rowcount, status_in, table_of
+from storage.sql import insert_for, one_of, rowcount, status_in, table_of, unnest_rows, unnest_table
 
 _inbound = table_of(InboundMessage)
 # Still to be processed: the predicate of the partial index `ix_inbound_messages_waiting`.
@@ -107,23 +109,43 @@ class InboundQueries(StoreBase):
             self.prefetched[(platform, org_key, chat_id, user_id)] = (org, team, member, membership)
         return str(finished)
 
-    async def finish_inbound_many(self, platform: str, org_key: str, msgs: Sequence[tuple[str, int | None]],
-                                  now: datetime) -> dict[str, str]:
+    async def finish_inbound_many(
+        self, platform: str, org_key: str, msgs: Sequence[tuple[str, int | None]], now: datetime,
+        senders: Mapping[str, tuple[str, str]] | None = None,
+    ) -> dict[str, str]:
         """`finish_inbound` for a batch of one organisation's queued messages, (msg id, row id if known):
         {msg id: "done" or "replayed"} of those that were waiting.
 
         Rows whose id the acknowledgement returned are found by primary key; the rest (recovered by
         another pass, queued by a test) by their key. A queue table's statistics are seldom what it holds
         right now, and by key the planner could scan an organisation's whole history.
+
+        `senders`: msg id → (chat id, user id) of the group messages. On PostgreSQL, when every row id is
+        known, the same statement reads their bindings into `prefetched` (as `finish_inbound` does for one).
         """
         by_row = [row for _, row in msgs if row is not None]
         by_key = [msg_id for msg_id, row in msgs if row is None]
+        if senders and not by_key and self.dialect == "postgresql":
+            return await self._finish_and_bind_many(platform, org_key, by_row, now, senders)
         finished: dict[str, str] = {}
         by_rows = _INBOUND_FINISH_ROWS[self.dialect == "postgresql"]
         for statement, params in ((by_rows, {"rows": by_row}), (_INBOUND_FINISH_MANY, {"ids": by_key})):
             if next(iter(params.values())):
                 result = await self.session.execute(statement, {"p": platform, "o": org_key, "done_at": now, **params})
                 finished.update((msg_id, status) for msg_id, status in result.all())
+        return finished
+
+    async def _finish_and_bind_many(self, platform: str, org_key: str, rows: list[int], now: datetime,
+                                    senders: Mapping[str, tuple[str, str]]) -> dict[str, str]:
+        ids = sorted(senders)
+        params = {"p": platform, "o": org_key, "done_at": now, "rows": rows,
+                  **unnest_rows("m", ("msg_id", "chat_id", "user_id"), [(i, *senders[i]) for i in ids])}
+        finished: dict[str, str] = {}
+        for msg_id, status, org, team, member, membership in (await self.session.execute(_finish_and_bind_many(),
+                                                                                          params)).all():
+            finished[msg_id] = status
+            if membership is not None:
+                self.prefetched[(platform, org_key, team.chat_id, member.user_id)] = (org, team, member, membership)
         return finished
 
     async def claim_stale_inbound(
@@ -208,6 +230,33 @@ _sender = (
 _FINISH_AND_BIND = select(_finished.c.status, Organisation, Team, Member, Membership).select_from(
     _finished.outerjoin(_sender, and_(Organisation.platform == bindparam("p"), Organisation.corp_key == bindparam("o")))
 )
+
+
+@functools.cache
+def _finish_and_bind_many() -> Any:
+    """PostgreSQL: a batch's finish by row ids and, in the same statement, each group message's sender
+    (storage.tenancy's `_bind_pairs`: lateral lookups by unique keys), outer-joined: one row per message
+    that was waiting, its binding None where the sender is new (or it came from a private chat)."""
+    finished = _INBOUND_FINISH_ROWS[True].cte("finished")
+    m = unnest_table("m", msg_id=String, chat_id=String, user_id=String)
+    org = (select(Organisation.id)
+           .where(Organisation.platform == bindparam("p"), Organisation.corp_key == bindparam("o"))
+           .scalar_subquery())
+    team = aliased(Team, select(Team).where(Team.org_id == org, Team.chat_id == m.c.chat_id).limit(1).lateral("team"))
+    member = aliased(Member, select(Member).where(Member.org_id == org, Member.user_id == m.c.user_id).limit(1)
+                     .lateral("member"))
+    statement = (
+        select(finished.c.msg_id, finished.c.status, Organisation, team, member, Membership)
+        .select_from(finished)
+        .outerjoin(m, m.c.msg_id == finished.c.msg_id)
+        .outerjoin(team, true())
+        .outerjoin(member, true())
+        .outerjoin(Organisation, Organisation.id == team.org_id)
+        .outerjoin(Membership, and_(Membership.team_id == team.id, Membership.member_id == member.id))
+    )
+    return deferral_safe(statement)
+
+
 # Statements that cannot see the rows a unit of work defers (storage.deferred).
 for _safe in (_INBOUND_FINISH, _INBOUND_FINISH_MANY, *_INBOUND_FINISH_ROWS.values(), _FINISH_AND_BIND):
     deferral_safe(_safe)

@@ -151,12 +151,12 @@ async def test_two_follow_ups_of_one_customer_in_a_burst_leave_the_later_next_da
     assert xiaomi.next_followup_on is not None and xiaomi.next_followup_on.isoformat() == "2099-04-02"
 
 
-async def test_a_follow_up_writes_its_row_its_customer_its_audit_and_its_reply_in_one_statement(
+async def test_two_follow_ups_of_one_customer_are_written_in_one_statement_and_the_later_date_stays(
     ding: FakeDingTalk, db
 ) -> None:  # type: ignore[no-untyped-def]
-    """On PostgreSQL the rows a batch leaves waiting go as one statement (storage.deferred). The second
-    跟进 reads the customer the first one changed, so the first one's rows are written before that read;
-    the later next date is what stays."""
+    """On PostgreSQL the rows a batch leaves waiting go as one statement (storage.deferred): both follow-ups,
+    their customer's UPDATEs, their audit rows and their replies. Of the customer's two UPDATEs in it the
+    later one is what stays, as when they ran one after the other."""
     await beforehand(ding, db, [("认领 小米科技", "lisi", "李四")])
     statements: list[str] = []
     answered = await burst(ding, db, [
@@ -171,10 +171,8 @@ async def test_a_follow_up_writes_its_row_its_customer_its_audit_and_its_reply_i
     assert xiaomi.next_followup_on is not None and xiaomi.next_followup_on.isoformat() == "2099-04-02"
     assert [n.split()[0] for n in notes] == ["约了", "改期"]
     if db.engine.dialect.name == "postgresql":
-        writes = [s for s in statements if "INSERT INTO followups" in s]
-        assert len(writes) == 2
-        for write in writes:
-            assert all(part in write for part in ("UPDATE customers", "INSERT INTO audit_log", "INSERT INTO outbox"))
+        [write] = [s for s in statements if "INSERT INTO followups" in s]
+        assert all(part in write for part in ("UPDATE customers", "INSERT INTO audit_log", "INSERT INTO outbox"))
 
 
 async def test_a_lone_message_is_marked_done_and_its_sender_read_in_one_statement(ding: FakeDingTalk, db) -> None:  # type: ignore[no-untyped-def]
