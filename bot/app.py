@@ -171,7 +171,7 @@ def build_app(
         await prepare_database(db)
         app[DATABASE_KEY] = db
         app[ROUTER_KEY] = build_router(
-            db, settings, reply_sink=_platform_sink(app[REPLY_SINKS_KEY]), metrics=app[METRICS_KEY]
+            db, reply_sink=_platform_sink(app[REPLY_SINKS_KEY]), metrics=app[METRICS_KEY]
         )
         yield
         if database is None:

@@ -78,5 +78,5 @@ def all_settings() -> SettingsTable:
     )
 
 
-def build_router(db: Database, settings: Settings, **kwargs: Any) -> Router:
-    return Router(db, all_commands(), settings_table=all_settings(), admin_ids=settings.admins, **kwargs)
+def build_router(db: Database, **kwargs: Any) -> Router:
+    return Router(db, all_commands(), settings_table=all_settings(), **kwargs)

@@ -32,7 +32,7 @@ async def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     from bot.assembly import build_router
 
     async with prepared_database(settings) as db:
-        chat = ConsoleChat(build_router(db, settings), team=args.team, user=args.user)
+        chat = ConsoleChat(build_router(db), team=args.team, user=args.user)
         interactive = sys.stdin.isatty()
         if interactive:
             print(f"salesbot 本地聊天 · 团队「{args.team}」· 你是「{args.user}」。输入「帮助」查看命令，Ctrl-D 退出。")

@@ -15,7 +15,7 @@ import re
 import time
 import unicodedata
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -24,7 +24,6 @@ from bot.logs import log_context
 from bot.messages import IncomingMessage, Reply
 from bot.metrics import note_duplicate
 from handlers.commands import ROLE_RANK, Args, CommandSpec, OptionSpec, SettingsTable, UserError, role_refusal
-from storage.admins import admin_ids_for
 from storage.database import Database
 from storage.inbound import REPLAYED, SIGN_FRESH_S
 from storage.models import Member
@@ -97,6 +96,11 @@ def _note_replays(platform: str, msg_ids: list[str]) -> None:
                     platform, msg_id, SIGN_FRESH_S)
 
 
+def _sender(msg: IncomingMessage) -> tuple[str, str] | None:
+    """(chat id, user id) of a group message's sender, whom `Store.bind` looks up; None in a private chat."""
+    return (msg.chat_id, msg.user_id) if msg.chat_type != "single" and msg.user_id is not None else None
+
+
 class _Refused(Exception):
     """A handler's UserError, carried out of the transaction so that its writes roll back."""
 
@@ -141,7 +145,6 @@ class Router:
         commands: Sequence[CommandSpec],
         *,
         settings_table: SettingsTable | None = None,
-        admin_ids: Iterable[str] | None = None,
         reply_sink: ReplySink | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: Metrics | None = None,
@@ -151,9 +154,6 @@ class Router:
         self.commands = list(commands)
         # The `设置` rows, assembled by the application with the commands; handed to handlers in `Args`.
         self.settings_table: SettingsTable = dict(settings_table or {})
-        # SALESBOT_ADMINS; by default what the database was opened with (bot.assembly), which reports use too.
-        self.admin_ids = tuple(db.admin_entries if admin_ids is None else admin_ids)
-        self._admins_of: dict[str, frozenset[str]] = {}
         self.reply_sink = reply_sink
         self.running = 0
         self.finished = 0
@@ -284,18 +284,16 @@ class Router:
                 for platform, org_key in {(m.platform, m.org_key) for m in msgs}:
                     ids = [(m.msg_id, m.inbound_id) for m in msgs if (m.platform, m.org_key) == (platform, org_key)]
                     # Who sent the group messages, read in the same statement on PostgreSQL (see below).
-                    senders = {m.msg_id: (m.chat_id, m.user_id) for m in msgs if (m.platform, m.org_key) ==
-                               (platform, org_key) and m.chat_type != "single" and m.user_id is not None}
+                    senders = {m.msg_id: sender for m in msgs
+                               if (m.platform, m.org_key) == (platform, org_key) and (sender := _sender(m))}
                     finished = await store.finish_inbound_many(platform, org_key, ids, self.clock(), senders)
                     fresh |= {(platform, org_key, i) for i, status in finished.items() if status == "done"}
                     replayed |= {(platform, org_key, i) for i, status in finished.items() if status == REPLAYED}
                     _note_replays(platform, [i for i, status in finished.items() if status == REPLAYED])
-                # Who is talking, for the whole batch in one SELECT (each message still binds on its own), but
-                # for those read with the finish.
-                senders_left = [(m.platform, m.org_key, m.chat_id, m.user_id) for m in msgs
-                                if m.chat_type != "single" and m.user_id is not None
-                                and (m.platform, m.org_key, m.msg_id) in fresh]
-                await store.prefetch_bindings([s for s in senders_left if s not in store.prefetched])
+                # Who is talking, for the whole batch in one SELECT (each message still binds on its own);
+                # those read with the finish are not read again.
+                await store.prefetch_bindings([(m.platform, m.org_key, *sender) for m in msgs if
+                                               (m.platform, m.org_key, m.msg_id) in fresh and (sender := _sender(m))])
                 matched = {id(m): self.match(m.text) for m in msgs if (m.platform, m.org_key, m.msg_id) in fresh}
                 await self._prefetch_reads(store, [m for m in msgs if id(m) in matched], matched)
                 results: list[list[Reply]] = []
@@ -376,8 +374,7 @@ class Router:
         if first is None:
             if queued:
                 # A group message's sender is read in the same statement (bind finds it), on PostgreSQL.
-                sender = (msg.chat_id, msg.user_id) if msg.chat_type != "single" and msg.user_id else None
-                status = await store.finish_inbound(msg.platform, msg.org_key, msg.msg_id, now, sender=sender)
+                status = await store.finish_inbound(msg.platform, msg.org_key, msg.msg_id, now, sender=_sender(msg))
                 if status == REPLAYED:
                     _note_replays(msg.platform, [msg.msg_id])
                     note.outcome = "refused"
@@ -399,7 +396,6 @@ class Router:
                 user_id=msg.user_id,
                 user_name=msg.user_name,
                 now=now,
-                admin_ids=self._admins_in(msg.org_key),
                 msg_id=msg.msg_id,
                 private=msg.chat_type == "single",
             )
@@ -417,12 +413,6 @@ class Router:
         if self.reply_sink is not None:
             replies = await self.reply_sink(store, msg, replies, now)
         return replies
-
-    def _admins_in(self, org_key: str) -> frozenset[str]:
-        found = self._admins_of.get(org_key)
-        if found is None:
-            found = self._admins_of[org_key] = admin_ids_for(self.admin_ids, org_key)
-        return found
 
     async def _run(self, store: Store, msg: IncomingMessage, now: datetime, note: _Note) -> list[Reply]:
         note.outcome = "refused"  # until the handler has run: too long, not understood, not allowed

@@ -8,14 +8,16 @@ bot/, so that storage can apply it wherever it reads the `is_admin` flag.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
 
 
-def admin_ids_for(admins: Iterable[str], org_key: str) -> frozenset[str]:
+@functools.lru_cache(maxsize=1024)
+def admin_ids_for(admins: tuple[str, ...], org_key: str) -> frozenset[str]:
     """The user ids SALESBOT_ADMINS makes admins of organisation `org_key` (a corp id, "console").
 
     A bare id counts in every organisation; `<corp id>:<user id>` only in that one. With several
-    corps, user ids are chosen per corp and may collide, hence the qualified form.
+    corps, user ids are chosen per corp and may collide, hence the qualified form. Worked out once per
+    list and organisation: every message's binding asks.
     """
     ids: set[str] = set()
     for entry in admins:

@@ -25,13 +25,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Insert, String, and_, bindparam, case, exists, join, or_, select, true, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import Insert, String, and_, bindparam, case, exists, or_, select, true, update
 
 from storage.deferred import deferral_safe
 from storage.models import InboundMessage, Member, Membership, Organisation, Team
 from storage.scope import StoreBase
 from storage.sql import insert_for, one_of, rowcount, status_in, table_of, unnest_rows, unnest_table
+from storage.tenancy import SENDER, sender_lookups
 
 _inbound = table_of(InboundMessage)
 # Still to be processed: the predicate of the partial index `ix_inbound_messages_waiting`.
@@ -104,10 +104,9 @@ class InboundQueries(StoreBase):
         row = (await self.session.execute(_FINISH_AND_BIND, {**params, "chat_id": chat_id, "user_id": user_id})).first()
         if row is None:
             return None
-        finished, org, team, member, membership = row
-        if membership is not None:  # all four: they are inner joins inside the outer one
-            self.prefetched[(platform, org_key, chat_id, user_id)] = (org, team, member, membership)
-        return str(finished)
+        if row[4] is not None:  # the membership, so all four: they are inner joins inside the outer one
+            self.keep_binding(platform, org_key, row[1:])
+        return str(row[0])
 
     async def finish_inbound_many(
         self, platform: str, org_key: str, msgs: Sequence[tuple[str, int | None]], now: datetime,
@@ -137,15 +136,13 @@ class InboundQueries(StoreBase):
 
     async def _finish_and_bind_many(self, platform: str, org_key: str, rows: list[int], now: datetime,
                                     senders: Mapping[str, tuple[str, str]]) -> dict[str, str]:
-        ids = sorted(senders)
         params = {"p": platform, "o": org_key, "done_at": now, "rows": rows,
-                  **unnest_rows("m", ("msg_id", "chat_id", "user_id"), [(i, *senders[i]) for i in ids])}
+                  **unnest_rows("m", ("msg_id", "chat_id", "user_id"), [(i, *s) for i, s in senders.items()])}
         finished: dict[str, str] = {}
-        for msg_id, status, org, team, member, membership in (await self.session.execute(_finish_and_bind_many(),
-                                                                                          params)).all():
-            finished[msg_id] = status
-            if membership is not None:
-                self.prefetched[(platform, org_key, team.chat_id, member.user_id)] = (org, team, member, membership)
+        for row in (await self.session.execute(_finish_and_bind_many(), params)).all():
+            finished[row[0]] = row[1]
+            if row[5] is not None:  # the membership: the sender is known
+                self.keep_binding(platform, org_key, row[2:])
         return finished
 
     async def claim_stale_inbound(
@@ -218,33 +215,23 @@ _INBOUND_FINISH_MANY = _finish_batch(
 # By row id alone (the ids as one array on PostgreSQL): with the key too, a planner without statistics yet
 # scanned the organisation's rows.
 _INBOUND_FINISH_ROWS = {postgres: _finish_batch(one_of(_inbound.c.id, "rows", postgres)) for postgres in (False, True)}
-# PostgreSQL: `_INBOUND_FINISH` and, in the same statement, the sender's binding (storage.tenancy's
-# `_BIND_KNOWN`), outer-joined: a message that is not waiting any more gives no row, a sender seen for the
-# first time a row without one.
+# PostgreSQL: `_INBOUND_FINISH` and, in the same statement, the sender's binding (storage.tenancy.SENDER),
+# outer-joined: a message that is not waiting any more gives no row, a sender seen for the first time a
+# row without one.
 _finished = _INBOUND_FINISH.cte("finished")
-_sender = (
-    join(Organisation, Team, and_(Team.org_id == Organisation.id, Team.chat_id == bindparam("chat_id")))
-    .join(Member, and_(Member.org_id == Organisation.id, Member.user_id == bindparam("user_id")))
-    .join(Membership, and_(Membership.team_id == Team.id, Membership.member_id == Member.id))
-)
 _FINISH_AND_BIND = select(_finished.c.status, Organisation, Team, Member, Membership).select_from(
-    _finished.outerjoin(_sender, and_(Organisation.platform == bindparam("p"), Organisation.corp_key == bindparam("o")))
+    _finished.outerjoin(SENDER, and_(Organisation.platform == bindparam("p"), Organisation.corp_key == bindparam("o")))
 )
 
 
 @functools.cache
 def _finish_and_bind_many() -> Any:
     """PostgreSQL: a batch's finish by row ids and, in the same statement, each group message's sender
-    (storage.tenancy's `_bind_pairs`: lateral lookups by unique keys), outer-joined: one row per message
-    that was waiting, its binding None where the sender is new (or it came from a private chat)."""
+    (storage.tenancy.sender_lookups), outer-joined: one row per message that was waiting, its binding None
+    where the sender is new."""
     finished = _INBOUND_FINISH_ROWS[True].cte("finished")
     m = unnest_table("m", msg_id=String, chat_id=String, user_id=String)
-    org = (select(Organisation.id)
-           .where(Organisation.platform == bindparam("p"), Organisation.corp_key == bindparam("o"))
-           .scalar_subquery())
-    team = aliased(Team, select(Team).where(Team.org_id == org, Team.chat_id == m.c.chat_id).limit(1).lateral("team"))
-    member = aliased(Member, select(Member).where(Member.org_id == org, Member.user_id == m.c.user_id).limit(1)
-                     .lateral("member"))
+    team, member = sender_lookups(m.c.chat_id, m.c.user_id, bindparam("p"), bindparam("o"))
     statement = (
         select(finished.c.msg_id, finished.c.status, Organisation, team, member, Membership)
         .select_from(finished)

@@ -136,14 +136,23 @@ class StoreBase:
     def role(self) -> Role:
         return self.scope.role
 
+    def admin_ids_of(self, org_key: str) -> frozenset[str]:
+        """The user ids SALESBOT_ADMINS makes admins of organisation `org_key`."""
+        return admin_ids_for(self.admin_entries, org_key)
+
     def org_admin_ids(self) -> frozenset[str]:
         """The user ids SALESBOT_ADMINS makes admins of the bound organisation."""
-        return admin_ids_for(self.admin_entries, self.org.corp_key) if self.admin_entries else frozenset()
+        return self.admin_ids_of(self.org.corp_key)
 
     def is_admin(self, member: Member) -> bool:
         """An admin of the bound organisation: flagged (`salesbot admin add`) or listed in SALESBOT_ADMINS.
         Admins are managers wherever the two are told apart: they read the reports, they are not counted in them."""
         return bool(member.is_admin) or member.user_id in self.org_admin_ids()
+
+    def keep_binding(self, platform: str, org_key: str, row: Sequence[Any]) -> None:
+        """Keep a sender's (organisation, team, member, membership), read ahead, for `bind` to find."""
+        org, team, member, membership = row
+        self.prefetched[(platform, org_key, team.chat_id, member.user_id)] = (org, team, member, membership)
 
     def unbind(self) -> None:
         """Forget the scope, so the next message of a batch sharing this transaction binds afresh."""

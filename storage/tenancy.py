@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, String, and_, bindparam, or_, select, true
+from sqlalchemy import Select, String, and_, bindparam, join, or_, select, true
 from sqlalchemy.orm import aliased
 
 from storage.deferred import deferral_safe
@@ -53,7 +53,6 @@ class TenancyQueries(StoreBase):
         user_id: str | None,
         user_name: str | None,
         now: datetime,
-        admin_ids: frozenset[str] = frozenset(),
         msg_id: str | None = None,
         private: bool = False,
     ) -> Scope:
@@ -68,7 +67,7 @@ class TenancyQueries(StoreBase):
             known = await self._bind_known(platform, org_key, chat_id, user_id, user_name)
             if known is not None:
                 org, team, actor, membership = known
-                role = _role_of(actor, membership, admin_ids)
+                role = _role_of(actor, membership, self.admin_ids_of(org_key))
                 if membership.left_at is not None and role != "admin":
                     raise RemovedFromTeam(team)
                 self._scope = Scope(org=org, team=team, actor=actor, role=role, msg_id=msg_id)
@@ -95,7 +94,7 @@ class TenancyQueries(StoreBase):
         if user_id is not None:
             actor = actor or await self.ensure_member(org, user_id, user_name or user_id, now)
             membership = await self.ensure_membership(team, actor, now)
-            role = _role_of(actor, membership, admin_ids)
+            role = _role_of(actor, membership, self.admin_ids_of(org_key))
             if membership.left_at is not None and role != "admin":
                 raise RemovedFromTeam(team)
         self._scope = Scope(org=org, team=team, actor=actor, role=role, msg_id=msg_id)
@@ -106,11 +105,13 @@ class TenancyQueries(StoreBase):
         organisation, so that binding each of them costs no round trip (`_bind_known` looks here first).
 
         Only rows that exist are kept: a sender seen for the first time, perhaps created by an earlier
-        message of the batch, takes the usual path.
+        message of the batch, takes the usual path. Senders read already (with their messages' finish,
+        storage.inbound) are not read again.
         """
         by_org: dict[tuple[str, str], set[tuple[str, str]]] = {}
         for platform, org_key, chat_id, user_id in senders:
-            by_org.setdefault((platform, org_key), set()).add((chat_id, user_id))
+            if (platform, org_key, chat_id, user_id) not in self.prefetched:
+                by_org.setdefault((platform, org_key), set()).add((chat_id, user_id))
         for (platform, org_key), pairs in by_org.items():
             if len(pairs) < 2:
                 continue  # one sender: its own SELECT costs the same
@@ -124,9 +125,9 @@ class TenancyQueries(StoreBase):
                 statement = _BIND_MANY
                 params = {"platform": platform, "org_key": org_key, "chats": sorted({c for c, _ in pairs}),
                           "users": sorted({u for _, u in pairs})}
-            for org, team, member, membership in (await self.session.execute(statement, params)).all():
-                if (team.chat_id, member.user_id) in pairs:
-                    self.prefetched[(platform, org_key, team.chat_id, member.user_id)] = (org, team, member, membership)
+            for row in (await self.session.execute(statement, params)).all():
+                if (row[1].chat_id, row[2].user_id) in pairs:
+                    self.keep_binding(platform, org_key, row)
 
     async def _bind_known(
         self, platform: str, org_key: str, chat_id: str, user_id: str, user_name: str | None
@@ -324,13 +325,18 @@ class TenancyQueries(StoreBase):
         return rows.scalars().first()
 
 
+# One sender's organisation, team, member and membership, for :chat_id and :user_id; the caller names the
+# organisation (storage.inbound joins it to a message's finish).
+SENDER = (
+    join(Organisation, Team, and_(Team.org_id == Organisation.id, Team.chat_id == bindparam("chat_id")))
+    .join(Member, and_(Member.org_id == Organisation.id, Member.user_id == bindparam("user_id")))
+    .join(Membership, and_(Membership.team_id == Team.id, Membership.member_id == Member.id))
+)
 # The hottest read as a statement built once with bind parameters: building an ORM select per call
 # (column comparisons, cache key) cost more than executing it.
 _BIND_KNOWN = (
     select(Organisation, Team, Member, Membership)
-    .join(Team, and_(Team.org_id == Organisation.id, Team.chat_id == bindparam("chat_id")))
-    .join(Member, and_(Member.org_id == Organisation.id, Member.user_id == bindparam("user_id")))
-    .join(Membership, and_(Membership.team_id == Team.id, Membership.member_id == Member.id))
+    .select_from(SENDER)
     .where(Organisation.platform == bindparam("platform"), Organisation.corp_key == bindparam("org_key"))
 )
 # A batch's senders: every (team, member) pair of these chats and users (the caller keeps those it asked for).
@@ -343,21 +349,26 @@ _BIND_MANY = (
 )
 
 
+def sender_lookups(chat_id: Any, user_id: Any, platform: Any, org_key: Any) -> tuple[Any, Any]:
+    """The team of `chat_id` and the member of `user_id` (columns of the senders' relation) in the organisation
+    (`platform`, `org_key`), as lateral lookups by their unique keys: a few index probes per sender even
+    without statistics yet. LIMIT 1 (each is unique anyway) keeps PostgreSQL from flattening them into one
+    join it would order itself."""
+    org = select(Organisation.id).where(Organisation.platform == platform, Organisation.corp_key == org_key)
+    org_id = org.scalar_subquery()
+    team = aliased(Team, select(Team).where(Team.org_id == org_id, Team.chat_id == chat_id).limit(1).lateral("team"))
+    member = aliased(Member, select(Member).where(Member.org_id == org_id, Member.user_id == user_id).limit(1)
+                     .lateral("member"))
+    return team, member
+
+
 @functools.cache
 def _bind_pairs() -> Any:
     """PostgreSQL's `_BIND_MANY`: the senders as (chat, user) pairs of two arrays, one statement for any
-    number of them (IN lists made one per count), each pair read by unique keys. The team and the member
-    are lateral lookups, so that even without statistics yet (a new database) the plan is a few index
-    probes per sender, not every team of the organisation against every sender."""
+    number of them (IN lists made one per count), each pair read by unique keys (`sender_lookups`), not
+    every team of the organisation against every sender."""
     pairs = unnest_table("pairs", chat_id=String, user_id=String)
-    org = (select(Organisation.id)
-           .where(Organisation.platform == bindparam("platform"), Organisation.corp_key == bindparam("org_key"))
-           .scalar_subquery())
-    # LIMIT 1 (each is unique anyway) keeps PostgreSQL from flattening them into one join it would order itself.
-    team = aliased(Team, select(Team).where(Team.org_id == org, Team.chat_id == pairs.c.chat_id).limit(1)
-                   .lateral("team"))
-    member = aliased(Member, select(Member).where(Member.org_id == org, Member.user_id == pairs.c.user_id).limit(1)
-                     .lateral("member"))
+    team, member = sender_lookups(pairs.c.chat_id, pairs.c.user_id, bindparam("platform"), bindparam("org_key"))
     statement: Any = (
         select(Organisation, team, member, Membership)
         .select_from(pairs)

@@ -41,7 +41,8 @@ def link_in(answers: list[str]) -> str:
 
 @pytest.fixture
 async def board(db: Database, clock) -> AsyncIterator[Board]:  # type: ignore[no-untyped-def]
-    settings = Settings(database_url="sqlite+aiosqlite://")
+    # The board is served by the same deployment as the chat: the same SALESBOT_ADMINS (tests/conftest's bot).
+    settings = Settings(database_url="sqlite+aiosqlite://", admins=db.admin_entries)
     app = build_app(settings, components=[board_component], database=db)
     app[CLOCK_KEY] = clock
     server = AppServer(app, host="127.0.0.1", port=0)
