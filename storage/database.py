@@ -184,7 +184,7 @@ class Database:
                           board=self.board, chart_font=self.chart_font, admin_entries=self.admin_entries)
             async with session.begin():
                 yield store
-                await deferred.flush(session)  # the audit and outbox rows the commands left waiting
+                await deferred.flush(session, self.direct)  # the audit and outbox rows the commands left waiting
             for callback in self._after_commit:
                 callback(store)
 

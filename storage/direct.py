@@ -20,11 +20,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import exc
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql import ClauseElement
 
 Row = tuple[Any, ...]
 _Processor = Callable[[Any], Any] | None
+_HELD = "direct_connection"  # session.info: (its transaction, asyncpg's Connection, the AsyncConnection)
 
 
 class DirectStatement:
@@ -94,6 +95,37 @@ class Direct:
                 if lost:
                     await conn.invalidate()
                 raise _translated(err, prepared.sql, lost) from err
+        return prepared.rows(records)
+
+    async def fetch_in(self, session: AsyncSession, statement: ClauseElement,
+                       params: Mapping[str, Any]) -> list[Row] | None:
+        """Run one statement inside `session`'s transaction, on the asyncpg handle of the connection the
+        transaction holds; its rows, converted. None, and nothing run, until the transaction has begun on the
+        server: its first statement goes through SQLAlchemy, whose driver adapter sends the BEGIN and owns
+        the transaction (COMMIT, ROLLBACK). What the session does around a statement (autoflush, its
+        `do_orm_execute` hooks) is the caller's: this is for statements that need none of it."""
+        transaction = session.sync_session.get_transaction()
+        if transaction is None:
+            return None
+        held = session.info.get(_HELD)
+        if held is None or held[0] is not transaction:
+            conn = await session.connection()
+            held = session.info[_HELD] = (transaction, (await conn.get_raw_connection()).driver_connection, conn)
+        _, raw, conn = held
+        if not raw.is_in_transaction():
+            return None
+        prepared = self.prepare(statement)
+        arguments = prepared.arguments(params)
+        observers = self.engine.sync_engine.dispatch.before_cursor_execute
+        if observers:
+            observers(conn.sync_connection, None, prepared.sql, arguments, None, False)
+        try:
+            records = await raw.fetch(prepared.sql, *arguments)
+        except Exception as err:
+            lost = _is_disconnect(err)
+            if lost:
+                await conn.invalidate()
+            raise _translated(err, prepared.sql, lost) from err
         return prepared.rows(records)
 
 
