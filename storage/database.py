@@ -247,4 +247,6 @@ class Database:
             return False
 
     async def close(self) -> None:
+        if "direct" in self.__dict__ and self.direct is not None:  # built on first use (cached_property)
+            await self.direct.close()
         await self.engine.dispose()

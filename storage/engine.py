@@ -17,6 +17,7 @@ the pool until `pool_timeout`.
 from __future__ import annotations
 
 import time
+import weakref
 from typing import Any
 
 import orjson
@@ -97,6 +98,17 @@ def create_engine(url: str, *, pool_size: int = 20, **kwargs: Any) -> AsyncEngin
 PING_AFTER_IDLE_S = 10.0
 
 
+# engine → when a connection of it was last found lost outside SQLAlchemy's execution (storage.direct):
+# the pooled ones that came back before that are pinged on checkout, as SQLAlchemy's own disconnect
+# handling would have invalidated them.
+_lost: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+def note_lost_connection(engine: AsyncEngine) -> None:
+    """A connection of `engine` turned out dead: its siblings in the pool may be too (a restart, an outage)."""
+    _lost[engine.sync_engine] = time.monotonic()
+
+
 def _ping_when_idle(engine: AsyncEngine) -> None:
     """`pool_pre_ping`, but only for connections that have been idle a while.
 
@@ -116,7 +128,7 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
     @event.listens_for(sync_engine, "checkout")
     def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         since = record.info.pop("idle_since", None)
-        if since is None or time.monotonic() - since < PING_AFTER_IDLE_S:
+        if since is None or (time.monotonic() - since < PING_AFTER_IDLE_S and since > _lost.get(sync_engine, 0.0)):
             return
         try:
             alive = sync_engine.dialect.do_ping(dbapi_connection)

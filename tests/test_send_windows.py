@@ -54,3 +54,5 @@ async def test_two_replicas_taking_slots_of_many_groups_at_once_never_pass_the_l
     async with db.session() as session:
         rows = (await session.execute(select(SendWindow.limit_key, SendWindow.sent))).all()
     assert sorted(len(sent) for _, sent in rows) == [LIMIT] * len(KEYS)
+    for replica in (one, two):  # each replica's own connections, back before the database closes
+        await replica.direct.close()
