@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -162,6 +162,7 @@ class Direct:
             conn = await session.connection()
             held = session.info[_HELD] = (transaction, (await conn.get_raw_connection()).driver_connection, conn)
         _, raw, conn = held
+        raw = cast(Any, raw)  # asyncpg's Connection
         if not raw.is_in_transaction():
             return None
         prepared = self.prepare(statement)
