@@ -6,6 +6,9 @@ through `engine.connect()` and `conn.execute()` cost ~620–680 µs of this proc
 statement on the pooled connection's asyncpg handle ~280 µs (of which ~120 µs is the pool checkout):
 SQLAlchemy's execution context, result wrapping and the greenlet bridge cost more than the round trip.
 
+A unit of work's waiting rows (storage.deferred) go the same way inside its transaction (`Direct.fetch_in`),
+on the connection SQLAlchemy began it on.
+
 The statements stay written once, as SQLAlchemy Core, and are compiled once for the engine's dialect
 (`DirectStatement`): the same SQL text SQLAlchemy would send, its parameters in order, each through
 the bind processor its type has there (our UTC timestamps, JSON as text for the connection's codec),
