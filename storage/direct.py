@@ -33,6 +33,7 @@ Row = tuple[Any, ...]
 _Processor = Callable[[Any], Any] | None
 # Connections kept checked out between statements: the acknowledgements' writer and a few outbox passes.
 HELD_MAX = 4
+PING_TIMEOUT_S = 5.0
 _HELD = "direct_connection"  # session.info: (its transaction, asyncpg's Connection, the AsyncConnection)
 
 
@@ -78,8 +79,8 @@ class Direct:
     The connections it used stay checked out between statements, a few of them (`HELD_MAX`): a checkout
     and checkin of the pool cost ~125 µs of this process's CPU, more than the statement's own ~75 µs, and
     a lone message runs four such statements (its acknowledgement, the outbox's claim, window and settle).
-    One that sat unused for `PING_AFTER_IDLE_S` is dropped, not trusted (the pool would have pinged it);
-    `close` hands them back before the engine is disposed.
+    One that sat unused for `PING_AFTER_IDLE_S` is pinged first, as the pool pings its own, and dropped if
+    it does not answer; `close` hands them back before the engine is disposed.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -91,10 +92,9 @@ class Direct:
         now = time.monotonic()
         while self._held:
             conn, raw, since = self._held.pop()
-            if now - since < PING_AFTER_IDLE_S and not raw.is_closed():
+            if not raw.is_closed() and (now - since < PING_AFTER_IDLE_S or await _answers(raw)):
                 return conn, raw
-            if raw.is_closed():  # the server or the network closed it: its siblings may be gone too
-                note_lost_connection(self.engine)
+            note_lost_connection(self.engine)  # the server or the network closed it: its siblings may be gone too
             await _drop(conn)
         conn = await self.engine.connect()
         try:
@@ -182,6 +182,15 @@ class Direct:
                 await conn.invalidate()
             raise _translated(err, prepared.sql, lost) from err
         return prepared.rows(records)
+
+
+async def _answers(raw: Any) -> bool:
+    """A held connection that sat unused a while, pinged as the pool pings one (storage.engine)."""
+    try:
+        await raw.execute("SELECT 1", timeout=PING_TIMEOUT_S)
+    except Exception:
+        return False
+    return True
 
 
 async def _drop(conn: AsyncConnection) -> None:

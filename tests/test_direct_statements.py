@@ -4,10 +4,11 @@ dead connection left out of the pool."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import exc, text
+from sqlalchemy import exc, func, select, text
 
 from storage.database import Database
 from storage.outbox_queue import _NEXT_DUE
@@ -63,3 +64,19 @@ async def test_a_connection_killed_under_it_is_an_outage_and_leaves_the_pool(pg:
     assert await pg.direct.fetch(_NEXT_DUE[True], {}) == [(None, None)]  # a fresh connection
     later = datetime.now(UTC) + timedelta(seconds=1)
     assert await pg.queue_inbound("dingtalk", "after", "corp", {}, later) is not None
+
+
+_BACKEND_PID = select(func.pg_backend_pid())
+
+
+async def test_a_held_connection_the_server_ended_while_it_waited_is_replaced_without_an_error(pg: Database) -> None:
+    """Direct keeps its connections between statements; one the server ended meanwhile (a restart, an
+    administrator) is not handed out again, and the statement after it simply runs."""
+    assert pg.direct is not None
+    [(pid,)] = await pg.direct.fetch(_BACKEND_PID, {})  # its connection stays held
+    async with pg.engine.connect() as killer:
+        await killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    await asyncio.sleep(0.2)  # the server's goodbye reaches the held connection
+    [(other,)] = await pg.direct.fetch(_BACKEND_PID, {})
+    assert other != pid
+    assert await pg.direct.fetch(_NEXT_DUE[True], {}) == [(None, None)]
