@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -125,30 +125,17 @@ class Direct:
 
     async def fetch(self, statement: ClauseElement, params: Mapping[str, Any]) -> list[Row]:
         """Run one statement in its own implicit transaction; its rows (RETURNING or SELECT), converted."""
-        prepared = self.prepare(statement)
-        arguments = prepared.arguments(params)
-        conn, raw = await self._checkout()  # raw: asyncpg's Connection
+        conn, raw = await self._checkout()
         try:
-            observers = self.engine.sync_engine.dispatch.before_cursor_execute
-            if observers:  # what watches the engine's statements (a bench's counter, a test) sees these too
-                observers(conn.sync_connection, None, prepared.sql, arguments, None, False)
-            records = await raw.fetch(prepared.sql, *arguments)
-        except BaseException as err:
-            lost = _is_disconnect(err) if isinstance(err, Exception) else True  # cancelled mid-statement: unknown
-            if lost:
-                await _drop(conn)
-                if isinstance(err, Exception):  # an outage, maybe: nothing held or pooled is trusted unpinged
-                    note_lost_connection(self.engine)
-                    held, self._held = self._held, []
-                    for other, _, _ in held:
-                        await _drop(other)
-            else:
-                await self._checkin(conn, raw)
-            if isinstance(err, Exception):
-                raise _translated(err, prepared.sql, lost) from err
+            rows = await self._run(conn, raw, statement, params)
+        except exc.DBAPIError as err:
+            await (_drop(conn) if err.connection_invalidated else self._checkin(conn, raw))
+            raise
+        except BaseException:  # cancelled mid-statement: the connection's state is unknown
+            await _drop(conn)
             raise
         await self._checkin(conn, raw)
-        return prepared.rows(records)
+        return rows
 
     async def fetch_in(self, session: AsyncSession, statement: ClauseElement,
                        params: Mapping[str, Any]) -> list[Row] | None:
@@ -163,15 +150,27 @@ class Direct:
         held = session.info.get(_HELD)
         if held is None or held[0] is not transaction:
             conn = await session.connection()
-            held = session.info[_HELD] = (transaction, (await conn.get_raw_connection()).driver_connection, conn)
+            raw: Any = (await conn.get_raw_connection()).driver_connection
+            held = session.info[_HELD] = (transaction, raw, conn)
         _, raw, conn = held
-        raw = cast(Any, raw)  # asyncpg's Connection
         if not raw.is_in_transaction():
             return None
+        try:
+            return await self._run(conn, raw, statement, params)
+        except exc.DBAPIError as err:
+            if err.connection_invalidated:
+                await conn.invalidate()
+            raise
+
+    async def _run(self, conn: AsyncConnection, raw: Any, statement: ClauseElement,
+                   params: Mapping[str, Any]) -> list[Row]:
+        """`statement` on `raw` (asyncpg's Connection of `conn`). Its errors come out as SQLAlchemy's
+        (`_translated`); one that lost the connection says so (`connection_invalidated`), and then
+        nothing held is trusted either: an outage, maybe (`note_lost_connection`)."""
         prepared = self.prepare(statement)
         arguments = prepared.arguments(params)
         observers = self.engine.sync_engine.dispatch.before_cursor_execute
-        if observers:
+        if observers:  # what watches the engine's statements (a bench's counter, a test) sees these too
             observers(conn.sync_connection, None, prepared.sql, arguments, None, False)
         try:
             records = await raw.fetch(prepared.sql, *arguments)
@@ -179,7 +178,9 @@ class Direct:
             lost = _is_disconnect(err)
             if lost:
                 note_lost_connection(self.engine)
-                await conn.invalidate()
+                held, self._held = self._held, []
+                for other, _, _ in held:
+                    await _drop(other)
             raise _translated(err, prepared.sql, lost) from err
         return prepared.rows(records)
 
