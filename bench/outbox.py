@@ -12,12 +12,14 @@ figure is the worker's throughput, not the limiter's. On PostgreSQL every send t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,18 @@ async def open_db(pg_url: str | None, tmp: Path) -> tuple[Database, Any]:
         await admin.dispose()
 
     return db, drop
+
+
+@contextlib.asynccontextmanager
+async def bench_db(pg_url: str | None, tmp: Path) -> AsyncIterator[Database]:
+    """`open_db`, closed and (PostgreSQL) its schema dropped at the end."""
+    db, drop = await open_db(pg_url, tmp)
+    try:
+        yield db
+    finally:
+        await db.close()
+        if drop:
+            await drop()
 
 
 async def enqueue_cost(db: Database) -> dict[str, float]:
@@ -122,17 +136,12 @@ async def deliveries(db: Database) -> dict[str, float]:
 async def main() -> None:
     pg_url = os.environ.get("SALESBOT_BENCH_PG_URL") or os.environ.get("SALESBOT_TEST_PG_URL")
     with tempfile.TemporaryDirectory() as tmp:
-        db, drop = await open_db(pg_url, Path(tmp))
-        try:
+        async with bench_db(pg_url, Path(tmp)) as db:
             result = {
                 "database": "postgresql" if pg_url else "sqlite",
                 **await deliveries(db),
                 **await enqueue_cost(db),
             }
-        finally:
-            await db.close()
-            if drop:
-                await drop()
     print(json.dumps(result, ensure_ascii=False))
 
 

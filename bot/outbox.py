@@ -6,6 +6,7 @@ group announcement commit together or not at all. `OutboxWorker` then delivers d
 
 * it is woken by `Database.on_commit` the moment a transaction that enqueued something commits, and
   otherwise sleeps until the next row is due (retries, other replicas' rows) or `poll_interval` passes;
+  a commit's pass claims the destinations it queued for, the others sweep (bot.outbox_wakes);
 * it keeps order per destination (see storage.outbox_queue for how the claim enforces it across replicas);
 * on PostgreSQL a commit's wake starts a pass beside the last one once that has waited on the platform
   for OVERLAP_AFTER_S (up to MAX_PASSES at once): a slow answer for one group does not hold up replies
@@ -44,6 +45,7 @@ from bot.charts import ready_to_send
 from bot.delivery import Deliverer, OutgoingMessage, PermanentFailure, RateLimit, RetryLater, split_text
 from bot.merge import fitting, merged
 from bot.metrics import Metrics
+from bot.outbox_wakes import Wakes, next_wake
 from bot.ratelimit import SendWindow, SlidingWindowLimiter, Slots, plan_slots, retimed
 from storage.database import Database
 from storage.outbox_queue import ClaimedRow, Failure, Outcome, Retry
@@ -54,8 +56,6 @@ log = logging.getLogger("salesbot.outbox")
 
 Clock = Callable[[], datetime]
 MAX_PASSES = 4
-# A pass still waiting on the platform after this long lets the next one start beside it.
-OVERLAP_AFTER_S = 0.02
 Team = tuple[int, dict[str, Any]]  # a row's team id and settings as claimed (durable broken-push marks)
 
 
@@ -177,16 +177,20 @@ class OutboxWorker:
         self._due: datetime | None = None  # when the next row falls due, as the last pass read it
         self._passes_started = 0
         self._last_pass_at = 0.0  # loop time the last pass started
+        self._wakes = Wakes(poll_interval)  # what the next pass claims (bot.outbox_wakes)
 
     # ----------------------------------------------------------------- lifecycle
     def wake(self) -> None:
-        """Deliver now (called after a commit that enqueued rows). Cheap and safe from any callback."""
+        """Deliver whatever is due now. Cheap and safe from any callback."""
+        self._wakes.sweep()
         self._wake.set()
 
     def on_commit(self, store: Store) -> None:
-        """`Database.on_commit` hook: wake only for transactions that enqueued something."""
+        """`Database.on_commit` hook: wake only for transactions that enqueued something, for the
+        destinations they queued for."""
         if store.enqueued > 0:
-            self.wake()
+            self._wakes.keys(store.enqueued_keys)
+            self._wake.set()
 
     async def start(self) -> None:
         if self._task is not None:
@@ -217,9 +221,9 @@ class OutboxWorker:
         """Passes, each started by a commit's wake (or a timer); up to `max_passes` at once.
 
         A pass waits on its platform calls; a reply committed meanwhile need not wait for them once
-        those are slow (`_next_wake`). The claim never hands out a destination whose head is in flight,
-        so concurrent passes keep each destination's order, and the windows are swapped atomically
-        (storage.send_windows).
+        those are slow (bot.outbox_wakes.next_wake). The claim never hands out a destination whose head
+        is in flight, so concurrent passes keep each destination's order, and the windows are swapped
+        atomically (storage.send_windows).
         """
         woken = False
         passes: set[asyncio.Task[float]] = set()
@@ -230,7 +234,7 @@ class OutboxWorker:
                 self._last_pass_at = asyncio.get_running_loop().time()
                 passes.add(current)
                 current.add_done_callback(passes.discard)
-                woken = await self._next_wake(current, passes)
+                woken = await next_wake(self._wake, current, passes, self._last_pass_at, self.max_passes)
                 if woken and not self._stopping:
                     # Give the commits right behind this one a moment to land, so that under load one
                     # claim takes many rows instead of each commit paying for a claim of its own.
@@ -243,44 +247,25 @@ class OutboxWorker:
             if passes:
                 await asyncio.gather(*passes, return_exceptions=True)
 
-    async def _next_wake(self, current: asyncio.Task[float], passes: set[asyncio.Task[float]]) -> bool:
-        """Wait for a commit's wake (True) or for the time `current` says the next row falls due (False)."""
-        wake = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait((wake, current), return_when=asyncio.FIRST_COMPLETED)
-            if not wake.done():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(wake), current.result())
-            if not wake.done():
-                return False
-            # The next pass waits for the last one while that is quick (its rows join the next claim);
-            # once the last has waited on the platform for OVERLAP_AFTER_S, it starts beside it.
-            loop = asyncio.get_running_loop()
-            while passes:
-                remaining = self._last_pass_at + OVERLAP_AFTER_S - loop.time()
-                if len(passes) < self.max_passes and remaining <= 0:
-                    break
-                timeout = remaining if len(passes) < self.max_passes else None
-                await asyncio.wait(passes, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            return True
-        finally:
-            wake.cancel()
-
     async def _pass(self, woken: bool) -> float:
         """One pass; how long to sleep after it when no commit wakes the worker."""
         self._passes_started += 1
         started = self._passes_started
         try:
-            claimed, deferred = await self._deliver_due()
-            if claimed and self._passes_started != started:
+            keys = self._wakes.take(woken, self._due is not None and self._due <= self.clock(), time.monotonic())
+            held: list[str] = []
+            deferred = await self._deliver_due(keys, held)
+            if held and self._passes_started != started:
                 # A pass that started meanwhile could not take the rows queued behind what this one
                 # held in flight: look again now that they are heads.
+                self._wakes.keys(held)
                 self._wake.set()
-            # When the next row falls due is read after a pass that put rows off (retries, rate
-            # limits) or that the timer started (backoffs and leases of other workers). A pass a
-            # commit woke, that sent all it claimed, changed nothing due later: keep the last answer.
-            if deferred or not woken:
-                self._due = await self.queue.next_due()
+            # When the next row falls due is read after a pass that put rows off (retries, rate limits)
+            # or that swept (backoffs and leases of other workers). A pass a commit woke, that sent all
+            # it claimed, changed nothing due later: keep the last answer. Rows due already are not
+            # counted: the sweep took them, or they came after its claim and their commit wakes a pass.
+            if deferred or keys is None:
+                self._due = await self.queue.next_due(after=self.clock())
             if self._due is not None:
                 return min(max((self._due - self.clock()).total_seconds(), 0.05), self.poll_interval)
         except asyncio.CancelledError:
@@ -295,28 +280,36 @@ class OutboxWorker:
 
         Tests with a fake clock call this directly instead of starting the background task.
         """
-        return (await self._deliver_due())[0]
+        held: list[str] = []
+        await self._deliver_due(None, held)
+        return len(held)
 
-    async def _deliver_due(self) -> tuple[int, bool]:
-        """Claim and deliver until nothing claimable is left: rows claimed, whether any was put off."""
-        claimed, deferred = 0, False
+    async def _deliver_due(self, keys: set[str] | None, held: list[str]) -> bool:
+        """Claim and deliver until nothing claimable is left; whether any row was put off. `held` learns
+        each claimed row's destination. `keys`: first claim only those destinations' rows
+        (bot.outbox_wakes); after a full claim or a failure the pass goes on with everything due."""
+        if keys is not None and not keys:
+            return False  # woken for destinations a pass before claimed
+        deferred = False
         while not self._stopping:
             rows = await self.queue.claim(
                 self.clock(),
                 lease_seconds=self.lease_seconds,
                 batch_size=self.batch_size,
                 per_destination=self.per_destination,
+                dest_keys=keys,
             )
+            keys = None
             if not rows:
                 break
-            claimed += len(rows)
+            held += (row.dest_key for row in rows)
             outcome = await self._deliver_batch(rows)
             deferred = deferred or bool(outcome.retries or outcome.released)
             if not self._claim_was_full(rows) and not outcome.failures:
                 # Everything claimable was in this batch, and no failure queued a notice meanwhile:
                 # no need for an empty claim to say so.
                 break
-        return claimed, deferred
+        return deferred
 
     def _claim_was_full(self, rows: list[ClaimedRow]) -> bool:
         """Whether a claim may have left claimable rows behind (the batch or a destination's share full)."""

@@ -52,10 +52,12 @@ class OutboxQueries(StoreBase):
         if dedup_key is None:
             deferred.defer(self.session, deferred.deferral_safe(insert_for(self.dialect, _outbox)), values)
             self.enqueued += 1
+            self.enqueued_keys.add(dest_key)
             return True
         stmt = insert_for(self.dialect, _outbox, ("dedup_key",))
         result = await self.session.execute(stmt, values)
         added = bool(rowcount(result))
         if added:
             self.enqueued += 1
+            self.enqueued_keys.add(dest_key)
         return added

@@ -15,12 +15,12 @@ This is the SQL half of `bot.outbox.OutboxWorker`. It keeps two promises:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import and_, any_, bindparam, exists, func, or_, select, update
+from sqlalchemy import and_, any_, bindparam, case, exists, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -96,16 +96,19 @@ def _claimable(row: Any, now: Any) -> Any:
     )
 
 
-def _is_head(row: Any, pg: bool) -> Any:
+def _is_head(row: Any, pg: bool, keyed: bool = False) -> Any:
     """`row` is its destination's oldest active row: one aggregate over the active rows, computed once.
 
     (Not "no earlier active row": as an anti-join that is re-read per candidate, and a queue table's
     statistics, taken between bursts, invite the planner to nest those reads — a claim of 100 heads then
     read the whole backlog 100 times.) On PostgreSQL the heads go in as an array, so the candidates are
-    looked up by primary key whatever the plan.
+    looked up by primary key whatever the plan. `keyed` (PostgreSQL): only the destinations bound as
+    `keys`, read through `ix_outbox_active_dest`.
     """
     head = aliased(OutboxMessage)
     heads = select(func.min(head.id)).where(_active(head)).group_by(head.dest_key)
+    if keyed:
+        heads = heads.where(one_of(head.dest_key, "keys", True))
     if pg:
         return row.id == any_(func.array(heads.scalar_subquery()))
     return row.id.in_(heads)
@@ -143,16 +146,34 @@ def _claim_statements() -> tuple[Any, dict[bool, Any], Any, Any, Any]:
         .where(o.id.in_(bindparam("ids", expanding=True)))
         .order_by(o.id)
     )
-    # PostgreSQL: lease the heads and return them in one statement (UPDATE … WHERE id IN (SELECT …
-    # FOR UPDATE SKIP LOCKED) RETURNING …), the team's settings read by a subquery.
-    head_ids = (
-        select(o.id)
-        .where(_active(o), _claimable(o, now), _is_head(o, pg=True))
-        .order_by(o.id)
-        .limit(bindparam("batch"))
-        .with_for_update(skip_locked=True)
+    return (
+        heads,
+        {False: followers, True: followers.with_for_update(skip_locked=True, of=o)},
+        lease,
+        claimed,
+        {keyed: _lease_heads_pg(has_later, keyed) for keyed in (False, True)},
     )
-    lease_heads_pg = (
+
+
+def _lease_heads_pg(has_later: Any, keyed: bool) -> Any:
+    """PostgreSQL: lease the heads and return them in one statement (UPDATE … WHERE id IN (SELECT … FOR
+    UPDATE SKIP LOCKED) RETURNING …), the team's settings read by a subquery.
+
+    `keyed`: only the heads of the destinations bound as `keys` (those a commit just queued for), found
+    through `ix_outbox_active_dest`. The unkeyed claim reads the partial indexes whole, and a settled row
+    leaves its entries there, dead, until VACUUM (a bitmap scan does not mark them): it reads every row
+    settled since (bot.outbox_wakes has the figures); keyed, a few destinations' entries."""
+    o = OutboxMessage
+    now = bindparam("now", type_=o.next_attempt_at.type)
+    where = [_active(o), _claimable(o, now), _is_head(o, pg=True)]
+    if keyed:
+        # Only the heads' primary keys to look up: said as a CASE, "claimable" matches no partial index,
+        # so no plan (a generic one knows nothing of `keys`) can read `ix_outbox_unsent` instead.
+        claimable = case((o.status == "pending", o.next_attempt_at <= now),
+                         (o.status == "sending", o.lease_until <= now), else_=false())
+        where = [claimable, _is_head(o, pg=True, keyed=True)]
+    head_ids = select(o.id).where(*where).order_by(o.id).limit(bindparam("batch")).with_for_update(skip_locked=True)
+    return (
         update(o)
         .where(o.id.in_(head_ids.scalar_subquery()))
         .values(status="sending", lease_until=bindparam("lease_until", type_=o.lease_until.type))
@@ -161,13 +182,6 @@ def _claim_statements() -> tuple[Any, dict[bool, Any], Any, Any, Any]:
             select(Team.settings).where(Team.id == o.team_id).scalar_subquery().label("settings"),
             has_later.label("has_later"),
         )
-    )
-    return (
-        heads,
-        {False: followers, True: followers.with_for_update(skip_locked=True, of=o)},
-        lease,
-        claimed,
-        lease_heads_pg,
     )
 
 
@@ -195,17 +209,21 @@ def _is_due(row: Any, now: datetime) -> bool:
     ))
 
 
-def _next_due_statement(pg: bool) -> Any:
-    """Earliest due head and earliest lease expiry, in one round trip."""
+def _next_due_statement(pg: bool, later: bool) -> Any:
+    """Earliest due head and earliest lease expiry (`later`: of those after `after`), in one round trip."""
     o = OutboxMessage
-    pending = (
-        select(func.min(o.next_attempt_at)).where(status_in(o.status, "pending"), _is_head(o, pg)).scalar_subquery()
-    )
-    leased = select(func.min(o.lease_until)).where(status_in(o.status, "sending")).scalar_subquery()
+    pending_where = [status_in(o.status, "pending"), _is_head(o, pg)]
+    leased_where = [status_in(o.status, "sending")]
+    if later:
+        after = bindparam("after", type_=o.next_attempt_at.type)
+        pending_where.append(o.next_attempt_at > after)
+        leased_where.append(o.lease_until > after)
+    pending = select(func.min(o.next_attempt_at)).where(*pending_where).scalar_subquery()
+    leased = select(func.min(o.lease_until)).where(*leased_where).scalar_subquery()
     return select(pending, leased)
 
 
-_NEXT_DUE = {pg: _next_due_statement(pg) for pg in (False, True)}
+_NEXT_DUE = {(pg, later): _next_due_statement(pg, later) for pg in (False, True) for later in (False, True)}
 
 
 async def _followers(
@@ -261,7 +279,8 @@ class OutboxQueue:
         self.direct = direct  # PostgreSQL: the autocommitted claim and settle (storage.direct)
 
     async def claim(
-        self, now: datetime, *, lease_seconds: float, batch_size: int, per_destination: int
+        self, now: datetime, *, lease_seconds: float, batch_size: int, per_destination: int,
+        dest_keys: Collection[str] | None = None,
     ) -> list[ClaimedRow]:
         """Lease up to `batch_size` due rows, at most `per_destination` consecutive rows per destination.
 
@@ -269,6 +288,8 @@ class OutboxQueue:
         another worker is claiming right now is skipped entirely, and the `NOT EXISTS` check makes every
         row behind an unsettled head invisible, so a second worker can never start on row N+1.
         Step 2 takes the followers of the heads we locked.
+
+        `dest_keys` (PostgreSQL; SQLite claims everything due): only those destinations' rows.
         """
         pg = not self.is_sqlite
         lease_until = now + timedelta(seconds=lease_seconds)
@@ -276,8 +297,11 @@ class OutboxQueue:
             # One autocommitted statement leases the heads and returns them: heads are usually all
             # there is (one reply per chat), and five round trips become one. Their followers cannot
             # be taken by anyone else meanwhile (their head is active), so they come in a second step.
-            params = {"now": now, "batch": batch_size, "lease_until": lease_until}
-            rows: list[Any] = [_Head(*r) for r in await self._direct().fetch(_LEASE_HEADS_PG, params)]
+            params: dict[str, Any] = {"now": now, "batch": batch_size, "lease_until": lease_until}
+            if dest_keys is not None:
+                params["keys"] = list(dest_keys)
+            statement = _LEASE_HEADS_PG[dest_keys is not None]
+            rows: list[Any] = [_Head(*r) for r in await self._direct().fetch(statement, params)]
             if not rows:
                 return []
             followed = [h for h in rows if h.has_later]
@@ -383,17 +407,20 @@ class OutboxQueue:
             )
             return rowcount(result)
 
-    async def next_due(self) -> datetime | None:
-        """When the earliest destination head becomes due or the earliest lease expires.
+    async def next_due(self, after: datetime | None = None) -> datetime | None:
+        """When the earliest destination head becomes due or the earliest lease expires (`after`: the
+        earliest such time after it — what a worker that has just claimed everything due must wait for).
 
         Only heads count: rows queued behind a busy or backing-off head are "due" but not claimable, and
         waking for them would spin.
         """
+        statement = _NEXT_DUE[not self.is_sqlite, after is not None]
+        params = {} if after is None else {"after": after}
         if self.is_sqlite:
             async with self.sessions() as session:
-                pending, leased = (await session.execute(_NEXT_DUE[False])).one()
+                pending, leased = (await session.execute(statement, params)).one()
         else:
-            [(pending, leased)] = await self._direct().fetch(_NEXT_DUE[True], {})
+            [(pending, leased)] = await self._direct().fetch(statement, params)
         times = [t for t in (pending, leased) if t is not None]
         return min(times) if times else None
 

@@ -91,6 +91,7 @@ class StoreBase:
         self.session = session
         self._scope: Scope | None = None
         self.enqueued = 0
+        self.enqueued_keys: set[str] = set()  # their destinations: the outbox worker's claim looks only there
         # The zone a newly seen organisation starts with (SALESBOT_TIMEZONE); admins change it later.
         self.default_timezone = default_timezone
         # The name-key version a newly seen organisation's keys are made with (handlers.names.NAME_KEY_VERSION).

@@ -34,14 +34,14 @@ async def test_an_acknowledged_message_gets_its_row_id_and_a_second_copy_none(pg
 
 async def test_results_come_back_through_their_types(pg: Database) -> None:
     assert pg.direct is not None
-    [(pending, leased)] = await pg.direct.fetch(_NEXT_DUE[True], {})
+    [(pending, leased)] = await pg.direct.fetch(_NEXT_DUE[True, False], {})
     assert (pending, leased) == (None, None)
     due = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
     async with pg.engine.begin() as conn:
         await conn.execute(text(
             "INSERT INTO outbox (platform, dest_key, destination, body, status, attempts, next_attempt_at, created_at)"
             " VALUES ('dingtalk', 'chat:c1', '{}', '{}', 'pending', 0, :due, :due)"), {"due": due.replace(tzinfo=None)})
-    [(pending, leased)] = await pg.direct.fetch(_NEXT_DUE[True], {})
+    [(pending, leased)] = await pg.direct.fetch(_NEXT_DUE[True, False], {})
     assert pending == due and pending.tzinfo is not None and leased is None
 
 
@@ -59,9 +59,9 @@ async def test_a_connection_killed_under_it_is_an_outage_and_leaves_the_pool(pg:
         async with pg.engine.connect() as killer:
             await killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     with pytest.raises(exc.OperationalError) as caught:
-        await pg.direct.fetch(_NEXT_DUE[True], {})
+        await pg.direct.fetch(_NEXT_DUE[True, False], {})
     assert caught.value.connection_invalidated
-    assert await pg.direct.fetch(_NEXT_DUE[True], {}) == [(None, None)]  # a fresh connection
+    assert await pg.direct.fetch(_NEXT_DUE[True, False], {}) == [(None, None)]  # a fresh connection
     later = datetime.now(UTC) + timedelta(seconds=1)
     assert await pg.queue_inbound("dingtalk", "after", "corp", {}, later) is not None
 
@@ -79,4 +79,4 @@ async def test_a_held_connection_the_server_ended_while_it_waited_is_replaced_wi
     await asyncio.sleep(0.2)  # the server's goodbye reaches the held connection
     [(other,)] = await pg.direct.fetch(_BACKEND_PID, {})
     assert other != pid
-    assert await pg.direct.fetch(_NEXT_DUE[True], {}) == [(None, None)]
+    assert await pg.direct.fetch(_NEXT_DUE[True, False], {}) == [(None, None)]
