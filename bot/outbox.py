@@ -229,8 +229,12 @@ class OutboxWorker:
         passes: set[asyncio.Task[float]] = set()
         try:
             while not self._stopping:
+                # What the pass claims is decided as the wake is cleared: a commit after this wakes the
+                # next pass, for its own destinations.
                 self._wake.clear()
-                current = asyncio.create_task(self._pass(woken), name="outbox-pass")
+                due_now = self._due is not None and self._due <= self.clock()
+                keys = self._wakes.take(woken, due_now, time.monotonic())
+                current = asyncio.create_task(self._pass(keys), name="outbox-pass")
                 self._last_pass_at = asyncio.get_running_loop().time()
                 passes.add(current)
                 current.add_done_callback(passes.discard)
@@ -247,12 +251,12 @@ class OutboxWorker:
             if passes:
                 await asyncio.gather(*passes, return_exceptions=True)
 
-    async def _pass(self, woken: bool) -> float:
-        """One pass; how long to sleep after it when no commit wakes the worker."""
+    async def _pass(self, keys: set[str] | None) -> float:
+        """One pass, for `keys` or (None) everything due; how long to sleep after it when no commit wakes
+        the worker."""
         self._passes_started += 1
         started = self._passes_started
         try:
-            keys = self._wakes.take(woken, self._due is not None and self._due <= self.clock(), time.monotonic())
             held: list[str] = []
             deferred = await self._deliver_due(keys, held)
             if held and self._passes_started != started:
