@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest revision in migrations/versions/. A new migration changes it (the test says so).
-HEAD_REVISION = "0022_redundant_org_indexes"
+HEAD_REVISION = "0023_queue_autovacuum"
 # Alembic's own bookkeeping table, as `alembic upgrade` creates it.
 _VERSION_TABLE_DDL = (
     "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 
 from storage import migrate
 from storage.database import Database
@@ -83,3 +85,24 @@ async def test_a_new_sqlite_database_starts_at_head_as_if_every_migration_had_ru
     finally:
         await migrated.close()
         await created.close()
+
+
+async def _autovacuum_options(db: Database, table: str) -> set[str]:
+    async with db.engine.connect() as conn:
+        options = (await conn.execute(text("SELECT reloptions FROM pg_class WHERE oid = to_regclass(:t)"),
+                                      {"t": table})).scalar_one()
+    return {o for o in options or () if o.startswith("autovacuum")}
+
+
+async def test_the_queue_tables_are_vacuumed_after_a_fixed_number_of_changes_on_postgresql(db) -> None:
+    """Not after a fifth of a table that keeps weeks of history (migration 0023)."""
+    if db.is_sqlite:
+        pytest.skip("PostgreSQL's autovacuum settings; SQLite has none")
+    expected = {"autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=2000",
+                "autovacuum_analyze_scale_factor=0", "autovacuum_analyze_threshold=1000"}
+    for table in ("outbox", "inbound_messages"):
+        assert await _autovacuum_options(db, table) == expected
+    await migrate.downgrade(db.engine, "0022_redundant_org_indexes")
+    assert await _autovacuum_options(db, "outbox") == set()
+    await migrate.upgrade(db.engine)
+    assert await _autovacuum_options(db, "inbound_messages") == expected
