@@ -165,13 +165,14 @@ def _lease_heads_pg(has_later: Any, keyed: bool) -> Any:
     settled since (bot.outbox_wakes has the figures); keyed, a few destinations' entries."""
     o = OutboxMessage
     now = bindparam("now", type_=o.next_attempt_at.type)
-    where = [_active(o), _claimable(o, now), _is_head(o, pg=True)]
     if keyed:
         # Only the heads' primary keys to look up: said as a CASE, "claimable" matches no partial index,
         # so no plan (a generic one knows nothing of `keys`) can read `ix_outbox_unsent` instead.
         claimable = case((o.status == "pending", o.next_attempt_at <= now),
                          (o.status == "sending", o.lease_until <= now), else_=false())
         where = [claimable, _is_head(o, pg=True, keyed=True)]
+    else:
+        where = [_active(o), _claimable(o, now), _is_head(o, pg=True)]
     head_ids = select(o.id).where(*where).order_by(o.id).limit(bindparam("batch")).with_for_update(skip_locked=True)
     return (
         update(o)

@@ -9,13 +9,13 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
-from bot.outbox import OutboxWorker
+from bot.outbox import OutboxWorker, utcnow
 from bot.outbox_wakes import Wakes
 from storage.database import Database
 from storage.store import Store
 from tests.fakes.wecom import ERR_BUSY, FakeWeCom
 from tests.outbox_helpers import enqueue_texts, received_texts
-from tests.test_outbox_delivery import make_worker, utcnow
+from tests.test_outbox_delivery import make_worker
 
 KEY = "robot-key-0001-secret"
 BUSY = [f"robot-key-busy-{n:02d}" for n in range(40)]
